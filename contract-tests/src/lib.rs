@@ -1,0 +1,1 @@
+//! Contract tests live in `tests/`: each adapter against its simulator and the published signature examples.

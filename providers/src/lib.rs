@@ -1,0 +1,314 @@
+//! Acquirer adapters behind one trait.
+//!
+//! The service talks to every acquirer through [`Acquirer`]. An adapter is one merchant account
+//! at one acquirer: it knows its credentials and base URLs, signs what it sends, verifies what it
+//! receives and maps the acquirer's answers to the outcome values below. Outcomes are values, not
+//! errors: only [`ChargeOutcome::Unknown`] and [`StatusOutcome::Unknown`] mean "ask again later".
+//!
+//! Adapters declare what they can do in [`Capabilities`], so the service refuses an unsupported
+//! request before anything is sent. Each acquirer also has a sandbox simulator of its wire
+//! protocol (`<acquirer>::sandbox`) used by tests and the local demo.
+
+pub mod money;
+pub mod robokassa;
+pub mod signing;
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+pub use money::{Amount, AmountError};
+
+/// The acquirers oplata can talk to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AcquirerKind {
+    NetPay,
+    Robokassa,
+    Moneta,
+}
+
+impl AcquirerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AcquirerKind::NetPay => "net_pay",
+            AcquirerKind::Robokassa => "robokassa",
+            AcquirerKind::Moneta => "moneta",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "net_pay" => Some(AcquirerKind::NetPay),
+            "robokassa" => Some(AcquirerKind::Robokassa),
+            "moneta" => Some(AcquirerKind::Moneta),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for AcquirerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What an adapter can do. The service checks these before it calls out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// A payment on the acquirer's hosted page, with card entry there.
+    pub hosted_payment: bool,
+    /// The acquirer can issue a recurring token from a hosted payment.
+    pub saved_cards: bool,
+    /// How 3-D Secure on a new card payment is known to have happened.
+    pub three_ds: ThreeDsAssurance,
+    /// The acquirer answers "what happened to this order?".
+    pub status_query: bool,
+    /// Refunds can be requested through an API.
+    pub refunds: bool,
+    /// Refund status can be queried.
+    pub refund_status: bool,
+    /// A saved token can be unbound at the acquirer.
+    pub unbind: bool,
+}
+
+/// How oplata knows that a new-card payment passed 3-D Secure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreeDsAssurance {
+    /// The acquirer's hosted page always runs 3-D Secure: it is in the merchant contract.
+    EnforcedByContract,
+    /// The acquirer reports, per operation, whether 3-D Secure was passed.
+    ReportedPerPayment,
+}
+
+/// What the service asks an acquirer to start: a payment with card entry on the acquirer's page.
+#[derive(Debug, Clone)]
+pub struct PaymentRequest<'a> {
+    /// oplata's payment id, echoed by the acquirer where its protocol allows.
+    pub payment_ref: &'a str,
+    /// The acquirer-side order id oplata allocated for this payment.
+    pub order_id: &'a str,
+    pub amount: Amount,
+    pub description: &'a str,
+    pub email: Option<&'a str>,
+}
+
+/// Where the service must send the customer's browser next.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum NextAction {
+    /// Send the browser to this address with a GET.
+    Redirect { url: String },
+    /// Make the browser POST these fields to this address (an auto-submitting form).
+    FormPost {
+        url: String,
+        fields: Vec<(String, String)>,
+    },
+}
+
+/// The result of asking an acquirer to start a hosted payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartOutcome {
+    /// The customer has to act: pay on the acquirer's page.
+    RequiresAction(NextAction),
+    /// The acquirer refused before the customer saw anything.
+    Declined(Decline),
+    /// Nothing was sent (or the acquirer certainly did not act on it): safe to try again.
+    NotSent { reason: String },
+}
+
+/// A refusal by the acquirer or the issuer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decline {
+    /// The acquirer's own code, as it sent it.
+    pub acquirer_code: String,
+    /// oplata's unified code for it.
+    pub code: DeclineCode,
+    pub message: String,
+}
+
+/// oplata's unified decline reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeclineCode {
+    CanceledByCustomer,
+    InsufficientFunds,
+    ThreeDsFailed,
+    Refused,
+    AcquirerError,
+}
+
+impl DeclineCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeclineCode::CanceledByCustomer => "canceled_by_customer",
+            DeclineCode::InsufficientFunds => "insufficient_funds",
+            DeclineCode::ThreeDsFailed => "three_ds_failed",
+            DeclineCode::Refused => "refused",
+            DeclineCode::AcquirerError => "acquirer_error",
+        }
+    }
+}
+
+/// The acquirer's answer to "what happened to this order?".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusOutcome {
+    /// Paid: this much was charged.
+    Succeeded { amount: Amount },
+    /// Final failure.
+    Failed(Decline),
+    /// Not final yet (customer still on the page, money in transit…).
+    Pending,
+    /// The acquirer did not give a readable answer: ask again later.
+    Unknown { reason: String },
+}
+
+/// A server-to-server notification as it arrived, before anything was trusted.
+#[derive(Debug, Clone, Default)]
+pub struct RawCallback {
+    /// The raw query string, without the leading `?`.
+    pub query: String,
+    /// The raw request body.
+    pub body: Vec<u8>,
+}
+
+impl RawCallback {
+    /// The notification's parameters in the order received: the query string and a form body.
+    pub fn params(&self) -> Vec<(String, String)> {
+        form_urlencoded::parse(self.query.as_bytes())
+            .chain(form_urlencoded::parse(&self.body))
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    }
+}
+
+/// What a verified notification says happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallbackEvent {
+    /// The payment was charged: `amount_text` exactly as the acquirer sent it.
+    PaymentSucceeded,
+    /// The payment failed.
+    PaymentFailed(Decline),
+}
+
+/// A notification whose signature checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedCallback {
+    pub order_id: String,
+    pub event: CallbackEvent,
+    /// The amount as the acquirer wrote it (never re-formatted before verification).
+    pub amount_text: String,
+    /// The same amount as a number, to compare with the payment's.
+    pub amount: rust_decimal::Decimal,
+    /// The payment id echoed back in the acquirer's custom fields, when it carries one.
+    pub payment_ref: Option<String>,
+}
+
+/// The HTTP answer an acquirer's protocol expects to a notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackAnswer {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+/// Why a notification was not accepted. Texts are safe to log and to answer: no secrets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallbackError {
+    #[error("the notification is malformed: {0}")]
+    Malformed(String),
+    #[error("the notification's signature does not match")]
+    BadSignature,
+    #[error("the notification names an order this service does not know")]
+    UnknownOrder,
+    #[error("the notification's amount differs from the payment's")]
+    AmountMismatch,
+}
+
+/// A failure of the adapter itself, as opposed to an outcome the acquirer reported.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("{acquirer} does not support {operation}")]
+    Unsupported {
+        acquirer: AcquirerKind,
+        operation: &'static str,
+    },
+    #[error("invalid adapter configuration: {0}")]
+    Configuration(String),
+}
+
+/// One merchant account at one acquirer.
+#[async_trait]
+pub trait Acquirer: Send + Sync + fmt::Debug {
+    fn kind(&self) -> AcquirerKind;
+
+    fn capabilities(&self) -> Capabilities;
+
+    /// Starts a payment with card entry on the acquirer's page and says where to send the browser.
+    async fn start_payment(&self, request: &PaymentRequest<'_>) -> StartOutcome;
+
+    /// Checks a server-to-server notification's signature and reads what it says.
+    fn verify_callback(&self, raw: &RawCallback) -> Result<VerifiedCallback, CallbackError>;
+
+    /// Asks the acquirer what happened to an order.
+    async fn payment_status(&self, order_id: &str) -> Result<StatusOutcome, ProviderError> {
+        let _ = order_id;
+        Err(ProviderError::Unsupported {
+            acquirer: self.kind(),
+            operation: "status query",
+        })
+    }
+}
+
+/// Reads the order id out of a notification before it is verified, so the service can find the
+/// payment (and with it the merchant account whose secret verifies the notification).
+pub fn callback_order_id(kind: AcquirerKind, raw: &RawCallback) -> Result<String, CallbackError> {
+    match kind {
+        AcquirerKind::Robokassa => robokassa::wire::ResultNotice::parse(raw).map(|n| n.inv_id),
+        AcquirerKind::NetPay | AcquirerKind::Moneta => Err(CallbackError::Malformed(format!(
+            "{kind} notifications are not handled yet"
+        ))),
+    }
+}
+
+/// The answer a protocol expects for an accepted notification of `order_id`.
+pub fn callback_accepted(kind: AcquirerKind, order_id: &str) -> CallbackAnswer {
+    match kind {
+        AcquirerKind::Robokassa => robokassa::wire::result_answer_ok(order_id),
+        AcquirerKind::NetPay | AcquirerKind::Moneta => CallbackAnswer {
+            status: 200,
+            content_type: "text/plain; charset=utf-8",
+            body: "OK".to_owned(),
+        },
+    }
+}
+
+/// The answer a protocol expects for a rejected notification.
+pub fn callback_rejected(kind: AcquirerKind, error: &CallbackError) -> CallbackAnswer {
+    match kind {
+        AcquirerKind::Robokassa => robokassa::wire::result_answer_rejected(error),
+        AcquirerKind::NetPay | AcquirerKind::Moneta => CallbackAnswer {
+            status: 400,
+            content_type: "text/plain; charset=utf-8",
+            body: error.to_string(),
+        },
+    }
+}
+
+/// Reads the order id from the customer's browser return (SuccessURL, FailURL…). The return is
+/// not trusted: the service only uses it to know which payment to ask the acquirer about.
+pub fn return_order_id(kind: AcquirerKind, raw: &RawCallback) -> Option<String> {
+    match kind {
+        AcquirerKind::Robokassa => {
+            let params = raw.params();
+            let mut ids = params.iter().filter(|(k, _)| k == "InvId").map(|(_, v)| v);
+            let id = ids.next()?;
+            let plain = ids.next().is_none()
+                && !id.is_empty()
+                && id.len() <= 18
+                && id.bytes().all(|b| b.is_ascii_digit());
+            plain.then(|| id.clone())
+        }
+        AcquirerKind::NetPay | AcquirerKind::Moneta => None,
+    }
+}

@@ -1,0 +1,245 @@
+//! Robokassa: hosted payment page, ResultURL notifications and the OpStateExt status query.
+//!
+//! Decisions where the public record is silent (`PROTOCOLS.md`, section 5):
+//! - `InvId` must be an integer unique per shop: oplata allocates it from its own per-acquirer
+//!   sequence and also sends its payment id as `Shp_payment`.
+//! - 3-D Secure runs on Robokassa's page; the merchant contract makes it mandatory.
+//! - SuccessURL and FailURL are browser redirects and never change a payment by themselves:
+//!   the service asks OpStateExt what really happened.
+
+pub mod sandbox;
+pub mod wire;
+
+
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+use crate::signing::HashAlgorithm;
+use crate::{
+    Acquirer, AcquirerKind, Amount, CallbackError, CallbackEvent, Capabilities, Decline,
+    DeclineCode, NextAction, PaymentRequest, ProviderError, RawCallback, StartOutcome,
+    StatusOutcome, ThreeDsAssurance, VerifiedCallback,
+};
+use wire::{OperationState, OperationStateResponse, ResultCode, ResultNotice};
+
+/// Robokassa limits the description shown to the customer.
+const DESCRIPTION_MAX_CHARS: usize = 100;
+
+/// One Robokassa shop.
+#[derive(Debug, Clone)]
+pub struct RobokassaConfig {
+    pub merchant_login: String,
+    /// Signs payment requests; verifies the SuccessURL redirect.
+    pub password1: SecretString,
+    /// Verifies ResultURL notifications; signs OpStateExt.
+    pub password2: SecretString,
+    pub hash: HashAlgorithm,
+    /// Sends `IsTest=1`: Robokassa's test mode, with the test pair of passwords.
+    pub test_mode: bool,
+    /// `https://auth.robokassa.ru` in production; a simulator's address in tests.
+    pub base_url: Url,
+}
+
+#[derive(Debug)]
+pub struct Robokassa {
+    config: RobokassaConfig,
+    http: reqwest::Client,
+}
+
+impl Robokassa {
+    pub fn new(config: RobokassaConfig, http: reqwest::Client) -> Result<Self, ProviderError> {
+        if config.merchant_login.is_empty() {
+            return Err(ProviderError::Configuration("merchant_login is empty".into()));
+        }
+        if config.password1.expose_secret().is_empty() || config.password2.expose_secret().is_empty()
+        {
+            return Err(ProviderError::Configuration("a Robokassa password is empty".into()));
+        }
+        Ok(Robokassa { config, http })
+    }
+
+    fn endpoint(&self, path: &str) -> Url {
+        let mut url = self.config.base_url.clone();
+        let base_path = url.path().trim_end_matches('/').to_owned();
+        url.set_path(&format!("{base_path}{path}"));
+        url
+    }
+
+    fn payment_page_url(&self, request: &PaymentRequest<'_>) -> String {
+        let out_sum = request.amount.to_string();
+        let shp = vec![(wire::PAYMENT_REF_PARAM.to_owned(), request.payment_ref.to_owned())];
+        let signature = wire::payment_signature(
+            self.config.hash,
+            &self.config.merchant_login,
+            &out_sum,
+            request.order_id,
+            self.config.password1.expose_secret(),
+            &shp,
+        );
+        let description: String = request.description.chars().take(DESCRIPTION_MAX_CHARS).collect();
+        let mut url = self.endpoint("/Merchant/Index.aspx");
+        {
+            let mut query = url.query_pairs_mut();
+            query
+                .append_pair("MerchantLogin", &self.config.merchant_login)
+                .append_pair("OutSum", &out_sum)
+                .append_pair("InvId", request.order_id)
+                .append_pair("Description", &description)
+                .append_pair("SignatureValue", &signature)
+                .append_pair("Culture", "ru")
+                .append_pair("Encoding", "utf-8");
+            if let Some(email) = request.email {
+                query.append_pair("Email", email);
+            }
+            if self.config.test_mode {
+                query.append_pair("IsTest", "1");
+            }
+            for (name, value) in &shp {
+                query.append_pair(name, value);
+            }
+        }
+        url.to_string()
+    }
+
+    async fn query_op_state(&self, order_id: &str) -> Result<OperationStateResponse, String> {
+        let signature = wire::op_state_signature(
+            self.config.hash,
+            &self.config.merchant_login,
+            order_id,
+            self.config.password2.expose_secret(),
+        );
+        let response = self
+            .http
+            .get(self.endpoint("/Merchant/WebService/Service.asmx/OpStateExt"))
+            .query(&[
+                ("MerchantLogin", self.config.merchant_login.as_str()),
+                ("InvoiceID", order_id),
+                ("Signature", signature.as_str()),
+            ])
+            .send()
+            .await
+            // The error text would carry the URL and so the signature: keep only its kind.
+            .map_err(|e| format!("OpStateExt request failed ({})", describe_transport_error(&e)))?;
+        let status = response.status();
+        let body = response
+            .text()
+            .await
+            .map_err(|e| format!("OpStateExt body unreadable ({})", describe_transport_error(&e)))?;
+        if !status.is_success() {
+            return Err(format!("OpStateExt answered HTTP {}", status.as_u16()));
+        }
+        OperationStateResponse::parse(&body)
+    }
+}
+
+fn describe_transport_error(error: &reqwest::Error) -> &'static str {
+    if error.is_timeout() {
+        "timeout"
+    } else if error.is_connect() {
+        "connection failed"
+    } else if error.is_decode() || error.is_body() {
+        "bad body"
+    } else {
+        "transport error"
+    }
+}
+
+#[async_trait]
+impl Acquirer for Robokassa {
+    fn kind(&self) -> AcquirerKind {
+        AcquirerKind::Robokassa
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            hosted_payment: true,
+            saved_cards: false,
+            three_ds: ThreeDsAssurance::EnforcedByContract,
+            status_query: true,
+            refunds: false,
+            refund_status: false,
+            unbind: false,
+        }
+    }
+
+    async fn start_payment(&self, request: &PaymentRequest<'_>) -> StartOutcome {
+        StartOutcome::RequiresAction(NextAction::Redirect {
+            url: self.payment_page_url(request),
+        })
+    }
+
+    fn verify_callback(&self, raw: &RawCallback) -> Result<VerifiedCallback, CallbackError> {
+        let notice = ResultNotice::parse(raw)?;
+        if !notice.signature_is_valid(self.config.hash, self.config.password2.expose_secret()) {
+            return Err(CallbackError::BadSignature);
+        }
+        let amount = notice.amount()?;
+        Ok(VerifiedCallback {
+            payment_ref: notice.shp_value(wire::PAYMENT_REF_PARAM).map(str::to_owned),
+            order_id: notice.inv_id,
+            // Robokassa calls ResultURL only for a paid invoice.
+            event: CallbackEvent::PaymentSucceeded,
+            amount_text: notice.out_sum,
+            amount,
+        })
+    }
+
+    async fn payment_status(&self, order_id: &str) -> Result<StatusOutcome, ProviderError> {
+        let answer = match self.query_op_state(order_id).await {
+            Ok(answer) => answer,
+            Err(reason) => return Ok(StatusOutcome::Unknown { reason }),
+        };
+        match ResultCode::from_code(answer.result.code) {
+            ResultCode::Ok => {}
+            // The customer never opened the page: Robokassa has no such invoice yet.
+            ResultCode::InvoiceNotFound => return Ok(StatusOutcome::Pending),
+            code @ (ResultCode::BadSignature
+            | ResultCode::ShopNotFound
+            | ResultCode::DuplicateInvoice
+            | ResultCode::InternalError
+            | ResultCode::Unrecognized(_)) => {
+                return Ok(StatusOutcome::Unknown {
+                    reason: format!("OpStateExt result {code:?}"),
+                });
+            }
+        }
+        let Some(state) = answer.state else {
+            return Ok(StatusOutcome::Unknown {
+                reason: "OpStateExt answer without State".into(),
+            });
+        };
+        let state = OperationState::from_code(state.code);
+        Ok(match state {
+            OperationState::Paid => {
+                let amount_text = answer.info.and_then(|i| i.out_sum.or(i.inc_sum));
+                match amount_text
+                    .and_then(|t| t.parse::<rust_decimal::Decimal>().ok())
+                    .and_then(|d| Amount::from_decimal(d.normalize()).ok())
+                {
+                    Some(amount) => StatusOutcome::Succeeded { amount },
+                    None => StatusOutcome::Unknown {
+                        reason: "OpStateExt reports paid without a readable amount".into(),
+                    },
+                }
+            }
+            OperationState::Canceled => StatusOutcome::Failed(Decline {
+                acquirer_code: state.code().to_string(),
+                code: DeclineCode::CanceledByCustomer,
+                message: "the payment was cancelled by the customer or timed out".into(),
+            }),
+            OperationState::Returned => StatusOutcome::Failed(Decline {
+                acquirer_code: state.code().to_string(),
+                code: DeclineCode::Refused,
+                message: "crediting was refused and the money returned to the customer".into(),
+            }),
+            OperationState::Initiated
+            | OperationState::Held
+            | OperationState::Crediting
+            | OperationState::Suspended => StatusOutcome::Pending,
+            OperationState::Unrecognized(code) => StatusOutcome::Unknown {
+                reason: format!("OpStateExt state {code} is not known"),
+            },
+        })
+    }
+}

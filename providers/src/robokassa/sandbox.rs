@@ -1,0 +1,511 @@
+//! A simulator of Robokassa's side of the protocol, for tests and the local demo.
+//!
+//! It checks a payment page request's `SignatureValue` exactly as Robokassa does, shows a page
+//! with "pay" and "decline" buttons, and on "pay" delivers the ResultURL notification (with the
+//! six-decimal `OutSum` Robokassa sends) until the shop answers `OK{InvId}`, then redirects the
+//! browser to SuccessURL; on "decline" it cancels the invoice and redirects to FailURL.
+//! `OpStateExt` answers from the same invoice book. Nothing here is meant for production: the
+//! service refuses to mount it outside demo mode.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::extract::{Form, RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use url::Url;
+
+use super::wire::{self, OperationState};
+use crate::signing::{HashAlgorithm, hex_signature_matches};
+use crate::{Amount, RawCallback};
+
+/// A shop registered at the simulator, with the URLs set in its "cabinet".
+#[derive(Debug, Clone)]
+pub struct SandboxMerchant {
+    pub login: String,
+    pub password1: String,
+    pub password2: String,
+    pub hash: HashAlgorithm,
+    pub result_url: Url,
+    pub success_url: Url,
+    pub fail_url: Url,
+}
+
+/// How persistently ResultURL is re-sent.
+#[derive(Debug, Clone, Copy)]
+pub struct DeliveryPolicy {
+    pub retry_interval: Duration,
+    pub max_attempts: u32,
+    /// How long the customer's browser waits for the first acknowledgement before it is
+    /// redirected anyway (delivery goes on in the background).
+    pub browser_wait: Duration,
+}
+
+impl Default for DeliveryPolicy {
+    fn default() -> Self {
+        DeliveryPolicy {
+            retry_interval: Duration::from_secs(2),
+            max_attempts: 30,
+            browser_wait: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One invoice as the simulator keeps it.
+#[derive(Debug, Clone)]
+pub struct SandboxInvoice {
+    pub out_sum: Amount,
+    pub description: String,
+    pub shp: Vec<(String, String)>,
+    pub state: OperationState,
+    pub is_test: bool,
+    /// ResultURL deliveries attempted and the one acknowledged, if any.
+    pub result_attempts: u32,
+    pub result_acknowledged: bool,
+}
+
+#[derive(Debug, Default)]
+struct Book {
+    invoices: HashMap<(String, String), SandboxInvoice>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    merchants: HashMap<String, SandboxMerchant>,
+    book: Mutex<Book>,
+    policy: DeliveryPolicy,
+    http: reqwest::Client,
+    /// Simulates a lost notification: the invoice is paid but ResultURL is never called.
+    drop_result_notifications: AtomicBool,
+    page_views: AtomicU32,
+}
+
+/// The simulator; clone it freely, all clones share one invoice book.
+#[derive(Debug, Clone)]
+pub struct RobokassaSandbox {
+    inner: Arc<Inner>,
+}
+
+impl RobokassaSandbox {
+    pub fn new(merchants: Vec<SandboxMerchant>, policy: DeliveryPolicy) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        RobokassaSandbox {
+            inner: Arc::new(Inner {
+                merchants: merchants.into_iter().map(|m| (m.login.clone(), m)).collect(),
+                book: Mutex::new(Book::default()),
+                policy,
+                http,
+                drop_result_notifications: AtomicBool::new(false),
+                page_views: AtomicU32::new(0),
+            }),
+        }
+    }
+
+    /// Robokassa's endpoints, relative to wherever the router is nested.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/Merchant/Index.aspx", get(payment_page_get).post(payment_page_post))
+            .route("/Merchant/Decide", post(decide))
+            .route("/Merchant/WebService/Service.asmx/OpStateExt", get(op_state_ext))
+            .with_state(self.clone())
+    }
+
+    pub fn invoice(&self, login: &str, inv_id: &str) -> Option<SandboxInvoice> {
+        self.book()
+            .invoices
+            .get(&(login.to_owned(), inv_id.to_owned()))
+            .cloned()
+    }
+
+    pub fn invoice_count(&self) -> usize {
+        self.book().invoices.len()
+    }
+
+    pub fn page_views(&self) -> u32 {
+        self.inner.page_views.load(Ordering::Relaxed)
+    }
+
+    pub fn set_drop_result_notifications(&self, drop: bool) {
+        self.inner.drop_result_notifications.store(drop, Ordering::Relaxed);
+    }
+
+    /// Pays or declines an invoice as the customer's button press would, without a browser.
+    /// Returns where the browser would be redirected.
+    pub async fn decide(&self, login: &str, inv_id: &str, pay: bool) -> Result<Url, String> {
+        let merchant = self
+            .inner
+            .merchants
+            .get(login)
+            .ok_or_else(|| "unknown shop".to_owned())?
+            .clone();
+        let invoice = {
+            let mut book = self.book();
+            let invoice = book
+                .invoices
+                .get_mut(&(login.to_owned(), inv_id.to_owned()))
+                .ok_or_else(|| "unknown invoice".to_owned())?;
+            if invoice.state != OperationState::Initiated {
+                return Err("the invoice is no longer open".to_owned());
+            }
+            invoice.state = if pay {
+                OperationState::Paid
+            } else {
+                OperationState::Canceled
+            };
+            invoice.clone()
+        };
+        let out_sum = invoice.out_sum.format_with_places(6);
+        if !pay {
+            let mut url = merchant.fail_url.clone();
+            url.query_pairs_mut()
+                .append_pair("OutSum", &out_sum)
+                .append_pair("InvId", inv_id)
+                .append_pair("Culture", "ru");
+            return Ok(url);
+        }
+        if !self.inner.drop_result_notifications.load(Ordering::Relaxed) {
+            let delivery = tokio::spawn(self.clone().deliver_result(
+                merchant.clone(),
+                inv_id.to_owned(),
+                out_sum.clone(),
+                invoice.shp.clone(),
+            ));
+            // Wait for the shop's acknowledgement before redirecting, as Robokassa does, but
+            // never keep the customer waiting forever.
+            let _ = tokio::time::timeout(self.inner.policy.browser_wait, delivery).await;
+        }
+        let signature = wire::success_signature(
+            merchant.hash,
+            &out_sum,
+            inv_id,
+            &merchant.password1,
+            &invoice.shp,
+        );
+        let mut url = merchant.success_url.clone();
+        {
+            let mut query = url.query_pairs_mut();
+            query
+                .append_pair("OutSum", &out_sum)
+                .append_pair("InvId", inv_id)
+                .append_pair("SignatureValue", &signature)
+                .append_pair("Culture", "ru");
+            for (name, value) in &invoice.shp {
+                query.append_pair(name, value);
+            }
+        }
+        Ok(url)
+    }
+
+    async fn deliver_result(
+        self,
+        merchant: SandboxMerchant,
+        inv_id: String,
+        out_sum: String,
+        shp: Vec<(String, String)>,
+    ) {
+        let signature =
+            wire::result_signature(merchant.hash, &out_sum, &inv_id, &merchant.password2, &shp);
+        let mut form: Vec<(String, String)> = vec![
+            ("OutSum".into(), out_sum.clone()),
+            ("InvId".into(), inv_id.clone()),
+            ("Fee".into(), "0.000000".into()),
+            ("EMail".into(), String::new()),
+            ("SignatureValue".into(), signature),
+            ("PaymentMethod".into(), "BankCard".into()),
+            ("IncCurrLabel".into(), "BankCardPSR".into()),
+        ];
+        form.extend(shp);
+        let expected = format!("OK{inv_id}");
+        for attempt in 1..=self.inner.policy.max_attempts {
+            self.record_attempt(&merchant.login, &inv_id);
+            let answer = self
+                .inner
+                .http
+                .post(merchant.result_url.clone())
+                .form(&form)
+                .send()
+                .await;
+            if let Ok(response) = answer {
+                if response.status().is_success()
+                    && response.text().await.is_ok_and(|body| body.trim() == expected)
+                {
+                    self.record_acknowledged(&merchant.login, &inv_id);
+                    return;
+                }
+            }
+            if attempt < self.inner.policy.max_attempts {
+                tokio::time::sleep(self.inner.policy.retry_interval).await;
+            }
+        }
+        tracing::warn!(inv_id = %inv_id, "sandbox gave up delivering ResultURL");
+    }
+
+    fn record_attempt(&self, login: &str, inv_id: &str) {
+        if let Some(invoice) = self.book().invoices.get_mut(&(login.to_owned(), inv_id.to_owned()))
+        {
+            invoice.result_attempts += 1;
+        }
+    }
+
+    fn record_acknowledged(&self, login: &str, inv_id: &str) {
+        if let Some(invoice) = self.book().invoices.get_mut(&(login.to_owned(), inv_id.to_owned()))
+        {
+            invoice.result_acknowledged = true;
+        }
+    }
+
+    fn book(&self) -> MutexGuard<'_, Book> {
+        // A panic while holding the lock cannot leave the book half-written: every update is a
+        // single assignment. Keep serving.
+        self.inner.book.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Checks a payment page request and opens (or re-opens) its invoice.
+    fn open_invoice(&self, params: &[(String, String)]) -> Result<OpenedInvoice, String> {
+        let get = |name: &str| -> Result<Option<&str>, String> {
+            let mut values = params.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
+            let first = values.next();
+            if values.next().is_some() {
+                return Err(format!("Параметр {name} указан дважды"));
+            }
+            Ok(first)
+        };
+        let login = get("MerchantLogin")?.ok_or("Не указан параметр MerchantLogin")?;
+        let merchant = self
+            .inner
+            .merchants
+            .get(login)
+            .ok_or("Магазин с таким MerchantLogin не найден")?;
+        let out_sum_text = get("OutSum")?.ok_or("Не указан параметр OutSum")?;
+        let inv_id = get("InvId")?.ok_or("Не указан параметр InvId")?;
+        let signature = get("SignatureValue")?.ok_or("Не указан параметр SignatureValue")?;
+        if inv_id.is_empty() || !inv_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("InvId должен быть целым положительным числом".into());
+        }
+        let mut shp: Vec<(String, String)> = params
+            .iter()
+            .filter(|(k, _)| k.starts_with("Shp_"))
+            .cloned()
+            .collect();
+        shp.sort();
+        let expected = wire::payment_signature(
+            merchant.hash,
+            login,
+            out_sum_text,
+            inv_id,
+            &merchant.password1,
+            &shp,
+        );
+        if !hex_signature_matches(signature, &expected) {
+            return Err("Неверная подпись запроса (SignatureValue)".into());
+        }
+        let out_sum = Amount::parse_api(out_sum_text).map_err(|_| "Неверная сумма OutSum")?;
+        let description = get("Description")?.unwrap_or_default().to_owned();
+        let is_test = get("IsTest")? == Some("1");
+        let mut book = self.book();
+        let key = (login.to_owned(), inv_id.to_owned());
+        match book.invoices.get(&key) {
+            Some(existing) if existing.out_sum != out_sum || existing.shp != shp => {
+                return Err("Счёт с таким InvId уже существует".into());
+            }
+            Some(existing) if existing.state != OperationState::Initiated => {
+                return Err("Счёт уже оплачен или отменён".into());
+            }
+            Some(_) => {}
+            None => {
+                book.invoices.insert(
+                    key,
+                    SandboxInvoice {
+                        out_sum,
+                        description: description.clone(),
+                        shp,
+                        state: OperationState::Initiated,
+                        is_test,
+                        result_attempts: 0,
+                        result_acknowledged: false,
+                    },
+                );
+            }
+        }
+        Ok(OpenedInvoice {
+            login: login.to_owned(),
+            inv_id: inv_id.to_owned(),
+            out_sum,
+            description,
+        })
+    }
+}
+
+struct OpenedInvoice {
+    login: String,
+    inv_id: String,
+    out_sum: Amount,
+    description: String,
+}
+
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"ru\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>{title}</title><style>body{{font-family:sans-serif;max-width:32rem;margin:2rem auto;padding:0 1rem}}\
+button{{font-size:1.1rem;padding:.6rem 1.2rem;margin:.3rem}}</style></head>\
+<body><p><small>Robokassa — тестовая среда oplata</small></p>{body}</body></html>",
+        title = escape_html(title)
+    )
+}
+
+fn error_page(message: &str) -> Response {
+    let body = format!("<h1>Ошибка</h1><p id=\"error\">{}</p>", escape_html(message));
+    (StatusCode::BAD_REQUEST, Html(page("Ошибка оплаты", &body))).into_response()
+}
+
+fn payment_page(sandbox: &RobokassaSandbox, params: Vec<(String, String)>) -> Response {
+    sandbox.inner.page_views.fetch_add(1, Ordering::Relaxed);
+    match sandbox.open_invoice(&params) {
+        Ok(invoice) => {
+            let hidden = format!(
+                "<input type=\"hidden\" name=\"login\" value=\"{}\">\
+<input type=\"hidden\" name=\"inv_id\" value=\"{}\">",
+                escape_html(&invoice.login),
+                escape_html(&invoice.inv_id)
+            );
+            let body = format!(
+                "<h1>Оплата счёта № {inv}</h1><p id=\"description\">{desc}</p>\
+<p>Сумма: <strong id=\"amount\">{sum} ₽</strong></p>\
+<p>Карта и 3-D Secure проверяются на этой странице (имитация).</p>\
+<form method=\"post\" action=\"Decide\">{hidden}<input type=\"hidden\" name=\"action\" value=\"pay\">\
+<button id=\"pay\" type=\"submit\">Оплатить</button></form>\
+<form method=\"post\" action=\"Decide\">{hidden}<input type=\"hidden\" name=\"action\" value=\"decline\">\
+<button id=\"decline\" type=\"submit\">Отказаться</button></form>",
+                inv = escape_html(&invoice.inv_id),
+                desc = escape_html(&invoice.description),
+                sum = invoice.out_sum,
+            );
+            Html(page("Оплата", &body)).into_response()
+        }
+        Err(message) => error_page(&message),
+    }
+}
+
+async fn payment_page_get(
+    State(sandbox): State<RobokassaSandbox>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let raw = RawCallback {
+        query: query.unwrap_or_default(),
+        body: Vec::new(),
+    };
+    payment_page(&sandbox, raw.params())
+}
+
+async fn payment_page_post(
+    State(sandbox): State<RobokassaSandbox>,
+    body: axum::body::Bytes,
+) -> Response {
+    let raw = RawCallback {
+        query: String::new(),
+        body: body.to_vec(),
+    };
+    payment_page(&sandbox, raw.params())
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Decision {
+    login: String,
+    inv_id: String,
+    action: String,
+}
+
+async fn decide(State(sandbox): State<RobokassaSandbox>, Form(decision): Form<Decision>) -> Response {
+    let pay = match decision.action.as_str() {
+        "pay" => true,
+        "decline" => false,
+        _ => return error_page("Неизвестное действие"),
+    };
+    match sandbox.decide(&decision.login, &decision.inv_id, pay).await {
+        Ok(url) => Redirect::to(url.as_str()).into_response(),
+        Err(message) => error_page(&message),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct OpStateQuery {
+    merchant_login: String,
+    #[serde(rename = "InvoiceID")]
+    invoice_id: String,
+    signature: String,
+}
+
+fn op_state_xml(result_code: i32, body: &str) -> Response {
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\
+<OperationStateResponse xmlns=\"http://merchant.roboxchange.com/WebService/\">\
+<Result><Code>{result_code}</Code></Result>{body}</OperationStateResponse>"
+    );
+    ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response()
+}
+
+async fn op_state_ext(
+    State(sandbox): State<RobokassaSandbox>,
+    axum::extract::Query(query): axum::extract::Query<OpStateQuery>,
+) -> Response {
+    let Some(merchant) = sandbox.inner.merchants.get(&query.merchant_login) else {
+        return op_state_xml(2, "");
+    };
+    let expected = wire::op_state_signature(
+        merchant.hash,
+        &merchant.login,
+        &query.invoice_id,
+        &merchant.password2,
+    );
+    if !hex_signature_matches(&query.signature, &expected) {
+        return op_state_xml(1, "");
+    }
+    let Some(invoice) = sandbox.invoice(&merchant.login, &query.invoice_id) else {
+        return op_state_xml(3, "");
+    };
+    let sum = invoice.out_sum.format_with_places(6);
+    let fields: String = invoice
+        .shp
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "<Field><Name>{}</Name><Value>{}</Value></Field>",
+                escape_html(k),
+                escape_html(v)
+            )
+        })
+        .collect();
+    let body = format!(
+        "<State><Code>{state}</Code></State>\
+<Info><IncCurrLabel>BankCardPSR</IncCurrLabel><IncSum>{sum}</IncSum>\
+<PaymentMethod><Code>BankCard</Code></PaymentMethod><OutCurrLabel>BankCardPSR</OutCurrLabel>\
+<OutSum>{sum}</OutSum></Info><UserField>{fields}</UserField>",
+        state = invoice.state.code()
+    );
+    op_state_xml(0, &body)
+}

@@ -1,0 +1,178 @@
+//! Building and running the service: `Application::build` binds its own listener (port 0 picks a
+//! free port), so tests start exactly what production starts.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use oplata_providers::robokassa::sandbox::{DeliveryPolicy, RobokassaSandbox, SandboxMerchant};
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+use url::Url;
+
+use crate::config::{AcquirerSettings, SANDBOX_MOUNT, Settings};
+use crate::service::Services;
+use crate::service::suppliers::{DirectoryError, SupplierDirectory};
+use crate::store::{self, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot listen: {0}")]
+    Listen(#[from] std::io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Suppliers(#[from] DirectoryError),
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(String),
+    #[error("public_base_url is not a usable base: {0}")]
+    BaseUrl(String),
+}
+
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    base_url: Url,
+    services: Arc<Services>,
+    sandbox: Option<RobokassaSandbox>,
+}
+
+/// The client every adapter uses to call its acquirer.
+pub fn acquirer_http_client(timeout: Duration) -> Result<reqwest::Client, StartError> {
+    // reqwest is built without a default crypto provider (ring is lighter to build than
+    // aws-lc); install ring once for the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("oplata/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| StartError::HttpClient(e.to_string()))
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        settings.check()?;
+        let settings = settings.with_demo_defaults();
+        let listener = TcpListener::bind(settings.listen).await?;
+        let address = listener.local_addr()?;
+        let base_url = match &settings.public_base_url {
+            Some(url) => url.clone(),
+            None => Url::parse(&format!("http://{address}/"))
+                .map_err(|e| StartError::BaseUrl(e.to_string()))?,
+        };
+        if base_url.cannot_be_a_base() {
+            return Err(StartError::BaseUrl(base_url.to_string()));
+        }
+        let store = store::connect(&settings.database_url).await?;
+        let http = acquirer_http_client(Duration::from_secs(settings.acquirer_timeout_secs))?;
+        let suppliers = SupplierDirectory::build(&settings, &base_url, &http)?;
+        let sandbox = settings
+            .sandbox_mounted()
+            .then(|| robokassa_sandbox(&settings, &base_url))
+            .transpose()?;
+        let services = Arc::new(Services {
+            store,
+            suppliers,
+            settings: Arc::new(settings),
+        });
+        let extra = match &sandbox {
+            Some(sandbox) => Router::new().nest(SANDBOX_MOUNT, sandbox.router()),
+            None => Router::new(),
+        };
+        let router = crate::http::router(services.clone(), extra);
+        Ok(Application {
+            listener,
+            router,
+            base_url,
+            services,
+            sandbox,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn base_url(&self) -> &Url {
+        &self.base_url
+    }
+
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.services.store.clone()
+    }
+
+    pub fn services(&self) -> Arc<Services> {
+        self.services.clone()
+    }
+
+    pub fn robokassa_sandbox(&self) -> Option<RobokassaSandbox> {
+        self.sandbox.clone()
+    }
+
+    /// Serves until `shutdown` completes, then lets requests in flight finish.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+
+    /// Serves until Ctrl-C or SIGTERM.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+}
+
+/// The in-process Robokassa simulator, with a shop for each supplier that has no real base URL.
+fn robokassa_sandbox(settings: &Settings, base_url: &Url) -> Result<RobokassaSandbox, StartError> {
+    let join = |path: &str| base_url.join(path).map_err(|e| StartError::BaseUrl(e.to_string()));
+    let mut merchants = Vec::new();
+    for supplier in &settings.suppliers {
+        let AcquirerSettings::Robokassa(r) = &supplier.acquirer;
+        if r.base_url.is_some() {
+            continue;
+        }
+        merchants.push(SandboxMerchant {
+            login: r.merchant_login.clone(),
+            password1: r.password1.expose_secret().to_owned(),
+            password2: r.password2.expose_secret().to_owned(),
+            hash: r.hash,
+            result_url: join("/callbacks/robokassa/result")?,
+            success_url: join("/return/robokassa/success")?,
+            fail_url: join("/return/robokassa/fail")?,
+        });
+    }
+    let policy = DeliveryPolicy {
+        retry_interval: Duration::from_millis(settings.sandbox.retry_interval_ms),
+        max_attempts: settings.sandbox.max_attempts,
+        ..DeliveryPolicy::default()
+    };
+    Ok(RobokassaSandbox::new(merchants, policy))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,254 @@
+//! Typed settings: built-in defaults, then an optional `oplata.toml`, then `OPLATA_…` variables.
+//!
+//! Every secret is a [`SecretString`]: it prints as `***` in `oplata config`, in `Debug` output
+//! and in errors. Demo mode (the default) fills in a sandboxed Robokassa and a demo supplier so
+//! that `cargo run` works on a fresh machine; production mode refuses to start with any of them.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use oplata_providers::signing::HashAlgorithm;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
+use url::Url;
+
+use crate::domain::supplier::PaymentType;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Local demo: sandbox acquirers mounted in-process, demo supplier, readable logs.
+    Demo,
+    /// Real acquirers only; JSON logs; demo settings refused.
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// JSON in production, human-readable in demo.
+    Auto,
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub mode: Mode,
+    /// Address to listen on; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// How browsers and acquirers reach this service (callback and return URLs are built from
+    /// it). Defaults to `http://<listen address>`.
+    pub public_base_url: Option<Url>,
+    /// `sqlite://file.db` (embedded) or `postgres://user@host/db`.
+    #[serde(serialize_with = "redacted_url")]
+    pub database_url: String,
+    pub log_format: LogFormat,
+    /// `tracing` filter directives, e.g. `info,oplata=debug`.
+    pub log_filter: String,
+    pub request_timeout_secs: u64,
+    pub body_limit_bytes: usize,
+    /// Timeout of one call to an acquirer.
+    pub acquirer_timeout_secs: u64,
+    /// How long idempotency keys are kept (at least 24).
+    pub idempotency_ttl_hours: i64,
+    pub suppliers: Vec<SupplierSettings>,
+    pub sandbox: SandboxSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupplierSettings {
+    pub id: String,
+    pub name: String,
+    pub payment_type: PaymentType,
+    /// Regular expression an account number must match entirely.
+    pub account_pattern: String,
+    /// Largest single payment, as a decimal string.
+    pub max_amount: String,
+    pub acquirer: AcquirerSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AcquirerSettings {
+    Robokassa(RobokassaSettings),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RobokassaSettings {
+    pub merchant_login: String,
+    #[serde(serialize_with = "redacted")]
+    pub password1: SecretString,
+    #[serde(serialize_with = "redacted")]
+    pub password2: SecretString,
+    #[serde(default)]
+    pub hash: HashAlgorithm,
+    #[serde(default)]
+    pub test_mode: bool,
+    /// `https://auth.robokassa.ru`; in demo mode, left empty, the in-process sandbox.
+    pub base_url: Option<Url>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxSettings {
+    /// Mount the acquirer simulators under `/sandbox/…` (demo mode only).
+    pub enabled: bool,
+    /// Pause between ResultURL re-deliveries.
+    pub retry_interval_ms: u64,
+    pub max_attempts: u32,
+}
+
+pub const DEMO_SUPPLIER_ID: &str = "demo-electro";
+pub const DEMO_ROBOKASSA_LOGIN: &str = "oplata-demo";
+pub const DEMO_ROBOKASSA_PASSWORD1: &str = "demo-password-1";
+pub const DEMO_ROBOKASSA_PASSWORD2: &str = "demo-password-2";
+pub const SANDBOX_MOUNT: &str = "/sandbox/robokassa";
+
+fn redacted<S: Serializer>(_: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str("***")
+}
+
+fn redacted_url<S: Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&crate::store::redact_url(url))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration is not readable: {0}")]
+    Load(Box<figment::Error>),
+    #[error("refusing to start in production mode: {0}")]
+    UnsafeForProduction(String),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            mode: Mode::Demo,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_base_url: None,
+            database_url: "sqlite://oplata.db".to_owned(),
+            log_format: LogFormat::Auto,
+            log_filter: "info".to_owned(),
+            request_timeout_secs: 30,
+            body_limit_bytes: 64 * 1024,
+            acquirer_timeout_secs: 15,
+            idempotency_ttl_hours: 24,
+            suppliers: Vec::new(),
+            sandbox: SandboxSettings {
+                enabled: true,
+                retry_interval_ms: 2000,
+                max_attempts: 30,
+            },
+        }
+    }
+}
+
+impl Settings {
+    /// Defaults, then the TOML file (if it exists), then `OPLATA_…` variables (`__` nests:
+    /// `OPLATA_SANDBOX__ENABLED=false`).
+    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        let settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::file(file))
+            .merge(Env::prefixed("OPLATA_").split("__").ignore(&["config"]))
+            .extract()
+            .map_err(|e| ConfigError::Load(Box::new(e)))?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// Structural checks, and in production mode the refusal of anything demo-like.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.idempotency_ttl_hours < 24 {
+            return Err(ConfigError::Invalid(
+                "idempotency_ttl_hours must be at least 24".into(),
+            ));
+        }
+        if self.body_limit_bytes < 1024 {
+            return Err(ConfigError::Invalid("body_limit_bytes must be at least 1024".into()));
+        }
+        if self.mode == Mode::Production {
+            if self.sandbox.enabled {
+                return Err(ConfigError::UnsafeForProduction(
+                    "the acquirer sandbox is enabled (set sandbox.enabled = false)".into(),
+                ));
+            }
+            if self.suppliers.is_empty() {
+                return Err(ConfigError::UnsafeForProduction("no suppliers are configured".into()));
+            }
+            for supplier in &self.suppliers {
+                if supplier.id.starts_with("demo") {
+                    return Err(ConfigError::UnsafeForProduction(format!(
+                        "supplier {:?} is a demo supplier",
+                        supplier.id
+                    )));
+                }
+                match &supplier.acquirer {
+                    AcquirerSettings::Robokassa(r) => {
+                        let demo_secret = [DEMO_ROBOKASSA_PASSWORD1, DEMO_ROBOKASSA_PASSWORD2]
+                            .iter()
+                            .any(|demo| {
+                                r.password1.expose_secret() == *demo
+                                    || r.password2.expose_secret() == *demo
+                            });
+                        if demo_secret || r.merchant_login == DEMO_ROBOKASSA_LOGIN {
+                            return Err(ConfigError::UnsafeForProduction(format!(
+                                "supplier {:?} uses the demo Robokassa credentials",
+                                supplier.id
+                            )));
+                        }
+                        match &r.base_url {
+                            None => {
+                                return Err(ConfigError::UnsafeForProduction(format!(
+                                    "supplier {:?} has no Robokassa base_url",
+                                    supplier.id
+                                )));
+                            }
+                            Some(url) if url.path().starts_with("/sandbox") => {
+                                return Err(ConfigError::UnsafeForProduction(format!(
+                                    "supplier {:?} points at a sandbox",
+                                    supplier.id
+                                )));
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn sandbox_mounted(&self) -> bool {
+        self.mode == Mode::Demo && self.sandbox.enabled
+    }
+
+    /// In demo mode with no suppliers configured, the demo supplier paid through the sandbox.
+    pub fn with_demo_defaults(mut self) -> Self {
+        if self.mode == Mode::Demo && self.suppliers.is_empty() {
+            self.suppliers.push(SupplierSettings {
+                id: DEMO_SUPPLIER_ID.to_owned(),
+                name: "Демо-Энергосбыт".to_owned(),
+                payment_type: PaymentType::Utilities,
+                account_pattern: r"\d{10}".to_owned(),
+                max_amount: "100000.00".to_owned(),
+                acquirer: AcquirerSettings::Robokassa(RobokassaSettings {
+                    merchant_login: DEMO_ROBOKASSA_LOGIN.to_owned(),
+                    password1: SecretString::from(DEMO_ROBOKASSA_PASSWORD1),
+                    password2: SecretString::from(DEMO_ROBOKASSA_PASSWORD2),
+                    hash: HashAlgorithm::Md5,
+                    test_mode: true,
+                    base_url: None,
+                }),
+            });
+        }
+        self
+    }
+}

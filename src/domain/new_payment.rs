@@ -1,0 +1,226 @@
+//! Checking a request for a new payment against the supplier's rules, before anything is stored.
+
+use url::Url;
+
+use super::money::{Amount, AmountError, Currency};
+use super::supplier::Supplier;
+
+/// A payment request as the client wrote it.
+#[derive(Debug, Clone, Copy)]
+pub struct PaymentDraft<'a> {
+    pub supplier_id: &'a str,
+    pub account_number: &'a str,
+    pub amount: &'a str,
+    pub currency: &'a str,
+    pub description: &'a str,
+    pub user_id: Option<&'a str>,
+    pub email: Option<&'a str>,
+    pub return_url: Option<&'a str>,
+}
+
+/// A payment request that satisfies every rule.
+#[derive(Debug, Clone)]
+pub struct ValidPayment {
+    pub supplier: Supplier,
+    pub account_number: String,
+    pub amount: Amount,
+    pub currency: Currency,
+    pub description: String,
+    pub user_id: Option<String>,
+    pub email: Option<String>,
+    pub return_url: Option<Url>,
+}
+
+/// Each broken rule, with the field it concerns.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PaymentRuleError {
+    #[error("no supplier with this id")]
+    UnknownSupplier,
+    #[error("the account number does not match the format of supplier {supplier_id}")]
+    InvalidAccountNumber { supplier_id: String },
+    #[error("{0}")]
+    InvalidAmount(AmountError),
+    #[error("the amount is above this supplier's limit of {max}")]
+    AmountAboveLimit { max: Amount },
+    #[error("only RUB is accepted")]
+    UnsupportedCurrency,
+    #[error("the description must be 1 to 250 characters without control characters")]
+    InvalidDescription,
+    #[error("the user id must be 1 to 128 printable characters without spaces")]
+    InvalidUserId,
+    #[error("the e-mail address is not valid")]
+    InvalidEmail,
+    #[error("the return URL must be an absolute http or https URL of at most 2048 characters")]
+    InvalidReturnUrl,
+}
+
+impl PaymentRuleError {
+    /// The request field the error is about.
+    pub fn field(&self) -> &'static str {
+        match self {
+            PaymentRuleError::UnknownSupplier => "supplier_id",
+            PaymentRuleError::InvalidAccountNumber { .. } => "account_number",
+            PaymentRuleError::InvalidAmount(_) | PaymentRuleError::AmountAboveLimit { .. } => {
+                "amount"
+            }
+            PaymentRuleError::UnsupportedCurrency => "currency",
+            PaymentRuleError::InvalidDescription => "description",
+            PaymentRuleError::InvalidUserId => "user_id",
+            PaymentRuleError::InvalidEmail => "email",
+            PaymentRuleError::InvalidReturnUrl => "return_url",
+        }
+    }
+}
+
+fn printable_token(text: &str, max: usize) -> bool {
+    !text.is_empty() && text.len() <= max && text.bytes().all(|b| b.is_ascii_graphic())
+}
+
+fn plausible_email(text: &str) -> bool {
+    let Some((local, domain)) = text.split_once('@') else {
+        return false;
+    };
+    text.len() <= 254
+        && !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains('@')
+        && !text.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// Applies the rules in the order a person would fix them: who, which account, how much.
+pub fn validate<'s>(
+    draft: &PaymentDraft<'_>,
+    find_supplier: impl Fn(&str) -> Option<&'s Supplier>,
+) -> Result<ValidPayment, PaymentRuleError> {
+    let supplier = find_supplier(draft.supplier_id).ok_or(PaymentRuleError::UnknownSupplier)?;
+    if !supplier.accepts_account(draft.account_number) {
+        return Err(PaymentRuleError::InvalidAccountNumber {
+            supplier_id: supplier.id.clone(),
+        });
+    }
+    let amount = Amount::parse_api(draft.amount).map_err(PaymentRuleError::InvalidAmount)?;
+    if amount > supplier.max_amount {
+        return Err(PaymentRuleError::AmountAboveLimit {
+            max: supplier.max_amount,
+        });
+    }
+    let currency = Currency::parse(draft.currency).ok_or(PaymentRuleError::UnsupportedCurrency)?;
+    let description_chars = draft.description.chars().count();
+    if description_chars == 0
+        || description_chars > 250
+        || draft.description.chars().any(char::is_control)
+        || draft.description.trim().is_empty()
+    {
+        return Err(PaymentRuleError::InvalidDescription);
+    }
+    if let Some(user_id) = draft.user_id {
+        if !printable_token(user_id, 128) {
+            return Err(PaymentRuleError::InvalidUserId);
+        }
+    }
+    if let Some(email) = draft.email {
+        if !plausible_email(email) {
+            return Err(PaymentRuleError::InvalidEmail);
+        }
+    }
+    let return_url = draft
+        .return_url
+        .map(|text| {
+            Url::parse(text)
+                .ok()
+                .filter(|url| {
+                    text.len() <= 2048
+                        && matches!(url.scheme(), "http" | "https")
+                        && url.host().is_some()
+                })
+                .ok_or(PaymentRuleError::InvalidReturnUrl)
+        })
+        .transpose()?;
+    Ok(ValidPayment {
+        supplier: supplier.clone(),
+        account_number: draft.account_number.to_owned(),
+        amount,
+        currency,
+        description: draft.description.to_owned(),
+        user_id: draft.user_id.map(str::to_owned),
+        email: draft.email.map(str::to_owned),
+        return_url,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::supplier::PaymentType;
+    use oplata_providers::AcquirerKind;
+
+    fn supplier() -> Supplier {
+        Supplier::new(
+            "electro",
+            "Энергосбыт",
+            PaymentType::Utilities,
+            r"\d{10}",
+            "15000.00",
+            AcquirerKind::Robokassa,
+        )
+        .expect("valid")
+    }
+
+    fn draft() -> PaymentDraft<'static> {
+        PaymentDraft {
+            supplier_id: "electro",
+            account_number: "1234567890",
+            amount: "1500.50",
+            currency: "RUB",
+            description: "Электроэнергия, октябрь",
+            user_id: Some("user-1"),
+            email: Some("ivan@example.ru"),
+            return_url: Some("https://portal.example.ru/paid"),
+        }
+    }
+
+    fn check(draft: PaymentDraft<'_>) -> Result<ValidPayment, PaymentRuleError> {
+        let s = supplier();
+        validate(&draft, |id| (id == s.id).then_some(&s)).map(|mut v| {
+            v.supplier = supplier();
+            v
+        })
+    }
+
+    #[test]
+    fn a_correct_draft_is_accepted_with_exact_kopecks() {
+        let valid = check(draft()).expect("valid");
+        assert_eq!(valid.amount.minor(), 150_050);
+    }
+
+    #[test]
+    fn each_broken_rule_names_its_field() {
+        let cases: Vec<(PaymentDraft<'_>, &str)> = vec![
+            (PaymentDraft { supplier_id: "nope", ..draft() }, "supplier_id"),
+            (PaymentDraft { account_number: "12345", ..draft() }, "account_number"),
+            (PaymentDraft { amount: "0", ..draft() }, "amount"),
+            (PaymentDraft { amount: "1.234", ..draft() }, "amount"),
+            (PaymentDraft { amount: "15000.01", ..draft() }, "amount"),
+            (PaymentDraft { currency: "USD", ..draft() }, "currency"),
+            (PaymentDraft { description: " ", ..draft() }, "description"),
+            (PaymentDraft { user_id: Some("a b"), ..draft() }, "user_id"),
+            (PaymentDraft { email: Some("not-an-email"), ..draft() }, "email"),
+            (PaymentDraft { return_url: Some("javascript:alert(1)"), ..draft() }, "return_url"),
+        ];
+        for (bad, field) in cases {
+            let error = check(bad).expect_err("must be refused");
+            assert_eq!(error.field(), field, "{error}");
+        }
+    }
+
+    #[test]
+    fn the_supplier_limit_itself_is_allowed() {
+        assert!(check(PaymentDraft { amount: "15000.00", ..draft() }).is_ok());
+        assert_eq!(
+            check(PaymentDraft { amount: "15000.01", ..draft() }).map(|v| v.amount),
+            Err(PaymentRuleError::AmountAboveLimit { max: supplier().max_amount })
+        );
+    }
+}

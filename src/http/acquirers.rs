@@ -1,0 +1,63 @@
+//! The acquirers' own endpoints: signed notifications and the customer's browser returning.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use oplata_providers::{AcquirerKind, CallbackAnswer, RawCallback};
+
+use super::pages;
+use crate::service::{ServiceError, Services, callbacks, payments};
+
+fn answer(answer: CallbackAnswer) -> Response {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_REQUEST);
+    (status, [(header::CONTENT_TYPE, answer.content_type)], answer.body).into_response()
+}
+
+/// Robokassa's ResultURL (POST form, or GET, as set in the shop's cabinet).
+pub async fn robokassa_result(
+    State(services): State<Arc<Services>>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let raw = RawCallback {
+        query: query.unwrap_or_default(),
+        body: body.to_vec(),
+    };
+    answer(callbacks::handle_notification(&services, AcquirerKind::Robokassa, &raw).await)
+}
+
+/// Robokassa's SuccessURL and FailURL. Either way the acquirer is asked what happened.
+pub async fn robokassa_return(
+    State(services): State<Arc<Services>>,
+    Path(outcome): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if outcome != "success" && outcome != "fail" {
+        return pages::not_found();
+    }
+    let raw = RawCallback {
+        query: query.unwrap_or_default(),
+        body: Vec::new(),
+    };
+    match payments::handle_browser_return(&services, AcquirerKind::Robokassa, &raw).await {
+        Ok(payment) => match &payment.return_url {
+            Some(return_url) => match url::Url::parse(return_url) {
+                Ok(mut url) => {
+                    url.query_pairs_mut()
+                        .append_pair("payment_id", &payment.id.to_string());
+                    Redirect::to(url.as_str()).into_response()
+                }
+                Err(_) => Html(pages::payment_result(&payment)).into_response(),
+            },
+            None => Html(pages::payment_result(&payment)).into_response(),
+        },
+        Err(ServiceError::NotFound) => pages::not_found(),
+        Err(error) => {
+            tracing::error!(%error, "browser return failed");
+            pages::temporary_failure()
+        }
+    }
+}

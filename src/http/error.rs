@@ -1,0 +1,173 @@
+//! The API's one error shape, `{"error": {"code", "message", "param"}}`, and every code in one
+//! place. Internal failures are logged in full and answered with a generic message.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::domain::new_payment::PaymentRuleError;
+use crate::service::ServiceError;
+
+/// Every error code the API can answer with. Codes are stable: clients may branch on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The body is not valid JSON.
+    MalformedJson,
+    /// The body names a field the endpoint does not know.
+    UnknownField,
+    /// A required field is missing.
+    MissingField,
+    /// A field has the wrong JSON type (amounts are strings, for example).
+    InvalidFieldType,
+    /// The body is larger than the service accepts.
+    PayloadTooLarge,
+    /// The body is not `application/json`.
+    UnsupportedMediaType,
+    /// A money-moving request came without an `Idempotency-Key` header.
+    MissingIdempotencyKey,
+    /// The `Idempotency-Key` header is empty, too long or not printable ASCII.
+    InvalidIdempotencyKey,
+    /// The key was used before with a different request.
+    IdempotencyKeyReused,
+    /// A request with this key is still being processed.
+    IdempotencyKeyInUse,
+    /// No valid API key was presented.
+    Unauthorized,
+    /// The API key's scope does not allow this endpoint.
+    ForbiddenScope,
+    /// No such resource (or not yours).
+    NotFound,
+    /// The method is not allowed on this path.
+    MethodNotAllowed,
+    UnknownSupplier,
+    InvalidAccountNumber,
+    InvalidAmount,
+    AmountAboveLimit,
+    UnsupportedCurrency,
+    InvalidDescription,
+    InvalidUserId,
+    InvalidEmail,
+    InvalidReturnUrl,
+    /// The request took too long.
+    RequestTimeout,
+    /// The service failed; nothing about the failure is disclosed.
+    InternalError,
+    /// The database is not reachable.
+    ServiceUnavailable,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    /// A sentence for people; do not parse it.
+    pub message: String,
+    /// The request field the error is about, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub param: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: ErrorCode,
+    pub message: String,
+    pub param: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            param: None,
+        }
+    }
+
+    pub fn with_param(mut self, param: impl Into<String>) -> Self {
+        self.param = Some(param.into());
+        self
+    }
+
+    pub fn not_found() -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such resource")
+    }
+
+    /// Logs the cause (which may name internals) and answers without it.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(%cause, "internal error");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::InternalError,
+            "the service failed to process the request; it is safe to retry with the same Idempotency-Key",
+        )
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message.clone(),
+                param: self.param.clone(),
+            },
+        }
+    }
+
+    pub fn body_json(&self) -> String {
+        serde_json::to_string(&self.body()).unwrap_or_else(|_| {
+            r#"{"error":{"code":"internal_error","message":"error"}}"#.to_owned()
+        })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            self.body_json(),
+        )
+            .into_response()
+    }
+}
+
+impl From<PaymentRuleError> for ApiError {
+    fn from(error: PaymentRuleError) -> Self {
+        let code = match &error {
+            PaymentRuleError::UnknownSupplier => ErrorCode::UnknownSupplier,
+            PaymentRuleError::InvalidAccountNumber { .. } => ErrorCode::InvalidAccountNumber,
+            PaymentRuleError::InvalidAmount(_) => ErrorCode::InvalidAmount,
+            PaymentRuleError::AmountAboveLimit { .. } => ErrorCode::AmountAboveLimit,
+            PaymentRuleError::UnsupportedCurrency => ErrorCode::UnsupportedCurrency,
+            PaymentRuleError::InvalidDescription => ErrorCode::InvalidDescription,
+            PaymentRuleError::InvalidUserId => ErrorCode::InvalidUserId,
+            PaymentRuleError::InvalidEmail => ErrorCode::InvalidEmail,
+            PaymentRuleError::InvalidReturnUrl => ErrorCode::InvalidReturnUrl,
+        };
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, error.to_string()).with_param(error.field())
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
+        match error {
+            ServiceError::Rule(rule) => rule.into(),
+            ServiceError::NotFound => ApiError::not_found(),
+            ServiceError::Store(e) => ApiError::internal(&e),
+            ServiceError::Internal(e) => ApiError::internal(&e),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(error: crate::store::StoreError) -> Self {
+        ApiError::internal(&error)
+    }
+}

@@ -1,0 +1,31 @@
+//! Liveness and readiness.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+
+use super::error::{ApiError, ErrorCode};
+use crate::service::Services;
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200)))]
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+/// The process can serve: the database answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200), (status = 503, body = super::error::ErrorBody)))]
+pub async fn readyz(State(services): State<Arc<Services>>) -> Result<Json<serde_json::Value>, ApiError> {
+    services.store.ping().await.map_err(|error| {
+        tracing::warn!(%error, "readiness check failed");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ServiceUnavailable,
+            "the database is not reachable",
+        )
+    })?;
+    Ok(Json(serde_json::json!({"status": "ready", "database": services.store.backend()})))
+}

@@ -1,0 +1,139 @@
+//! `Idempotency-Key` handling for every request that can move money.
+//!
+//! The same key and the same request replay the first answer (errors included); the same key
+//! with another request is refused; while the first is still running, a second is told so. The
+//! request runs in its own task, so a client that hangs up cannot leave it half done. A 5xx
+//! answer frees the key: the client may retry the same request.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use time::{Duration, OffsetDateTime};
+
+use super::error::{ApiError, ErrorCode};
+use crate::service::Services;
+use crate::service::api_keys::ApiClient;
+use crate::store::{IdempotencyClaim, StoredResponse};
+
+const HEADER: &str = "idempotency-key";
+/// A request that has not answered in this time is presumed dead and its key may be retaken.
+const LOCK: Duration = Duration::seconds(120);
+
+/// A checked `Idempotency-Key` header value.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn from_headers(headers: &HeaderMap) -> Result<Self, ApiError> {
+        let value = headers.get(HEADER).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::MissingIdempotencyKey,
+                "this request moves money and needs an Idempotency-Key header",
+            )
+        })?;
+        let key = value
+            .to_str()
+            .ok()
+            .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()))
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::InvalidIdempotencyKey,
+                    "the Idempotency-Key must be 1 to 255 printable ASCII characters",
+                )
+            })?;
+        Ok(IdempotencyKey(key.to_owned()))
+    }
+}
+
+/// What identifies "the same request": the route and the body, with JSON canonicalised so that
+/// key order and spacing do not matter.
+pub fn fingerprint(route: &str, body: &[u8]) -> String {
+    let canonical = serde_json::from_slice::<serde_json::Value>(body)
+        .map(|v| v.to_string().into_bytes())
+        .unwrap_or_else(|_| body.to_vec());
+    let mut hasher = Sha256::new();
+    hasher.update(route.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(&canonical);
+    hex::encode(hasher.finalize())
+}
+
+fn json_response(status: StatusCode, body: String, replayed: bool) -> Response {
+    let mut response = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// Runs `work` at most once per key and request; see the module docs.
+pub async fn run<F, Fut>(
+    services: Arc<Services>,
+    client: ApiClient,
+    key: IdempotencyKey,
+    fingerprint: String,
+    work: F,
+) -> Result<Response, ApiError>
+where
+    F: FnOnce(Arc<Services>, ApiClient) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(StatusCode, String), ApiError>> + Send + 'static,
+{
+    let now = OffsetDateTime::now_utc();
+    let ttl = Duration::hours(services.settings.idempotency_ttl_hours);
+    let claim = services
+        .store
+        .claim_idempotency_key(client.id, &key.0, &fingerprint, now, now + LOCK, now + ttl)
+        .await?;
+    match claim {
+        IdempotencyClaim::Completed(stored) => {
+            let status = StatusCode::from_u16(stored.status).map_err(|e| ApiError::internal(&e))?;
+            return Ok(json_response(status, stored.body, true));
+        }
+        IdempotencyClaim::Mismatch => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::IdempotencyKeyReused,
+                "this Idempotency-Key was used with a different request",
+            ));
+        }
+        IdempotencyClaim::InProgress => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::IdempotencyKeyInUse,
+                "a request with this Idempotency-Key is still being processed; retry shortly",
+            ));
+        }
+        IdempotencyClaim::Claimed => {}
+    }
+    let task = tokio::spawn(async move {
+        let (status, body) = match work(services.clone(), client.clone()).await {
+            Ok(done) => done,
+            Err(error) => (error.status, error.body_json()),
+        };
+        let stored = if status.is_server_error() {
+            services.store.release_idempotency_key(client.id, &key.0).await
+        } else {
+            let response = StoredResponse {
+                status: status.as_u16(),
+                body: body.clone(),
+            };
+            services
+                .store
+                .complete_idempotency_key(client.id, &key.0, &response)
+                .await
+        };
+        if let Err(error) = stored {
+            tracing::error!(%error, "could not record the idempotent response");
+        }
+        (status, body)
+    });
+    let (status, body) = task.await.map_err(|e| ApiError::internal(&e))?;
+    Ok(json_response(status, body, false))
+}

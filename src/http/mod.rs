@@ -1,0 +1,90 @@
+//! The HTTP API: router, middleware, and one module per resource.
+
+pub mod acquirers;
+pub mod auth;
+pub mod error;
+pub mod health;
+pub mod idempotency;
+pub mod json;
+pub mod openapi;
+pub mod pages;
+pub mod payments;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderName, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::service::Services;
+use error::{ApiError, ErrorCode};
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Every route, with the middleware every request passes through.
+pub fn router(services: Arc<Services>, extra: Router) -> Router {
+    let settings = services.settings.clone();
+    let api = Router::new()
+        .route("/v1/payments", post(payments::create))
+        .route("/v1/payments/{id}", get(payments::get))
+        .route(
+            "/callbacks/robokassa/result",
+            post(acquirers::robokassa_result).get(acquirers::robokassa_result),
+        )
+        .route("/return/robokassa/{outcome}", get(acquirers::robokassa_return))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/openapi.json", get(openapi::document))
+        .with_state(services);
+    api.merge(extra)
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::MethodNotAllowed,
+                "this method is not allowed here",
+            )
+        })
+        .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetSensitiveRequestHeadersLayer::new([
+                    header::AUTHORIZATION,
+                    header::COOKIE,
+                ]))
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(
+                    // The span names the path only: query strings carry acquirers' signatures.
+                    TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                        let request_id = request
+                            .extensions()
+                            .get::<RequestId>()
+                            .and_then(|id| id.header_value().to_str().ok())
+                            .unwrap_or("-");
+                        tracing::info_span!(
+                            "request",
+                            method = %request.method(),
+                            path = %request.uri().path(),
+                            request_id = %request_id,
+                        )
+                    }),
+                )
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(CatchPanicLayer::custom(|_| {
+                    ApiError::internal(&"a handler panicked").into_response()
+                }))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    Duration::from_secs(settings.request_timeout_secs),
+                )),
+        )
+}

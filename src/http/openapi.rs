@@ -1,0 +1,34 @@
+//! The OpenAPI document, generated from the handlers and types.
+
+use axum::Json;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{error, health, payments};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "oplata", description = "Payments for utility bills: acquirers, saved cards, refunds."),
+    paths(payments::create, payments::get, health::healthz, health::readyz),
+    components(schemas(error::ErrorBody, error::ErrorDetail, error::ErrorCode)),
+    modifiers(&ApiKeyScheme),
+)]
+#[derive(Debug)]
+pub struct ApiDoc;
+
+struct ApiKeyScheme;
+
+impl Modify for ApiKeyScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        if let Some(components) = openapi.components.as_mut() {
+            components.add_security_scheme(
+                "api_key",
+                SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+            );
+        }
+    }
+}
+
+pub async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,209 @@
+//! `/v1/payments`: create a payment, read it back.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use oplata_providers::{Amount, NextAction};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::auth::Authenticated;
+use super::error::{ApiError, ErrorBody};
+use super::idempotency::{self, IdempotencyKey};
+use super::json::{self, Body};
+use crate::domain::new_payment::PaymentDraft;
+use crate::domain::payment::PaymentStatus;
+use crate::service::api_keys::Scope;
+use crate::service::{Services, payments};
+use crate::store::PaymentRecord;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePaymentRequest {
+    /// A configured supplier's id.
+    pub supplier_id: String,
+    /// The customer's account number at the supplier (лицевой счёт).
+    pub account_number: String,
+    /// Decimal string with at most two decimals, e.g. `"1234.56"`.
+    #[schema(example = "1234.56")]
+    pub amount: String,
+    /// `RUB`.
+    pub currency: String,
+    pub description: String,
+    /// The portal user paying, if logged in.
+    pub user_id: Option<String>,
+    /// Where to send the receipt.
+    pub email: Option<String>,
+    /// Where the browser goes after the acquirer's page; `payment_id` is appended.
+    pub return_url: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum NextActionView {
+    /// Send the browser here with a GET.
+    Redirect { url: String },
+    /// Make the browser POST these fields here.
+    FormPost {
+        url: String,
+        fields: BTreeMap<String, String>,
+    },
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FailureView {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentView {
+    pub id: Uuid,
+    pub status: PaymentStatus,
+    #[schema(example = "1234.56")]
+    pub amount: String,
+    pub currency: String,
+    pub supplier_id: String,
+    pub account_number: String,
+    pub acquirer: String,
+    pub description: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub return_url: Option<String>,
+    /// Present while the status is `requires_action`.
+    pub next_action: Option<NextActionView>,
+    pub failure: Option<FailureView>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: time::OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: time::OffsetDateTime,
+}
+
+impl TryFrom<PaymentRecord> for PaymentView {
+    type Error = ApiError;
+
+    fn try_from(p: PaymentRecord) -> Result<Self, Self::Error> {
+        let status = PaymentStatus::parse(&p.status)
+            .ok_or_else(|| ApiError::internal(&format!("payment {} status {:?}", p.id, p.status)))?;
+        let amount = Amount::from_minor(p.amount_minor).map_err(|e| ApiError::internal(&e))?;
+        let next_action = match (&p.next_action, status) {
+            (Some(json), PaymentStatus::RequiresAction) => {
+                let action: NextAction =
+                    serde_json::from_str(json).map_err(|e| ApiError::internal(&e))?;
+                Some(match action {
+                    NextAction::Redirect { url } => NextActionView::Redirect { url },
+                    NextAction::FormPost { url, fields } => NextActionView::FormPost {
+                        url,
+                        fields: fields.into_iter().collect(),
+                    },
+                })
+            }
+            _ => None,
+        };
+        let failure = p.failure_code.map(|code| FailureView {
+            code,
+            message: p.failure_message.unwrap_or_default(),
+        });
+        Ok(PaymentView {
+            id: p.id,
+            status,
+            amount: amount.to_string(),
+            currency: p.currency,
+            supplier_id: p.supplier_id,
+            account_number: p.account_number,
+            acquirer: p.acquirer,
+            description: p.description,
+            user_id: p.user_id,
+            email: p.email,
+            return_url: p.return_url,
+            next_action,
+            failure,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        })
+    }
+}
+
+/// Create a payment; the answer's `next_action` says where to send the customer's browser.
+#[utoipa::path(
+    post, path = "/v1/payments", tag = "payments",
+    request_body = CreatePaymentRequest,
+    params(("Idempotency-Key" = String, Header, description = "Unique per intended payment; kept at least 24 h")),
+    responses(
+        (status = 201, description = "Payment created", body = PaymentView),
+        (status = 400, description = "Malformed request or missing Idempotency-Key", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "Same key still in progress", body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 422, description = "A rule is broken, or the key was used with another request", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn create(
+    State(services): State<Arc<Services>>,
+    auth: Authenticated,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let client = auth.require(Scope::Portal)?;
+    let key = IdempotencyKey::from_headers(&headers)?;
+    json::require_json_content_type(&headers)?;
+    let fingerprint = idempotency::fingerprint("POST /v1/payments", &body);
+    idempotency::run(services, client, key, fingerprint, move |services, client| async move {
+        let request: CreatePaymentRequest = json::parse(&body)?;
+        let draft = PaymentDraft {
+            supplier_id: &request.supplier_id,
+            account_number: &request.account_number,
+            amount: &request.amount,
+            currency: &request.currency,
+            description: &request.description,
+            user_id: request.user_id.as_deref(),
+            email: request.email.as_deref(),
+            return_url: request.return_url.as_deref(),
+        };
+        let payment = payments::create(&services, &client, &draft).await?;
+        let view = PaymentView::try_from(payment)?;
+        let body = serde_json::to_string(&view).map_err(|e| ApiError::internal(&e))?;
+        Ok((StatusCode::CREATED, body))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct GetPaymentQuery {
+    /// Required for a payment made by a portal user: only that user may read it.
+    pub user_id: Option<String>,
+}
+
+/// Read a payment you created.
+#[utoipa::path(
+    get, path = "/v1/payments/{id}", tag = "payments",
+    params(("id" = Uuid, Path), GetPaymentQuery),
+    responses(
+        (status = 200, body = PaymentView),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "No such payment, or not yours", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn get(
+    State(services): State<Arc<Services>>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+    Query(query): Query<GetPaymentQuery>,
+) -> Result<Json<PaymentView>, ApiError> {
+    let client = auth.require(Scope::Portal)?;
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found())?;
+    let payment = payments::get_for_client(&services, &client, id, query.user_id.as_deref()).await?;
+    Ok(Json(PaymentView::try_from(payment)?))
+}

@@ -1,0 +1,16 @@
+//! oplata: the payment service behind a utility supplier's customer portal.
+
+/// Building and running the service.
+pub mod app;
+/// Typed settings from defaults, `oplata.toml` and `OPLATA_…` variables.
+pub mod config;
+/// The payment rules, free of HTTP and SQL.
+pub mod domain;
+/// The HTTP API.
+pub mod http;
+/// Orchestration between the rules, the store and the acquirers.
+pub mod service;
+/// Storage on SQLite or PostgreSQL.
+pub mod store;
+/// Logging setup.
+pub mod telemetry;

@@ -1,0 +1,129 @@
+//! The `oplata` command: serve (default), migrate, manage API keys, show the configuration.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use oplata::app::Application;
+use oplata::config::Settings;
+use oplata::service::api_keys::{self, Scope};
+use secrecy::ExposeSecret;
+
+#[derive(Debug, Parser)]
+#[command(name = "oplata", version, about = "Payment service for utility bills")]
+struct Cli {
+    /// Configuration file (read if it exists).
+    #[arg(long, env = "OPLATA_CONFIG", default_value = "oplata.toml", global = true)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the service (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage API keys.
+    #[command(subcommand)]
+    ApiKey(ApiKeyCommand),
+    /// Print the effective configuration, secrets as ***.
+    Config,
+}
+
+#[derive(Debug, Subcommand)]
+enum ApiKeyCommand {
+    /// Create a key; it is printed once and only its hash is stored.
+    Create {
+        #[arg(long)]
+        client: String,
+        #[arg(long, value_enum)]
+        scope: Scope,
+    },
+    /// List keys (prefixes only).
+    List,
+    /// Revoke a key by its id.
+    Revoke { id: uuid::Uuid },
+}
+
+#[allow(clippy::print_stdout)]
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings = Settings::load(&cli.config)?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            oplata::telemetry::init(
+                settings.mode,
+                settings.log_format,
+                &settings.log_filter,
+                std::io::stdout,
+            );
+            let demo = settings.sandbox_mounted();
+            let app = Application::build(settings).await?;
+            tracing::info!(address = %app.base_url(), "oplata is listening");
+            if demo {
+                print_demo_help(&app).await?;
+            }
+            app.run_until_stopped().await?;
+        }
+        Command::Migrate => {
+            oplata::store::connect(&settings.database_url).await?;
+            println!("migrations applied to {}", oplata::store::redact_url(&settings.database_url));
+        }
+        Command::ApiKey(command) => {
+            let store = oplata::store::connect(&settings.database_url).await?;
+            match command {
+                ApiKeyCommand::Create { client, scope } => {
+                    let (record, key) = api_keys::create(store.as_ref(), &client, scope).await?;
+                    println!("id:    {}", record.id);
+                    println!("scope: {}", record.scope);
+                    println!("key:   {}", key.expose_secret());
+                    println!("The key is shown only now; store it in the client's secret store.");
+                }
+                ApiKeyCommand::List => {
+                    for record in store.list_api_clients().await? {
+                        let state = if record.revoked_at.is_some() { "revoked" } else { "active" };
+                        println!(
+                            "{}  {:<8} {:<8} {}…  {}",
+                            record.id, record.scope, state, record.key_prefix, record.name
+                        );
+                    }
+                }
+                ApiKeyCommand::Revoke { id } => {
+                    let revoked = store.revoke_api_client(id, time::OffsetDateTime::now_utc()).await?;
+                    anyhow::ensure!(revoked, "no active key with id {id}");
+                    println!("revoked {id}");
+                }
+            }
+        }
+        Command::Config => {
+            let settings = settings.with_demo_defaults();
+            println!(
+                "{}",
+                toml::to_string_pretty(&settings).context("configuration is not printable")?
+            );
+        }
+    }
+    Ok(())
+}
+
+/// In demo mode, a portal key and the exact command that creates a demo payment.
+#[allow(clippy::print_stdout)]
+async fn print_demo_help(app: &Application) -> anyhow::Result<()> {
+    let (_, key) = api_keys::create(app.store().as_ref(), "demo portal", Scope::Portal).await?;
+    let base = app.base_url().as_str().trim_end_matches('/');
+    println!(
+        "\noplata demo is running at {base}\n\
+         A portal API key for this run: {key}\n\n\
+         Create a demo payment:\n\n  \
+         curl -s {base}/v1/payments -H 'Authorization: Bearer {key}' \\\n    \
+         -H 'Idempotency-Key: demo-1' -H 'Content-Type: application/json' \\\n    \
+         -d '{{\"supplier_id\":\"demo-electro\",\"account_number\":\"1234567890\",\"amount\":\"1500.00\",\"currency\":\"RUB\",\"description\":\"Электроэнергия\"}}'\n\n\
+         Open next_action.url in a browser and press «Оплатить»; then\n  \
+         curl -s {base}/v1/payments/<id> -H 'Authorization: Bearer {key}'\n",
+        key = key.expose_secret()
+    );
+    Ok(())
+}

@@ -1,0 +1,33 @@
+//! The service layer: carries a request through the domain rules, the store and the acquirers.
+//! It knows nothing of HTTP; handlers call it and map its errors in one place.
+
+pub mod api_keys;
+pub mod callbacks;
+pub mod payments;
+pub mod suppliers;
+
+use std::sync::Arc;
+
+use crate::config::Settings;
+use crate::store::Store;
+use suppliers::SupplierDirectory;
+
+/// Everything a request needs, shared by all handlers and workers.
+#[derive(Debug)]
+pub struct Services {
+    pub store: Arc<dyn Store>,
+    pub suppliers: SupplierDirectory,
+    pub settings: Arc<Settings>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Rule(#[from] crate::domain::new_payment::PaymentRuleError),
+    #[error("not found")]
+    NotFound,
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("internal inconsistency: {0}")]
+    Internal(String),
+}

@@ -1,0 +1,161 @@
+//! Storage: one [`Store`] trait with a PostgreSQL and a SQLite implementation.
+//!
+//! The backend is chosen by the database URL's scheme. Both run the same SQL (written with `$N`
+//! placeholders, which both understand); they differ only in how a read-then-write transaction
+//! is isolated: `SELECT … FOR UPDATE` on PostgreSQL, `BEGIN IMMEDIATE` on SQLite.
+
+mod postgres;
+mod records;
+pub(crate) mod sql;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::domain::payment::{InvalidTransition, PaymentEvent};
+
+pub use postgres::PostgresStore;
+pub use records::*;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("record not found")]
+    NotFound,
+    #[error("stored data is not readable: {0}")]
+    Corrupt(String),
+    #[error("unsupported database URL {0:?}: use sqlite://… or postgres://…")]
+    UnsupportedUrl(String),
+}
+
+/// What a status change did.
+#[derive(Debug, Clone)]
+pub enum TransitionResult {
+    /// The status changed; audit and outbox rows were written with it.
+    Applied(PaymentRecord),
+    /// The payment was already there: nothing was written.
+    AlreadyThere(PaymentRecord),
+    /// The state machine refused it: nothing was written.
+    Refused(PaymentRecord, InvalidTransition),
+}
+
+/// A status change to apply atomically with its audit and outbox rows.
+#[derive(Debug, Clone, Copy)]
+pub struct StatusChange<'a> {
+    pub event: PaymentEvent,
+    /// JSON of the browser's next step (stored with `ActionRequired`).
+    pub next_action: Option<&'a str>,
+    /// Code and message of a failure (stored with `Failed` and the like).
+    pub failure: Option<(&'a str, &'a str)>,
+    /// Who caused it: `client:<id>`, `acquirer:robokassa`, `worker:reconciliation`…
+    pub actor: &'a str,
+    pub reason: &'a str,
+}
+
+/// What became of an attempt to claim an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyClaim {
+    /// This request owns the key now and must run.
+    Claimed,
+    /// Another request with this key is running.
+    InProgress,
+    /// The key was used with a different request.
+    Mismatch,
+    /// The key was used with this request: here is the first answer.
+    Completed(StoredResponse),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    fn backend(&self) -> &'static str;
+
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    async fn insert_api_client(&self, client: &ApiClientRecord) -> Result<(), StoreError>;
+    async fn find_api_client_by_key_hash(
+        &self,
+        key_hash: &str,
+    ) -> Result<Option<ApiClientRecord>, StoreError>;
+    async fn list_api_clients(&self) -> Result<Vec<ApiClientRecord>, StoreError>;
+    /// Returns false when there is no such live key.
+    async fn revoke_api_client(&self, id: Uuid, at: OffsetDateTime) -> Result<bool, StoreError>;
+
+    async fn claim_idempotency_key(
+        &self,
+        client_id: Uuid,
+        key: &str,
+        fingerprint: &str,
+        now: OffsetDateTime,
+        lock_until: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> Result<IdempotencyClaim, StoreError>;
+    async fn complete_idempotency_key(
+        &self,
+        client_id: Uuid,
+        key: &str,
+        response: &StoredResponse,
+    ) -> Result<(), StoreError>;
+    /// Frees a claimed key whose request could not be answered, so a retry can run.
+    async fn release_idempotency_key(&self, client_id: Uuid, key: &str) -> Result<(), StoreError>;
+
+    /// Allocates the acquirer order number and inserts the payment as `created`, with its audit
+    /// and outbox rows, in one transaction.
+    async fn create_payment(
+        &self,
+        payment: &NewPaymentRecord,
+        actor: &str,
+    ) -> Result<PaymentRecord, StoreError>;
+    async fn get_payment(&self, id: Uuid) -> Result<Option<PaymentRecord>, StoreError>;
+    async fn find_payment_by_order(
+        &self,
+        acquirer: &str,
+        order_id: &str,
+    ) -> Result<Option<PaymentRecord>, StoreError>;
+    /// Applies an event through the state machine, under a lock on the payment row.
+    async fn transition_payment(
+        &self,
+        id: Uuid,
+        change: &StatusChange<'_>,
+    ) -> Result<TransitionResult, StoreError>;
+    /// Marks a payment for a person to look at, with an audit row saying why.
+    async fn flag_payment_for_review(
+        &self,
+        id: Uuid,
+        actor: &str,
+        reason: &str,
+    ) -> Result<(), StoreError>;
+    async fn payment_audit(&self, payment_id: Uuid) -> Result<Vec<AuditRecord>, StoreError>;
+    async fn outbox_for(&self, aggregate_id: Uuid) -> Result<Vec<OutboxRecord>, StoreError>;
+    async fn count_payments(&self) -> Result<i64, StoreError>;
+}
+
+/// Opens the database named by `url`, creating a SQLite file if needed, and applies migrations.
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
+        Arc::new(SqliteStore::connect(url).await?)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Arc::new(PostgresStore::connect(url).await?)
+    } else {
+        return Err(StoreError::UnsupportedUrl(redact_url(url)));
+    };
+    Ok(store)
+}
+
+/// A database URL fit for a log line or an error: the password is replaced.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "<unparseable URL>".to_owned(),
+    }
+}
