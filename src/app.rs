@@ -116,7 +116,10 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then lets requests in flight finish.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await
@@ -130,7 +133,11 @@ impl Application {
 
 /// The in-process Robokassa simulator, with a shop for each supplier that has no real base URL.
 fn robokassa_sandbox(settings: &Settings, base_url: &Url) -> Result<RobokassaSandbox, StartError> {
-    let join = |path: &str| base_url.join(path).map_err(|e| StartError::BaseUrl(e.to_string()));
+    let join = |path: &str| {
+        base_url
+            .join(path)
+            .map_err(|e| StartError::BaseUrl(e.to_string()))
+    };
     let mut merchants = Vec::new();
     for supplier in &settings.suppliers {
         let AcquirerSettings::Robokassa(r) = &supplier.acquirer;

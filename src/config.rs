@@ -172,7 +172,9 @@ impl Settings {
             ));
         }
         if self.body_limit_bytes < 1024 {
-            return Err(ConfigError::Invalid("body_limit_bytes must be at least 1024".into()));
+            return Err(ConfigError::Invalid(
+                "body_limit_bytes must be at least 1024".into(),
+            ));
         }
         if self.mode == Mode::Production {
             if self.sandbox.enabled {
@@ -181,7 +183,9 @@ impl Settings {
                 ));
             }
             if self.suppliers.is_empty() {
-                return Err(ConfigError::UnsafeForProduction("no suppliers are configured".into()));
+                return Err(ConfigError::UnsafeForProduction(
+                    "no suppliers are configured".into(),
+                ));
             }
             for supplier in &self.suppliers {
                 if supplier.id.starts_with("demo") {

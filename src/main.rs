@@ -13,7 +13,12 @@ use secrecy::ExposeSecret;
 #[command(name = "oplata", version, about = "Payment service for utility bills")]
 struct Cli {
     /// Configuration file (read if it exists).
-    #[arg(long, env = "OPLATA_CONFIG", default_value = "oplata.toml", global = true)]
+    #[arg(
+        long,
+        env = "OPLATA_CONFIG",
+        default_value = "oplata.toml",
+        global = true
+    )]
     config: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,
@@ -58,6 +63,7 @@ async fn main() -> anyhow::Result<()> {
                 settings.mode,
                 settings.log_format,
                 &settings.log_filter,
+                std::io::IsTerminal::is_terminal(&std::io::stdout()),
                 std::io::stdout,
             );
             let demo = settings.sandbox_mounted();
@@ -70,7 +76,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Migrate => {
             oplata::store::connect(&settings.database_url).await?;
-            println!("migrations applied to {}", oplata::store::redact_url(&settings.database_url));
+            println!(
+                "migrations applied to {}",
+                oplata::store::redact_url(&settings.database_url)
+            );
         }
         Command::ApiKey(command) => {
             let store = oplata::store::connect(&settings.database_url).await?;
@@ -84,7 +93,11 @@ async fn main() -> anyhow::Result<()> {
                 }
                 ApiKeyCommand::List => {
                     for record in store.list_api_clients().await? {
-                        let state = if record.revoked_at.is_some() { "revoked" } else { "active" };
+                        let state = if record.revoked_at.is_some() {
+                            "revoked"
+                        } else {
+                            "active"
+                        };
                         println!(
                             "{}  {:<8} {:<8} {}…  {}",
                             record.id, record.scope, state, record.key_prefix, record.name
@@ -92,7 +105,9 @@ async fn main() -> anyhow::Result<()> {
                     }
                 }
                 ApiKeyCommand::Revoke { id } => {
-                    let revoked = store.revoke_api_client(id, time::OffsetDateTime::now_utc()).await?;
+                    let revoked = store
+                        .revoke_api_client(id, time::OffsetDateTime::now_utc())
+                        .await?;
                     anyhow::ensure!(revoked, "no active key with id {id}");
                     println!("revoked {id}");
                 }

@@ -7,7 +7,7 @@ use tracing_subscriber::fmt::MakeWriter;
 use crate::config::{LogFormat, Mode};
 
 /// Installs the global subscriber writing to `writer`. Returns false if one was already set.
-pub fn init<W>(mode: Mode, format: LogFormat, filter: &str, writer: W) -> bool
+pub fn init<W>(mode: Mode, format: LogFormat, filter: &str, ansi: bool, writer: W) -> bool
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
@@ -19,6 +19,7 @@ where
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi && !json)
         .with_writer(writer);
     if json {
         builder

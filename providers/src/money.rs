@@ -114,9 +114,18 @@ mod tests {
     fn api_amounts_refuse_zero_negative_and_odd_forms() {
         assert_eq!(Amount::parse_api("0"), Err(AmountError::NotPositive));
         assert_eq!(Amount::parse_api("0.00"), Err(AmountError::NotPositive));
-        assert_eq!(Amount::parse_api("1.001"), Err(AmountError::TooManyDecimals));
-        for bad in ["-1", "+1", "1e3", " 1", "1,50", "", ".5", "5.", "1.2.3", "NaN"] {
-            assert_eq!(Amount::parse_api(bad), Err(AmountError::NotADecimal), "{bad}");
+        assert_eq!(
+            Amount::parse_api("1.001"),
+            Err(AmountError::TooManyDecimals)
+        );
+        for bad in [
+            "-1", "+1", "1e3", " 1", "1,50", "", ".5", "5.", "1.2.3", "NaN",
+        ] {
+            assert_eq!(
+                Amount::parse_api(bad),
+                Err(AmountError::NotADecimal),
+                "{bad}"
+            );
         }
         assert_eq!(
             Amount::parse_api("99999999999999999999999"),

@@ -198,16 +198,76 @@ mod tests {
     #[test]
     fn each_broken_rule_names_its_field() {
         let cases: Vec<(PaymentDraft<'_>, &str)> = vec![
-            (PaymentDraft { supplier_id: "nope", ..draft() }, "supplier_id"),
-            (PaymentDraft { account_number: "12345", ..draft() }, "account_number"),
-            (PaymentDraft { amount: "0", ..draft() }, "amount"),
-            (PaymentDraft { amount: "1.234", ..draft() }, "amount"),
-            (PaymentDraft { amount: "15000.01", ..draft() }, "amount"),
-            (PaymentDraft { currency: "USD", ..draft() }, "currency"),
-            (PaymentDraft { description: " ", ..draft() }, "description"),
-            (PaymentDraft { user_id: Some("a b"), ..draft() }, "user_id"),
-            (PaymentDraft { email: Some("not-an-email"), ..draft() }, "email"),
-            (PaymentDraft { return_url: Some("javascript:alert(1)"), ..draft() }, "return_url"),
+            (
+                PaymentDraft {
+                    supplier_id: "nope",
+                    ..draft()
+                },
+                "supplier_id",
+            ),
+            (
+                PaymentDraft {
+                    account_number: "12345",
+                    ..draft()
+                },
+                "account_number",
+            ),
+            (
+                PaymentDraft {
+                    amount: "0",
+                    ..draft()
+                },
+                "amount",
+            ),
+            (
+                PaymentDraft {
+                    amount: "1.234",
+                    ..draft()
+                },
+                "amount",
+            ),
+            (
+                PaymentDraft {
+                    amount: "15000.01",
+                    ..draft()
+                },
+                "amount",
+            ),
+            (
+                PaymentDraft {
+                    currency: "USD",
+                    ..draft()
+                },
+                "currency",
+            ),
+            (
+                PaymentDraft {
+                    description: " ",
+                    ..draft()
+                },
+                "description",
+            ),
+            (
+                PaymentDraft {
+                    user_id: Some("a b"),
+                    ..draft()
+                },
+                "user_id",
+            ),
+            (
+                PaymentDraft {
+                    email: Some("not-an-email"),
+                    ..draft()
+                },
+                "email",
+            ),
+            (
+                PaymentDraft {
+                    return_url: Some("javascript:alert(1)"),
+                    ..draft()
+                },
+                "return_url",
+            ),
         ];
         for (bad, field) in cases {
             let error = check(bad).expect_err("must be refused");
@@ -217,10 +277,22 @@ mod tests {
 
     #[test]
     fn the_supplier_limit_itself_is_allowed() {
-        assert!(check(PaymentDraft { amount: "15000.00", ..draft() }).is_ok());
+        assert!(
+            check(PaymentDraft {
+                amount: "15000.00",
+                ..draft()
+            })
+            .is_ok()
+        );
         assert_eq!(
-            check(PaymentDraft { amount: "15000.01", ..draft() }).map(|v| v.amount),
-            Err(PaymentRuleError::AmountAboveLimit { max: supplier().max_amount })
+            check(PaymentDraft {
+                amount: "15000.01",
+                ..draft()
+            })
+            .map(|v| v.amount),
+            Err(PaymentRuleError::AmountAboveLimit {
+                max: supplier().max_amount
+            })
         );
     }
 }

@@ -175,7 +175,12 @@ impl PaymentStatus {
                 E::PartiallyRefunded,
             )
             | (
-                S::Created | S::RequiresAction | S::Processing | S::Failed | S::Canceled | S::Expired,
+                S::Created
+                | S::RequiresAction
+                | S::Processing
+                | S::Failed
+                | S::Canceled
+                | S::Expired,
                 E::FullyRefunded,
             ) => return Err(InvalidTransition { from: self, event }),
         };
@@ -238,13 +243,25 @@ mod tests {
 
     #[test]
     fn a_failed_payment_never_becomes_succeeded() {
-        assert!(PaymentStatus::Failed.apply(PaymentEvent::Succeeded).is_err());
-        assert!(PaymentStatus::Expired.apply(PaymentEvent::Succeeded).is_err());
+        assert!(
+            PaymentStatus::Failed
+                .apply(PaymentEvent::Succeeded)
+                .is_err()
+        );
+        assert!(
+            PaymentStatus::Expired
+                .apply(PaymentEvent::Succeeded)
+                .is_err()
+        );
     }
 
     #[test]
     fn only_succeeded_payments_can_be_refunded() {
-        assert!(PaymentStatus::Processing.apply(PaymentEvent::FullyRefunded).is_err());
+        assert!(
+            PaymentStatus::Processing
+                .apply(PaymentEvent::FullyRefunded)
+                .is_err()
+        );
         assert_eq!(
             PaymentStatus::PartiallyRefunded.apply(PaymentEvent::FullyRefunded),
             Ok(Transition::To(PaymentStatus::Refunded))

@@ -65,15 +65,17 @@ impl Supplier {
             return Err(SupplierError::BadId(id.to_owned()));
         }
         // Anchor the whole pattern so "\d{10}" cannot match inside a longer string.
-        let account_pattern =
-            Regex::new(&format!("^(?:{account_pattern})$")).map_err(|e| SupplierError::BadPattern {
+        let account_pattern = Regex::new(&format!("^(?:{account_pattern})$")).map_err(|e| {
+            SupplierError::BadPattern {
                 id: id.to_owned(),
                 reason: e.to_string(),
-            })?;
-        let max_amount = Amount::parse_api(max_amount).map_err(|_| SupplierError::BadMaxAmount {
-            id: id.to_owned(),
-            value: max_amount.to_owned(),
+            }
         })?;
+        let max_amount =
+            Amount::parse_api(max_amount).map_err(|_| SupplierError::BadMaxAmount {
+                id: id.to_owned(),
+                value: max_amount.to_owned(),
+            })?;
         Ok(Supplier {
             id: id.to_owned(),
             name: name.to_owned(),
@@ -116,11 +118,32 @@ mod tests {
 
     #[test]
     fn bad_definitions_are_refused() {
-        let bad_id = Supplier::new("Bad Id", "x", PaymentType::Fines, ".*", "1", AcquirerKind::Robokassa);
+        let bad_id = Supplier::new(
+            "Bad Id",
+            "x",
+            PaymentType::Fines,
+            ".*",
+            "1",
+            AcquirerKind::Robokassa,
+        );
         assert!(matches!(bad_id, Err(SupplierError::BadId(_))));
-        let bad_pattern = Supplier::new("x", "x", PaymentType::Fines, "(", "1", AcquirerKind::Robokassa);
+        let bad_pattern = Supplier::new(
+            "x",
+            "x",
+            PaymentType::Fines,
+            "(",
+            "1",
+            AcquirerKind::Robokassa,
+        );
         assert!(matches!(bad_pattern, Err(SupplierError::BadPattern { .. })));
-        let bad_max = Supplier::new("x", "x", PaymentType::Fines, ".*", "0", AcquirerKind::Robokassa);
+        let bad_max = Supplier::new(
+            "x",
+            "x",
+            PaymentType::Fines,
+            ".*",
+            "0",
+            AcquirerKind::Robokassa,
+        );
         assert!(matches!(bad_max, Err(SupplierError::BadMaxAmount { .. })));
     }
 }

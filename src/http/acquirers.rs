@@ -13,7 +13,12 @@ use crate::service::{ServiceError, Services, callbacks, payments};
 
 fn answer(answer: CallbackAnswer) -> Response {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_REQUEST);
-    (status, [(header::CONTENT_TYPE, answer.content_type)], answer.body).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, answer.content_type)],
+        answer.body,
+    )
+        .into_response()
 }
 
 /// Robokassa's ResultURL (POST form, or GET, as set in the shop's cabinet).

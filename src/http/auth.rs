@@ -23,7 +23,10 @@ impl Authenticated {
             Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 ErrorCode::ForbiddenScope,
-                format!("this endpoint needs an API key with scope {}", scope.as_str()),
+                format!(
+                    "this endpoint needs an API key with scope {}",
+                    scope.as_str()
+                ),
             ))
         }
     }

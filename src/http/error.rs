@@ -97,7 +97,11 @@ impl ApiError {
     }
 
     pub fn not_found() -> Self {
-        ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such resource")
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "no such resource",
+        )
     }
 
     /// Logs the cause (which may name internals) and answers without it.
@@ -151,7 +155,8 @@ impl From<PaymentRuleError> for ApiError {
             PaymentRuleError::InvalidEmail => ErrorCode::InvalidEmail,
             PaymentRuleError::InvalidReturnUrl => ErrorCode::InvalidReturnUrl,
         };
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, error.to_string()).with_param(error.field())
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, error.to_string())
+            .with_param(error.field())
     }
 }
 

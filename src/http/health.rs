@@ -18,7 +18,9 @@ pub async fn healthz() -> Json<serde_json::Value> {
 /// The process can serve: the database answers.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200), (status = 503, body = super::error::ErrorBody)))]
-pub async fn readyz(State(services): State<Arc<Services>>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn readyz(
+    State(services): State<Arc<Services>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     services.store.ping().await.map_err(|error| {
         tracing::warn!(%error, "readiness check failed");
         ApiError::new(
@@ -27,5 +29,7 @@ pub async fn readyz(State(services): State<Arc<Services>>) -> Result<Json<serde_
             "the database is not reachable",
         )
     })?;
-    Ok(Json(serde_json::json!({"status": "ready", "database": services.store.backend()})))
+    Ok(Json(
+        serde_json::json!({"status": "ready", "database": services.store.backend()}),
+    ))
 }

@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
+use tracing::Instrument;
 
 use super::error::{ApiError, ErrorCode};
 use crate::service::Services;
@@ -112,28 +113,34 @@ where
         }
         IdempotencyClaim::Claimed => {}
     }
-    let task = tokio::spawn(async move {
-        let (status, body) = match work(services.clone(), client.clone()).await {
-            Ok(done) => done,
-            Err(error) => (error.status, error.body_json()),
-        };
-        let stored = if status.is_server_error() {
-            services.store.release_idempotency_key(client.id, &key.0).await
-        } else {
-            let response = StoredResponse {
-                status: status.as_u16(),
-                body: body.clone(),
+    let task = tokio::spawn(
+        async move {
+            let (status, body) = match work(services.clone(), client.clone()).await {
+                Ok(done) => done,
+                Err(error) => (error.status, error.body_json()),
             };
-            services
-                .store
-                .complete_idempotency_key(client.id, &key.0, &response)
-                .await
-        };
-        if let Err(error) = stored {
-            tracing::error!(%error, "could not record the idempotent response");
+            let stored = if status.is_server_error() {
+                services
+                    .store
+                    .release_idempotency_key(client.id, &key.0)
+                    .await
+            } else {
+                let response = StoredResponse {
+                    status: status.as_u16(),
+                    body: body.clone(),
+                };
+                services
+                    .store
+                    .complete_idempotency_key(client.id, &key.0, &response)
+                    .await
+            };
+            if let Err(error) = stored {
+                tracing::error!(%error, "could not record the idempotent response");
+            }
+            (status, body)
         }
-        (status, body)
-    });
+        .instrument(tracing::Span::current()),
+    );
     let (status, body) = task.await.map_err(|e| ApiError::internal(&e))?;
     Ok(json_response(status, body, false))
 }

@@ -27,7 +27,10 @@ impl<S: Send + Sync> FromRequest<S> for Body {
             Err(rejection) => Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 ErrorCode::MalformedJson,
-                format!("the request body could not be read: {}", rejection.body_text()),
+                format!(
+                    "the request body could not be read: {}",
+                    rejection.body_text()
+                ),
             )),
         }
     }
@@ -37,7 +40,12 @@ impl<S: Send + Sync> FromRequest<S> for Body {
 pub fn require_json_content_type(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
     match headers.get(header::CONTENT_TYPE).map(|v| v.to_str()) {
         None => Ok(()),
-        Some(Ok(value)) if value.trim_start().to_ascii_lowercase().starts_with("application/json") => {
+        Some(Ok(value))
+            if value
+                .trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json") =>
+        {
             Ok(())
         }
         Some(_) => Err(ApiError::new(
@@ -50,6 +58,15 @@ pub fn require_json_content_type(headers: &axum::http::HeaderMap) -> Result<(), 
 
 /// Parses JSON, naming the offending field when a field is at fault.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // serde would read a struct from an array too, and blame element [0]: refuse it whole.
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if matches!(first, Some(b'[')) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidFieldType,
+            "the request body must be a JSON object",
+        ));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut deserializer);
     let value = parsed.map_err(|error| {
@@ -57,7 +74,9 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let inner = error.into_inner();
         let message = inner.to_string();
         let (status, code) = match inner.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof | serde_json::error::Category::Io => {
+            serde_json::error::Category::Syntax
+            | serde_json::error::Category::Eof
+            | serde_json::error::Category::Io => {
                 (StatusCode::BAD_REQUEST, ErrorCode::MalformedJson)
             }
             serde_json::error::Category::Data if message.starts_with("unknown field") => {
@@ -66,12 +85,14 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             serde_json::error::Category::Data if message.starts_with("missing field") => {
                 (StatusCode::BAD_REQUEST, ErrorCode::MissingField)
             }
-            serde_json::error::Category::Data => (StatusCode::BAD_REQUEST, ErrorCode::InvalidFieldType),
+            serde_json::error::Category::Data => {
+                (StatusCode::BAD_REQUEST, ErrorCode::InvalidFieldType)
+            }
         };
         let api = ApiError::new(status, code, message);
         let field = if code == ErrorCode::MissingField || code == ErrorCode::UnknownField {
             quoted_name(&api.message)
-        } else if path != "." {
+        } else if code != ErrorCode::MalformedJson && path != "." {
             Some(path)
         } else {
             None
@@ -82,7 +103,11 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         }
     })?;
     deserializer.end().map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::MalformedJson, e.to_string())
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::MalformedJson,
+            e.to_string(),
+        )
     })?;
     Ok(value)
 }

@@ -28,13 +28,16 @@ fn layout(title: &str, body: &str) -> String {
 pub fn payment_result(payment: &PaymentRecord) -> String {
     let status = PaymentStatus::parse(&payment.status);
     let (headline, detail) = match status {
-        Some(PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded | PaymentStatus::Refunded) => {
-            ("Оплачено", "Спасибо! Платёж принят.")
-        }
-        Some(PaymentStatus::Failed | PaymentStatus::Canceled | PaymentStatus::Expired) => {
-            ("Платёж не прошёл", "Деньги не списаны. Попробуйте оплатить ещё раз.")
-        }
-        Some(PaymentStatus::Created | PaymentStatus::RequiresAction | PaymentStatus::Processing)
+        Some(
+            PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded | PaymentStatus::Refunded,
+        ) => ("Оплачено", "Спасибо! Платёж принят."),
+        Some(PaymentStatus::Failed | PaymentStatus::Canceled | PaymentStatus::Expired) => (
+            "Платёж не прошёл",
+            "Деньги не списаны. Попробуйте оплатить ещё раз.",
+        ),
+        Some(
+            PaymentStatus::Created | PaymentStatus::RequiresAction | PaymentStatus::Processing,
+        )
         | None => ("Платёж обрабатывается", "Обновите страницу через минуту."),
     };
     let amount = oplata_providers::Amount::from_minor(payment.amount_minor)
@@ -51,10 +54,18 @@ pub fn payment_result(payment: &PaymentRecord) -> String {
 
 pub fn not_found() -> Response {
     let body = "<h1>Платёж не найден</h1><p>Проверьте ссылку.</p>";
-    (StatusCode::NOT_FOUND, Html(layout("Платёж не найден", body))).into_response()
+    (
+        StatusCode::NOT_FOUND,
+        Html(layout("Платёж не найден", body)),
+    )
+        .into_response()
 }
 
 pub fn temporary_failure() -> Response {
     let body = "<h1>Временная ошибка</h1><p>Обновите страницу через минуту.</p>";
-    (StatusCode::SERVICE_UNAVAILABLE, Html(layout("Временная ошибка", body))).into_response()
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Html(layout("Временная ошибка", body)),
+    )
+        .into_response()
 }

@@ -93,8 +93,9 @@ impl TryFrom<PaymentRecord> for PaymentView {
     type Error = ApiError;
 
     fn try_from(p: PaymentRecord) -> Result<Self, Self::Error> {
-        let status = PaymentStatus::parse(&p.status)
-            .ok_or_else(|| ApiError::internal(&format!("payment {} status {:?}", p.id, p.status)))?;
+        let status = PaymentStatus::parse(&p.status).ok_or_else(|| {
+            ApiError::internal(&format!("payment {} status {:?}", p.id, p.status))
+        })?;
         let amount = Amount::from_minor(p.amount_minor).map_err(|e| ApiError::internal(&e))?;
         let next_action = match (&p.next_action, status) {
             (Some(json), PaymentStatus::RequiresAction) => {
@@ -159,23 +160,29 @@ pub async fn create(
     let key = IdempotencyKey::from_headers(&headers)?;
     json::require_json_content_type(&headers)?;
     let fingerprint = idempotency::fingerprint("POST /v1/payments", &body);
-    idempotency::run(services, client, key, fingerprint, move |services, client| async move {
-        let request: CreatePaymentRequest = json::parse(&body)?;
-        let draft = PaymentDraft {
-            supplier_id: &request.supplier_id,
-            account_number: &request.account_number,
-            amount: &request.amount,
-            currency: &request.currency,
-            description: &request.description,
-            user_id: request.user_id.as_deref(),
-            email: request.email.as_deref(),
-            return_url: request.return_url.as_deref(),
-        };
-        let payment = payments::create(&services, &client, &draft).await?;
-        let view = PaymentView::try_from(payment)?;
-        let body = serde_json::to_string(&view).map_err(|e| ApiError::internal(&e))?;
-        Ok((StatusCode::CREATED, body))
-    })
+    idempotency::run(
+        services,
+        client,
+        key,
+        fingerprint,
+        move |services, client| async move {
+            let request: CreatePaymentRequest = json::parse(&body)?;
+            let draft = PaymentDraft {
+                supplier_id: &request.supplier_id,
+                account_number: &request.account_number,
+                amount: &request.amount,
+                currency: &request.currency,
+                description: &request.description,
+                user_id: request.user_id.as_deref(),
+                email: request.email.as_deref(),
+                return_url: request.return_url.as_deref(),
+            };
+            let payment = payments::create(&services, &client, &draft).await?;
+            let view = PaymentView::try_from(payment)?;
+            let body = serde_json::to_string(&view).map_err(|e| ApiError::internal(&e))?;
+            Ok((StatusCode::CREATED, body))
+        },
+    )
     .await
 }
 
@@ -204,6 +211,7 @@ pub async fn get(
 ) -> Result<Json<PaymentView>, ApiError> {
     let client = auth.require(Scope::Portal)?;
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found())?;
-    let payment = payments::get_for_client(&services, &client, id, query.user_id.as_deref()).await?;
+    let payment =
+        payments::get_for_client(&services, &client, id, query.user_id.as_deref()).await?;
     Ok(Json(PaymentView::try_from(payment)?))
 }

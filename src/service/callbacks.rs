@@ -68,7 +68,12 @@ async fn process(
     let entry = services
         .suppliers
         .get(&payment.supplier_id)
-        .ok_or_else(|| Failure::Internal(format!("supplier {} is not configured", payment.supplier_id)))?;
+        .ok_or_else(|| {
+            Failure::Internal(format!(
+                "supplier {} is not configured",
+                payment.supplier_id
+            ))
+        })?;
     if entry.acquirer.kind() != kind {
         return Err(CallbackError::UnknownOrder.into());
     }
@@ -78,7 +83,10 @@ async fn process(
     }
     if let Some(payment_ref) = &verified.payment_ref {
         if *payment_ref != payment.id.to_string() {
-            return Err(CallbackError::Malformed("the payment reference does not match the order".into()).into());
+            return Err(CallbackError::Malformed(
+                "the payment reference does not match the order".into(),
+            )
+            .into());
         }
     }
     let amount_matches = Amount::from_decimal(verified.amount)
@@ -111,7 +119,11 @@ async fn process(
         actor: &actor,
         reason,
     };
-    match services.store.transition_payment(payment.id, &change).await? {
+    match services
+        .store
+        .transition_payment(payment.id, &change)
+        .await?
+    {
         TransitionResult::Applied(updated) => {
             tracing::info!(payment_id = %updated.id, status = %updated.status, "payment updated by notification");
         }
@@ -121,7 +133,10 @@ async fn process(
         TransitionResult::Refused(current, refused) => {
             // Money moved for a payment we already closed: accept the notification (so the
             // acquirer stops re-sending) and leave it to a person.
-            let reason = format!("notification {event:?} arrived for a {} payment", current.status);
+            let reason = format!(
+                "notification {event:?} arrived for a {} payment",
+                current.status
+            );
             tracing::error!(payment_id = %current.id, %refused, "notification conflicts with a final state");
             services
                 .store

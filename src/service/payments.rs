@@ -86,7 +86,11 @@ pub async fn create(
             }
         }
     };
-    match services.store.transition_payment(created.id, &change).await? {
+    match services
+        .store
+        .transition_payment(created.id, &change)
+        .await?
+    {
         TransitionResult::Applied(p) | TransitionResult::AlreadyThere(p) => Ok(p),
         TransitionResult::Refused(_, refused) => Err(ServiceError::Internal(refused.to_string())),
     }
@@ -138,7 +142,11 @@ pub async fn refresh_from_acquirer(
     if !entry.acquirer.capabilities().status_query {
         return Ok(payment);
     }
-    let outcome = match entry.acquirer.payment_status(&payment.acquirer_order_id).await {
+    let outcome = match entry
+        .acquirer
+        .payment_status(&payment.acquirer_order_id)
+        .await
+    {
         Ok(outcome) => outcome,
         Err(error) => {
             tracing::warn!(%error, "status query not possible");
@@ -182,7 +190,11 @@ pub async fn refresh_from_acquirer(
             return Ok(payment);
         }
     };
-    match services.store.transition_payment(payment.id, &change).await? {
+    match services
+        .store
+        .transition_payment(payment.id, &change)
+        .await?
+    {
         TransitionResult::Applied(p)
         | TransitionResult::AlreadyThere(p)
         | TransitionResult::Refused(p, _) => Ok(p),

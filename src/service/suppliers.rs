@@ -43,21 +43,23 @@ impl SupplierDirectory {
         for s in &settings.suppliers {
             let acquirer: Arc<dyn Acquirer> = match &s.acquirer {
                 AcquirerSettings::Robokassa(r) => {
-                    let base_url = match &r.base_url {
-                        Some(url) => url.clone(),
-                        None if settings.sandbox_mounted() => public_base_url
-                            .join(SANDBOX_MOUNT)
-                            .map_err(|e| DirectoryError::Acquirer {
-                                id: s.id.clone(),
-                                reason: e.to_string(),
-                            })?,
-                        None => {
-                            return Err(DirectoryError::Acquirer {
-                                id: s.id.clone(),
-                                reason: "Robokassa base_url is not set and the sandbox is off".into(),
-                            });
-                        }
-                    };
+                    let base_url =
+                        match &r.base_url {
+                            Some(url) => url.clone(),
+                            None if settings.sandbox_mounted() => public_base_url
+                                .join(SANDBOX_MOUNT)
+                                .map_err(|e| DirectoryError::Acquirer {
+                                    id: s.id.clone(),
+                                    reason: e.to_string(),
+                                })?,
+                            None => {
+                                return Err(DirectoryError::Acquirer {
+                                    id: s.id.clone(),
+                                    reason: "Robokassa base_url is not set and the sandbox is off"
+                                        .into(),
+                                });
+                            }
+                        };
                     let config = RobokassaConfig {
                         merchant_login: r.merchant_login.clone(),
                         password1: r.password1.clone(),

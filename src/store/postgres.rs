@@ -31,4 +31,8 @@ impl PostgresStore {
     }
 }
 
-sql_store!(PostgresStore, begin_write = "BEGIN", lock_row = " FOR UPDATE");
+sql_store!(
+    PostgresStore,
+    begin_write = "BEGIN",
+    lock_row = " FOR UPDATE"
+);

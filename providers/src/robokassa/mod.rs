@@ -10,7 +10,6 @@
 pub mod sandbox;
 pub mod wire;
 
-
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
@@ -50,11 +49,16 @@ pub struct Robokassa {
 impl Robokassa {
     pub fn new(config: RobokassaConfig, http: reqwest::Client) -> Result<Self, ProviderError> {
         if config.merchant_login.is_empty() {
-            return Err(ProviderError::Configuration("merchant_login is empty".into()));
+            return Err(ProviderError::Configuration(
+                "merchant_login is empty".into(),
+            ));
         }
-        if config.password1.expose_secret().is_empty() || config.password2.expose_secret().is_empty()
+        if config.password1.expose_secret().is_empty()
+            || config.password2.expose_secret().is_empty()
         {
-            return Err(ProviderError::Configuration("a Robokassa password is empty".into()));
+            return Err(ProviderError::Configuration(
+                "a Robokassa password is empty".into(),
+            ));
         }
         Ok(Robokassa { config, http })
     }
@@ -68,7 +72,10 @@ impl Robokassa {
 
     fn payment_page_url(&self, request: &PaymentRequest<'_>) -> String {
         let out_sum = request.amount.to_string();
-        let shp = vec![(wire::PAYMENT_REF_PARAM.to_owned(), request.payment_ref.to_owned())];
+        let shp = vec![(
+            wire::PAYMENT_REF_PARAM.to_owned(),
+            request.payment_ref.to_owned(),
+        )];
         let signature = wire::payment_signature(
             self.config.hash,
             &self.config.merchant_login,
@@ -77,7 +84,11 @@ impl Robokassa {
             self.config.password1.expose_secret(),
             &shp,
         );
-        let description: String = request.description.chars().take(DESCRIPTION_MAX_CHARS).collect();
+        let description: String = request
+            .description
+            .chars()
+            .take(DESCRIPTION_MAX_CHARS)
+            .collect();
         let mut url = self.endpoint("/Merchant/Index.aspx");
         {
             let mut query = url.query_pairs_mut();
@@ -120,12 +131,19 @@ impl Robokassa {
             .send()
             .await
             // The error text would carry the URL and so the signature: keep only its kind.
-            .map_err(|e| format!("OpStateExt request failed ({})", describe_transport_error(&e)))?;
+            .map_err(|e| {
+                format!(
+                    "OpStateExt request failed ({})",
+                    describe_transport_error(&e)
+                )
+            })?;
         let status = response.status();
-        let body = response
-            .text()
-            .await
-            .map_err(|e| format!("OpStateExt body unreadable ({})", describe_transport_error(&e)))?;
+        let body = response.text().await.map_err(|e| {
+            format!(
+                "OpStateExt body unreadable ({})",
+                describe_transport_error(&e)
+            )
+        })?;
         if !status.is_success() {
             return Err(format!("OpStateExt answered HTTP {}", status.as_u16()));
         }

@@ -12,11 +12,11 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::{Form, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use url::Url;
 
 use super::wire::{self, OperationState};
@@ -99,7 +99,10 @@ impl RobokassaSandbox {
             .unwrap_or_default();
         RobokassaSandbox {
             inner: Arc::new(Inner {
-                merchants: merchants.into_iter().map(|m| (m.login.clone(), m)).collect(),
+                merchants: merchants
+                    .into_iter()
+                    .map(|m| (m.login.clone(), m))
+                    .collect(),
                 book: Mutex::new(Book::default()),
                 policy,
                 http,
@@ -112,9 +115,15 @@ impl RobokassaSandbox {
     /// Robokassa's endpoints, relative to wherever the router is nested.
     pub fn router(&self) -> Router {
         Router::new()
-            .route("/Merchant/Index.aspx", get(payment_page_get).post(payment_page_post))
+            .route(
+                "/Merchant/Index.aspx",
+                get(payment_page_get).post(payment_page_post),
+            )
             .route("/Merchant/Decide", post(decide))
-            .route("/Merchant/WebService/Service.asmx/OpStateExt", get(op_state_ext))
+            .route(
+                "/Merchant/WebService/Service.asmx/OpStateExt",
+                get(op_state_ext),
+            )
             .with_state(self.clone())
     }
 
@@ -134,7 +143,9 @@ impl RobokassaSandbox {
     }
 
     pub fn set_drop_result_notifications(&self, drop: bool) {
-        self.inner.drop_result_notifications.store(drop, Ordering::Relaxed);
+        self.inner
+            .drop_result_notifications
+            .store(drop, Ordering::Relaxed);
     }
 
     /// Pays or declines an invoice as the customer's button press would, without a browser.
@@ -235,7 +246,10 @@ impl RobokassaSandbox {
                 .await;
             if let Ok(response) = answer {
                 if response.status().is_success()
-                    && response.text().await.is_ok_and(|body| body.trim() == expected)
+                    && response
+                        .text()
+                        .await
+                        .is_ok_and(|body| body.trim() == expected)
                 {
                     self.record_acknowledged(&merchant.login, &inv_id);
                     return;
@@ -249,14 +263,20 @@ impl RobokassaSandbox {
     }
 
     fn record_attempt(&self, login: &str, inv_id: &str) {
-        if let Some(invoice) = self.book().invoices.get_mut(&(login.to_owned(), inv_id.to_owned()))
+        if let Some(invoice) = self
+            .book()
+            .invoices
+            .get_mut(&(login.to_owned(), inv_id.to_owned()))
         {
             invoice.result_attempts += 1;
         }
     }
 
     fn record_acknowledged(&self, login: &str, inv_id: &str) {
-        if let Some(invoice) = self.book().invoices.get_mut(&(login.to_owned(), inv_id.to_owned()))
+        if let Some(invoice) = self
+            .book()
+            .invoices
+            .get_mut(&(login.to_owned(), inv_id.to_owned()))
         {
             invoice.result_acknowledged = true;
         }
@@ -265,13 +285,19 @@ impl RobokassaSandbox {
     fn book(&self) -> MutexGuard<'_, Book> {
         // A panic while holding the lock cannot leave the book half-written: every update is a
         // single assignment. Keep serving.
-        self.inner.book.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .book
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Checks a payment page request and opens (or re-opens) its invoice.
     fn open_invoice(&self, params: &[(String, String)]) -> Result<OpenedInvoice, String> {
         let get = |name: &str| -> Result<Option<&str>, String> {
-            let mut values = params.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
+            let mut values = params
+                .iter()
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str());
             let first = values.next();
             if values.next().is_some() {
                 return Err(format!("Параметр {name} указан дважды"));
@@ -378,7 +404,10 @@ button{{font-size:1.1rem;padding:.6rem 1.2rem;margin:.3rem}}</style></head>\
 }
 
 fn error_page(message: &str) -> Response {
-    let body = format!("<h1>Ошибка</h1><p id=\"error\">{}</p>", escape_html(message));
+    let body = format!(
+        "<h1>Ошибка</h1><p id=\"error\">{}</p>",
+        escape_html(message)
+    );
     (StatusCode::BAD_REQUEST, Html(page("Ошибка оплаты", &body))).into_response()
 }
 
@@ -439,7 +468,10 @@ struct Decision {
     action: String,
 }
 
-async fn decide(State(sandbox): State<RobokassaSandbox>, Form(decision): Form<Decision>) -> Response {
+async fn decide(
+    State(sandbox): State<RobokassaSandbox>,
+    Form(decision): Form<Decision>,
+) -> Response {
     let pay = match decision.action.as_str() {
         "pay" => true,
         "decline" => false,

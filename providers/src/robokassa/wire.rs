@@ -56,7 +56,12 @@ pub fn success_signature(
 }
 
 /// `Signature` of an OpStateExt request: `MerchantLogin:InvoiceID:Password#2`.
-pub fn op_state_signature(hash: HashAlgorithm, login: &str, inv_id: &str, password2: &str) -> String {
+pub fn op_state_signature(
+    hash: HashAlgorithm,
+    login: &str,
+    inv_id: &str,
+    password2: &str,
+) -> String {
     hash.hex_digest(format!("{login}:{inv_id}:{password2}").as_bytes())
 }
 
@@ -97,12 +102,15 @@ impl ResultNotice {
                 return Err(CallbackError::Malformed(format!("{name} is given twice")));
             }
         }
-        let out_sum = out_sum.ok_or_else(|| CallbackError::Malformed("OutSum is missing".into()))?;
+        let out_sum =
+            out_sum.ok_or_else(|| CallbackError::Malformed("OutSum is missing".into()))?;
         let inv_id = inv_id.ok_or_else(|| CallbackError::Malformed("InvId is missing".into()))?;
         let signature = signature
             .ok_or_else(|| CallbackError::Malformed("SignatureValue is missing".into()))?;
         if inv_id.is_empty() || inv_id.len() > 18 || !inv_id.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(CallbackError::Malformed("InvId is not a positive integer".into()));
+            return Err(CallbackError::Malformed(
+                "InvId is not a positive integer".into(),
+            ));
         }
         Ok(ResultNotice {
             out_sum,
@@ -120,7 +128,10 @@ impl ResultNotice {
     /// The amount as a number; the text must be a plain non-negative decimal.
     pub fn amount(&self) -> Result<Decimal, CallbackError> {
         let plain = !self.out_sum.is_empty()
-            && self.out_sum.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+            && self
+                .out_sum
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'.')
             && self.out_sum.bytes().filter(|b| *b == b'.').count() <= 1;
         plain
             .then(|| self.out_sum.parse::<Decimal>().ok())
@@ -129,7 +140,10 @@ impl ResultNotice {
     }
 
     pub fn shp_value(&self, name: &str) -> Option<&str> {
-        self.shp.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.shp
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -278,15 +292,19 @@ mod tests {
             ("Shp_a".to_owned(), "1".to_owned()),
         ];
         let signed = payment_signature(HashAlgorithm::Md5, "shop", "10.00", "7", "p1", &shp);
-        assert_eq!(signed, HashAlgorithm::Md5.hex_digest(b"shop:10.00:7:p1:Shp_a=1:Shp_b=2"));
+        assert_eq!(
+            signed,
+            HashAlgorithm::Md5.hex_digest(b"shop:10.00:7:p1:Shp_a=1:Shp_b=2")
+        );
     }
 
     #[test]
     fn result_notice_is_verified_over_the_amount_text_as_received() {
         let sig = result_signature(HashAlgorithm::Md5, "10.000000", "5", "p2", &[]);
-        let notice =
-            ResultNotice::parse(&raw_body(&format!("OutSum=10.000000&InvId=5&SignatureValue={sig}")))
-                .expect("parses");
+        let notice = ResultNotice::parse(&raw_body(&format!(
+            "OutSum=10.000000&InvId=5&SignatureValue={sig}"
+        )))
+        .expect("parses");
         assert!(notice.signature_is_valid(HashAlgorithm::Md5, "p2"));
         assert_eq!(notice.amount(), Ok(Decimal::new(10, 0)));
         let reformatted = ResultNotice {
@@ -299,9 +317,10 @@ mod tests {
     #[test]
     fn upper_case_signatures_are_accepted() {
         let sig = result_signature(HashAlgorithm::Sha256, "1.00", "9", "p2", &[]).to_uppercase();
-        let notice =
-            ResultNotice::parse(&raw_body(&format!("OutSum=1.00&InvId=9&SignatureValue={sig}")))
-                .expect("parses");
+        let notice = ResultNotice::parse(&raw_body(&format!(
+            "OutSum=1.00&InvId=9&SignatureValue={sig}"
+        )))
+        .expect("parses");
         assert!(notice.signature_is_valid(HashAlgorithm::Sha256, "p2"));
     }
 
@@ -315,7 +334,10 @@ mod tests {
             "OutSum=1&InvId=&SignatureValue=x",
         ] {
             assert!(
-                matches!(ResultNotice::parse(&raw_body(body)), Err(CallbackError::Malformed(_))),
+                matches!(
+                    ResultNotice::parse(&raw_body(body)),
+                    Err(CallbackError::Malformed(_))
+                ),
                 "{body}"
             );
         }
@@ -330,7 +352,13 @@ mod tests {
 </OperationStateResponse>"#;
         let parsed = OperationStateResponse::parse(xml).expect("parses");
         assert_eq!(ResultCode::from_code(parsed.result.code), ResultCode::Ok);
-        assert_eq!(parsed.state.map(|s| OperationState::from_code(s.code)), Some(OperationState::Paid));
-        assert_eq!(parsed.info.and_then(|i| i.out_sum).as_deref(), Some("10.000000"));
+        assert_eq!(
+            parsed.state.map(|s| OperationState::from_code(s.code)),
+            Some(OperationState::Paid)
+        );
+        assert_eq!(
+            parsed.info.and_then(|i| i.out_sum).as_deref(),
+            Some("10.000000")
+        );
     }
 }

@@ -1,0 +1,12 @@
+//! HTTP tests: each starts the real service on a random port with its own database, and runs on
+//! SQLite and on PostgreSQL (`OPLATA_TEST_POSTGRES_URL`).
+
+#![allow(clippy::unwrap_used)]
+
+mod helpers;
+
+mod api_errors;
+mod idempotency;
+mod logs;
+mod robokassa_flow;
+mod store_story;

@@ -1,0 +1,285 @@
+//! A card payment through Robokassa, end to end over HTTP: the service, the simulator's pages,
+//! the ResultURL notification and the browser's return.
+
+use oplata_providers::robokassa::wire;
+use oplata_providers::signing::HashAlgorithm;
+
+use crate::helpers::*;
+
+on_both_backends!(
+    a_customer_pays_through_the_hosted_page_and_the_payment_succeeds,
+    a_declined_payment_ends_failed_after_the_status_query,
+    the_same_notification_delivered_100_times_at_once_moves_the_payment_once,
+    forged_changed_or_unknown_notifications_change_nothing,
+    the_browser_return_alone_never_marks_a_payment_paid,
+    the_customer_is_sent_back_to_the_portal_with_the_payment_id,
+);
+
+/// Opens the payment page as a browser would and returns the simulator's invoice number.
+async fn open_payment_page(app: &TestApp, payment: &serde_json::Value) -> String {
+    let url = payment["next_action"]["url"].as_str().unwrap();
+    let page = app.http.get(url).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("1500.00"), "{html}");
+    param(&query_params(url), "InvId")
+}
+
+async fn press(app: &TestApp, inv_id: &str, action: &str) -> String {
+    let answer = app
+        .http
+        .post(app.url("/sandbox/robokassa/Merchant/Decide"))
+        .form(&[
+            ("login", DEMO_LOGIN),
+            ("inv_id", inv_id),
+            ("action", action),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 303);
+    answer.headers()["location"].to_str().unwrap().to_owned()
+}
+
+fn signed_result(
+    inv_id: &str,
+    out_sum: &str,
+    payment_id: &str,
+    password2: &str,
+) -> Vec<(&'static str, String)> {
+    let shp = vec![("Shp_payment".to_owned(), payment_id.to_owned())];
+    let signature = wire::result_signature(HashAlgorithm::Md5, out_sum, inv_id, password2, &shp);
+    vec![
+        ("OutSum", out_sum.to_owned()),
+        ("InvId", inv_id.to_owned()),
+        ("SignatureValue", signature),
+        ("Shp_payment", payment_id.to_owned()),
+    ]
+}
+
+async fn a_customer_pays_through_the_hosted_page_and_the_payment_succeeds(backend: Backend) {
+    let app = spawn_app(backend).await;
+
+    let payment = app.create_payment(&demo_payment_body()).await;
+    assert_eq!(payment["status"], "requires_action");
+    assert_eq!(payment["amount"], "1500.00");
+    assert_eq!(payment["acquirer"], "robokassa");
+    let url = payment["next_action"]["url"].as_str().unwrap();
+    assert_eq!(payment["next_action"]["type"], "redirect");
+    let params = query_params(url);
+    let expected_signature = wire::payment_signature(
+        HashAlgorithm::Md5,
+        DEMO_LOGIN,
+        "1500.00",
+        &param(&params, "InvId"),
+        DEMO_PASSWORD1,
+        &[(
+            "Shp_payment".to_owned(),
+            payment["id"].as_str().unwrap().to_owned(),
+        )],
+    );
+    assert_eq!(param(&params, "SignatureValue"), expected_signature);
+
+    let inv_id = open_payment_page(&app, &payment).await;
+    let success = press(&app, &inv_id, "pay").await;
+    let result_page = app.http.get(&success).send().await.unwrap();
+
+    assert_eq!(result_page.status(), 200);
+    assert!(result_page.text().await.unwrap().contains("Оплачено"));
+    let id = payment["id"].as_str().unwrap();
+    let read: serde_json::Value = app
+        .get_payment(id, Some("user-42"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["status"], "succeeded");
+    assert!(read["next_action"].is_null());
+    let invoice = app.sandbox.invoice(DEMO_LOGIN, &inv_id).unwrap();
+    assert!(
+        invoice.result_acknowledged,
+        "ResultURL was answered OK{{InvId}}"
+    );
+    let trail: Vec<String> = app
+        .store
+        .payment_audit(id.parse().unwrap())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.to_status)
+        .collect();
+    assert_eq!(trail, ["created", "requires_action", "succeeded"]);
+    let events: Vec<String> = app
+        .store
+        .outbox_for(id.parse().unwrap())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "payment.created",
+            "payment.requires_action",
+            "payment.succeeded"
+        ]
+    );
+}
+
+async fn a_declined_payment_ends_failed_after_the_status_query(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let payment = app.create_payment(&demo_payment_body()).await;
+    let inv_id = open_payment_page(&app, &payment).await;
+
+    let fail = press(&app, &inv_id, "decline").await;
+    assert!(fail.contains("/return/robokassa/fail"), "{fail}");
+    let page = app.http.get(&fail).send().await.unwrap();
+
+    assert!(page.text().await.unwrap().contains("Платёж не прошёл"));
+    let id = payment["id"].as_str().unwrap();
+    let read: serde_json::Value = app
+        .get_payment(id, Some("user-42"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["status"], "failed");
+    assert_eq!(read["failure"]["code"], "canceled_by_customer");
+}
+
+async fn the_same_notification_delivered_100_times_at_once_moves_the_payment_once(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let payment = app.create_payment(&demo_payment_body()).await;
+    let id = payment["id"].as_str().unwrap().to_owned();
+    let inv_id = param(
+        &query_params(payment["next_action"]["url"].as_str().unwrap()),
+        "InvId",
+    );
+    let form = signed_result(&inv_id, "1500.000000", &id, DEMO_PASSWORD2);
+
+    let answers = futures::future::join_all((0..100).map(|_| app.post_result(&form))).await;
+
+    for (status, body) in &answers {
+        assert_eq!(
+            (*status, body.as_str()),
+            (200, format!("OK{inv_id}").as_str())
+        );
+    }
+    assert_eq!(app.payment_record(&id).await.status, "succeeded");
+    let trail = app.store.payment_audit(id.parse().unwrap()).await.unwrap();
+    assert_eq!(
+        trail.iter().filter(|a| a.to_status == "succeeded").count(),
+        1
+    );
+    let events = app.store.outbox_for(id.parse().unwrap()).await.unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.event_type == "payment.succeeded")
+            .count(),
+        1
+    );
+}
+
+async fn forged_changed_or_unknown_notifications_change_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let payment = app.create_payment(&demo_payment_body()).await;
+    let id = payment["id"].as_str().unwrap().to_owned();
+    let inv_id = param(
+        &query_params(payment["next_action"]["url"].as_str().unwrap()),
+        "InvId",
+    );
+    let audit_before = app
+        .store
+        .payment_audit(id.parse().unwrap())
+        .await
+        .unwrap()
+        .len();
+
+    let forged = signed_result(&inv_id, "1500.000000", &id, "not-the-password");
+    let changed_amount = signed_result(&inv_id, "1.000000", &id, DEMO_PASSWORD2);
+    let unknown_order = signed_result("999999", "1500.000000", &id, DEMO_PASSWORD2);
+    let other_payment = signed_result(
+        &inv_id,
+        "1500.000000",
+        &uuid::Uuid::now_v7().to_string(),
+        DEMO_PASSWORD2,
+    );
+    let mut duplicated = signed_result(&inv_id, "1500.000000", &id, DEMO_PASSWORD2);
+    duplicated.push(("OutSum", "1.000000".to_owned()));
+    let mut truncated = signed_result(&inv_id, "1500.000000", &id, DEMO_PASSWORD2);
+    truncated.retain(|(k, _)| *k != "SignatureValue");
+
+    for (case, form) in [
+        ("forged signature", forged),
+        ("changed amount", changed_amount),
+        ("unknown InvId", unknown_order),
+        ("another payment's reference", other_payment),
+        ("duplicated OutSum", duplicated),
+        ("missing signature", truncated),
+    ] {
+        let (status, body) = app.post_result(&form).await;
+        assert_eq!(status, 400, "{case}: {body}");
+        assert!(!body.starts_with("OK"), "{case}: {body}");
+    }
+    assert_eq!(app.payment_record(&id).await.status, "requires_action");
+    let audit_after = app
+        .store
+        .payment_audit(id.parse().unwrap())
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(audit_before, audit_after);
+}
+
+async fn the_browser_return_alone_never_marks_a_payment_paid(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let payment = app.create_payment(&demo_payment_body()).await;
+    let id = payment["id"].as_str().unwrap().to_owned();
+    let inv_id = open_payment_page(&app, &payment).await;
+
+    // A hand-made SuccessURL (even a correctly signed one) while the invoice is still unpaid.
+    let signature = wire::success_signature(
+        HashAlgorithm::Md5,
+        "1500.000000",
+        &inv_id,
+        DEMO_PASSWORD1,
+        &[],
+    );
+    let page = app
+        .http
+        .get(app.url("/return/robokassa/success"))
+        .query(&[
+            ("OutSum", "1500.000000"),
+            ("InvId", inv_id.as_str()),
+            ("SignatureValue", signature.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+
+    assert!(page.text().await.unwrap().contains("обрабатывается"));
+    assert_eq!(app.payment_record(&id).await.status, "requires_action");
+}
+
+async fn the_customer_is_sent_back_to_the_portal_with_the_payment_id(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut body = demo_payment_body();
+    body["return_url"] = "https://portal.example.ru/payments/done?from=oplata".into();
+    let payment = app.create_payment(&body).await;
+    let inv_id = open_payment_page(&app, &payment).await;
+
+    let success = press(&app, &inv_id, "pay").await;
+    let back = app.http.get(&success).send().await.unwrap();
+
+    assert_eq!(back.status(), 303);
+    let location = back.headers()["location"].to_str().unwrap();
+    let id = payment["id"].as_str().unwrap();
+    assert_eq!(
+        location,
+        format!("https://portal.example.ru/payments/done?from=oplata&payment_id={id}")
+    );
+}

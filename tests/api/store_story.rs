@@ -1,0 +1,165 @@
+//! The storage story, told against each backend directly.
+
+use oplata::domain::payment::PaymentEvent;
+use oplata::store::{
+    IdempotencyClaim, NewPaymentRecord, StatusChange, StoredResponse, TransitionResult,
+};
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::helpers::*;
+
+on_both_backends!(
+    order_numbers_are_allocated_per_acquirer_without_gaps_or_repeats,
+    a_refused_transition_writes_nothing,
+    a_dead_request_frees_its_key_and_an_expired_key_can_be_reused,
+);
+
+fn new_payment(acquirer: &str) -> NewPaymentRecord {
+    NewPaymentRecord {
+        id: Uuid::now_v7(),
+        client_id: None,
+        user_id: None,
+        supplier_id: "demo-electro".into(),
+        account_number: "1234567890".into(),
+        amount_minor: 12_345,
+        currency: "RUB".into(),
+        description: "test".into(),
+        email: None,
+        return_url: None,
+        acquirer: acquirer.into(),
+        created_at: OffsetDateTime::now_utc(),
+    }
+}
+
+async fn order_numbers_are_allocated_per_acquirer_without_gaps_or_repeats(backend: Backend) {
+    let app = spawn_app(backend).await;
+
+    let created = futures::future::join_all((0..20).map(|_| async {
+        app.store
+            .create_payment(&new_payment("robokassa"), "test")
+            .await
+    }))
+    .await;
+    let other = app
+        .store
+        .create_payment(&new_payment("moneta"), "test")
+        .await
+        .unwrap();
+
+    let mut numbers: Vec<i64> = created
+        .into_iter()
+        .map(|p| p.unwrap().acquirer_order_id.parse().unwrap())
+        .collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=20).collect::<Vec<i64>>());
+    assert_eq!(other.acquirer_order_id, "1");
+    let found = app
+        .store
+        .find_payment_by_order("moneta", "1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, other.id);
+    assert_eq!(found.amount_minor, 12_345);
+}
+
+async fn a_refused_transition_writes_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let payment = app
+        .store
+        .create_payment(&new_payment("robokassa"), "test")
+        .await
+        .unwrap();
+    let change = |event| StatusChange {
+        event,
+        next_action: None,
+        failure: Some(("refused", "declined by the issuer")),
+        actor: "test",
+        reason: "test",
+    };
+
+    let failed = app
+        .store
+        .transition_payment(payment.id, &change(PaymentEvent::Failed))
+        .await
+        .unwrap();
+    let revived = app
+        .store
+        .transition_payment(payment.id, &change(PaymentEvent::Succeeded))
+        .await
+        .unwrap();
+    let again = app
+        .store
+        .transition_payment(payment.id, &change(PaymentEvent::Failed))
+        .await
+        .unwrap();
+
+    assert!(
+        matches!(failed, TransitionResult::Applied(ref p) if p.status == "failed" && p.failure_code.as_deref() == Some("refused"))
+    );
+    assert!(matches!(revived, TransitionResult::Refused(ref p, _) if p.status == "failed"));
+    assert!(matches!(again, TransitionResult::AlreadyThere(_)));
+    assert_eq!(app.store.payment_audit(payment.id).await.unwrap().len(), 2);
+    assert_eq!(app.store.outbox_for(payment.id).await.unwrap().len(), 2);
+}
+
+async fn a_dead_request_frees_its_key_and_an_expired_key_can_be_reused(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (client, _) = oplata::service::api_keys::create(
+        app.store.as_ref(),
+        "c",
+        oplata::service::api_keys::Scope::Portal,
+    )
+    .await
+    .unwrap();
+    let now = OffsetDateTime::now_utc();
+    let claim = |at: OffsetDateTime, fingerprint: &'static str| {
+        let store = app.store.clone();
+        async move {
+            store
+                .claim_idempotency_key(
+                    client.id,
+                    "key",
+                    fingerprint,
+                    at,
+                    at + Duration::minutes(2),
+                    at + Duration::hours(24),
+                )
+                .await
+                .unwrap()
+        }
+    };
+
+    assert_eq!(claim(now, "a").await, IdempotencyClaim::Claimed);
+    assert_eq!(
+        claim(now + Duration::seconds(1), "a").await,
+        IdempotencyClaim::InProgress
+    );
+    assert_eq!(
+        claim(now + Duration::seconds(1), "b").await,
+        IdempotencyClaim::Mismatch
+    );
+    // The first request died: after its lock ran out another may take the key over.
+    assert_eq!(
+        claim(now + Duration::minutes(3), "a").await,
+        IdempotencyClaim::Claimed
+    );
+    let answer = StoredResponse {
+        status: 201,
+        body: "{}".into(),
+    };
+    app.store
+        .complete_idempotency_key(client.id, "key", &answer)
+        .await
+        .unwrap();
+    assert_eq!(
+        claim(now + Duration::minutes(4), "a").await,
+        IdempotencyClaim::Completed(answer)
+    );
+    // Past its lifetime the key is free for a new request.
+    assert_eq!(
+        claim(now + Duration::hours(25), "b").await,
+        IdempotencyClaim::Claimed
+    );
+}
