@@ -43,16 +43,7 @@ pub struct Application {
 
 /// The client every adapter uses to call its acquirer.
 pub fn acquirer_http_client(timeout: Duration) -> Result<reqwest::Client, StartError> {
-    // reqwest is built without a default crypto provider (ring is lighter to build than
-    // aws-lc); install ring once for the process.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(Duration::from_secs(5))
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("oplata/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| StartError::HttpClient(e.to_string()))
+    oplata_providers::http_client(timeout).map_err(|e| StartError::HttpClient(e.to_string()))
 }
 
 impl Application {

@@ -256,3 +256,108 @@ impl Settings {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn production() -> Settings {
+        let mut settings = Settings {
+            mode: Mode::Production,
+            ..Settings::default()
+        };
+        settings.sandbox.enabled = false;
+        settings.suppliers.push(SupplierSettings {
+            id: "mosenergo".into(),
+            name: "Энергосбыт".into(),
+            payment_type: PaymentType::Utilities,
+            account_pattern: r"\d{10}".into(),
+            max_amount: "50000.00".into(),
+            acquirer: AcquirerSettings::Robokassa(RobokassaSettings {
+                merchant_login: "mosenergo".into(),
+                password1: SecretString::from("real-1"),
+                password2: SecretString::from("real-2"),
+                hash: HashAlgorithm::Sha256,
+                test_mode: false,
+                base_url: Url::parse("https://auth.robokassa.ru").ok(),
+            }),
+        });
+        settings
+    }
+
+    fn refusal(settings: &Settings) -> String {
+        match settings.check() {
+            Err(ConfigError::UnsafeForProduction(reason)) => reason,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_real_production_configuration_is_accepted() {
+        assert!(production().check().is_ok());
+    }
+
+    #[test]
+    fn production_refuses_the_sandbox_demo_suppliers_and_demo_credentials() {
+        let mut sandbox = production();
+        sandbox.sandbox.enabled = true;
+        assert!(refusal(&sandbox).contains("sandbox"));
+
+        let demo = production().with_demo_defaults();
+        let mut with_demo_supplier = production();
+        with_demo_supplier.mode = Mode::Demo;
+        with_demo_supplier.suppliers.clear();
+        let mut with_demo_supplier = with_demo_supplier.with_demo_defaults();
+        with_demo_supplier.mode = Mode::Production;
+        with_demo_supplier.sandbox.enabled = false;
+        assert!(
+            demo.check().is_ok(),
+            "demo defaults are never added in production"
+        );
+        assert!(refusal(&with_demo_supplier).contains("demo"));
+
+        let mut demo_password = production();
+        let AcquirerSettings::Robokassa(r) = &mut demo_password.suppliers[0].acquirer;
+        r.password2 = SecretString::from(DEMO_ROBOKASSA_PASSWORD2);
+        assert!(refusal(&demo_password).contains("demo Robokassa credentials"));
+
+        let mut no_base = production();
+        let AcquirerSettings::Robokassa(r) = &mut no_base.suppliers[0].acquirer;
+        r.base_url = None;
+        assert!(refusal(&no_base).contains("base_url"));
+
+        let mut nothing = production();
+        nothing.suppliers.clear();
+        assert!(refusal(&nothing).contains("no suppliers"));
+    }
+
+    #[test]
+    fn the_printed_configuration_hides_every_secret() {
+        let mut settings = production();
+        settings.database_url = "postgres://oplata:db-secret@db.internal/oplata".into();
+        let printed = toml::to_string_pretty(&settings).expect("printable");
+        assert!(!printed.contains("real-1"));
+        assert!(!printed.contains("real-2"));
+        assert!(!printed.contains("db-secret"));
+        assert!(printed.contains("***"));
+        assert!(!format!("{settings:?}").contains("real-1"));
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's own error type, in a test
+    fn a_file_and_the_environment_override_the_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "oplata.toml",
+                "listen = \"127.0.0.1:9000\"\nlog_filter = \"debug\"\n",
+            )?;
+            jail.set_env("OPLATA_LOG_FILTER", "warn");
+            jail.set_env("OPLATA_SANDBOX__MAX_ATTEMPTS", "3");
+            let settings = Settings::load(Path::new("oplata.toml")).map_err(|e| e.to_string())?;
+            assert_eq!(settings.listen.port(), 9000);
+            assert_eq!(settings.log_filter, "warn");
+            assert_eq!(settings.sandbox.max_attempts, 3);
+            Ok(())
+        });
+    }
+}

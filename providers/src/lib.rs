@@ -312,3 +312,17 @@ pub fn return_order_id(kind: AcquirerKind, raw: &RawCallback) -> Option<String> 
         AcquirerKind::NetPay | AcquirerKind::Moneta => None,
     }
 }
+
+/// An HTTP client for talking to acquirers (and for the simulators' notifications): TLS through
+/// rustls on `ring`, no redirects followed, a timeout on every call.
+pub fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client, reqwest::Error> {
+    // reqwest is built without a default crypto provider (ring builds faster than aws-lc);
+    // install ring once for the process. A second install is refused harmlessly.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("oplata/", env!("CARGO_PKG_VERSION")))
+        .build()
+}

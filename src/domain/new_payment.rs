@@ -115,15 +115,15 @@ pub fn validate<'s>(
     {
         return Err(PaymentRuleError::InvalidDescription);
     }
-    if let Some(user_id) = draft.user_id {
-        if !printable_token(user_id, 128) {
-            return Err(PaymentRuleError::InvalidUserId);
-        }
+    if let Some(user_id) = draft.user_id
+        && !printable_token(user_id, 128)
+    {
+        return Err(PaymentRuleError::InvalidUserId);
     }
-    if let Some(email) = draft.email {
-        if !plausible_email(email) {
-            return Err(PaymentRuleError::InvalidEmail);
-        }
+    if let Some(email) = draft.email
+        && !plausible_email(email)
+    {
+        return Err(PaymentRuleError::InvalidEmail);
     }
     let return_url = draft
         .return_url

@@ -81,13 +81,13 @@ async fn process(
     if verified.order_id != payment.acquirer_order_id {
         return Err(CallbackError::UnknownOrder.into());
     }
-    if let Some(payment_ref) = &verified.payment_ref {
-        if *payment_ref != payment.id.to_string() {
-            return Err(CallbackError::Malformed(
-                "the payment reference does not match the order".into(),
-            )
-            .into());
-        }
+    if let Some(payment_ref) = &verified.payment_ref
+        && *payment_ref != payment.id.to_string()
+    {
+        return Err(CallbackError::Malformed(
+            "the payment reference does not match the order".into(),
+        )
+        .into());
     }
     let amount_matches = Amount::from_decimal(verified.amount)
         .is_ok_and(|amount| amount.minor() == payment.amount_minor);

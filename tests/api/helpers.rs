@@ -173,10 +173,12 @@ pub struct TestApp {
 }
 
 pub fn test_settings(database_url: &str) -> Settings {
-    let mut settings = Settings::default();
-    settings.mode = Mode::Demo;
-    settings.listen = "127.0.0.1:0".parse().unwrap();
-    settings.database_url = database_url.to_owned();
+    let mut settings = Settings {
+        mode: Mode::Demo,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: database_url.to_owned(),
+        ..Settings::default()
+    };
     settings.sandbox.retry_interval_ms = 50;
     settings.sandbox.max_attempts = 5;
     settings

@@ -92,11 +92,8 @@ pub struct RobokassaSandbox {
 
 impl RobokassaSandbox {
     pub fn new(merchants: Vec<SandboxMerchant>, policy: DeliveryPolicy) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
+        let http = crate::http_client(Duration::from_secs(10))
+            .expect("an HTTP client without custom TLS settings always builds");
         RobokassaSandbox {
             inner: Arc::new(Inner {
                 merchants: merchants
@@ -244,16 +241,15 @@ impl RobokassaSandbox {
                 .form(&form)
                 .send()
                 .await;
-            if let Ok(response) = answer {
-                if response.status().is_success()
-                    && response
-                        .text()
-                        .await
-                        .is_ok_and(|body| body.trim() == expected)
-                {
-                    self.record_acknowledged(&merchant.login, &inv_id);
-                    return;
-                }
+            if let Ok(response) = answer
+                && response.status().is_success()
+                && response
+                    .text()
+                    .await
+                    .is_ok_and(|body| body.trim() == expected)
+            {
+                self.record_acknowledged(&merchant.login, &inv_id);
+                return;
             }
             if attempt < self.inner.policy.max_attempts {
                 tokio::time::sleep(self.inner.policy.retry_interval).await;

@@ -343,6 +343,25 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_notification_body_parses_or_is_refused_without_panicking(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            query in ".{0,200}",
+        ) {
+            let raw = RawCallback { query, body };
+            if let Ok(notice) = ResultNotice::parse(&raw) {
+                let _ = notice.amount();
+                proptest::prop_assert!(!notice.signature_is_valid(HashAlgorithm::Md5, "p2") || notice.signature.len() == 32);
+            }
+        }
+
+        #[test]
+        fn any_status_answer_parses_or_is_refused_without_panicking(xml in ".{0,400}") {
+            let _ = OperationStateResponse::parse(&xml);
+        }
+    }
+
     #[test]
     fn op_state_answer_is_read() {
         let xml = r#"<?xml version="1.0" encoding="utf-8"?>
