@@ -52,10 +52,20 @@ enum ApiKeyCommand {
     Revoke { id: uuid::Uuid },
 }
 
-#[allow(clippy::print_stdout)]
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn main() -> std::process::ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // One readable line (with causes); a backtrace helps nobody who misconfigured.
+            eprintln!("oplata: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+#[allow(clippy::print_stdout)]
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load(&cli.config)?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
