@@ -157,7 +157,16 @@ impl Settings {
     pub fn load(file: &Path) -> Result<Self, ConfigError> {
         let settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
             .merge(Toml::file(file))
-            .merge(Env::prefixed("OPLATA_").split("__").ignore(&["config"]))
+            .merge(
+                Env::prefixed("OPLATA_")
+                    .split("__")
+                    // OPLATA_CONFIG names the file; OPLATA_TEST_… and OPLATA_BENCH_… belong to
+                    // the test suite and benchmarks. Any other unknown key is a typo: refused.
+                    .filter(|key| {
+                        let key = key.as_str().to_ascii_lowercase();
+                        key != "config" && !key.starts_with("test_") && !key.starts_with("bench_")
+                    }),
+            )
             .extract()
             .map_err(|e| ConfigError::Load(Box::new(e)))?;
         settings.check()?;
@@ -353,10 +362,16 @@ mod tests {
             )?;
             jail.set_env("OPLATA_LOG_FILTER", "warn");
             jail.set_env("OPLATA_SANDBOX__MAX_ATTEMPTS", "3");
+            jail.set_env("OPLATA_TEST_POSTGRES_URL", "postgres://ignored");
             let settings = Settings::load(Path::new("oplata.toml")).map_err(|e| e.to_string())?;
             assert_eq!(settings.listen.port(), 9000);
             assert_eq!(settings.log_filter, "warn");
             assert_eq!(settings.sandbox.max_attempts, 3);
+            jail.set_env("OPLATA_LISTN", "127.0.0.1:1");
+            assert!(
+                Settings::load(Path::new("oplata.toml")).is_err(),
+                "a misspelt key is refused"
+            );
             Ok(())
         });
     }

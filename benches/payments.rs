@@ -1,0 +1,173 @@
+//! Throughput and latency of the hot paths, measured over real HTTP on 127.0.0.1:
+//! creating a payment (validation, idempotency, two transactions, signing the Robokassa URL) and
+//! handling a ResultURL notification (verification, row lock, state change, audit, outbox).
+//!
+//! `cargo bench --bench payments` runs it on SQLite; with `OPLATA_BENCH_POSTGRES_URL` set it runs
+//! on PostgreSQL as well. Numbers go into the README by hand; nothing here asserts a time.
+
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use oplata::app::Application;
+use oplata::config::{DEMO_ROBOKASSA_PASSWORD2, Mode, Settings};
+use oplata::service::api_keys::{self, Scope};
+use oplata_providers::robokassa::wire;
+use oplata_providers::signing::HashAlgorithm;
+use secrecy::ExposeSecret;
+
+const PAYMENTS: usize = 2000;
+const CONCURRENCY: usize = 16;
+
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
+}
+
+fn report(name: &str, total: Duration, mut latencies: Vec<Duration>) {
+    latencies.sort_unstable();
+    let per_second = latencies.len() as u128 * 1_000_000 / total.as_micros().max(1);
+    println!(
+        "{name:<34} {:>6} req  {:>6} req/s  p50 {:>7.2?}  p99 {:>7.2?}  max {:>7.2?}",
+        latencies.len(),
+        per_second,
+        percentile(&latencies, 50),
+        percentile(&latencies, 99),
+        latencies[latencies.len() - 1],
+    );
+}
+
+fn peak_rss_kib() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM"))
+                .map(|l| l.to_owned())
+        })
+        .unwrap_or_else(|| "VmHWM: unknown".into())
+}
+
+async fn run(label: &str, database_url: String) {
+    let settings = Settings {
+        mode: Mode::Demo,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url,
+        log_filter: "error".into(),
+        ..Settings::default()
+    };
+    let app = Application::build(settings).await.unwrap();
+    let base = app.base_url().as_str().trim_end_matches('/').to_owned();
+    let store = app.store();
+    let (_, key) = api_keys::create(store.as_ref(), "bench", Scope::Portal)
+        .await
+        .unwrap();
+    let key = key.expose_secret().to_owned();
+    tokio::spawn(app.run_until(std::future::pending()));
+    let http = reqwest::Client::new();
+
+    let started = Instant::now();
+    let created: Vec<(Duration, serde_json::Value)> = futures::stream::iter(0..PAYMENTS)
+        .map(|i| {
+            let http = http.clone();
+            let base = base.clone();
+            let key = key.clone();
+            async move {
+                let body = serde_json::json!({
+                    "supplier_id": "demo-electro", "account_number": "1234567890",
+                    "amount": format!("{}.{:02}", 100 + i, i % 100), "currency": "RUB",
+                    "description": "Электроэнергия"
+                });
+                let t = Instant::now();
+                let response = http
+                    .post(format!("{base}/v1/payments"))
+                    .bearer_auth(&key)
+                    .header("idempotency-key", format!("bench-{i}"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 201);
+                let payment: serde_json::Value = response.json().await.unwrap();
+                (t.elapsed(), payment)
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    report(
+        &format!("{label}: POST /v1/payments"),
+        started.elapsed(),
+        created.iter().map(|c| c.0).collect(),
+    );
+
+    let started = Instant::now();
+    let latencies: Vec<Duration> = futures::stream::iter(created.iter().map(|c| &c.1))
+        .map(|payment| {
+            let http = http.clone();
+            let base = base.clone();
+            async move {
+                let url = url::Url::parse(payment["next_action"]["url"].as_str().unwrap()).unwrap();
+                let param = |n: &str| {
+                    url.query_pairs()
+                        .find(|(k, _)| k == n)
+                        .unwrap()
+                        .1
+                        .into_owned()
+                };
+                let (inv, sum, id) = (
+                    param("InvId"),
+                    format!("{}0000", param("OutSum")),
+                    param("Shp_payment"),
+                );
+                let shp = vec![("Shp_payment".to_owned(), id.clone())];
+                let signature = wire::result_signature(
+                    HashAlgorithm::Md5,
+                    &sum,
+                    &inv,
+                    DEMO_ROBOKASSA_PASSWORD2,
+                    &shp,
+                );
+                let t = Instant::now();
+                let answer = http
+                    .post(format!("{base}/callbacks/robokassa/result"))
+                    .form(&[
+                        ("OutSum", sum),
+                        ("InvId", inv.clone()),
+                        ("SignatureValue", signature),
+                        ("Shp_payment", id),
+                    ])
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                assert_eq!(answer, format!("OK{inv}"));
+                t.elapsed()
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    report(
+        &format!("{label}: POST /callbacks/robokassa/result"),
+        started.elapsed(),
+        latencies,
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    println!("{PAYMENTS} payments, {CONCURRENCY} concurrent clients, one process, loopback HTTP");
+    let dir = tempfile::tempdir().unwrap();
+    run(
+        "sqlite",
+        format!("sqlite://{}/bench.db", dir.path().display()),
+    )
+    .await;
+    if let Ok(url) = std::env::var("OPLATA_BENCH_POSTGRES_URL") {
+        run("postgres", url).await;
+    }
+    println!("{}", peak_rss_kib());
+}
