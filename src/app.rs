@@ -6,14 +6,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use oplata_providers::robokassa::sandbox::{DeliveryPolicy, RobokassaSandbox, SandboxMerchant};
+use oplata_providers::AcquirerKind;
+use oplata_providers::net_pay::sandbox::{NetPaySandbox, SandboxMerchant as NetPayMerchant};
+use oplata_providers::robokassa::sandbox::{
+    RobokassaSandbox, SandboxMerchant as RobokassaMerchant,
+};
+use oplata_providers::sandbox::DeliveryPolicy;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use url::Url;
 
-use crate::config::{AcquirerSettings, SANDBOX_MOUNT, Settings};
+use crate::config::{AcquirerSettings, Settings, sandbox_mount};
 use crate::service::Services;
-use crate::service::suppliers::{DirectoryError, SupplierDirectory};
+use crate::service::suppliers::{DirectoryError, NETPAY_NOTIFICATION_PATH, SupplierDirectory};
 use crate::store::{self, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +43,14 @@ pub struct Application {
     router: Router,
     base_url: Url,
     services: Arc<Services>,
-    sandbox: Option<RobokassaSandbox>,
+    sandboxes: Option<Sandboxes>,
+}
+
+/// The acquirer simulators mounted in demo mode.
+#[derive(Debug, Clone)]
+pub struct Sandboxes {
+    pub robokassa: RobokassaSandbox,
+    pub net_pay: NetPaySandbox,
 }
 
 /// The client every adapter uses to call its acquirer.
@@ -63,17 +75,20 @@ impl Application {
         let store = store::connect(&settings.database_url).await?;
         let http = acquirer_http_client(Duration::from_secs(settings.acquirer_timeout_secs))?;
         let suppliers = SupplierDirectory::build(&settings, &base_url, &http)?;
-        let sandbox = settings
+        let sandboxes = settings
             .sandbox_mounted()
-            .then(|| robokassa_sandbox(&settings, &base_url))
+            .then(|| sandboxes(&settings, &base_url))
             .transpose()?;
         let services = Arc::new(Services {
             store,
             suppliers,
             settings: Arc::new(settings),
+            public_base_url: base_url.clone(),
         });
-        let extra = match &sandbox {
-            Some(sandbox) => Router::new().nest(SANDBOX_MOUNT, sandbox.router()),
+        let extra = match &sandboxes {
+            Some(s) => Router::new()
+                .nest(sandbox_mount(AcquirerKind::Robokassa), s.robokassa.router())
+                .nest(sandbox_mount(AcquirerKind::NetPay), s.net_pay.router()),
             None => Router::new(),
         };
         let router = crate::http::router(services.clone(), extra);
@@ -82,7 +97,7 @@ impl Application {
             router,
             base_url,
             services,
-            sandbox,
+            sandboxes,
         })
     }
 
@@ -102,8 +117,8 @@ impl Application {
         self.services.clone()
     }
 
-    pub fn robokassa_sandbox(&self) -> Option<RobokassaSandbox> {
-        self.sandbox.clone()
+    pub fn sandboxes(&self) -> Option<Sandboxes> {
+        self.sandboxes.clone()
     }
 
     /// Serves until `shutdown` completes, then lets requests in flight finish.
@@ -122,35 +137,47 @@ impl Application {
     }
 }
 
-/// The in-process Robokassa simulator, with a shop for each supplier that has no real base URL.
-fn robokassa_sandbox(settings: &Settings, base_url: &Url) -> Result<RobokassaSandbox, StartError> {
+/// The in-process simulators, with an account for each supplier that has no real base URL.
+fn sandboxes(settings: &Settings, base_url: &Url) -> Result<Sandboxes, StartError> {
     let join = |path: &str| {
         base_url
             .join(path)
             .map_err(|e| StartError::BaseUrl(e.to_string()))
     };
-    let mut merchants = Vec::new();
+    let mut robokassa = Vec::new();
+    let mut net_pay = Vec::new();
     for supplier in &settings.suppliers {
-        let AcquirerSettings::Robokassa(r) = &supplier.acquirer;
-        if r.base_url.is_some() {
-            continue;
+        match &supplier.acquirer {
+            AcquirerSettings::Robokassa(r) if r.base_url.is_none() => {
+                robokassa.push(RobokassaMerchant {
+                    login: r.merchant_login.clone(),
+                    password1: r.password1.expose_secret().to_owned(),
+                    password2: r.password2.expose_secret().to_owned(),
+                    hash: r.hash,
+                    result_url: join("/callbacks/robokassa/result")?,
+                    success_url: join("/return/robokassa/success")?,
+                    fail_url: join("/return/robokassa/fail")?,
+                });
+            }
+            AcquirerSettings::NetPay(n) if n.base_url.is_none() => {
+                net_pay.push(NetPayMerchant {
+                    api_key: n.api_key.expose_secret().to_owned(),
+                    auth: n.auth.clone(),
+                    notification_url: Some(join(NETPAY_NOTIFICATION_PATH)?),
+                });
+            }
+            AcquirerSettings::Robokassa(_) | AcquirerSettings::NetPay(_) => {}
         }
-        merchants.push(SandboxMerchant {
-            login: r.merchant_login.clone(),
-            password1: r.password1.expose_secret().to_owned(),
-            password2: r.password2.expose_secret().to_owned(),
-            hash: r.hash,
-            result_url: join("/callbacks/robokassa/result")?,
-            success_url: join("/return/robokassa/success")?,
-            fail_url: join("/return/robokassa/fail")?,
-        });
     }
     let policy = DeliveryPolicy {
         retry_interval: Duration::from_millis(settings.sandbox.retry_interval_ms),
         max_attempts: settings.sandbox.max_attempts,
         ..DeliveryPolicy::default()
     };
-    Ok(RobokassaSandbox::new(merchants, policy))
+    Ok(Sandboxes {
+        robokassa: RobokassaSandbox::new(robokassa, policy),
+        net_pay: NetPaySandbox::new(net_pay, policy),
+    })
 }
 
 async fn shutdown_signal() {

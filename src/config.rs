@@ -9,6 +9,7 @@ use std::path::Path;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use oplata_providers::AcquirerKind;
 use oplata_providers::signing::HashAlgorithm;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
@@ -76,6 +77,29 @@ pub struct SupplierSettings {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum AcquirerSettings {
     Robokassa(RobokassaSettings),
+    NetPay(NetPaySettings),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetPaySettings {
+    #[serde(serialize_with = "redacted")]
+    pub api_key: SecretString,
+    /// The merchant's "Auth signature" issued by NetPay.
+    pub auth: String,
+    /// Send the notification URL in each request (NetPay's test mode); in production it is
+    /// registered with NetPay.
+    #[serde(default)]
+    pub test_mode: bool,
+    /// How long a payment link stays valid.
+    #[serde(default = "default_link_lifetime_minutes")]
+    pub link_lifetime_minutes: u64,
+    /// `https://my.net2pay.ru`; in demo mode, left empty, the in-process sandbox.
+    pub base_url: Option<Url>,
+}
+
+fn default_link_lifetime_minutes() -> u64 {
+    60
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,7 +132,18 @@ pub const DEMO_SUPPLIER_ID: &str = "demo-electro";
 pub const DEMO_ROBOKASSA_LOGIN: &str = "oplata-demo";
 pub const DEMO_ROBOKASSA_PASSWORD1: &str = "demo-password-1";
 pub const DEMO_ROBOKASSA_PASSWORD2: &str = "demo-password-2";
-pub const SANDBOX_MOUNT: &str = "/sandbox/robokassa";
+pub const DEMO_NETPAY_SUPPLIER_ID: &str = "demo-water";
+pub const DEMO_NETPAY_API_KEY: &str = "demo-netpay-api-key";
+pub const DEMO_NETPAY_AUTH: &str = "1";
+
+/// Where each simulator is mounted in demo mode.
+pub fn sandbox_mount(kind: AcquirerKind) -> &'static str {
+    match kind {
+        AcquirerKind::Robokassa => "/sandbox/robokassa",
+        AcquirerKind::NetPay => "/sandbox/net_pay",
+        AcquirerKind::Moneta => "/sandbox/moneta",
+    }
+}
 
 fn redacted<S: Serializer>(_: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str("***")
@@ -203,36 +238,35 @@ impl Settings {
                         supplier.id
                     )));
                 }
-                match &supplier.acquirer {
-                    AcquirerSettings::Robokassa(r) => {
-                        let demo_secret = [DEMO_ROBOKASSA_PASSWORD1, DEMO_ROBOKASSA_PASSWORD2]
-                            .iter()
-                            .any(|demo| {
-                                r.password1.expose_secret() == *demo
-                                    || r.password2.expose_secret() == *demo
-                            });
-                        if demo_secret || r.merchant_login == DEMO_ROBOKASSA_LOGIN {
-                            return Err(ConfigError::UnsafeForProduction(format!(
-                                "supplier {:?} uses the demo Robokassa credentials",
-                                supplier.id
-                            )));
-                        }
-                        match &r.base_url {
-                            None => {
-                                return Err(ConfigError::UnsafeForProduction(format!(
-                                    "supplier {:?} has no Robokassa base_url",
-                                    supplier.id
-                                )));
-                            }
-                            Some(url) if url.path().starts_with("/sandbox") => {
-                                return Err(ConfigError::UnsafeForProduction(format!(
-                                    "supplier {:?} points at a sandbox",
-                                    supplier.id
-                                )));
-                            }
-                            Some(_) => {}
-                        }
+                let refuse = |what: &str| {
+                    Err(ConfigError::UnsafeForProduction(format!(
+                        "supplier {:?} {what}",
+                        supplier.id
+                    )))
+                };
+                let (uses_demo_secret, base_url) = match &supplier.acquirer {
+                    AcquirerSettings::Robokassa(r) => (
+                        r.merchant_login == DEMO_ROBOKASSA_LOGIN
+                            || [&r.password1, &r.password2].iter().any(|p| {
+                                [DEMO_ROBOKASSA_PASSWORD1, DEMO_ROBOKASSA_PASSWORD2]
+                                    .contains(&p.expose_secret())
+                            }),
+                        &r.base_url,
+                    ),
+                    AcquirerSettings::NetPay(n) => (
+                        n.api_key.expose_secret() == DEMO_NETPAY_API_KEY,
+                        &n.base_url,
+                    ),
+                };
+                if uses_demo_secret {
+                    return refuse("uses the demo acquirer credentials");
+                }
+                match base_url {
+                    None => return refuse("has no acquirer base_url"),
+                    Some(url) if url.path().starts_with("/sandbox") => {
+                        return refuse("points at a sandbox");
                     }
+                    Some(_) => {}
                 }
             }
         }
@@ -258,6 +292,20 @@ impl Settings {
                     password2: SecretString::from(DEMO_ROBOKASSA_PASSWORD2),
                     hash: HashAlgorithm::Md5,
                     test_mode: true,
+                    base_url: None,
+                }),
+            });
+            self.suppliers.push(SupplierSettings {
+                id: DEMO_NETPAY_SUPPLIER_ID.to_owned(),
+                name: "Демо-Водоканал".to_owned(),
+                payment_type: PaymentType::Utilities,
+                account_pattern: r"[0-9]{6,12}".to_owned(),
+                max_amount: "50000.00".to_owned(),
+                acquirer: AcquirerSettings::NetPay(NetPaySettings {
+                    api_key: SecretString::from(DEMO_NETPAY_API_KEY),
+                    auth: DEMO_NETPAY_AUTH.to_owned(),
+                    test_mode: true,
+                    link_lifetime_minutes: 60,
                     base_url: None,
                 }),
             });
@@ -326,13 +374,15 @@ mod tests {
         assert!(refusal(&with_demo_supplier).contains("demo"));
 
         let mut demo_password = production();
-        let AcquirerSettings::Robokassa(r) = &mut demo_password.suppliers[0].acquirer;
-        r.password2 = SecretString::from(DEMO_ROBOKASSA_PASSWORD2);
-        assert!(refusal(&demo_password).contains("demo Robokassa credentials"));
+        if let AcquirerSettings::Robokassa(r) = &mut demo_password.suppliers[0].acquirer {
+            r.password2 = SecretString::from(DEMO_ROBOKASSA_PASSWORD2);
+        }
+        assert!(refusal(&demo_password).contains("demo acquirer credentials"));
 
         let mut no_base = production();
-        let AcquirerSettings::Robokassa(r) = &mut no_base.suppliers[0].acquirer;
-        r.base_url = None;
+        if let AcquirerSettings::Robokassa(r) = &mut no_base.suppliers[0].acquirer {
+            r.base_url = None;
+        }
         assert!(refusal(&no_base).contains("base_url"));
 
         let mut nothing = production();

@@ -10,7 +10,9 @@
 //! protocol (`<acquirer>::sandbox`) used by tests and the local demo.
 
 pub mod money;
+pub mod net_pay;
 pub mod robokassa;
+pub mod sandbox;
 pub mod signing;
 
 use std::fmt;
@@ -91,6 +93,9 @@ pub struct PaymentRequest<'a> {
     pub amount: Amount,
     pub description: &'a str,
     pub email: Option<&'a str>,
+    /// Where the acquirer sends the browser back, for protocols that take it per payment.
+    pub success_url: &'a str,
+    pub fail_url: &'a str,
 }
 
 /// Where the service must send the customer's browser next.
@@ -189,6 +194,11 @@ pub enum CallbackEvent {
     PaymentSucceeded,
     /// The payment failed.
     PaymentFailed(Decline),
+    /// Money went back to the customer (a refund done at the acquirer).
+    RefundSettled,
+    /// Something the service does not act on by itself (a hold, a cancellation…): a person
+    /// looks at it.
+    Unexpected(String),
 }
 
 /// A notification whose signature checked out.
@@ -265,32 +275,42 @@ pub trait Acquirer: Send + Sync + fmt::Debug {
 pub fn callback_order_id(kind: AcquirerKind, raw: &RawCallback) -> Result<String, CallbackError> {
     match kind {
         AcquirerKind::Robokassa => robokassa::wire::ResultNotice::parse(raw).map(|n| n.inv_id),
-        AcquirerKind::NetPay | AcquirerKind::Moneta => Err(CallbackError::Malformed(format!(
-            "{kind} notifications are not handled yet"
-        ))),
+        AcquirerKind::NetPay => net_pay::wire::Notification::parse(&raw.query).map(|n| n.order_id),
+        AcquirerKind::Moneta => Err(CallbackError::Malformed(
+            "Moneta notifications are not handled yet".into(),
+        )),
     }
 }
 
-/// The answer a protocol expects for an accepted notification of `order_id`.
-pub fn callback_accepted(kind: AcquirerKind, order_id: &str) -> CallbackAnswer {
+/// The answer a protocol expects for an accepted notification.
+pub fn callback_accepted(kind: AcquirerKind, raw: &RawCallback) -> CallbackAnswer {
     match kind {
-        AcquirerKind::Robokassa => robokassa::wire::result_answer_ok(order_id),
-        AcquirerKind::NetPay | AcquirerKind::Moneta => CallbackAnswer {
+        AcquirerKind::Robokassa => match robokassa::wire::ResultNotice::parse(raw) {
+            Ok(notice) => robokassa::wire::result_answer_ok(&notice.inv_id),
+            Err(error) => robokassa::wire::result_answer_rejected(&error),
+        },
+        AcquirerKind::NetPay => net_pay::notification_answer(raw, None),
+        AcquirerKind::Moneta => CallbackAnswer {
             status: 200,
             content_type: "text/plain; charset=utf-8",
-            body: "OK".to_owned(),
+            body: "SUCCESS".to_owned(),
         },
     }
 }
 
 /// The answer a protocol expects for a rejected notification.
-pub fn callback_rejected(kind: AcquirerKind, error: &CallbackError) -> CallbackAnswer {
+pub fn callback_rejected(
+    kind: AcquirerKind,
+    raw: &RawCallback,
+    error: &CallbackError,
+) -> CallbackAnswer {
     match kind {
         AcquirerKind::Robokassa => robokassa::wire::result_answer_rejected(error),
-        AcquirerKind::NetPay | AcquirerKind::Moneta => CallbackAnswer {
+        AcquirerKind::NetPay => net_pay::notification_answer(raw, Some(&error.to_string())),
+        AcquirerKind::Moneta => CallbackAnswer {
             status: 400,
             content_type: "text/plain; charset=utf-8",
-            body: error.to_string(),
+            body: "FAIL".to_owned(),
         },
     }
 }
@@ -309,7 +329,14 @@ pub fn return_order_id(kind: AcquirerKind, raw: &RawCallback) -> Option<String> 
                 && id.bytes().all(|b| b.is_ascii_digit());
             plain.then(|| id.clone())
         }
-        AcquirerKind::NetPay | AcquirerKind::Moneta => None,
+        AcquirerKind::NetPay => {
+            // oplata puts `order=<orderID>` into the success and fail URLs it gives NetPay.
+            let params = raw.params();
+            let mut ids = params.iter().filter(|(k, _)| k == "order").map(|(_, v)| v);
+            let id = ids.next()?;
+            (ids.next().is_none() && !id.is_empty() && id.len() <= 64).then(|| id.clone())
+        }
+        AcquirerKind::Moneta => None,
     }
 }
 

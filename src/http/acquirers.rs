@@ -21,25 +21,46 @@ fn answer(answer: CallbackAnswer) -> Response {
         .into_response()
 }
 
-/// Robokassa's ResultURL (POST form, or GET, as set in the shop's cabinet).
-pub async fn robokassa_result(
-    State(services): State<Arc<Services>>,
-    RawQuery(query): RawQuery,
+async fn notification(
+    services: &Services,
+    kind: AcquirerKind,
+    query: Option<String>,
     body: Bytes,
 ) -> Response {
     let raw = RawCallback {
         query: query.unwrap_or_default(),
         body: body.to_vec(),
     };
-    answer(callbacks::handle_notification(&services, AcquirerKind::Robokassa, &raw).await)
+    answer(callbacks::handle_notification(services, kind, &raw).await)
 }
 
-/// Robokassa's SuccessURL and FailURL. Either way the acquirer is asked what happened.
-pub async fn robokassa_return(
+/// Robokassa's ResultURL (POST form, or GET, as set in the shop's cabinet).
+pub async fn robokassa_result(
     State(services): State<Arc<Services>>,
-    Path(outcome): Path<String>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    notification(&services, AcquirerKind::Robokassa, query, body).await
+}
+
+/// NetPay's notification (a GET; the token covers the query string in order).
+pub async fn net_pay_notification(
+    State(services): State<Arc<Services>>,
     RawQuery(query): RawQuery,
 ) -> Response {
+    notification(&services, AcquirerKind::NetPay, query, Bytes::new()).await
+}
+
+/// The customer's browser back from an acquirer's page: `/return/{acquirer}/{success|fail}`.
+/// Either way the acquirer is asked what happened (where it can be asked).
+pub async fn browser_return(
+    State(services): State<Arc<Services>>,
+    Path((acquirer, outcome)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let Some(kind) = AcquirerKind::parse(&acquirer) else {
+        return pages::not_found();
+    };
     if outcome != "success" && outcome != "fail" {
         return pages::not_found();
     }
@@ -47,7 +68,7 @@ pub async fn robokassa_return(
         query: query.unwrap_or_default(),
         body: Vec::new(),
     };
-    match payments::handle_browser_return(&services, AcquirerKind::Robokassa, &raw).await {
+    match payments::handle_browser_return(&services, kind, &raw).await {
         Ok(payment) => match &payment.return_url {
             Some(return_url) => match url::Url::parse(return_url) {
                 Ok(mut url) => {

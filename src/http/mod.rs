@@ -44,8 +44,12 @@ pub fn router(services: Arc<Services>, extra: Router) -> Router {
             post(acquirers::robokassa_result).get(acquirers::robokassa_result),
         )
         .route(
-            "/return/robokassa/{outcome}",
-            get(acquirers::robokassa_return),
+            "/callbacks/net_pay/notification",
+            get(acquirers::net_pay_notification),
+        )
+        .route(
+            "/return/{acquirer}/{outcome}",
+            get(acquirers::browser_return),
         )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -36,10 +36,10 @@ pub async fn handle_notification(
     raw: &RawCallback,
 ) -> CallbackAnswer {
     match process(services, kind, raw).await {
-        Ok(order_id) => callback_accepted(kind, &order_id),
+        Ok(()) => callback_accepted(kind, raw),
         Err(Failure::Rejected(error)) => {
             tracing::warn!(%error, "notification rejected");
-            callback_rejected(kind, &error)
+            callback_rejected(kind, raw, &error)
         }
         Err(Failure::Internal(error)) => {
             tracing::error!(%error, "notification could not be processed");
@@ -56,7 +56,7 @@ async fn process(
     services: &Services,
     kind: AcquirerKind,
     raw: &RawCallback,
-) -> Result<String, Failure> {
+) -> Result<(), Failure> {
     let order_id = callback_order_id(kind, raw)?;
     let payment = services
         .store
@@ -101,6 +101,22 @@ async fn process(
     }
     let actor = format!("acquirer:{kind}");
     let (event, failure, reason) = match &verified.event {
+        CallbackEvent::RefundSettled | CallbackEvent::Unexpected(_) => {
+            // Nothing oplata started: accept it (so the acquirer stops re-sending) and leave it
+            // to a person, with the acquirer's words on the payment's audit trail.
+            let what = match &verified.event {
+                CallbackEvent::RefundSettled => {
+                    format!("the acquirer reports a refund of {}", verified.amount_text)
+                }
+                other => format!("{other:?}"),
+            };
+            tracing::warn!(payment_id = %payment.id, %what, "notification needs a person");
+            services
+                .store
+                .flag_payment_for_review(payment.id, &actor, &what)
+                .await?;
+            return Ok(());
+        }
         CallbackEvent::PaymentSucceeded => (
             PaymentEvent::Succeeded,
             None,
@@ -144,5 +160,5 @@ async fn process(
                 .await?;
         }
     }
-    Ok(order_id)
+    Ok(())
 }

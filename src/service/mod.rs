@@ -18,6 +18,23 @@ pub struct Services {
     pub store: Arc<dyn Store>,
     pub suppliers: SupplierDirectory,
     pub settings: Arc<Settings>,
+    /// How browsers and acquirers reach this service.
+    pub public_base_url: url::Url,
+}
+
+impl Services {
+    /// The address the customer's browser returns to from an acquirer that takes one per payment.
+    pub fn return_url(
+        &self,
+        kind: oplata_providers::AcquirerKind,
+        outcome: &str,
+        order_id: &str,
+    ) -> String {
+        let mut url = self.public_base_url.clone();
+        url.set_path(&format!("/return/{kind}/{outcome}"));
+        url.query_pairs_mut().clear().append_pair("order", order_id);
+        url.to_string()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

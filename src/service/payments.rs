@@ -44,6 +44,9 @@ pub async fn create(
     tracing::info!(payment_id = %created.id, order_id = %created.acquirer_order_id, "payment created");
 
     let payment_ref = created.id.to_string();
+    let kind = entry.acquirer.kind();
+    let success_url = services.return_url(kind, "success", &created.acquirer_order_id);
+    let fail_url = services.return_url(kind, "fail", &created.acquirer_order_id);
     let outcome = entry
         .acquirer
         .start_payment(&PaymentRequest {
@@ -52,6 +55,8 @@ pub async fn create(
             amount: valid.amount,
             description: &valid.description,
             email: valid.email.as_deref(),
+            success_url: &success_url,
+            fail_url: &fail_url,
         })
         .await;
     let next_action_json;

@@ -3,11 +3,17 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use oplata_providers::Acquirer;
+use std::time::Duration;
+
+use oplata_providers::net_pay::{NetPay, NetPayConfig};
 use oplata_providers::robokassa::{Robokassa, RobokassaConfig};
+use oplata_providers::{Acquirer, AcquirerKind};
 use url::Url;
 
-use crate::config::{AcquirerSettings, SANDBOX_MOUNT, Settings};
+use crate::config::{AcquirerSettings, Settings, sandbox_mount};
+
+/// Where NetPay sends its notifications (registered with NetPay; sent in test mode).
+pub const NETPAY_NOTIFICATION_PATH: &str = "/callbacks/net_pay/notification";
 use crate::domain::supplier::Supplier;
 
 #[derive(Debug, Clone)]
@@ -32,7 +38,7 @@ pub enum DirectoryError {
 }
 
 impl SupplierDirectory {
-    /// Builds every supplier's adapter. A Robokassa account without a `base_url` talks to the
+    /// Builds every supplier's adapter. An account without a `base_url` talks to the
     /// in-process sandbox (demo mode only: production settings refuse that earlier).
     pub fn build(
         settings: &Settings,
@@ -41,39 +47,51 @@ impl SupplierDirectory {
     ) -> Result<Self, DirectoryError> {
         let mut entries = BTreeMap::new();
         for s in &settings.suppliers {
+            let configuration = |reason: String| DirectoryError::Acquirer {
+                id: s.id.clone(),
+                reason,
+            };
+            // An account without a base URL talks to the in-process simulator (demo mode only).
+            let base = |configured: &Option<Url>, kind: AcquirerKind| match configured {
+                Some(url) => Ok(url.clone()),
+                None if settings.sandbox_mounted() => public_base_url
+                    .join(sandbox_mount(kind))
+                    .map_err(|e| configuration(e.to_string())),
+                None => Err(configuration(format!(
+                    "{kind} base_url is not set and the sandbox is off"
+                ))),
+            };
             let acquirer: Arc<dyn Acquirer> = match &s.acquirer {
                 AcquirerSettings::Robokassa(r) => {
-                    let base_url =
-                        match &r.base_url {
-                            Some(url) => url.clone(),
-                            None if settings.sandbox_mounted() => public_base_url
-                                .join(SANDBOX_MOUNT)
-                                .map_err(|e| DirectoryError::Acquirer {
-                                    id: s.id.clone(),
-                                    reason: e.to_string(),
-                                })?,
-                            None => {
-                                return Err(DirectoryError::Acquirer {
-                                    id: s.id.clone(),
-                                    reason: "Robokassa base_url is not set and the sandbox is off"
-                                        .into(),
-                                });
-                            }
-                        };
                     let config = RobokassaConfig {
                         merchant_login: r.merchant_login.clone(),
                         password1: r.password1.clone(),
                         password2: r.password2.clone(),
                         hash: r.hash,
                         test_mode: r.test_mode,
-                        base_url,
+                        base_url: base(&r.base_url, AcquirerKind::Robokassa)?,
                     };
-                    Arc::new(Robokassa::new(config, http.clone()).map_err(|e| {
-                        DirectoryError::Acquirer {
-                            id: s.id.clone(),
-                            reason: e.to_string(),
-                        }
-                    })?)
+                    Arc::new(
+                        Robokassa::new(config, http.clone())
+                            .map_err(|e| configuration(e.to_string()))?,
+                    )
+                }
+                AcquirerSettings::NetPay(n) => {
+                    let config = NetPayConfig {
+                        api_key: n.api_key.clone(),
+                        auth: n.auth.clone(),
+                        base_url: base(&n.base_url, AcquirerKind::NetPay)?,
+                        test_mode: n.test_mode,
+                        notification_url: Some(
+                            public_base_url
+                                .join(NETPAY_NOTIFICATION_PATH)
+                                .map_err(|e| configuration(e.to_string()))?,
+                        ),
+                        link_lifetime: Duration::from_secs(
+                            n.link_lifetime_minutes.saturating_mul(60),
+                        ),
+                    };
+                    Arc::new(NetPay::new(config).map_err(|e| configuration(e.to_string()))?)
                 }
             };
             let supplier = Supplier::new(

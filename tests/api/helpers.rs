@@ -7,6 +7,7 @@ use oplata::app::Application;
 use oplata::config::{Mode, Settings};
 use oplata::service::api_keys::{self, Scope};
 use oplata::store::{PaymentRecord, Store};
+use oplata_providers::net_pay::sandbox::NetPaySandbox;
 use oplata_providers::robokassa::sandbox::RobokassaSandbox;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
@@ -168,6 +169,7 @@ pub struct TestApp {
     pub portal_key: String,
     pub store: Arc<dyn Store>,
     pub sandbox: RobokassaSandbox,
+    pub net_pay: NetPaySandbox,
     shutdown: Option<oneshot::Sender<()>>,
     _database: TestDatabase,
 }
@@ -198,9 +200,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
         .expect("the service starts");
     let base = app.base_url().as_str().trim_end_matches('/').to_owned();
     let store = app.store();
-    let sandbox = app
-        .robokassa_sandbox()
-        .expect("demo mode mounts the sandbox");
+    let sandboxes = app.sandboxes().expect("demo mode mounts the simulators");
     let (_, key) = api_keys::create(store.as_ref(), "portal under test", Scope::Portal)
         .await
         .unwrap();
@@ -217,7 +217,8 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
         http,
         portal_key: key.expose_secret().to_owned(),
         store,
-        sandbox,
+        sandbox: sandboxes.robokassa,
+        net_pay: sandboxes.net_pay,
         shutdown: Some(shutdown),
         _database: database,
     }

@@ -8,5 +8,6 @@ mod helpers;
 mod api_errors;
 mod idempotency;
 mod logs;
+mod net_pay_flow;
 mod robokassa_flow;
 mod store_story;

@@ -13,6 +13,7 @@ on_both_backends!(
     forged_changed_or_unknown_notifications_change_nothing,
     the_browser_return_alone_never_marks_a_payment_paid,
     the_customer_is_sent_back_to_the_portal_with_the_payment_id,
+    a_return_before_the_late_notification_settles_the_payment_once,
 );
 
 /// Opens the payment page as a browser would and returns the simulator's invoice number.
@@ -281,5 +282,29 @@ async fn the_customer_is_sent_back_to_the_portal_with_the_payment_id(backend: Ba
     assert_eq!(
         location,
         format!("https://portal.example.ru/payments/done?from=oplata&payment_id={id}")
+    );
+}
+
+async fn a_return_before_the_late_notification_settles_the_payment_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.sandbox.set_drop_result_notifications(true);
+    let payment = app.create_payment(&demo_payment_body()).await;
+    let id = payment["id"].as_str().unwrap().to_owned();
+    let inv_id = open_payment_page(&app, &payment).await;
+
+    // The browser comes back first: the status query finds the invoice paid.
+    let success = press(&app, &inv_id, "pay").await;
+    app.http.get(&success).send().await.unwrap();
+    assert_eq!(app.payment_record(&id).await.status, "succeeded");
+    // Then the notification arrives after all.
+    let (status, body) = app
+        .post_result(&signed_result(&inv_id, "1500.000000", &id, DEMO_PASSWORD2))
+        .await;
+
+    assert_eq!((status, body), (200, format!("OK{inv_id}")));
+    let trail = app.store.payment_audit(id.parse().unwrap()).await.unwrap();
+    assert_eq!(
+        trail.iter().filter(|a| a.to_status == "succeeded").count(),
+        1
     );
 }

@@ -14,12 +14,13 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Form, RawQuery, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use url::Url;
 
 use super::wire::{self, OperationState};
+use crate::sandbox::{DeliveryPolicy, decision_forms, escape_html, page};
 use crate::signing::{HashAlgorithm, hex_signature_matches};
 use crate::{Amount, RawCallback};
 
@@ -33,26 +34,6 @@ pub struct SandboxMerchant {
     pub result_url: Url,
     pub success_url: Url,
     pub fail_url: Url,
-}
-
-/// How persistently ResultURL is re-sent.
-#[derive(Debug, Clone, Copy)]
-pub struct DeliveryPolicy {
-    pub retry_interval: Duration,
-    pub max_attempts: u32,
-    /// How long the customer's browser waits for the first acknowledgement before it is
-    /// redirected anyway (delivery goes on in the background).
-    pub browser_wait: Duration,
-}
-
-impl Default for DeliveryPolicy {
-    fn default() -> Self {
-        DeliveryPolicy {
-            retry_interval: Duration::from_secs(2),
-            max_attempts: 30,
-            browser_wait: Duration::from_secs(10),
-        }
-    }
 }
 
 /// One invoice as the simulator keeps it.
@@ -373,63 +354,29 @@ struct OpenedInvoice {
     description: String,
 }
 
-fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            other => out.push(other),
-        }
-    }
-    out
-}
-
-fn page(title: &str, body: &str) -> String {
-    format!(
-        "<!doctype html><html lang=\"ru\"><head><meta charset=\"utf-8\">\
-<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-<title>{title}</title><style>body{{font-family:sans-serif;max-width:32rem;margin:2rem auto;padding:0 1rem}}\
-button{{font-size:1.1rem;padding:.6rem 1.2rem;margin:.3rem}}</style></head>\
-<body><p><small>Robokassa — тестовая среда oplata</small></p>{body}</body></html>",
-        title = escape_html(title)
-    )
-}
+const BRAND: &str = "Robokassa";
 
 fn error_page(message: &str) -> Response {
-    let body = format!(
-        "<h1>Ошибка</h1><p id=\"error\">{}</p>",
-        escape_html(message)
-    );
-    (StatusCode::BAD_REQUEST, Html(page("Ошибка оплаты", &body))).into_response()
+    crate::sandbox::error_page(BRAND, message)
 }
 
 fn payment_page(sandbox: &RobokassaSandbox, params: Vec<(String, String)>) -> Response {
     sandbox.inner.page_views.fetch_add(1, Ordering::Relaxed);
     match sandbox.open_invoice(&params) {
         Ok(invoice) => {
-            let hidden = format!(
-                "<input type=\"hidden\" name=\"login\" value=\"{}\">\
-<input type=\"hidden\" name=\"inv_id\" value=\"{}\">",
-                escape_html(&invoice.login),
-                escape_html(&invoice.inv_id)
+            let forms = decision_forms(
+                "Decide",
+                &[("login", &invoice.login), ("inv_id", &invoice.inv_id)],
             );
             let body = format!(
                 "<h1>Оплата счёта № {inv}</h1><p id=\"description\">{desc}</p>\
 <p>Сумма: <strong id=\"amount\">{sum} ₽</strong></p>\
-<p>Карта и 3-D Secure проверяются на этой странице (имитация).</p>\
-<form method=\"post\" action=\"Decide\">{hidden}<input type=\"hidden\" name=\"action\" value=\"pay\">\
-<button id=\"pay\" type=\"submit\">Оплатить</button></form>\
-<form method=\"post\" action=\"Decide\">{hidden}<input type=\"hidden\" name=\"action\" value=\"decline\">\
-<button id=\"decline\" type=\"submit\">Отказаться</button></form>",
+<p>Карта и 3-D Secure проверяются на этой странице (имитация).</p>{forms}",
                 inv = escape_html(&invoice.inv_id),
                 desc = escape_html(&invoice.description),
                 sum = invoice.out_sum,
             );
-            Html(page("Оплата", &body)).into_response()
+            Html(page(BRAND, "Оплата", &body)).into_response()
         }
         Err(message) => error_page(&message),
     }
