@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use axum::Router;
 use oplata_providers::AcquirerKind;
+use oplata_providers::moneta::sandbox::{MonetaSandbox, SandboxAccount as MonetaAccount};
 use oplata_providers::net_pay::sandbox::{NetPaySandbox, SandboxMerchant as NetPayMerchant};
 use oplata_providers::robokassa::sandbox::{
     RobokassaSandbox, SandboxMerchant as RobokassaMerchant,
@@ -18,7 +19,9 @@ use url::Url;
 
 use crate::config::{AcquirerSettings, Settings, sandbox_mount};
 use crate::service::Services;
-use crate::service::suppliers::{DirectoryError, NETPAY_NOTIFICATION_PATH, SupplierDirectory};
+use crate::service::suppliers::{
+    DirectoryError, MONETA_CHECK_PATH, MONETA_PAY_PATH, NETPAY_NOTIFICATION_PATH, SupplierDirectory,
+};
 use crate::store::{self, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +54,7 @@ pub struct Application {
 pub struct Sandboxes {
     pub robokassa: RobokassaSandbox,
     pub net_pay: NetPaySandbox,
+    pub moneta: MonetaSandbox,
 }
 
 /// The client every adapter uses to call its acquirer.
@@ -88,7 +92,8 @@ impl Application {
         let extra = match &sandboxes {
             Some(s) => Router::new()
                 .nest(sandbox_mount(AcquirerKind::Robokassa), s.robokassa.router())
-                .nest(sandbox_mount(AcquirerKind::NetPay), s.net_pay.router()),
+                .nest(sandbox_mount(AcquirerKind::NetPay), s.net_pay.router())
+                .nest(sandbox_mount(AcquirerKind::Moneta), s.moneta.router()),
             None => Router::new(),
         };
         let router = crate::http::router(services.clone(), extra);
@@ -146,6 +151,7 @@ fn sandboxes(settings: &Settings, base_url: &Url) -> Result<Sandboxes, StartErro
     };
     let mut robokassa = Vec::new();
     let mut net_pay = Vec::new();
+    let mut moneta = Vec::new();
     for supplier in &settings.suppliers {
         match &supplier.acquirer {
             AcquirerSettings::Robokassa(r) if r.base_url.is_none() => {
@@ -166,7 +172,20 @@ fn sandboxes(settings: &Settings, base_url: &Url) -> Result<Sandboxes, StartErro
                     notification_url: Some(join(NETPAY_NOTIFICATION_PATH)?),
                 });
             }
-            AcquirerSettings::Robokassa(_) | AcquirerSettings::NetPay(_) => {}
+            AcquirerSettings::Moneta(m) if m.base_url.is_none() => {
+                moneta.push(MonetaAccount {
+                    account_id: m.account_id.clone(),
+                    integrity_code: m.integrity_code.expose_secret().to_owned(),
+                    api_username: m.api_username.clone(),
+                    api_password: m.api_password.expose_secret().to_owned(),
+                    payment_password: m.payment_password.expose_secret().to_owned(),
+                    pay_url: join(MONETA_PAY_PATH)?,
+                    check_url: Some(join(MONETA_CHECK_PATH)?),
+                });
+            }
+            AcquirerSettings::Robokassa(_)
+            | AcquirerSettings::NetPay(_)
+            | AcquirerSettings::Moneta(_) => {}
         }
     }
     let policy = DeliveryPolicy {
@@ -177,6 +196,7 @@ fn sandboxes(settings: &Settings, base_url: &Url) -> Result<Sandboxes, StartErro
     Ok(Sandboxes {
         robokassa: RobokassaSandbox::new(robokassa, policy),
         net_pay: NetPaySandbox::new(net_pay, policy),
+        moneta: MonetaSandbox::new(moneta, policy, &join(sandbox_mount(AcquirerKind::Moneta))?),
     })
 }
 

@@ -78,6 +78,28 @@ pub struct SupplierSettings {
 pub enum AcquirerSettings {
     Robokassa(RobokassaSettings),
     NetPay(NetPaySettings),
+    Moneta(MonetaSettings),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonetaSettings {
+    /// `MNT_ID`, the shop's extended account number.
+    pub account_id: String,
+    /// "Код проверки целостности данных": signs the form and the notifications.
+    #[serde(serialize_with = "redacted")]
+    pub integrity_code: SecretString,
+    pub api_username: String,
+    #[serde(serialize_with = "redacted")]
+    pub api_password: SecretString,
+    /// Authorises money-moving MerchantAPI calls (charges, refunds).
+    #[serde(serialize_with = "redacted")]
+    pub payment_password: SecretString,
+    #[serde(default)]
+    pub test_mode: bool,
+    /// `https://moneta.ru` (form at `/assistant.htm`, MerchantAPI at `/services`); in demo
+    /// mode, left empty, the in-process sandbox.
+    pub base_url: Option<Url>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -135,6 +157,12 @@ pub const DEMO_ROBOKASSA_PASSWORD2: &str = "demo-password-2";
 pub const DEMO_NETPAY_SUPPLIER_ID: &str = "demo-water";
 pub const DEMO_NETPAY_API_KEY: &str = "demo-netpay-api-key";
 pub const DEMO_NETPAY_AUTH: &str = "1";
+pub const DEMO_MONETA_SUPPLIER_ID: &str = "demo-gibdd";
+pub const DEMO_MONETA_ACCOUNT: &str = "54600817";
+pub const DEMO_MONETA_CODE: &str = "demo-integrity-code";
+pub const DEMO_MONETA_API_USER: &str = "oplata-demo";
+pub const DEMO_MONETA_API_PASSWORD: &str = "demo-api-password";
+pub const DEMO_MONETA_PAYMENT_PASSWORD: &str = "demo-payment-password";
 
 /// Where each simulator is mounted in demo mode.
 pub fn sandbox_mount(kind: AcquirerKind) -> &'static str {
@@ -257,6 +285,19 @@ impl Settings {
                         n.api_key.expose_secret() == DEMO_NETPAY_API_KEY,
                         &n.base_url,
                     ),
+                    AcquirerSettings::Moneta(m) => (
+                        [&m.integrity_code, &m.api_password, &m.payment_password]
+                            .iter()
+                            .any(|p| {
+                                [
+                                    DEMO_MONETA_CODE,
+                                    DEMO_MONETA_API_PASSWORD,
+                                    DEMO_MONETA_PAYMENT_PASSWORD,
+                                ]
+                                .contains(&p.expose_secret())
+                            }),
+                        &m.base_url,
+                    ),
                 };
                 if uses_demo_secret {
                     return refuse("uses the demo acquirer credentials");
@@ -306,6 +347,23 @@ impl Settings {
                     auth: DEMO_NETPAY_AUTH.to_owned(),
                     test_mode: true,
                     link_lifetime_minutes: 60,
+                    base_url: None,
+                }),
+            });
+            self.suppliers.push(SupplierSettings {
+                id: DEMO_MONETA_SUPPLIER_ID.to_owned(),
+                name: "Демо-ГИБДД (штрафы)".to_owned(),
+                payment_type: PaymentType::Fines,
+                // УИН: 20 or 25 digits.
+                account_pattern: r"[0-9]{20}|[0-9]{25}".to_owned(),
+                max_amount: "500000.00".to_owned(),
+                acquirer: AcquirerSettings::Moneta(MonetaSettings {
+                    account_id: DEMO_MONETA_ACCOUNT.to_owned(),
+                    integrity_code: SecretString::from(DEMO_MONETA_CODE),
+                    api_username: DEMO_MONETA_API_USER.to_owned(),
+                    api_password: SecretString::from(DEMO_MONETA_API_PASSWORD),
+                    payment_password: SecretString::from(DEMO_MONETA_PAYMENT_PASSWORD),
+                    test_mode: true,
                     base_url: None,
                 }),
             });

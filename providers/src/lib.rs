@@ -9,6 +9,7 @@
 //! request before anything is sent. Each acquirer also has a sandbox simulator of its wire
 //! protocol (`<acquirer>::sandbox`) used by tests and the local demo.
 
+pub mod moneta;
 pub mod money;
 pub mod net_pay;
 pub mod robokassa;
@@ -96,6 +97,80 @@ pub struct PaymentRequest<'a> {
     /// Where the acquirer sends the browser back, for protocols that take it per payment.
     pub success_url: &'a str,
     pub fail_url: &'a str,
+    /// Ask the acquirer for a recurring token (only where `capabilities.saved_cards`).
+    pub save_card: bool,
+    /// oplata's id of the customer, for acquirers that tie saved cards to one.
+    pub customer_ref: Option<&'a str>,
+}
+
+/// A charge of a saved card, without card entry.
+#[derive(Debug, Clone)]
+pub struct RecurringCharge<'a> {
+    /// The same for every retry of one charge, so the acquirer can refuse a second debit.
+    pub attempt_id: &'a str,
+    pub order_id: &'a str,
+    pub amount: Amount,
+    pub description: &'a str,
+    pub token: &'a secrecy::SecretString,
+    /// Where the issuer's 3-D Secure page sends its answer, if it demands a challenge.
+    pub three_ds_return_url: &'a str,
+}
+
+/// The outcome of a saved-card charge or of a 3-D Secure completion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChargeOutcome {
+    Succeeded {
+        operation_id: String,
+    },
+    /// The issuer demands 3-D Secure: the customer's browser must post this form.
+    RequiresAction {
+        operation_id: String,
+        action: NextAction,
+    },
+    Declined(Decline),
+    /// Sent, no readable answer: ask the status later, never charge again blindly.
+    Unknown {
+        reason: String,
+    },
+    /// Certainly not acted upon: safe to retry.
+    NotSent {
+        reason: String,
+    },
+}
+
+/// A refund request.
+#[derive(Debug, Clone)]
+pub struct RefundRequest<'a> {
+    /// The acquirer's id of the paid operation.
+    pub operation_id: &'a str,
+    /// oplata's refund id, the same for every retry.
+    pub refund_ref: &'a str,
+    /// `None` refunds the whole payment.
+    pub amount: Option<Amount>,
+    pub reason: &'a str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundOutcome {
+    Succeeded { refund_id: String },
+    Pending { refund_id: String },
+    Declined(Decline),
+    Unknown { reason: String },
+    NotSent { reason: String },
+}
+
+/// What the acquirer knows of one operation.
+#[derive(Debug, Clone)]
+pub struct OperationDetails {
+    pub status: StatusOutcome,
+    /// `Some(true)` only when the acquirer reports 3-D Secure passed.
+    pub three_ds_passed: Option<bool>,
+    /// What may be shown of the card: `411111******1111`.
+    pub masked_card: Option<String>,
+    /// `MM/YYYY`.
+    pub card_expiry: Option<String>,
+    /// The recurring token, when the payment asked for one.
+    pub token: Option<secrecy::SecretString>,
 }
 
 /// Where the service must send the customer's browser next.
@@ -199,6 +274,8 @@ pub enum CallbackEvent {
     /// Something the service does not act on by itself (a hold, a cancellation…): a person
     /// looks at it.
     Unexpected(String),
+    /// The acquirer asks, before the customer pays, whether the order may be paid.
+    CheckRequested,
 }
 
 /// A notification whose signature checked out.
@@ -212,6 +289,8 @@ pub struct VerifiedCallback {
     pub amount: rust_decimal::Decimal,
     /// The payment id echoed back in the acquirer's custom fields, when it carries one.
     pub payment_ref: Option<String>,
+    /// The acquirer's own id of the operation, when the notification carries one.
+    pub operation_id: Option<String>,
 }
 
 /// The HTTP answer an acquirer's protocol expects to a notification.
@@ -260,12 +339,68 @@ pub trait Acquirer: Send + Sync + fmt::Debug {
     /// Checks a server-to-server notification's signature and reads what it says.
     fn verify_callback(&self, raw: &RawCallback) -> Result<VerifiedCallback, CallbackError>;
 
+    /// The answer to a notification when the protocol signs its answers with the merchant's
+    /// secret (Moneta's `MNT_RESPONSE`); `None` means the unsigned protocol answer will do.
+    fn signed_answer(
+        &self,
+        raw: &RawCallback,
+        verdict: AnswerVerdict<'_>,
+    ) -> Option<CallbackAnswer> {
+        let _ = (raw, verdict);
+        None
+    }
+
     /// Asks the acquirer what happened to an order.
     async fn payment_status(&self, order_id: &str) -> Result<StatusOutcome, ProviderError> {
         let _ = order_id;
         Err(ProviderError::Unsupported {
             acquirer: self.kind(),
             operation: "status query",
+        })
+    }
+
+    /// Reads an operation's details: its status, 3-D Secure result, card and token.
+    async fn operation_details(
+        &self,
+        operation_id: &str,
+    ) -> Result<OperationDetails, ProviderError> {
+        let _ = operation_id;
+        Err(ProviderError::Unsupported {
+            acquirer: self.kind(),
+            operation: "operation details",
+        })
+    }
+
+    /// Charges a saved card.
+    async fn charge_saved_card(
+        &self,
+        charge: &RecurringCharge<'_>,
+    ) -> Result<ChargeOutcome, ProviderError> {
+        let _ = charge;
+        Err(ProviderError::Unsupported {
+            acquirer: self.kind(),
+            operation: "saved-card charges",
+        })
+    }
+
+    /// Completes a charge after the customer's 3-D Secure challenge.
+    async fn complete_three_ds(
+        &self,
+        operation_id: &str,
+        challenge_answer: &str,
+    ) -> Result<ChargeOutcome, ProviderError> {
+        let _ = (operation_id, challenge_answer);
+        Err(ProviderError::Unsupported {
+            acquirer: self.kind(),
+            operation: "3-D Secure completion",
+        })
+    }
+
+    async fn refund(&self, request: &RefundRequest<'_>) -> Result<RefundOutcome, ProviderError> {
+        let _ = request;
+        Err(ProviderError::Unsupported {
+            acquirer: self.kind(),
+            operation: "refunds",
         })
     }
 }
@@ -276,9 +411,7 @@ pub fn callback_order_id(kind: AcquirerKind, raw: &RawCallback) -> Result<String
     match kind {
         AcquirerKind::Robokassa => robokassa::wire::ResultNotice::parse(raw).map(|n| n.inv_id),
         AcquirerKind::NetPay => net_pay::wire::Notification::parse(&raw.query).map(|n| n.order_id),
-        AcquirerKind::Moneta => Err(CallbackError::Malformed(
-            "Moneta notifications are not handled yet".into(),
-        )),
+        AcquirerKind::Moneta => moneta::wire::PayNotice::parse(raw).map(|n| n.transaction_id),
     }
 }
 
@@ -296,6 +429,42 @@ pub fn callback_accepted(kind: AcquirerKind, raw: &RawCallback) -> CallbackAnswe
             body: "SUCCESS".to_owned(),
         },
     }
+}
+
+/// A protocol whose answer is itself signed with the merchant's secret needs the adapter:
+/// this asks it, falling back to the protocol's unsigned answer.
+pub fn signed_callback_answer(
+    adapter: &dyn Acquirer,
+    raw: &RawCallback,
+    verdict: AnswerVerdict<'_>,
+) -> CallbackAnswer {
+    match (adapter.signed_answer(raw, verdict), verdict) {
+        (Some(answer), _) => answer,
+        (None, AnswerVerdict::Rejected(error)) => callback_rejected(adapter.kind(), raw, error),
+        (None, AnswerVerdict::Accepted | AnswerVerdict::Check(_)) => {
+            callback_accepted(adapter.kind(), raw)
+        }
+    }
+}
+
+/// What the service decided about a notification, for the protocol's answer.
+#[derive(Debug, Clone, Copy)]
+pub enum AnswerVerdict<'a> {
+    Accepted,
+    Rejected(&'a CallbackError),
+    /// The answer to a pre-payment check (Moneta's Check URL).
+    Check(CheckResult),
+}
+
+/// May the customer pay this order now?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckResult {
+    /// The order exists, is unpaid and may be paid.
+    Payable,
+    AlreadyPaid,
+    InProgress,
+    /// Unknown, cancelled, or not for this amount.
+    NotPayable,
 }
 
 /// The answer a protocol expects for a rejected notification.
@@ -329,14 +498,13 @@ pub fn return_order_id(kind: AcquirerKind, raw: &RawCallback) -> Option<String> 
                 && id.bytes().all(|b| b.is_ascii_digit());
             plain.then(|| id.clone())
         }
-        AcquirerKind::NetPay => {
-            // oplata puts `order=<orderID>` into the success and fail URLs it gives NetPay.
+        // oplata puts `order=<its order id>` into the return URLs it gives these acquirers.
+        AcquirerKind::NetPay | AcquirerKind::Moneta => {
             let params = raw.params();
             let mut ids = params.iter().filter(|(k, _)| k == "order").map(|(_, v)| v);
             let id = ids.next()?;
             (ids.next().is_none() && !id.is_empty() && id.len() <= 64).then(|| id.clone())
         }
-        AcquirerKind::Moneta => None,
     }
 }
 

@@ -51,6 +51,15 @@ pub async fn net_pay_notification(
     notification(&services, AcquirerKind::NetPay, query, Bytes::new()).await
 }
 
+/// Moneta's Pay URL (after payment) and Check URL (before it); GET or POST as configured.
+pub async fn moneta_notification(
+    State(services): State<Arc<Services>>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    notification(&services, AcquirerKind::Moneta, query, body).await
+}
+
 /// The customer's browser back from an acquirer's page: `/return/{acquirer}/{success|fail}`.
 /// Either way the acquirer is asked what happened (where it can be asked).
 pub async fn browser_return(

@@ -51,6 +51,14 @@ pub fn router(services: Arc<Services>, extra: Router) -> Router {
             "/return/{acquirer}/{outcome}",
             get(acquirers::browser_return),
         )
+        .route(
+            "/callbacks/moneta/pay",
+            post(acquirers::moneta_notification).get(acquirers::moneta_notification),
+        )
+        .route(
+            "/callbacks/moneta/check",
+            post(acquirers::moneta_notification).get(acquirers::moneta_notification),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(openapi::document))

@@ -1,18 +1,25 @@
 //! Acquirer notifications: verified, matched to a known payment and amount, applied once.
+//!
+//! Where the acquirer reports 3-D Secure per payment (Moneta-style), a paid notification is
+//! followed by a read of the operation: a payment that did not pass 3-D Secure fails (rule 7),
+//! its money is sent back with a full refund, and a person is told.
+
+use std::sync::Arc;
 
 use oplata_providers::{
-    AcquirerKind, Amount, CallbackAnswer, CallbackError, CallbackEvent, RawCallback,
-    callback_accepted, callback_order_id, callback_rejected,
+    Acquirer, AcquirerKind, Amount, AnswerVerdict, CallbackAnswer, CallbackError, CallbackEvent,
+    CheckResult, RawCallback, RefundOutcome, RefundRequest, StatusOutcome, ThreeDsAssurance,
+    VerifiedCallback, callback_order_id, callback_rejected, signed_callback_answer,
 };
 
 use super::Services;
-use crate::domain::payment::PaymentEvent;
-use crate::store::{StatusChange, TransitionResult};
+use crate::domain::payment::{PaymentEvent, PaymentStatus};
+use crate::store::{PaymentRecord, StatusChange, TransitionResult};
 
 enum Failure {
     /// The notification is not acceptable: answer with the protocol's refusal.
     Rejected(CallbackError),
-    /// Our side failed: answer so that the acquirer retries later.
+    /// Our side failed (or the acquirer could not be asked): answer so that it retries later.
     Internal(String),
 }
 
@@ -28,6 +35,12 @@ impl From<crate::store::StoreError> for Failure {
     }
 }
 
+/// What to answer an accepted notification.
+enum Accepted {
+    Done,
+    Check(CheckResult),
+}
+
 /// Handles one notification and returns the answer its protocol expects.
 #[tracing::instrument(skip_all, fields(acquirer = %kind, payment_id = tracing::field::Empty))]
 pub async fn handle_notification(
@@ -35,20 +48,28 @@ pub async fn handle_notification(
     kind: AcquirerKind,
     raw: &RawCallback,
 ) -> CallbackAnswer {
-    match process(services, kind, raw).await {
-        Ok(()) => callback_accepted(kind, raw),
+    let mut adapter = None;
+    let outcome = process(services, kind, raw, &mut adapter).await;
+    let verdict = match &outcome {
+        Ok(Accepted::Done) => AnswerVerdict::Accepted,
+        Ok(Accepted::Check(result)) => AnswerVerdict::Check(*result),
         Err(Failure::Rejected(error)) => {
             tracing::warn!(%error, "notification rejected");
-            callback_rejected(kind, raw, &error)
+            AnswerVerdict::Rejected(error)
         }
         Err(Failure::Internal(error)) => {
             tracing::error!(%error, "notification could not be processed");
-            CallbackAnswer {
+            return CallbackAnswer {
                 status: 500,
                 content_type: "text/plain; charset=utf-8",
                 body: "temporary failure, please retry".to_owned(),
-            }
+            };
         }
+    };
+    match (&adapter, verdict) {
+        (Some(adapter), verdict) => signed_callback_answer(adapter.as_ref(), raw, verdict),
+        (None, AnswerVerdict::Rejected(error)) => callback_rejected(kind, raw, error),
+        (None, _) => callback_rejected(kind, raw, &CallbackError::UnknownOrder),
     }
 }
 
@@ -56,15 +77,15 @@ async fn process(
     services: &Services,
     kind: AcquirerKind,
     raw: &RawCallback,
-) -> Result<(), Failure> {
+    adapter_slot: &mut Option<Arc<dyn Acquirer>>,
+) -> Result<Accepted, Failure> {
     let order_id = callback_order_id(kind, raw)?;
     let payment = services
         .store
         .find_payment_by_order(kind.as_str(), &order_id)
         .await?
         .ok_or(CallbackError::UnknownOrder)?;
-    let span = tracing::Span::current();
-    span.record("payment_id", tracing::field::display(payment.id));
+    tracing::Span::current().record("payment_id", tracing::field::display(payment.id));
     let entry = services
         .suppliers
         .get(&payment.supplier_id)
@@ -77,11 +98,14 @@ async fn process(
     if entry.acquirer.kind() != kind {
         return Err(CallbackError::UnknownOrder.into());
     }
-    let verified = entry.acquirer.verify_callback(raw)?;
+    let adapter = entry.acquirer.clone();
+    *adapter_slot = Some(adapter.clone());
+    let verified = adapter.verify_callback(raw)?;
     if verified.order_id != payment.acquirer_order_id {
         return Err(CallbackError::UnknownOrder.into());
     }
     if let Some(payment_ref) = &verified.payment_ref
+        && !payment_ref.is_empty()
         && *payment_ref != payment.id.to_string()
     {
         return Err(CallbackError::Malformed(
@@ -91,6 +115,9 @@ async fn process(
     }
     let amount_matches = Amount::from_decimal(verified.amount)
         .is_ok_and(|amount| amount.minor() == payment.amount_minor);
+    if verified.event == CallbackEvent::CheckRequested {
+        return Ok(Accepted::Check(check_result(&payment, amount_matches)));
+    }
     if !amount_matches {
         tracing::error!(
             payment_id = %payment.id,
@@ -100,7 +127,21 @@ async fn process(
         return Err(CallbackError::AmountMismatch.into());
     }
     let actor = format!("acquirer:{kind}");
-    let (event, failure, reason) = match &verified.event {
+    match &verified.event {
+        CallbackEvent::PaymentSucceeded => {
+            payment_succeeded(services, adapter.as_ref(), &payment, &verified, &actor).await?;
+        }
+        CallbackEvent::PaymentFailed(decline) => {
+            let change = StatusChange {
+                event: PaymentEvent::Failed,
+                next_action: None,
+                failure: Some((decline.code.as_str(), decline.message.as_str())),
+                actor: &actor,
+                reason: "the acquirer's signed notification reports the payment failed",
+                acquirer_operation_id: verified.operation_id.as_deref(),
+            };
+            apply(services, &payment, &change).await?;
+        }
         CallbackEvent::RefundSettled | CallbackEvent::Unexpected(_) => {
             // Nothing oplata started: accept it (so the acquirer stops re-sending) and leave it
             // to a person, with the acquirer's words on the payment's audit trail.
@@ -115,29 +156,127 @@ async fn process(
                 .store
                 .flag_payment_for_review(payment.id, &actor, &what)
                 .await?;
-            return Ok(());
         }
-        CallbackEvent::PaymentSucceeded => (
-            PaymentEvent::Succeeded,
-            None,
-            "the acquirer's signed notification reports the payment paid",
-        ),
-        CallbackEvent::PaymentFailed(decline) => (
-            PaymentEvent::Failed,
-            Some((decline.code.as_str(), decline.message.as_str())),
-            "the acquirer's signed notification reports the payment failed",
-        ),
-    };
+        CallbackEvent::CheckRequested => {}
+    }
+    Ok(Accepted::Done)
+}
+
+/// May this payment be paid now? (Moneta asks before the customer pays.)
+fn check_result(payment: &PaymentRecord, amount_matches: bool) -> CheckResult {
+    match PaymentStatus::parse(&payment.status) {
+        _ if !amount_matches => CheckResult::NotPayable,
+        Some(PaymentStatus::Created | PaymentStatus::RequiresAction) => CheckResult::Payable,
+        Some(PaymentStatus::Processing) => CheckResult::InProgress,
+        Some(
+            PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded | PaymentStatus::Refunded,
+        ) => CheckResult::AlreadyPaid,
+        Some(PaymentStatus::Failed | PaymentStatus::Canceled | PaymentStatus::Expired) | None => {
+            CheckResult::NotPayable
+        }
+    }
+}
+
+async fn payment_succeeded(
+    services: &Services,
+    adapter: &dyn Acquirer,
+    payment: &PaymentRecord,
+    verified: &VerifiedCallback,
+    actor: &str,
+) -> Result<(), Failure> {
+    let operation_id = verified.operation_id.as_deref();
+    if adapter.capabilities().three_ds == ThreeDsAssurance::ReportedPerPayment {
+        let operation_id = operation_id
+            .ok_or_else(|| CallbackError::Malformed("the operation id is missing".into()))?;
+        let details = adapter
+            .operation_details(operation_id)
+            .await
+            .map_err(|e| Failure::Internal(e.to_string()))?;
+        if let StatusOutcome::Unknown { reason } = &details.status {
+            // Answering "retry" keeps the notification coming until the acquirer can be asked.
+            return Err(Failure::Internal(format!(
+                "operation details unavailable: {reason}"
+            )));
+        }
+        if details.three_ds_passed != Some(true) {
+            return without_three_ds(services, adapter, payment, operation_id, actor).await;
+        }
+    }
     let change = StatusChange {
-        event,
+        event: PaymentEvent::Succeeded,
         next_action: None,
-        failure,
-        actor: &actor,
-        reason,
+        failure: None,
+        actor,
+        reason: "the acquirer's signed notification reports the payment paid",
+        acquirer_operation_id: operation_id,
     };
+    apply(services, payment, &change).await
+}
+
+/// Rule 7: a new-card payment that did not pass 3-D Secure fails, and its money goes back.
+async fn without_three_ds(
+    services: &Services,
+    adapter: &dyn Acquirer,
+    payment: &PaymentRecord,
+    operation_id: &str,
+    actor: &str,
+) -> Result<(), Failure> {
+    let change = StatusChange {
+        event: PaymentEvent::Failed,
+        next_action: None,
+        failure: Some((
+            "three_ds_failed",
+            "the card payment was not authenticated with 3-D Secure",
+        )),
+        actor,
+        reason: "the acquirer reports the payment was not 3-D Secure authenticated",
+        acquirer_operation_id: Some(operation_id),
+    };
+    let applied = matches!(
+        services
+            .store
+            .transition_payment(payment.id, &change)
+            .await?,
+        TransitionResult::Applied(_)
+    );
+    if !applied {
+        // A repeated notification: the refund was asked for the first time.
+        return Ok(());
+    }
+    let refund_ref = format!("{}-3ds", payment.id);
+    let outcome = adapter
+        .refund(&RefundRequest {
+            operation_id,
+            refund_ref: &refund_ref,
+            amount: None,
+            reason: "payment without 3-D Secure",
+        })
+        .await;
+    let note = match outcome {
+        Ok(RefundOutcome::Succeeded { refund_id }) => {
+            format!("paid without 3-D Secure; refunded in full (refund {refund_id})")
+        }
+        Ok(other) => {
+            format!("paid without 3-D Secure; the automatic refund did not complete: {other:?}")
+        }
+        Err(error) => format!("paid without 3-D Secure; the automatic refund failed: {error}"),
+    };
+    tracing::warn!(payment_id = %payment.id, %note, "payment without 3-D Secure");
+    services
+        .store
+        .flag_payment_for_review(payment.id, actor, &note)
+        .await?;
+    Ok(())
+}
+
+async fn apply(
+    services: &Services,
+    payment: &PaymentRecord,
+    change: &StatusChange<'_>,
+) -> Result<(), Failure> {
     match services
         .store
-        .transition_payment(payment.id, &change)
+        .transition_payment(payment.id, change)
         .await?
     {
         TransitionResult::Applied(updated) => {
@@ -150,13 +289,13 @@ async fn process(
             // Money moved for a payment we already closed: accept the notification (so the
             // acquirer stops re-sending) and leave it to a person.
             let reason = format!(
-                "notification {event:?} arrived for a {} payment",
-                current.status
+                "notification {:?} arrived for a {} payment",
+                change.event, current.status
             );
             tracing::error!(payment_id = %current.id, %refused, "notification conflicts with a final state");
             services
                 .store
-                .flag_payment_for_review(current.id, &actor, &reason)
+                .flag_payment_for_review(current.id, change.actor, &reason)
                 .await?;
         }
     }

@@ -57,6 +57,8 @@ pub async fn create(
             email: valid.email.as_deref(),
             success_url: &success_url,
             fail_url: &fail_url,
+            save_card: false,
+            customer_ref: valid.user_id.as_deref(),
         })
         .await;
     let next_action_json;
@@ -71,6 +73,7 @@ pub async fn create(
                 failure: None,
                 actor: &actor,
                 reason: "customer sent to the acquirer's page",
+                acquirer_operation_id: None,
             }
         }
         StartOutcome::Declined(decline) => StatusChange {
@@ -79,6 +82,7 @@ pub async fn create(
             failure: Some((decline.code.as_str(), &decline.message)),
             actor: &actor,
             reason: "the acquirer refused the payment",
+            acquirer_operation_id: None,
         },
         StartOutcome::NotSent { reason } => {
             not_sent_reason = format!("the acquirer could not be reached: {reason}");
@@ -88,6 +92,7 @@ pub async fn create(
                 failure: Some(("acquirer_unavailable", &not_sent_reason)),
                 actor: &actor,
                 reason: "the payment could not be started",
+                acquirer_operation_id: None,
             }
         }
     };
@@ -166,6 +171,7 @@ pub async fn refresh_from_acquirer(
                 failure: None,
                 actor,
                 reason: "the acquirer's status query reports the payment paid",
+                acquirer_operation_id: None,
             }
         }
         StatusOutcome::Succeeded { amount } => {
@@ -188,6 +194,7 @@ pub async fn refresh_from_acquirer(
             failure: Some((decline.code.as_str(), &decline.message)),
             actor,
             reason: "the acquirer's status query reports the payment failed",
+            acquirer_operation_id: None,
         },
         StatusOutcome::Pending => return Ok(payment),
         StatusOutcome::Unknown { reason } => {

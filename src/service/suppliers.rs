@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
+use oplata_providers::moneta::{Moneta, MonetaConfig};
 use oplata_providers::net_pay::{NetPay, NetPayConfig};
 use oplata_providers::robokassa::{Robokassa, RobokassaConfig};
 use oplata_providers::{Acquirer, AcquirerKind};
@@ -14,6 +15,9 @@ use crate::config::{AcquirerSettings, Settings, sandbox_mount};
 
 /// Where NetPay sends its notifications (registered with NetPay; sent in test mode).
 pub const NETPAY_NOTIFICATION_PATH: &str = "/callbacks/net_pay/notification";
+/// Moneta's Pay URL and Check URL (set in the account's settings).
+pub const MONETA_PAY_PATH: &str = "/callbacks/moneta/pay";
+pub const MONETA_CHECK_PATH: &str = "/callbacks/moneta/check";
 use crate::domain::supplier::Supplier;
 
 #[derive(Debug, Clone)]
@@ -92,6 +96,21 @@ impl SupplierDirectory {
                         ),
                     };
                     Arc::new(NetPay::new(config).map_err(|e| configuration(e.to_string()))?)
+                }
+                AcquirerSettings::Moneta(m) => {
+                    let config = MonetaConfig {
+                        account_id: m.account_id.clone(),
+                        integrity_code: m.integrity_code.clone(),
+                        api_username: m.api_username.clone(),
+                        api_password: m.api_password.clone(),
+                        payment_password: m.payment_password.clone(),
+                        base_url: base(&m.base_url, AcquirerKind::Moneta)?,
+                        test_mode: m.test_mode,
+                    };
+                    Arc::new(
+                        Moneta::new(config, http.clone())
+                            .map_err(|e| configuration(e.to_string()))?,
+                    )
                 }
             };
             let supplier = Supplier::new(

@@ -57,6 +57,8 @@ pub struct StatusChange<'a> {
     /// Who caused it: `client:<id>`, `acquirer:robokassa`, `worker:reconciliation`…
     pub actor: &'a str,
     pub reason: &'a str,
+    /// The acquirer's id of the operation, recorded when it becomes known.
+    pub acquirer_operation_id: Option<&'a str>,
 }
 
 /// What became of an attempt to claim an idempotency key.

@@ -50,6 +50,7 @@ pub struct PaymentRecord {
     pub failure_code: Option<String>,
     pub failure_message: Option<String>,
     pub review_reason: Option<String>,
+    pub acquirer_operation_id: Option<String>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }

@@ -14,7 +14,7 @@ macro_rules! payment_columns {
     () => {
         "id, client_id, user_id, supplier_id, account_number, amount_minor, currency, description, \
          email, return_url, acquirer, acquirer_order_id, status, next_action, failure_code, \
-         failure_message, review_reason, created_at, updated_at"
+         failure_message, review_reason, acquirer_operation_id, created_at, updated_at"
     };
 }
 
@@ -361,6 +361,7 @@ macro_rules! sql_store {
                     concat!(
                     "UPDATE payments SET status = $2, next_action = $3, \
                      failure_code = COALESCE($4, failure_code), failure_message = COALESCE($5, failure_message), \
+                     acquirer_operation_id = COALESCE($7, acquirer_operation_id), \
                      updated_at = $6 WHERE id = $1 RETURNING ",
                     $crate::store::sql::payment_columns!()
                 ),
@@ -371,6 +372,7 @@ macro_rules! sql_store {
                 .bind(failure_code)
                 .bind(failure_message)
                 .bind(now)
+                .bind(change.acquirer_operation_id)
                 .fetch_one(&mut *tx)
                 .await?;
                 sqlx::query(

@@ -7,6 +7,7 @@ use oplata::app::Application;
 use oplata::config::{Mode, Settings};
 use oplata::service::api_keys::{self, Scope};
 use oplata::store::{PaymentRecord, Store};
+use oplata_providers::moneta::sandbox::MonetaSandbox;
 use oplata_providers::net_pay::sandbox::NetPaySandbox;
 use oplata_providers::robokassa::sandbox::RobokassaSandbox;
 use secrecy::ExposeSecret;
@@ -170,6 +171,7 @@ pub struct TestApp {
     pub store: Arc<dyn Store>,
     pub sandbox: RobokassaSandbox,
     pub net_pay: NetPaySandbox,
+    pub moneta: MonetaSandbox,
     shutdown: Option<oneshot::Sender<()>>,
     _database: TestDatabase,
 }
@@ -219,6 +221,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
         store,
         sandbox: sandboxes.robokassa,
         net_pay: sandboxes.net_pay,
+        moneta: sandboxes.moneta,
         shutdown: Some(shutdown),
         _database: database,
     }

@@ -8,6 +8,7 @@ mod helpers;
 mod api_errors;
 mod idempotency;
 mod logs;
+mod moneta_flow;
 mod net_pay_flow;
 mod robokassa_flow;
 mod store_story;

@@ -77,6 +77,7 @@ async fn a_refused_transition_writes_nothing(backend: Backend) {
         failure: Some(("refused", "declined by the issuer")),
         actor: "test",
         reason: "test",
+        acquirer_operation_id: None,
     };
 
     let failed = app

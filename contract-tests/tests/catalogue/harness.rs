@@ -31,6 +31,20 @@ pub trait Harness: Send + Sync + Sized {
     fn deliveries(&self, order_id: &str) -> (u32, bool);
     /// Where the shop listens (its success and fail pages hang below it).
     fn shop_base(&self) -> &Url;
+    /// Switches of simulators that support saved cards; others never get these calls, because
+    /// the scenarios that need them are skipped by capability.
+    async fn pay_without_three_ds(&self, order_id: &str) {
+        unreachable!("{order_id}: only for adapters that report 3-D Secure per payment")
+    }
+    fn set_next_charge(&self, behaviour: oplata_providers::moneta::sandbox::ChargeBehaviour) {
+        unreachable!("{behaviour:?}: only for adapters with saved cards")
+    }
+    fn set_api_mode(&self, mode: oplata_providers::moneta::sandbox::ApiMode) {
+        unreachable!("{mode:?}: only for adapters with saved cards")
+    }
+    fn charges_made(&self) -> u64 {
+        unreachable!("only for adapters with saved cards")
+    }
     /// The names of the protocol's amount, order and signature parameters.
     const AMOUNT_PARAM: &'static str;
     const ORDER_PARAM: &'static str;

@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod harness;
+mod moneta;
 mod net_pay;
 mod robokassa;
 mod scenarios;
@@ -53,6 +54,20 @@ pub fn scenarios_needing(capabilities: Capabilities) -> Vec<&'static str> {
             "status_query_resolves_a_payment_whose_notification_was_lost",
             "status_query_reports_an_abandoned_payment_as_pending",
         ]);
+    }
+    if !capabilities.saved_cards {
+        ruled_out.extend([
+            "a_saved_card_is_charged_without_the_customer",
+            "a_saved_card_charge_can_be_declined",
+            "a_saved_card_charge_meets_a_three_ds_challenge",
+            "a_charge_retried_after_a_timeout_never_charges_twice",
+        ]);
+    }
+    if !capabilities.refunds {
+        ruled_out.extend(["refunds_full_partial_repeated_and_over_the_remainder"]);
+    }
+    if capabilities.three_ds != oplata_providers::ThreeDsAssurance::ReportedPerPayment {
+        ruled_out.push("a_card_without_three_ds_is_reported_as_such");
     }
     ruled_out
 }

@@ -1,8 +1,9 @@
 //! The scenarios, written once against [`Harness`].
 
+use oplata_providers::moneta::sandbox::{ApiMode, ChargeBehaviour};
 use oplata_providers::{
-    Amount, CallbackError, CallbackEvent, Capabilities, NextAction, PaymentRequest, RawCallback,
-    StartOutcome, StatusOutcome,
+    Amount, CallbackError, CallbackEvent, Capabilities, ChargeOutcome, NextAction, PaymentRequest,
+    RawCallback, RecurringCharge, RefundOutcome, RefundRequest, StartOutcome, StatusOutcome,
 };
 
 use crate::harness::{Harness, follow, open_page};
@@ -23,6 +24,8 @@ async fn open<H: Harness>(h: &H, order_id: &str, sum: Amount) {
         email: Some("ivan@example.ru"),
         success_url: &success,
         fail_url: &fail,
+        save_card: false,
+        customer_ref: None,
     };
     let (status, html) = open_page(h.adapter(), &request).await;
     assert_eq!(status, 200, "{html}");
@@ -141,6 +144,8 @@ pub async fn a_tampered_payment_request_is_refused_by_the_acquirer<H: Harness>(h
         email: None,
         success_url: "http://127.0.0.1:9/success",
         fail_url: "http://127.0.0.1:9/fail",
+        save_card: false,
+        customer_ref: None,
     };
     let StartOutcome::RequiresAction(action) = h.adapter().start_payment(&request).await else {
         panic!("expected a next action");
@@ -151,7 +156,10 @@ pub async fn a_tampered_payment_request_is_refused_by_the_acquirer<H: Harness>(h
         },
         NextAction::FormPost { url, mut fields } => {
             for (name, value) in &mut fields {
-                if name == "data" {
+                if value == "10.00" {
+                    // The amount travels in the clear: lower it.
+                    *value = "1.00".into();
+                } else if name == "data" {
                     // Flip one character of the first encrypted item.
                     let first = value.remove(0);
                     value.insert(0, if first == 'A' { 'B' } else { 'A' });
@@ -249,6 +257,271 @@ pub async fn forged_changed_truncated_or_duplicated_notifications_are_refused<H:
             (other, _) => panic!("{case}: {other:?}"),
         }
     }
+}
+
+/// Pays a new order with 3-D Secure and a request to save the card; returns the operation id
+/// from the notification and the token from the operation's details.
+async fn bind_card<H: Harness>(h: &H, order_id: &str) -> (String, secrecy::SecretString) {
+    let success = h.shop_base().join("success").unwrap().to_string();
+    let request = PaymentRequest {
+        payment_ref: "ref",
+        order_id,
+        amount: amount("10.00"),
+        description: "binding",
+        email: None,
+        success_url: &success,
+        fail_url: &success,
+        save_card: true,
+        customer_ref: Some("user-42"),
+    };
+    let (status, _) = open_page(h.adapter(), &request).await;
+    assert_eq!(status, 200);
+    h.decide(order_id, true).await;
+    let operation_id = h
+        .shop()
+        .received()
+        .into_iter()
+        .filter_map(Result::ok)
+        .find(|v| v.order_id == order_id)
+        .and_then(|v| v.operation_id)
+        .expect("the notification names the operation");
+    let details = h.adapter().operation_details(&operation_id).await.unwrap();
+    assert_eq!(details.three_ds_passed, Some(true));
+    assert!(details.masked_card.is_some_and(|c| c.contains("******")));
+    (
+        operation_id,
+        details.token.expect("a binding payment yields a token"),
+    )
+}
+
+fn charge<'a>(
+    attempt: &'a str,
+    token: &'a secrecy::SecretString,
+    term_url: &'a str,
+) -> RecurringCharge<'a> {
+    RecurringCharge {
+        attempt_id: attempt,
+        order_id: attempt,
+        amount: amount("25.50"),
+        description: "Электроэнергия",
+        token,
+        three_ds_return_url: term_url,
+    }
+}
+
+pub async fn a_saved_card_is_charged_without_the_customer<H: Harness>(h: &H) {
+    let (_, token) = bind_card(h, "701").await;
+    let before = h.charges_made();
+
+    let outcome = h
+        .adapter()
+        .charge_saved_card(&charge("a-701", &token, "http://127.0.0.1:9/3ds"))
+        .await
+        .unwrap();
+
+    assert!(
+        matches!(outcome, ChargeOutcome::Succeeded { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(h.charges_made(), before + 1);
+}
+
+pub async fn a_saved_card_charge_can_be_declined<H: Harness>(h: &H) {
+    let (_, token) = bind_card(h, "702").await;
+    h.set_next_charge(ChargeBehaviour::InsufficientFunds);
+
+    let outcome = h
+        .adapter()
+        .charge_saved_card(&charge("a-702", &token, "http://127.0.0.1:9/3ds"))
+        .await
+        .unwrap();
+
+    match outcome {
+        ChargeOutcome::Declined(decline) => assert_eq!(
+            decline.code,
+            oplata_providers::DeclineCode::InsufficientFunds
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+pub async fn a_saved_card_charge_meets_a_three_ds_challenge<H: Harness>(h: &H) {
+    let (_, token) = bind_card(h, "703").await;
+    h.set_next_charge(ChargeBehaviour::Challenge);
+    let before = h.charges_made();
+
+    let outcome = h
+        .adapter()
+        .charge_saved_card(&charge("a-703", &token, "http://127.0.0.1:9/3ds"))
+        .await
+        .unwrap();
+    let ChargeOutcome::RequiresAction {
+        operation_id,
+        action,
+    } = outcome
+    else {
+        panic!("expected a challenge, got {outcome:?}");
+    };
+    // The browser posts PaReq, MD and TermUrl to the ACS, the customer types the code, and the
+    // ACS posts PaRes back to TermUrl.
+    let NextAction::FormPost { url, fields } = &action else {
+        panic!("{action:?}")
+    };
+    assert!(
+        fields
+            .iter()
+            .any(|(k, v)| k == "TermUrl" && v == "http://127.0.0.1:9/3ds")
+    );
+    let (status, _) = follow(&action).await;
+    assert_eq!(status, 200);
+    let md = fields
+        .iter()
+        .find(|(k, _)| k == "MD")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let back = crate::harness::http()
+        .post(format!("{url}/submit"))
+        .form(&[
+            ("md", md.as_str()),
+            ("term_url", "http://127.0.0.1:9/3ds"),
+            ("code", oplata_providers::moneta::sandbox::DEMO_OTP),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let pares = back
+        .split("name=\"PaRes\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        h.charges_made(),
+        before,
+        "nothing is charged before the challenge is answered"
+    );
+
+    let completed = h
+        .adapter()
+        .complete_three_ds(&operation_id, &pares)
+        .await
+        .unwrap();
+
+    assert!(
+        matches!(completed, ChargeOutcome::Succeeded { .. }),
+        "{completed:?}"
+    );
+    assert_eq!(h.charges_made(), before + 1);
+    let failed = h
+        .adapter()
+        .complete_three_ds(&operation_id, "pares-failed")
+        .await
+        .unwrap();
+    assert!(
+        matches!(failed, ChargeOutcome::Declined(_)),
+        "a finished operation cannot be confirmed again: {failed:?}"
+    );
+}
+
+pub async fn a_charge_retried_after_a_timeout_never_charges_twice<H: Harness>(h: &H) {
+    let (_, token) = bind_card(h, "704").await;
+    let before = h.charges_made();
+    h.set_api_mode(ApiMode::DropAfterCharging);
+
+    let first = h
+        .adapter()
+        .charge_saved_card(&charge("a-704", &token, "http://127.0.0.1:9/3ds"))
+        .await
+        .unwrap();
+    assert!(matches!(first, ChargeOutcome::Unknown { .. }), "{first:?}");
+    h.set_api_mode(ApiMode::Normal);
+    let retried = h
+        .adapter()
+        .charge_saved_card(&charge("a-704", &token, "http://127.0.0.1:9/3ds"))
+        .await
+        .unwrap();
+
+    assert!(
+        matches!(retried, ChargeOutcome::Succeeded { .. }),
+        "{retried:?}"
+    );
+    assert_eq!(h.charges_made(), before + 1, "one debit for two requests");
+    for mode in [ApiMode::ServerError, ApiMode::Garbage] {
+        h.set_api_mode(mode);
+        let outcome = h
+            .adapter()
+            .charge_saved_card(&charge("a-704b", &token, "http://127.0.0.1:9/3ds"))
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                outcome,
+                ChargeOutcome::Unknown { .. } | ChargeOutcome::Declined(_)
+            ),
+            "{mode:?}: {outcome:?}"
+        );
+    }
+}
+
+pub async fn refunds_full_partial_repeated_and_over_the_remainder<H: Harness>(h: &H) {
+    let (operation_id, _) = bind_card(h, "705").await;
+    let refund = |amount: Option<&'static str>, reference: &'static str| {
+        let operation_id = operation_id.clone();
+        async move {
+            h.adapter()
+                .refund(&RefundRequest {
+                    operation_id: &operation_id,
+                    refund_ref: reference,
+                    amount: amount.map(crate::scenarios::amount),
+                    reason: "overpaid",
+                })
+                .await
+                .unwrap()
+        }
+    };
+
+    assert!(matches!(
+        refund(Some("3.00"), "r1").await,
+        RefundOutcome::Succeeded { .. }
+    ));
+    assert!(
+        matches!(
+            refund(Some("3.00"), "r1").await,
+            RefundOutcome::Succeeded { .. }
+        ),
+        "a repeated refund request is the same refund"
+    );
+    assert!(
+        matches!(refund(Some("8.00"), "r2").await, RefundOutcome::Declined(_)),
+        "over the remainder"
+    );
+    assert!(
+        matches!(refund(None, "r3").await, RefundOutcome::Succeeded { .. }),
+        "the rest"
+    );
+    assert!(
+        matches!(refund(Some("0.01"), "r4").await, RefundOutcome::Declined(_)),
+        "nothing left"
+    );
+}
+
+pub async fn a_card_without_three_ds_is_reported_as_such<H: Harness>(h: &H) {
+    open(h, "706", amount("10.00")).await;
+
+    h.pay_without_three_ds("706").await;
+
+    let operation_id = h
+        .shop()
+        .received()
+        .into_iter()
+        .filter_map(Result::ok)
+        .find_map(|v| v.operation_id)
+        .expect("a notification with the operation");
+    let details = h.adapter().operation_details(&operation_id).await.unwrap();
+    assert_eq!(details.three_ds_passed, Some(false));
 }
 
 /// The skips a harness declares must be exactly the scenarios its capabilities rule out.

@@ -182,6 +182,7 @@ impl Acquirer for NetPay {
             amount_text: notice.amount,
             amount,
             payment_ref: notice.order_number,
+            operation_id: None,
         })
     }
 }

@@ -195,6 +195,7 @@ impl Acquirer for Robokassa {
         let amount = notice.amount()?;
         Ok(VerifiedCallback {
             payment_ref: notice.shp_value(wire::PAYMENT_REF_PARAM).map(str::to_owned),
+            operation_id: None,
             order_id: notice.inv_id,
             // Robokassa calls ResultURL only for a paid invoice.
             event: CallbackEvent::PaymentSucceeded,
