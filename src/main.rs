@@ -147,7 +147,10 @@ async fn print_demo_help(app: &Application) -> anyhow::Result<()> {
          -H 'Idempotency-Key: demo-1' -H 'Content-Type: application/json' \\\n    \
          -d '{{\"supplier_id\":\"demo-electro\",\"account_number\":\"1234567890\",\"amount\":\"1500.00\",\"currency\":\"RUB\",\"description\":\"Электроэнергия\"}}'\n\n\
          Open next_action.url in a browser and press «Оплатить»; then\n  \
-         curl -s {base}/v1/payments/<id> -H 'Authorization: Bearer {key}'\n",
+         curl -s {base}/v1/payments/<id> -H 'Authorization: Bearer {key}'\n\n\
+         Other demo suppliers: demo-water (NetPay, account 00123456) and demo-gibdd (Moneta with\n\
+         3-D Secure, account 18810177230000012345, one-time code 12345). Their next_action is a\n\
+         form to POST: see the README.\n",
         key = key.expose_secret()
     );
     Ok(())
