@@ -23,6 +23,7 @@ use crate::service::suppliers::{
     DirectoryError, MONETA_CHECK_PATH, MONETA_PAY_PATH, NETPAY_NOTIFICATION_PATH, SupplierDirectory,
 };
 use crate::store::{self, Store, StoreError};
+use crate::vault::Vault;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -36,6 +37,8 @@ pub enum StartError {
     Suppliers(#[from] DirectoryError),
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(String),
+    #[error("vault: {0}")]
+    Vault(#[from] crate::vault::VaultError),
     #[error("public_base_url is not a usable base: {0}")]
     BaseUrl(String),
 }
@@ -83,7 +86,9 @@ impl Application {
             .sandbox_mounted()
             .then(|| sandboxes(&settings, &base_url))
             .transpose()?;
+        let vault = Vault::new(&settings.vault.active_key, &settings.vault.keys)?;
         let services = Arc::new(Services {
+            vault,
             store,
             suppliers,
             settings: Arc::new(settings),

@@ -58,6 +58,30 @@ pub struct Settings {
     pub idempotency_ttl_hours: i64,
     pub suppliers: Vec<SupplierSettings>,
     pub sandbox: SandboxSettings,
+    pub vault: VaultSettings,
+    pub workers: WorkerSettings,
+}
+
+/// Keys that seal recurring tokens at rest. New tokens use `active_key`; the others stay
+/// readable until `oplata keys rotate` has re-sealed every token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultSettings {
+    pub active_key: String,
+    /// Key id → 32 random bytes in standard base64 (`oplata keys generate` makes one).
+    #[serde(serialize_with = "redacted_map")]
+    pub keys: std::collections::BTreeMap<String, SecretString>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Run the background workers (reconciliation) in this process.
+    pub enabled: bool,
+    /// How often the reconciliation worker looks for due payments.
+    pub reconcile_interval_ms: u64,
+    /// Longest pause between two status queries of one payment.
+    pub max_backoff_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -151,6 +175,9 @@ pub struct SandboxSettings {
 }
 
 pub const DEMO_SUPPLIER_ID: &str = "demo-electro";
+pub const DEMO_VAULT_KEY_ID: &str = "demo-1";
+/// 32 bytes of zeros and ones: good for nothing but a demo, refused in production.
+pub const DEMO_VAULT_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 pub const DEMO_ROBOKASSA_LOGIN: &str = "oplata-demo";
 pub const DEMO_ROBOKASSA_PASSWORD1: &str = "demo-password-1";
 pub const DEMO_ROBOKASSA_PASSWORD2: &str = "demo-password-2";
@@ -175,6 +202,18 @@ pub fn sandbox_mount(kind: AcquirerKind) -> &'static str {
 
 fn redacted<S: Serializer>(_: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str("***")
+}
+
+fn redacted_map<S: Serializer>(
+    keys: &std::collections::BTreeMap<String, SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = serializer.serialize_map(Some(keys.len()))?;
+    for id in keys.keys() {
+        map.serialize_entry(id, "***")?;
+    }
+    map.end()
 }
 
 fn redacted_url<S: Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
@@ -209,6 +248,18 @@ impl Default for Settings {
                 enabled: true,
                 retry_interval_ms: 2000,
                 max_attempts: 30,
+            },
+            vault: VaultSettings {
+                active_key: DEMO_VAULT_KEY_ID.to_owned(),
+                keys: std::collections::BTreeMap::from([(
+                    DEMO_VAULT_KEY_ID.to_owned(),
+                    SecretString::from(DEMO_VAULT_KEY),
+                )]),
+            },
+            workers: WorkerSettings {
+                enabled: true,
+                reconcile_interval_ms: 5000,
+                max_backoff_secs: 3600,
             },
         }
     }
@@ -382,6 +433,13 @@ mod tests {
             ..Settings::default()
         };
         settings.sandbox.enabled = false;
+        settings.vault = VaultSettings {
+            active_key: "k1".into(),
+            keys: std::collections::BTreeMap::from([(
+                "k1".to_owned(),
+                SecretString::from("MTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTE="),
+            )]),
+        };
         settings.suppliers.push(SupplierSettings {
             id: "mosenergo".into(),
             name: "Энергосбыт".into(),

@@ -14,3 +14,7 @@ pub mod service;
 pub mod store;
 /// Logging setup.
 pub mod telemetry;
+/// Encryption at rest of recurring tokens.
+pub mod vault;
+/// Background workers (reconciliation).
+pub mod workers;

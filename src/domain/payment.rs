@@ -102,14 +102,14 @@ impl PaymentStatus {
     pub fn rank(self) -> u8 {
         match self {
             PaymentStatus::Created => 0,
-            PaymentStatus::RequiresAction => 1,
-            PaymentStatus::Processing => 2,
+            // The customer acting and the acquirer working alternate during 3-D Secure.
+            PaymentStatus::RequiresAction | PaymentStatus::Processing => 1,
             PaymentStatus::Failed
             | PaymentStatus::Canceled
             | PaymentStatus::Expired
-            | PaymentStatus::Succeeded => 3,
-            PaymentStatus::PartiallyRefunded => 4,
-            PaymentStatus::Refunded => 5,
+            | PaymentStatus::Succeeded => 2,
+            PaymentStatus::PartiallyRefunded => 3,
+            PaymentStatus::Refunded => 4,
         }
     }
 
@@ -117,7 +117,8 @@ impl PaymentStatus {
         use PaymentEvent as E;
         use PaymentStatus as S;
         let to = match (self, event) {
-            (S::Created, E::ActionRequired) => S::RequiresAction,
+            // A saved-card charge already sent may meet the issuer's 3-D Secure challenge.
+            (S::Created | S::Processing, E::ActionRequired) => S::RequiresAction,
             (S::Created | S::RequiresAction, E::Submitted) => S::Processing,
             (S::Created | S::RequiresAction | S::Processing, E::Succeeded) => S::Succeeded,
             (S::Created | S::RequiresAction | S::Processing, E::Failed) => S::Failed,
@@ -133,8 +134,7 @@ impl PaymentStatus {
             | (S::Expired, E::Expired)
             | (S::Refunded, E::FullyRefunded) => return Ok(Transition::AlreadyThere),
             (
-                S::Processing
-                | S::Succeeded
+                S::Succeeded
                 | S::Failed
                 | S::Canceled
                 | S::Expired
@@ -185,6 +185,27 @@ impl PaymentStatus {
             ) => return Err(InvalidTransition { from: self, event }),
         };
         Ok(Transition::To(to))
+    }
+}
+
+/// How long a customer has to act (pay on the acquirer's page, answer 3-D Secure) before the
+/// payment is checked and, if nothing happened, expired.
+pub const ACTION_WINDOW: time::Duration = time::Duration::minutes(30);
+
+/// When the reconciliation worker should first ask about a payment that entered `status`.
+pub fn first_check_delay(status: PaymentStatus) -> Option<time::Duration> {
+    match status {
+        // The outcome of a call that went unanswered: ask soon.
+        PaymentStatus::Processing => Some(time::Duration::seconds(20)),
+        // The customer has this long to act; then ask, and expire what never happened.
+        PaymentStatus::RequiresAction => Some(ACTION_WINDOW),
+        PaymentStatus::Created => Some(time::Duration::minutes(2)),
+        PaymentStatus::Succeeded
+        | PaymentStatus::Failed
+        | PaymentStatus::Canceled
+        | PaymentStatus::Expired
+        | PaymentStatus::PartiallyRefunded
+        | PaymentStatus::Refunded => None,
     }
 }
 

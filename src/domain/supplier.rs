@@ -16,6 +16,16 @@ pub enum PaymentType {
 }
 
 impl PaymentType {
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            PaymentType::Utilities,
+            PaymentType::Fines,
+            PaymentType::Budget,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == text)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             PaymentType::Utilities => "utilities",

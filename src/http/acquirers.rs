@@ -78,21 +78,50 @@ pub async fn browser_return(
         body: Vec::new(),
     };
     match payments::handle_browser_return(&services, kind, &raw).await {
-        Ok(payment) => match &payment.return_url {
-            Some(return_url) => match url::Url::parse(return_url) {
-                Ok(mut url) => {
-                    url.query_pairs_mut()
-                        .append_pair("payment_id", &payment.id.to_string());
-                    Redirect::to(url.as_str()).into_response()
-                }
-                Err(_) => Html(pages::payment_result(&payment)).into_response(),
-            },
-            None => Html(pages::payment_result(&payment)).into_response(),
-        },
+        Ok(payment) => back_to_portal(&payment),
         Err(ServiceError::NotFound) => pages::not_found(),
         Err(error) => {
             tracing::error!(%error, "browser return failed");
             pages::temporary_failure()
         }
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct ThreeDsAnswer {
+    #[serde(rename = "PaRes")]
+    pa_res: String,
+    #[serde(rename = "MD")]
+    md: String,
+}
+
+/// `TermUrl`: the issuer's 3-D Secure page posts its answer here through the customer's browser.
+pub async fn three_ds_complete(
+    State(services): State<Arc<Services>>,
+    Path(payment_id): Path<String>,
+    axum::Form(answer): axum::Form<ThreeDsAnswer>,
+) -> Response {
+    let Ok(payment_id) = uuid::Uuid::parse_str(&payment_id) else {
+        return pages::not_found();
+    };
+    match payments::complete_three_ds(&services, payment_id, &answer.md, &answer.pa_res).await {
+        Ok(payment) => back_to_portal(&payment),
+        Err(ServiceError::NotFound) => pages::not_found(),
+        Err(error) => {
+            tracing::error!(%error, "3-D Secure completion failed");
+            pages::temporary_failure()
+        }
+    }
+}
+
+/// Sends the browser back to the portal with the payment id, or shows oplata's result page.
+fn back_to_portal(payment: &crate::store::PaymentRecord) -> Response {
+    match payment.return_url.as_deref().map(url::Url::parse) {
+        Some(Ok(mut url)) => {
+            url.query_pairs_mut()
+                .append_pair("payment_id", &payment.id.to_string());
+            Redirect::to(url.as_str()).into_response()
+        }
+        Some(Err(_)) | None => Html(pages::payment_result(payment)).into_response(),
     }
 }

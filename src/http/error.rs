@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::domain::cards::CardRuleError;
 use crate::domain::new_payment::PaymentRuleError;
 use crate::service::ServiceError;
 
@@ -50,6 +51,22 @@ pub enum ErrorCode {
     InvalidUserId,
     InvalidEmail,
     InvalidReturnUrl,
+    /// No such card for this user (never saved, someone else's, deleted or revoked).
+    CardNotFound,
+    /// The card was saved for another payment type (rule 2).
+    CardNotValidForPaymentType,
+    /// The card was saved with another acquirer than the supplier's.
+    CardNotValidForSupplier,
+    /// A saved card cannot make the first payment to a supplier (rule 3).
+    SavedCardFirstPaymentToSupplier,
+    /// `save_card` needs a `user_id` (rule 6).
+    SaveCardRequiresUser,
+    /// The supplier's acquirer cannot save cards.
+    CardSavingNotSupported,
+    /// A saved-card payment needs the paying user's `user_id`.
+    SavedCardRequiresUser,
+    /// `save_card` cannot be combined with a saved card.
+    InvalidPaymentMethod,
     /// The request took too long.
     RequestTimeout,
     /// The service failed; nothing about the failure is disclosed.
@@ -160,10 +177,54 @@ impl From<PaymentRuleError> for ApiError {
     }
 }
 
+impl From<CardRuleError> for ApiError {
+    fn from(error: CardRuleError) -> Self {
+        let (status, code, param) = match error {
+            CardRuleError::CardNotFound => (
+                StatusCode::NOT_FOUND,
+                ErrorCode::CardNotFound,
+                "payment_method.card_id",
+            ),
+            CardRuleError::CardNotValidForPaymentType => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::CardNotValidForPaymentType,
+                "payment_method.card_id",
+            ),
+            CardRuleError::CardNotValidForSupplier => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::CardNotValidForSupplier,
+                "payment_method.card_id",
+            ),
+            CardRuleError::SavedCardFirstPaymentToSupplier => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::SavedCardFirstPaymentToSupplier,
+                "supplier_id",
+            ),
+            CardRuleError::SaveCardNeedsUser => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::SaveCardRequiresUser,
+                "user_id",
+            ),
+            CardRuleError::CardSavingNotSupported => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::CardSavingNotSupported,
+                "save_card",
+            ),
+            CardRuleError::SavedCardNeedsUser => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::SavedCardRequiresUser,
+                "user_id",
+            ),
+        };
+        ApiError::new(status, code, error.to_string()).with_param(param)
+    }
+}
+
 impl From<ServiceError> for ApiError {
     fn from(error: ServiceError) -> Self {
         match error {
             ServiceError::Rule(rule) => rule.into(),
+            ServiceError::Card(rule) => rule.into(),
             ServiceError::NotFound => ApiError::not_found(),
             ServiceError::Store(e) => ApiError::internal(&e),
             ServiceError::Internal(e) => ApiError::internal(&e),

@@ -2,6 +2,7 @@
 
 pub mod acquirers;
 pub mod auth;
+pub mod cards;
 pub mod error;
 pub mod health;
 pub mod idempotency;
@@ -58,6 +59,23 @@ pub fn router(services: Arc<Services>, extra: Router) -> Router {
         .route(
             "/callbacks/moneta/check",
             post(acquirers::moneta_notification).get(acquirers::moneta_notification),
+        )
+        .route("/v1/users/{user_id}/cards", get(cards::list))
+        .route(
+            "/v1/users/{user_id}/cards/{card_id}",
+            axum::routing::delete(cards::delete),
+        )
+        .route(
+            "/v1/users/{user_id}/cards/{card_id}/events",
+            get(cards::events),
+        )
+        .route(
+            "/v1/users/{user_id}/password-reset",
+            post(cards::password_reset),
+        )
+        .route(
+            "/3ds/{payment_id}/complete",
+            post(acquirers::three_ds_complete),
         )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

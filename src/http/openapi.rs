@@ -4,12 +4,21 @@ use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{error, health, payments};
+use super::{cards, error, health, payments};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "oplata", description = "Payments for utility bills: acquirers, saved cards, refunds."),
-    paths(payments::create, payments::get, health::healthz, health::readyz),
+    paths(
+        payments::create,
+        payments::get,
+        cards::list,
+        cards::delete,
+        cards::events,
+        cards::password_reset,
+        health::healthz,
+        health::readyz
+    ),
     components(schemas(error::ErrorBody, error::ErrorDetail, error::ErrorCode)),
     modifiers(&ApiKeyScheme),
 )]

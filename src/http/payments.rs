@@ -41,6 +41,18 @@ pub struct CreatePaymentRequest {
     pub email: Option<String>,
     /// Where the browser goes after the acquirer's page; `payment_id` is appended.
     pub return_url: Option<String>,
+    /// Keep the card for later payments (portal users, acquirers that can).
+    #[serde(default)]
+    pub save_card: bool,
+    /// `{"type":"new_card"}` (the default) or `{"type":"saved_card","card_id":…}`.
+    pub payment_method: Option<PaymentMethodRequest>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PaymentMethodRequest {
+    NewCard,
+    SavedCard { card_id: Uuid },
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -81,6 +93,11 @@ pub struct PaymentView {
     /// Present while the status is `requires_action`.
     pub next_action: Option<NextActionView>,
     pub failure: Option<FailureView>,
+    /// `new_card` or `saved_card`.
+    pub payment_method: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub card_id: Option<Uuid>,
+    pub save_card: bool,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: time::OffsetDateTime,
@@ -129,6 +146,9 @@ impl TryFrom<PaymentRecord> for PaymentView {
             return_url: p.return_url,
             next_action,
             failure,
+            payment_method: p.payment_method,
+            card_id: p.saved_card_id,
+            save_card: p.save_card,
             created_at: p.created_at,
             updated_at: p.updated_at,
         })
@@ -177,7 +197,23 @@ pub async fn create(
                 email: request.email.as_deref(),
                 return_url: request.return_url.as_deref(),
             };
-            let payment = payments::create(&services, &client, &draft).await?;
+            let method = match (request.payment_method, request.save_card) {
+                (None | Some(PaymentMethodRequest::NewCard), save) => {
+                    payments::Method::NewCard { save }
+                }
+                (Some(PaymentMethodRequest::SavedCard { card_id }), false) => {
+                    payments::Method::SavedCard { card_id }
+                }
+                (Some(PaymentMethodRequest::SavedCard { .. }), true) => {
+                    return Err(ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        super::error::ErrorCode::InvalidPaymentMethod,
+                        "save_card cannot be combined with a saved card",
+                    )
+                    .with_param("save_card"));
+                }
+            };
+            let payment = payments::create(&services, &client, &draft, method).await?;
             let view = PaymentView::try_from(payment)?;
             let body = serde_json::to_string(&view).map_err(|e| ApiError::internal(&e))?;
             Ok((StatusCode::CREATED, body))

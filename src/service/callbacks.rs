@@ -12,7 +12,7 @@ use oplata_providers::{
     VerifiedCallback, callback_order_id, callback_rejected, signed_callback_answer,
 };
 
-use super::Services;
+use super::{Services, cards};
 use crate::domain::payment::{PaymentEvent, PaymentStatus};
 use crate::store::{PaymentRecord, StatusChange, TransitionResult};
 
@@ -185,22 +185,24 @@ async fn payment_succeeded(
     actor: &str,
 ) -> Result<(), Failure> {
     let operation_id = verified.operation_id.as_deref();
+    let mut details = None;
     if adapter.capabilities().three_ds == ThreeDsAssurance::ReportedPerPayment {
         let operation_id = operation_id
             .ok_or_else(|| CallbackError::Malformed("the operation id is missing".into()))?;
-        let details = adapter
+        let fetched = adapter
             .operation_details(operation_id)
             .await
             .map_err(|e| Failure::Internal(e.to_string()))?;
-        if let StatusOutcome::Unknown { reason } = &details.status {
+        if let StatusOutcome::Unknown { reason } = &fetched.status {
             // Answering "retry" keeps the notification coming until the acquirer can be asked.
             return Err(Failure::Internal(format!(
                 "operation details unavailable: {reason}"
             )));
         }
-        if details.three_ds_passed != Some(true) {
+        if fetched.three_ds_passed != Some(true) {
             return without_three_ds(services, adapter, payment, operation_id, actor).await;
         }
+        details = Some(fetched);
     }
     let change = StatusChange {
         event: PaymentEvent::Succeeded,
@@ -210,7 +212,14 @@ async fn payment_succeeded(
         reason: "the acquirer's signed notification reports the payment paid",
         acquirer_operation_id: operation_id,
     };
-    apply(services, payment, &change).await
+    apply(services, payment, &change).await?;
+    if let Some(details) = details.filter(|_| payment.save_card) {
+        // Idempotent on the binding payment: a repeated notification finds the same card.
+        cards::keep_token(services, adapter, payment, &details, actor)
+            .await
+            .map_err(|e| Failure::Internal(e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// Rule 7: a new-card payment that did not pass 3-D Secure fails, and its money goes back.

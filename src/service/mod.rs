@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod callbacks;
+pub mod cards;
 pub mod payments;
 pub mod suppliers;
 
@@ -20,6 +21,7 @@ pub struct Services {
     pub settings: Arc<Settings>,
     /// How browsers and acquirers reach this service.
     pub public_base_url: url::Url,
+    pub vault: crate::vault::Vault,
 }
 
 impl Services {
@@ -35,12 +37,22 @@ impl Services {
         url.query_pairs_mut().clear().append_pair("order", order_id);
         url.to_string()
     }
+
+    /// Where an issuer's 3-D Secure page posts its answer for a saved-card charge (`TermUrl`).
+    pub fn three_ds_return_url(&self, payment_id: uuid::Uuid) -> String {
+        let mut url = self.public_base_url.clone();
+        url.set_path(&format!("/3ds/{payment_id}/complete"));
+        url.set_query(None);
+        url.to_string()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     #[error(transparent)]
     Rule(#[from] crate::domain::new_payment::PaymentRuleError),
+    #[error(transparent)]
+    Card(#[from] crate::domain::cards::CardRuleError),
     #[error("not found")]
     NotFound,
     #[error(transparent)]

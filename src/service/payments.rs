@@ -1,30 +1,80 @@
 //! Creating payments, reading them back, and asking the acquirer when the outcome is not known.
 
 use oplata_providers::{
-    AcquirerKind, Amount, PaymentRequest, RawCallback, StartOutcome, StatusOutcome,
+    Acquirer, AcquirerKind, Amount, ChargeOutcome, PaymentRequest, RawCallback, RecurringCharge,
+    StartOutcome, StatusOutcome,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::api_keys::ApiClient;
-use super::{ServiceError, Services};
-use crate::domain::new_payment::{PaymentDraft, validate};
+use super::{ServiceError, Services, cards};
+use crate::domain::cards::{
+    CardFacts, CardRuleError, CardStatus, check_card_saving, check_saved_card_payment,
+};
+use crate::domain::new_payment::{PaymentDraft, ValidPayment, validate};
 use crate::domain::payment::{PaymentEvent, PaymentStatus};
+use crate::domain::supplier::PaymentType;
 use crate::store::{NewPaymentRecord, PaymentRecord, StatusChange, TransitionResult};
 
-/// Validates, records the payment, then asks the acquirer where the customer must go.
-/// No database transaction is open while the acquirer is asked.
+/// How the customer pays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Card entry on the acquirer's page; `save` asks to keep the card.
+    NewCard {
+        save: bool,
+    },
+    SavedCard {
+        card_id: Uuid,
+    },
+}
+
+/// Validates, records the payment, then asks the acquirer: where the customer must go (new
+/// card), or to charge the saved card. No database transaction is open while the acquirer is
+/// asked.
 #[tracing::instrument(skip_all, fields(client_id = %client.id, supplier_id = draft.supplier_id))]
 pub async fn create(
     services: &Services,
     client: &ApiClient,
     draft: &PaymentDraft<'_>,
+    method: Method,
 ) -> Result<PaymentRecord, ServiceError> {
     let valid = validate(draft, |id| services.suppliers.supplier(id))?;
     let entry = services
         .suppliers
         .get(&valid.supplier.id)
         .ok_or_else(|| ServiceError::Internal("validated supplier vanished".into()))?;
+    let card = match method {
+        Method::NewCard { save: false } => None,
+        Method::NewCard { save: true } => {
+            check_card_saving(
+                valid.user_id.as_deref(),
+                entry.acquirer.capabilities().saved_cards,
+            )?;
+            None
+        }
+        Method::SavedCard { card_id } => {
+            let user_id = valid
+                .user_id
+                .as_deref()
+                .ok_or(CardRuleError::SavedCardNeedsUser)?;
+            let card = services.store.get_saved_card(card_id).await?;
+            let facts = card.as_ref().and_then(|c| {
+                Some(CardFacts {
+                    owner: &c.user_id,
+                    status: CardStatus::parse(&c.status)?,
+                    payment_type: PaymentType::parse(&c.payment_type)?,
+                    acquirer: AcquirerKind::parse(&c.acquirer)?,
+                })
+            });
+            let earlier = services
+                .store
+                .has_full_entry_payment(user_id, &valid.supplier.id)
+                .await?;
+            check_saved_card_payment(facts, user_id, &valid.supplier, earlier)?;
+            Some(card_id)
+        }
+    };
     let new = NewPaymentRecord {
         id: Uuid::now_v7(),
         client_id: Some(client.id),
@@ -37,18 +87,41 @@ pub async fn create(
         email: valid.email.clone(),
         return_url: valid.return_url.as_ref().map(|u| u.to_string()),
         acquirer: entry.acquirer.kind().as_str().to_owned(),
+        payment_method: if card.is_some() {
+            "saved_card"
+        } else {
+            "new_card"
+        }
+        .to_owned(),
+        saved_card_id: card,
+        save_card: method == Method::NewCard { save: true },
         created_at: OffsetDateTime::now_utc(),
     };
     let actor = format!("client:{}", client.id);
     let created = services.store.create_payment(&new, &actor).await?;
     tracing::info!(payment_id = %created.id, order_id = %created.acquirer_order_id, "payment created");
+    match card {
+        None => {
+            start_hosted_payment(services, entry.acquirer.as_ref(), created, &valid, &actor).await
+        }
+        Some(card_id) => {
+            charge_saved_card(services, entry.acquirer.as_ref(), created, card_id, &actor).await
+        }
+    }
+}
 
+async fn start_hosted_payment(
+    services: &Services,
+    adapter: &dyn Acquirer,
+    created: PaymentRecord,
+    valid: &ValidPayment,
+    actor: &str,
+) -> Result<PaymentRecord, ServiceError> {
     let payment_ref = created.id.to_string();
-    let kind = entry.acquirer.kind();
+    let kind = adapter.kind();
     let success_url = services.return_url(kind, "success", &created.acquirer_order_id);
     let fail_url = services.return_url(kind, "fail", &created.acquirer_order_id);
-    let outcome = entry
-        .acquirer
+    let outcome = adapter
         .start_payment(&PaymentRequest {
             payment_ref: &payment_ref,
             order_id: &created.acquirer_order_id,
@@ -57,7 +130,7 @@ pub async fn create(
             email: valid.email.as_deref(),
             success_url: &success_url,
             fail_url: &fail_url,
-            save_card: false,
+            save_card: created.save_card,
             customer_ref: valid.user_id.as_deref(),
         })
         .await;
@@ -71,7 +144,7 @@ pub async fn create(
                 event: PaymentEvent::ActionRequired,
                 next_action: Some(&next_action_json),
                 failure: None,
-                actor: &actor,
+                actor,
                 reason: "customer sent to the acquirer's page",
                 acquirer_operation_id: None,
             }
@@ -80,7 +153,7 @@ pub async fn create(
             event: PaymentEvent::Failed,
             next_action: None,
             failure: Some((decline.code.as_str(), &decline.message)),
-            actor: &actor,
+            actor,
             reason: "the acquirer refused the payment",
             acquirer_operation_id: None,
         },
@@ -90,20 +163,190 @@ pub async fn create(
                 event: PaymentEvent::Failed,
                 next_action: None,
                 failure: Some(("acquirer_unavailable", &not_sent_reason)),
-                actor: &actor,
+                actor,
                 reason: "the payment could not be started",
                 acquirer_operation_id: None,
             }
         }
     };
-    match services
+    settle(services, created.id, &change).await
+}
+
+async fn settle(
+    services: &Services,
+    id: Uuid,
+    change: &StatusChange<'_>,
+) -> Result<PaymentRecord, ServiceError> {
+    match services.store.transition_payment(id, change).await? {
+        TransitionResult::Applied(p) | TransitionResult::AlreadyThere(p) => Ok(p),
+        TransitionResult::Refused(p, refused) => {
+            tracing::warn!(payment_id = %p.id, %refused, "outcome arrived for a payment already settled");
+            Ok(p)
+        }
+    }
+}
+
+/// Charges a saved card: takes the card under a lock (a password reset either waits for this or
+/// wins, and then the card is gone), opens the token, and calls the acquirer with the order id
+/// as the attempt id, so a retry cannot debit twice.
+async fn charge_saved_card(
+    services: &Services,
+    adapter: &dyn Acquirer,
+    created: PaymentRecord,
+    card_id: Uuid,
+    actor: &str,
+) -> Result<PaymentRecord, ServiceError> {
+    let Some(card) = services
         .store
-        .transition_payment(created.id, &change)
+        .start_saved_card_charge(created.id, card_id, actor)
+        .await?
+    else {
+        // Revoked or deleted between the checks and now: the charge never starts.
+        let change = StatusChange {
+            event: PaymentEvent::Canceled,
+            next_action: None,
+            failure: Some((
+                "card_not_found",
+                "the card was deleted or revoked before the charge started",
+            )),
+            actor,
+            reason: "the saved card is no longer active",
+            acquirer_operation_id: None,
+        };
+        settle(services, created.id, &change).await?;
+        return Err(CardRuleError::CardNotFound.into());
+    };
+    let token = cards::open_token(&services.vault, &card)?;
+    let amount = Amount::from_minor(created.amount_minor)
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let term_url = services.three_ds_return_url(created.id);
+    let outcome = adapter
+        .charge_saved_card(&RecurringCharge {
+            attempt_id: &created.acquirer_order_id,
+            order_id: &created.acquirer_order_id,
+            amount,
+            description: &created.description,
+            token: &token,
+            three_ds_return_url: &term_url,
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+    record_charge_outcome(services, created, &outcome, actor).await
+}
+
+async fn record_charge_outcome(
+    services: &Services,
+    payment: PaymentRecord,
+    outcome: &ChargeOutcome,
+    actor: &str,
+) -> Result<PaymentRecord, ServiceError> {
+    let next_action_json;
+    let not_sent;
+    let change = match outcome {
+        ChargeOutcome::Succeeded { operation_id } => StatusChange {
+            event: PaymentEvent::Succeeded,
+            next_action: None,
+            failure: None,
+            actor,
+            reason: "the acquirer charged the saved card",
+            acquirer_operation_id: Some(operation_id),
+        },
+        ChargeOutcome::RequiresAction {
+            operation_id,
+            action,
+        } => {
+            next_action_json =
+                serde_json::to_string(action).map_err(|e| ServiceError::Internal(e.to_string()))?;
+            StatusChange {
+                event: PaymentEvent::ActionRequired,
+                next_action: Some(&next_action_json),
+                failure: None,
+                actor,
+                reason: "the issuer demands 3-D Secure",
+                acquirer_operation_id: Some(operation_id),
+            }
+        }
+        ChargeOutcome::Declined(decline) => StatusChange {
+            event: PaymentEvent::Failed,
+            next_action: None,
+            failure: Some((decline.code.as_str(), &decline.message)),
+            actor,
+            reason: "the acquirer declined the charge",
+            acquirer_operation_id: None,
+        },
+        ChargeOutcome::NotSent { reason } => {
+            not_sent = format!("the acquirer could not be reached: {reason}");
+            StatusChange {
+                event: PaymentEvent::Failed,
+                next_action: None,
+                failure: Some(("acquirer_unavailable", &not_sent)),
+                actor,
+                reason: "the charge was not sent",
+                acquirer_operation_id: None,
+            }
+        }
+        // Sent, no answer: stays `processing`; the reconciliation worker asks the acquirer.
+        ChargeOutcome::Unknown { reason } => {
+            tracing::warn!(payment_id = %payment.id, %reason, "charge outcome unknown: left to reconciliation");
+            return Ok(payment);
+        }
+    };
+    settle(services, payment.id, &change).await
+}
+
+/// The issuer's 3-D Secure page sent the customer back with its answer (`PaRes`, `MD`).
+#[tracing::instrument(skip_all, fields(payment_id = %payment_id))]
+pub async fn complete_three_ds(
+    services: &Services,
+    payment_id: Uuid,
+    operation_id: &str,
+    answer: &str,
+) -> Result<PaymentRecord, ServiceError> {
+    let payment = services
+        .store
+        .get_payment(payment_id)
+        .await?
+        .ok_or(ServiceError::NotFound)?;
+    if payment.acquirer_operation_id.as_deref() != Some(operation_id) {
+        return Err(ServiceError::NotFound);
+    }
+    let entry = services
+        .suppliers
+        .get(&payment.supplier_id)
+        .ok_or_else(|| {
+            ServiceError::Internal(format!("supplier {} vanished", payment.supplier_id))
+        })?;
+    let actor = "customer:3ds";
+    let submitted = StatusChange {
+        event: PaymentEvent::Submitted,
+        next_action: None,
+        failure: None,
+        actor,
+        reason: "3-D Secure answer received; completing with the acquirer",
+        acquirer_operation_id: None,
+    };
+    let payment = match services
+        .store
+        .transition_payment(payment.id, &submitted)
         .await?
     {
-        TransitionResult::Applied(p) | TransitionResult::AlreadyThere(p) => Ok(p),
-        TransitionResult::Refused(_, refused) => Err(ServiceError::Internal(refused.to_string())),
-    }
+        TransitionResult::Applied(p) => p,
+        // A second post of the same answer, or a payment no longer waiting: show where it is.
+        TransitionResult::AlreadyThere(p) | TransitionResult::Refused(p, _) => return Ok(p),
+    };
+    let outcome = entry
+        .acquirer
+        .complete_three_ds(operation_id, answer)
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let outcome = match outcome {
+        // Completion carries no new challenge; treat one as an unreadable answer.
+        ChargeOutcome::RequiresAction { .. } => ChargeOutcome::Unknown {
+            reason: "a second challenge".into(),
+        },
+        other => other,
+    };
+    record_charge_outcome(services, payment, &outcome, actor).await
 }
 
 /// A payment as its creator may see it: another client's (or another user's) payment does not

@@ -136,6 +136,96 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn payment_audit(&self, payment_id: Uuid) -> Result<Vec<AuditRecord>, StoreError>;
     async fn outbox_for(&self, aggregate_id: Uuid) -> Result<Vec<OutboxRecord>, StoreError>;
     async fn count_payments(&self) -> Result<i64, StoreError>;
+
+    /// Whether `user_id` has a succeeded (possibly since refunded) full-card-entry payment to
+    /// `supplier_id` (rule 3).
+    async fn has_full_entry_payment(
+        &self,
+        user_id: &str,
+        supplier_id: &str,
+    ) -> Result<bool, StoreError>;
+    /// Stores a bound card with its `bound` event and outbox row; a second call for the same
+    /// binding payment returns the first card.
+    async fn insert_saved_card(
+        &self,
+        card: &NewSavedCard,
+        actor: &str,
+    ) -> Result<SavedCardRecord, StoreError>;
+    async fn get_saved_card(&self, id: Uuid) -> Result<Option<SavedCardRecord>, StoreError>;
+    /// The user's active cards.
+    async fn list_saved_cards(&self, user_id: &str) -> Result<Vec<SavedCardRecord>, StoreError>;
+    /// Takes the card for a charge in one transaction: checks it is still active (under a lock
+    /// that a revocation must wait for), moves the payment to `processing`, records the use.
+    /// `None` when the card is no longer active: nothing was written.
+    async fn start_saved_card_charge(
+        &self,
+        payment_id: Uuid,
+        card_id: Uuid,
+        actor: &str,
+    ) -> Result<Option<SavedCardRecord>, StoreError>;
+    /// Ends active cards of a user (all of them, or one), deleting their ciphertexts, with
+    /// events and outbox rows, in one transaction. Returns the ids ended.
+    async fn end_cards(
+        &self,
+        user_id: &str,
+        only: Option<Uuid>,
+        ending: CardEnding,
+        actor: &str,
+    ) -> Result<Vec<Uuid>, StoreError>;
+    async fn card_events(&self, card_id: Uuid) -> Result<Vec<CardEventRecord>, StoreError>;
+    /// Active cards sealed under another key than `active_key`.
+    async fn cards_to_reseal(&self, active_key: &str) -> Result<Vec<SavedCardRecord>, StoreError>;
+    /// Replaces a card's ciphertext if it is still active and still under `old_key`.
+    async fn reseal_card(
+        &self,
+        card_id: Uuid,
+        old_key: &str,
+        new_key: &str,
+        ciphertext: &[u8],
+    ) -> Result<bool, StoreError>;
+
+    /// Claims up to `limit` payments whose check is due, pushing their next check to
+    /// `lease_until` so no other worker takes them meanwhile (`FOR UPDATE SKIP LOCKED` on
+    /// PostgreSQL).
+    async fn claim_due_payments(
+        &self,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        limit: i64,
+    ) -> Result<Vec<PaymentRecord>, StoreError>;
+    /// Sets when to ask again (`None`: stop asking) and counts the attempt.
+    async fn schedule_check(
+        &self,
+        payment_id: Uuid,
+        next: Option<OffsetDateTime>,
+    ) -> Result<(), StoreError>;
+    /// Payments a person must look at.
+    async fn payments_for_review(&self) -> Result<Vec<PaymentRecord>, StoreError>;
+}
+
+/// Why cards end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardEnding {
+    /// The owner deleted it.
+    Deleted,
+    /// A password reset revoked it.
+    Revoked,
+}
+
+impl CardEnding {
+    pub fn status(self) -> &'static str {
+        match self {
+            CardEnding::Deleted => "deleted",
+            CardEnding::Revoked => "revoked",
+        }
+    }
+
+    pub fn event_type(self) -> &'static str {
+        match self {
+            CardEnding::Deleted => "card.deleted",
+            CardEnding::Revoked => "card.revoked",
+        }
+    }
 }
 
 /// Opens the database named by `url`, creating a SQLite file if needed, and applies migrations.

@@ -33,6 +33,8 @@ impl PostgresStore {
 
 sql_store!(
     PostgresStore,
+    sqlx::PgConnection,
     begin_write = "BEGIN",
-    lock_row = " FOR UPDATE"
+    lock_row = " FOR UPDATE",
+    skip_locked = " FOR UPDATE SKIP LOCKED"
 );

@@ -28,6 +28,9 @@ pub struct NewPaymentRecord {
     pub email: Option<String>,
     pub return_url: Option<String>,
     pub acquirer: String,
+    pub payment_method: String,
+    pub saved_card_id: Option<Uuid>,
+    pub save_card: bool,
     pub created_at: OffsetDateTime,
 }
 
@@ -51,6 +54,13 @@ pub struct PaymentRecord {
     pub failure_message: Option<String>,
     pub review_reason: Option<String>,
     pub acquirer_operation_id: Option<String>,
+    /// `new_card` or `saved_card`.
+    pub payment_method: String,
+    pub saved_card_id: Option<Uuid>,
+    pub save_card: bool,
+    pub next_check_at: Option<OffsetDateTime>,
+    pub check_attempts: i32,
+    pub action_deadline: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
@@ -80,4 +90,82 @@ pub struct OutboxRecord {
 pub struct StoredResponse {
     pub status: u16,
     pub body: String,
+}
+
+/// A saved card. `Debug` leaves out the ciphertext.
+#[derive(Clone, sqlx::FromRow)]
+pub struct SavedCardRecord {
+    pub id: Uuid,
+    pub user_id: String,
+    pub payment_type: String,
+    pub acquirer: String,
+    pub binding_payment_id: Uuid,
+    pub key_id: Option<String>,
+    pub token_ciphertext: Option<Vec<u8>>,
+    pub brand: String,
+    pub last4: String,
+    pub exp_month: i32,
+    pub exp_year: i32,
+    pub status: String,
+    pub created_at: OffsetDateTime,
+    pub last_used_at: Option<OffsetDateTime>,
+    pub ended_at: Option<OffsetDateTime>,
+}
+
+impl std::fmt::Debug for SavedCardRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SavedCardRecord")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .field("payment_type", &self.payment_type)
+            .field("acquirer", &self.acquirer)
+            .field("status", &self.status)
+            .field("key_id", &self.key_id)
+            .field(
+                "token_ciphertext",
+                &self
+                    .token_ciphertext
+                    .as_ref()
+                    .map(|c| format!("<{} bytes>", c.len())),
+            )
+            .field("last4", &self.last4)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone)]
+pub struct NewSavedCard {
+    pub id: Uuid,
+    pub user_id: String,
+    pub payment_type: String,
+    pub acquirer: String,
+    pub binding_payment_id: Uuid,
+    pub key_id: String,
+    pub token_ciphertext: Vec<u8>,
+    pub brand: String,
+    pub last4: String,
+    pub exp_month: i32,
+    pub exp_year: i32,
+    pub created_at: OffsetDateTime,
+}
+
+impl std::fmt::Debug for NewSavedCard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewSavedCard")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CardEventRecord {
+    pub id: Uuid,
+    pub card_id: Uuid,
+    pub user_id: String,
+    pub event: String,
+    pub actor: String,
+    pub payment_id: Option<Uuid>,
+    pub detail: String,
+    pub created_at: OffsetDateTime,
 }

@@ -14,7 +14,8 @@ macro_rules! payment_columns {
     () => {
         "id, client_id, user_id, supplier_id, account_number, amount_minor, currency, description, \
          email, return_url, acquirer, acquirer_order_id, status, next_action, failure_code, \
-         failure_message, review_reason, acquirer_operation_id, created_at, updated_at"
+         failure_message, review_reason, acquirer_operation_id, payment_method, saved_card_id, save_card, \
+         next_check_at, check_attempts, action_deadline, created_at, updated_at"
     };
 }
 
@@ -48,8 +49,156 @@ pub(super) fn new_row_id() -> Uuid {
     Uuid::now_v7()
 }
 
+/// The columns of a saved card.
+macro_rules! card_columns {
+    () => {
+        "id, user_id, payment_type, acquirer, binding_payment_id, key_id, token_ciphertext, brand, \
+         last4, exp_month, exp_year, status, created_at, last_used_at, ended_at"
+    };
+}
+
 macro_rules! sql_store {
-    ($store:ident, begin_write = $begin:literal, lock_row = $lock:literal) => {
+    ($store:ident, $conn:ty, begin_write = $begin:literal, lock_row = $lock:literal, skip_locked = $skip:literal) => {
+        impl $store {
+            /// The state machine applied inside a transaction someone else commits.
+            async fn transition_in(
+                conn: &mut $conn,
+                id: uuid::Uuid,
+                change: &$crate::store::StatusChange<'_>,
+            ) -> Result<$crate::store::TransitionResult, $crate::store::StoreError> {
+                use $crate::domain::payment::{PaymentStatus, Transition, first_check_delay, ACTION_WINDOW};
+                use $crate::store::sql::{new_row_id, payment_event_payload};
+                use $crate::store::{StoreError, TransitionResult};
+                let current: Option<$crate::store::PaymentRecord> = sqlx::query_as(concat!(
+                    "SELECT ",
+                    $crate::store::sql::payment_columns!(),
+                    " FROM payments WHERE id = $1",
+                    $lock
+                ))
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?;
+                let current = current.ok_or(StoreError::NotFound)?;
+                let from = PaymentStatus::parse(&current.status)
+                    .ok_or_else(|| StoreError::Corrupt(format!("payment {id} status {:?}", current.status)))?;
+                let to = match from.apply(change.event) {
+                    Ok(Transition::To(to)) => to,
+                    Ok(Transition::AlreadyThere) => return Ok(TransitionResult::AlreadyThere(current)),
+                    Err(refused) => return Ok(TransitionResult::Refused(current, refused)),
+                };
+                let now = time::OffsetDateTime::now_utc();
+                // The next action only makes sense while the customer still has to act.
+                let next_action = if to == PaymentStatus::RequiresAction { change.next_action } else { None };
+                let next_check_at = first_check_delay(to).map(|delay| now + delay);
+                let action_deadline = (to == PaymentStatus::RequiresAction).then(|| now + ACTION_WINDOW);
+                let (failure_code, failure_message) = change.failure.unzip();
+                let updated: $crate::store::PaymentRecord = sqlx::query_as(concat!(
+                    "UPDATE payments SET status = $2, next_action = $3, \
+                     failure_code = COALESCE($4, failure_code), failure_message = COALESCE($5, failure_message), \
+                     acquirer_operation_id = COALESCE($7, acquirer_operation_id), \
+                     next_check_at = $8, check_attempts = 0, action_deadline = COALESCE($9, action_deadline), \
+                     updated_at = $6 WHERE id = $1 RETURNING ",
+                    $crate::store::sql::payment_columns!()
+                ))
+                .bind(id)
+                .bind(to.as_str())
+                .bind(next_action)
+                .bind(failure_code)
+                .bind(failure_message)
+                .bind(now)
+                .bind(change.acquirer_operation_id)
+                .bind(next_check_at)
+                .bind(action_deadline)
+                .fetch_one(&mut *conn)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO payment_audit (id, payment_id, from_status, to_status, actor, reason, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(new_row_id())
+                .bind(id)
+                .bind(from.as_str())
+                .bind(to.as_str())
+                .bind(change.actor)
+                .bind(change.reason)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+                let event_type = change.event.outbox_type();
+                let payload = payment_event_payload(&updated, event_type, now)?;
+                sqlx::query(
+                    "INSERT INTO outbox (id, aggregate_id, event_type, payload, created_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(new_row_id())
+                .bind(id)
+                .bind(event_type)
+                .bind(payload)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+                Ok(TransitionResult::Applied(updated))
+            }
+
+            async fn card_event_in(
+                conn: &mut $conn,
+                card_id: uuid::Uuid,
+                user_id: &str,
+                event: &str,
+                actor: &str,
+                payment_id: Option<uuid::Uuid>,
+                detail: &str,
+                at: time::OffsetDateTime,
+            ) -> Result<(), $crate::store::StoreError> {
+                sqlx::query(
+                    "INSERT INTO card_events (id, card_id, user_id, event, actor, payment_id, detail, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind($crate::store::sql::new_row_id())
+                .bind(card_id)
+                .bind(user_id)
+                .bind(event)
+                .bind(actor)
+                .bind(payment_id)
+                .bind(detail)
+                .bind(at)
+                .execute(&mut *conn)
+                .await?;
+                Ok(())
+            }
+
+            async fn card_outbox_in(
+                conn: &mut $conn,
+                card: &$crate::store::SavedCardRecord,
+                event_type: &str,
+                at: time::OffsetDateTime,
+            ) -> Result<(), $crate::store::StoreError> {
+                let payload = serde_json::json!({
+                    "type": event_type,
+                    "card_id": card.id,
+                    "user_id": card.user_id,
+                    "payment_type": card.payment_type,
+                    "acquirer": card.acquirer,
+                    "brand": card.brand,
+                    "last4": card.last4,
+                    "occurred_at": at.format(&time::format_description::well_known::Rfc3339)
+                        .map_err(|e| $crate::store::StoreError::Corrupt(e.to_string()))?,
+                })
+                .to_string();
+                sqlx::query(
+                    "INSERT INTO outbox (id, aggregate_id, event_type, payload, created_at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind($crate::store::sql::new_row_id())
+                .bind(card.id)
+                .bind(event_type)
+                .bind(payload)
+                .bind(at)
+                .execute(&mut *conn)
+                .await?;
+                Ok(())
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
             fn backend(&self) -> &'static str {
@@ -249,8 +398,8 @@ macro_rules! sql_store {
                     concat!(
                     "INSERT INTO payments (id, client_id, user_id, supplier_id, account_number, amount_minor, \
                      currency, description, email, return_url, acquirer, acquirer_order_id, status, \
-                     created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'created', $13, $13) \
+                     created_at, updated_at, payment_method, saved_card_id, save_card, next_check_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'created', $13, $13, $14, $15, $16, $17) \
                      RETURNING ",
                     $crate::store::sql::payment_columns!()
                 ),
@@ -268,6 +417,12 @@ macro_rules! sql_store {
                 .bind(&p.acquirer)
                 .bind(order_number.to_string())
                 .bind(p.created_at)
+                .bind(&p.payment_method)
+                .bind(p.saved_card_id)
+                .bind(p.save_card)
+                // A payment that never leaves `created` (the process died) is checked too.
+                .bind($crate::domain::payment::first_check_delay($crate::domain::payment::PaymentStatus::Created)
+                    .map(|delay| p.created_at + delay))
                 .fetch_one(&mut *tx)
                 .await?;
                 sqlx::query(
@@ -330,79 +485,10 @@ macro_rules! sql_store {
                 id: uuid::Uuid,
                 change: &$crate::store::StatusChange<'_>,
             ) -> Result<$crate::store::TransitionResult, $crate::store::StoreError> {
-                use $crate::domain::payment::{PaymentStatus, Transition};
-                use $crate::store::sql::{new_row_id, payment_event_payload};
-                use $crate::store::{StoreError, TransitionResult};
                 let mut tx = self.pool.begin_with($begin).await?;
-                let current: Option<$crate::store::PaymentRecord> = sqlx::query_as(concat!(
-                    concat!("SELECT ", $crate::store::sql::payment_columns!(), " FROM payments WHERE id = $1"),
-                    $lock
-                ))
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let current = current.ok_or(StoreError::NotFound)?;
-                let from = PaymentStatus::parse(&current.status)
-                    .ok_or_else(|| StoreError::Corrupt(format!("payment {id} status {:?}", current.status)))?;
-                let to = match from.apply(change.event) {
-                    Ok(Transition::To(to)) => to,
-                    Ok(Transition::AlreadyThere) => return Ok(TransitionResult::AlreadyThere(current)),
-                    Err(refused) => return Ok(TransitionResult::Refused(current, refused)),
-                };
-                let now = time::OffsetDateTime::now_utc();
-                // The next action only makes sense while the customer still has to act.
-                let next_action = if to == PaymentStatus::RequiresAction {
-                    change.next_action
-                } else {
-                    None
-                };
-                let (failure_code, failure_message) = change.failure.unzip();
-                let updated: $crate::store::PaymentRecord = sqlx::query_as(
-                    concat!(
-                    "UPDATE payments SET status = $2, next_action = $3, \
-                     failure_code = COALESCE($4, failure_code), failure_message = COALESCE($5, failure_message), \
-                     acquirer_operation_id = COALESCE($7, acquirer_operation_id), \
-                     updated_at = $6 WHERE id = $1 RETURNING ",
-                    $crate::store::sql::payment_columns!()
-                ),
-                )
-                .bind(id)
-                .bind(to.as_str())
-                .bind(next_action)
-                .bind(failure_code)
-                .bind(failure_message)
-                .bind(now)
-                .bind(change.acquirer_operation_id)
-                .fetch_one(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO payment_audit (id, payment_id, from_status, to_status, actor, reason, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(new_row_id())
-                .bind(id)
-                .bind(from.as_str())
-                .bind(to.as_str())
-                .bind(change.actor)
-                .bind(change.reason)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                let event_type = change.event.outbox_type();
-                let payload = payment_event_payload(&updated, event_type, now)?;
-                sqlx::query(
-                    "INSERT INTO outbox (id, aggregate_id, event_type, payload, created_at) \
-                     VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(new_row_id())
-                .bind(id)
-                .bind(event_type)
-                .bind(payload)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+                let result = Self::transition_in(&mut tx, id, change).await?;
                 tx.commit().await?;
-                Ok(TransitionResult::Applied(updated))
+                Ok(result)
             }
 
             async fn flag_payment_for_review(
@@ -471,9 +557,236 @@ macro_rules! sql_store {
                     .await?;
                 Ok(count)
             }
+
+            async fn has_full_entry_payment(&self, user_id: &str, supplier_id: &str) -> Result<bool, $crate::store::StoreError> {
+                let (count,): (i64,) = sqlx::query_as(
+                    "SELECT COUNT(*) FROM payments WHERE user_id = $1 AND supplier_id = $2 \
+                     AND payment_method = 'new_card' AND status IN ('succeeded', 'partially_refunded', 'refunded')",
+                )
+                .bind(user_id)
+                .bind(supplier_id)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(count > 0)
+            }
+
+            async fn insert_saved_card(
+                &self,
+                card: &$crate::store::NewSavedCard,
+                actor: &str,
+            ) -> Result<$crate::store::SavedCardRecord, $crate::store::StoreError> {
+                let mut tx = self.pool.begin_with($begin).await?;
+                let inserted = sqlx::query(
+                    "INSERT INTO saved_cards (id, user_id, payment_type, acquirer, binding_payment_id, key_id, \
+                     token_ciphertext, brand, last4, exp_month, exp_year, status, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'active', $12) \
+                     ON CONFLICT (binding_payment_id) DO NOTHING",
+                )
+                .bind(card.id)
+                .bind(&card.user_id)
+                .bind(&card.payment_type)
+                .bind(&card.acquirer)
+                .bind(card.binding_payment_id)
+                .bind(&card.key_id)
+                .bind(&card.token_ciphertext)
+                .bind(&card.brand)
+                .bind(&card.last4)
+                .bind(card.exp_month)
+                .bind(card.exp_year)
+                .bind(card.created_at)
+                .execute(&mut *tx)
+                .await?;
+                let stored: $crate::store::SavedCardRecord = sqlx::query_as(concat!(
+                    "SELECT ", $crate::store::sql::card_columns!(), " FROM saved_cards WHERE binding_payment_id = $1"
+                ))
+                .bind(card.binding_payment_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                if inserted.rows_affected() == 1 {
+                    Self::card_event_in(&mut tx, stored.id, &stored.user_id, "bound", actor,
+                        Some(card.binding_payment_id), "card saved after a payment with full card entry and 3-D Secure", card.created_at).await?;
+                    Self::card_outbox_in(&mut tx, &stored, "card.saved", card.created_at).await?;
+                }
+                tx.commit().await?;
+                Ok(stored)
+            }
+
+            async fn get_saved_card(&self, id: uuid::Uuid) -> Result<Option<$crate::store::SavedCardRecord>, $crate::store::StoreError> {
+                Ok(sqlx::query_as(concat!("SELECT ", $crate::store::sql::card_columns!(), " FROM saved_cards WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn list_saved_cards(&self, user_id: &str) -> Result<Vec<$crate::store::SavedCardRecord>, $crate::store::StoreError> {
+                Ok(sqlx::query_as(concat!(
+                    "SELECT ", $crate::store::sql::card_columns!(),
+                    " FROM saved_cards WHERE user_id = $1 AND status = 'active' ORDER BY created_at, id"
+                ))
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn start_saved_card_charge(
+                &self,
+                payment_id: uuid::Uuid,
+                card_id: uuid::Uuid,
+                actor: &str,
+            ) -> Result<Option<$crate::store::SavedCardRecord>, $crate::store::StoreError> {
+                use $crate::domain::payment::PaymentEvent;
+                let mut tx = self.pool.begin_with($begin).await?;
+                // The lock makes a revocation wait for this transaction, and this one wait for a
+                // revocation under way: after a reset commits, no charge can take the card.
+                let card: Option<$crate::store::SavedCardRecord> = sqlx::query_as(concat!(
+                    "SELECT ", $crate::store::sql::card_columns!(), " FROM saved_cards WHERE id = $1 AND status = 'active'", $lock
+                ))
+                .bind(card_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(card) = card else {
+                    return Ok(None);
+                };
+                let change = $crate::store::StatusChange {
+                    event: PaymentEvent::Submitted,
+                    next_action: None,
+                    failure: None,
+                    actor,
+                    reason: "saved-card charge sent to the acquirer",
+                    acquirer_operation_id: None,
+                };
+                match Self::transition_in(&mut tx, payment_id, &change).await? {
+                    $crate::store::TransitionResult::Applied(_) => {}
+                    $crate::store::TransitionResult::AlreadyThere(_) | $crate::store::TransitionResult::Refused(..) => {
+                        return Ok(None);
+                    }
+                }
+                let now = time::OffsetDateTime::now_utc();
+                sqlx::query("UPDATE saved_cards SET last_used_at = $2 WHERE id = $1")
+                    .bind(card_id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                Self::card_event_in(&mut tx, card.id, &card.user_id, "used", actor, Some(payment_id), "recurring charge started", now).await?;
+                tx.commit().await?;
+                Ok(Some(card))
+            }
+
+            async fn end_cards(
+                &self,
+                user_id: &str,
+                only: Option<uuid::Uuid>,
+                ending: $crate::store::CardEnding,
+                actor: &str,
+            ) -> Result<Vec<uuid::Uuid>, $crate::store::StoreError> {
+                let mut tx = self.pool.begin_with($begin).await?;
+                let now = time::OffsetDateTime::now_utc();
+                let ended: Vec<$crate::store::SavedCardRecord> = sqlx::query_as(concat!(
+                    "UPDATE saved_cards SET status = $3, key_id = NULL, token_ciphertext = NULL, ended_at = $4 \
+                     WHERE user_id = $1 AND status = 'active' AND ($2 IS NULL OR id = $2) RETURNING ",
+                    $crate::store::sql::card_columns!()
+                ))
+                .bind(user_id)
+                .bind(only)
+                .bind(ending.status())
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await?;
+                let detail = match ending {
+                    $crate::store::CardEnding::Deleted => "deleted by its owner; the token was erased",
+                    $crate::store::CardEnding::Revoked => "revoked by a password reset; the token was erased",
+                };
+                for card in &ended {
+                    Self::card_event_in(&mut tx, card.id, &card.user_id, ending.status(), actor, None, detail, now).await?;
+                    Self::card_outbox_in(&mut tx, card, ending.event_type(), now).await?;
+                }
+                tx.commit().await?;
+                Ok(ended.into_iter().map(|c| c.id).collect())
+            }
+
+            async fn card_events(&self, card_id: uuid::Uuid) -> Result<Vec<$crate::store::CardEventRecord>, $crate::store::StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT id, card_id, user_id, event, actor, payment_id, detail, created_at \
+                     FROM card_events WHERE card_id = $1 ORDER BY id",
+                )
+                .bind(card_id)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn cards_to_reseal(&self, active_key: &str) -> Result<Vec<$crate::store::SavedCardRecord>, $crate::store::StoreError> {
+                Ok(sqlx::query_as(concat!(
+                    "SELECT ", $crate::store::sql::card_columns!(),
+                    " FROM saved_cards WHERE status = 'active' AND key_id <> $1 ORDER BY id"
+                ))
+                .bind(active_key)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn reseal_card(
+                &self,
+                card_id: uuid::Uuid,
+                old_key: &str,
+                new_key: &str,
+                ciphertext: &[u8],
+            ) -> Result<bool, $crate::store::StoreError> {
+                let done = sqlx::query(
+                    "UPDATE saved_cards SET key_id = $3, token_ciphertext = $4 \
+                     WHERE id = $1 AND key_id = $2 AND status = 'active'",
+                )
+                .bind(card_id)
+                .bind(old_key)
+                .bind(new_key)
+                .bind(ciphertext)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn claim_due_payments(
+                &self,
+                now: time::OffsetDateTime,
+                lease_until: time::OffsetDateTime,
+                limit: i64,
+            ) -> Result<Vec<$crate::store::PaymentRecord>, $crate::store::StoreError> {
+                let mut tx = self.pool.begin_with($begin).await?;
+                let claimed: Vec<$crate::store::PaymentRecord> = sqlx::query_as(concat!(
+                    "UPDATE payments SET next_check_at = $2 WHERE id IN (\
+                     SELECT id FROM payments WHERE next_check_at IS NOT NULL AND next_check_at <= $1 \
+                     AND status IN ('created', 'requires_action', 'processing') \
+                     ORDER BY next_check_at LIMIT $3", $skip, ") RETURNING ",
+                    $crate::store::sql::payment_columns!()
+                ))
+                .bind(now)
+                .bind(lease_until)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(claimed)
+            }
+
+            async fn schedule_check(&self, payment_id: uuid::Uuid, next: Option<time::OffsetDateTime>) -> Result<(), $crate::store::StoreError> {
+                sqlx::query("UPDATE payments SET next_check_at = $2, check_attempts = check_attempts + 1 WHERE id = $1")
+                    .bind(payment_id)
+                    .bind(next)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn payments_for_review(&self) -> Result<Vec<$crate::store::PaymentRecord>, $crate::store::StoreError> {
+                Ok(sqlx::query_as(concat!(
+                    "SELECT ", $crate::store::sql::payment_columns!(),
+                    " FROM payments WHERE review_reason IS NOT NULL ORDER BY updated_at"
+                ))
+                .fetch_all(&self.pool)
+                .await?)
+            }
         }
     };
 }
 
-pub(crate) use payment_columns;
 pub(super) use sql_store;
+pub(crate) use {card_columns, payment_columns};

@@ -40,4 +40,10 @@ impl SqliteStore {
     }
 }
 
-sql_store!(SqliteStore, begin_write = "BEGIN IMMEDIATE", lock_row = "");
+sql_store!(
+    SqliteStore,
+    sqlx::SqliteConnection,
+    begin_write = "BEGIN IMMEDIATE",
+    lock_row = "",
+    skip_locked = ""
+);

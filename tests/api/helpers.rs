@@ -185,6 +185,8 @@ pub fn test_settings(database_url: &str) -> Settings {
     };
     settings.sandbox.retry_interval_ms = 50;
     settings.sandbox.max_attempts = 5;
+    // Tests drive reconciliation themselves, with a controlled clock.
+    settings.workers.enabled = false;
     settings
 }
 

@@ -28,6 +28,9 @@ fn new_payment(acquirer: &str) -> NewPaymentRecord {
         email: None,
         return_url: None,
         acquirer: acquirer.into(),
+        payment_method: "new_card".into(),
+        saved_card_id: None,
+        save_card: false,
         created_at: OffsetDateTime::now_utc(),
     }
 }

@@ -1,0 +1,210 @@
+//! Resolves payments whose outcome is not known: asks the acquirer's status query, with
+//! exponential backoff and jitter, until the answer is final; expires payments whose customer
+//! never acted; sends payments of acquirers without a status query to manual review once the
+//! notification window has passed. It never charges: it only asks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use oplata_providers::StatusOutcome;
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+use crate::domain::payment::{ACTION_WINDOW, PaymentEvent, PaymentStatus};
+use crate::service::Services;
+use crate::store::{PaymentRecord, StatusChange, StoreError};
+
+const ACTOR: &str = "worker:reconciliation";
+/// A claimed payment is left alone by other workers this long.
+const LEASE: time::Duration = time::Duration::minutes(2);
+const BATCH: i64 = 20;
+
+/// How long to wait before the `attempt`-th next question (0-based): 10 s doubling, capped,
+/// with jitter so that many payments do not ask at the same moment.
+pub fn backoff(attempt: u32, max: Duration) -> Duration {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_secs(10))
+        .with_max_delay(max)
+        .with_jitter()
+        .without_max_times()
+        .build()
+        .nth(attempt as usize)
+        .unwrap_or(max)
+}
+
+/// Runs until `shutdown` turns true.
+pub async fn run(
+    services: Arc<Services>,
+    interval: Duration,
+    max_backoff: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        match reconcile_due(&services, OffsetDateTime::now_utc(), max_backoff).await {
+            Ok(0) => {}
+            Ok(done) => tracing::info!(done, "reconciliation pass"),
+            Err(error) => tracing::error!(%error, "reconciliation pass failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// One pass over the payments due at `now`; returns how many were looked at.
+pub async fn reconcile_due(
+    services: &Services,
+    now: OffsetDateTime,
+    max_backoff: Duration,
+) -> Result<usize, StoreError> {
+    let due = services
+        .store
+        .claim_due_payments(now, now + LEASE, BATCH)
+        .await?;
+    let count = due.len();
+    for payment in due {
+        let id = payment.id;
+        if let Err(error) = reconcile(services, payment, now, max_backoff).await {
+            tracing::error!(payment_id = %id, %error, "reconciliation failed; it will be retried after the lease");
+        }
+    }
+    Ok(count)
+}
+
+#[tracing::instrument(skip_all, fields(payment_id = %payment.id))]
+async fn reconcile(
+    services: &Services,
+    payment: PaymentRecord,
+    now: OffsetDateTime,
+    max_backoff: Duration,
+) -> Result<(), StoreError> {
+    let Some(status) = PaymentStatus::parse(&payment.status) else {
+        return services.store.schedule_check(payment.id, None).await;
+    };
+    let deadline = payment
+        .action_deadline
+        .unwrap_or(payment.created_at + ACTION_WINDOW);
+    let waiting_for_customer = matches!(
+        status,
+        PaymentStatus::Created | PaymentStatus::RequiresAction
+    );
+    let again = now
+        + backoff(
+            u32::try_from(payment.check_attempts).unwrap_or(u32::MAX),
+            max_backoff,
+        );
+    let Some(entry) = services.suppliers.get(&payment.supplier_id) else {
+        services
+            .store
+            .flag_payment_for_review(
+                payment.id,
+                ACTOR,
+                "the supplier is no longer configured: the outcome cannot be asked",
+            )
+            .await?;
+        return services.store.schedule_check(payment.id, None).await;
+    };
+    if !entry.acquirer.capabilities().status_query {
+        if now >= deadline {
+            let reason = format!(
+                "{} has no status query and no notification came within the window: check the acquirer's cabinet",
+                entry.acquirer.kind()
+            );
+            services
+                .store
+                .flag_payment_for_review(payment.id, ACTOR, &reason)
+                .await?;
+            return services.store.schedule_check(payment.id, None).await;
+        }
+        return services
+            .store
+            .schedule_check(payment.id, Some(deadline.max(again)))
+            .await;
+    }
+    let outcome = match entry
+        .acquirer
+        .payment_status(&payment.acquirer_order_id)
+        .await
+    {
+        Ok(outcome) => outcome,
+        Err(error) => StatusOutcome::Unknown {
+            reason: error.to_string(),
+        },
+    };
+    let change = match &outcome {
+        StatusOutcome::Succeeded { amount } if amount.minor() == payment.amount_minor => {
+            StatusChange {
+                event: PaymentEvent::Succeeded,
+                next_action: None,
+                failure: None,
+                actor: ACTOR,
+                reason: "the acquirer's status query reports the payment paid",
+                acquirer_operation_id: None,
+            }
+        }
+        StatusOutcome::Succeeded { amount } => {
+            let reason =
+                format!("the acquirer reports {amount} paid for a payment of another amount");
+            services
+                .store
+                .flag_payment_for_review(payment.id, ACTOR, &reason)
+                .await?;
+            return services.store.schedule_check(payment.id, None).await;
+        }
+        StatusOutcome::Failed(decline) => StatusChange {
+            event: PaymentEvent::Failed,
+            next_action: None,
+            failure: Some((decline.code.as_str(), &decline.message)),
+            actor: ACTOR,
+            reason: "the acquirer's status query reports the payment failed",
+            acquirer_operation_id: None,
+        },
+        StatusOutcome::Pending if waiting_for_customer && now >= deadline => StatusChange {
+            event: PaymentEvent::Expired,
+            next_action: None,
+            failure: Some((
+                "expired",
+                "the customer did not complete the payment in time",
+            )),
+            actor: ACTOR,
+            reason: "nothing happened within the action window",
+            acquirer_operation_id: None,
+        },
+        StatusOutcome::Pending | StatusOutcome::Unknown { .. } => {
+            if let StatusOutcome::Unknown { reason } = &outcome {
+                tracing::warn!(%reason, "status query gave no answer; asking again later");
+            }
+            // Before the deadline a pending answer is normal; ask again, but at the deadline at
+            // the latest, when an abandoned payment expires.
+            let next = if waiting_for_customer {
+                again.min(deadline)
+            } else {
+                again
+            };
+            return services.store.schedule_check(payment.id, Some(next)).await;
+        }
+    };
+    services
+        .store
+        .transition_payment(payment.id, &change)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let max = Duration::from_secs(600);
+        assert!(backoff(0, max) >= Duration::from_secs(10));
+        assert!(backoff(3, max) >= Duration::from_secs(80));
+        assert!(
+            backoff(30, max) <= max * 2,
+            "jitter stays within one more period"
+        );
+    }
+}
