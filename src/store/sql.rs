@@ -45,6 +45,17 @@ pub(super) fn payment_event_payload(
     .to_string())
 }
 
+/// One row of a card's audit trail.
+pub(super) struct CardEvent<'a> {
+    pub card_id: Uuid,
+    pub user_id: &'a str,
+    pub event: &'a str,
+    pub actor: &'a str,
+    pub payment_id: Option<Uuid>,
+    pub detail: &'a str,
+    pub at: OffsetDateTime,
+}
+
 pub(super) fn new_row_id() -> Uuid {
     Uuid::now_v7()
 }
@@ -142,26 +153,20 @@ macro_rules! sql_store {
 
             async fn card_event_in(
                 conn: &mut $conn,
-                card_id: uuid::Uuid,
-                user_id: &str,
-                event: &str,
-                actor: &str,
-                payment_id: Option<uuid::Uuid>,
-                detail: &str,
-                at: time::OffsetDateTime,
+                e: $crate::store::sql::CardEvent<'_>,
             ) -> Result<(), $crate::store::StoreError> {
                 sqlx::query(
                     "INSERT INTO card_events (id, card_id, user_id, event, actor, payment_id, detail, created_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind($crate::store::sql::new_row_id())
-                .bind(card_id)
-                .bind(user_id)
-                .bind(event)
-                .bind(actor)
-                .bind(payment_id)
-                .bind(detail)
-                .bind(at)
+                .bind(e.card_id)
+                .bind(e.user_id)
+                .bind(e.event)
+                .bind(e.actor)
+                .bind(e.payment_id)
+                .bind(e.detail)
+                .bind(e.at)
                 .execute(&mut *conn)
                 .await?;
                 Ok(())
@@ -603,8 +608,19 @@ macro_rules! sql_store {
                 .fetch_one(&mut *tx)
                 .await?;
                 if inserted.rows_affected() == 1 {
-                    Self::card_event_in(&mut tx, stored.id, &stored.user_id, "bound", actor,
-                        Some(card.binding_payment_id), "card saved after a payment with full card entry and 3-D Secure", card.created_at).await?;
+                    Self::card_event_in(
+                        &mut tx,
+                        $crate::store::sql::CardEvent {
+                            card_id: stored.id,
+                            user_id: &stored.user_id,
+                            event: "bound",
+                            actor,
+                            payment_id: Some(card.binding_payment_id),
+                            detail: "card saved after a payment with full card entry and 3-D Secure",
+                            at: card.created_at,
+                        },
+                    )
+                    .await?;
                     Self::card_outbox_in(&mut tx, &stored, "card.saved", card.created_at).await?;
                 }
                 tx.commit().await?;
@@ -667,7 +683,19 @@ macro_rules! sql_store {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
-                Self::card_event_in(&mut tx, card.id, &card.user_id, "used", actor, Some(payment_id), "recurring charge started", now).await?;
+                Self::card_event_in(
+                    &mut tx,
+                    $crate::store::sql::CardEvent {
+                        card_id: card.id,
+                        user_id: &card.user_id,
+                        event: "used",
+                        actor,
+                        payment_id: Some(payment_id),
+                        detail: "recurring charge started",
+                        at: now,
+                    },
+                )
+                .await?;
                 tx.commit().await?;
                 Ok(Some(card))
             }
@@ -697,7 +725,19 @@ macro_rules! sql_store {
                     $crate::store::CardEnding::Revoked => "revoked by a password reset; the token was erased",
                 };
                 for card in &ended {
-                    Self::card_event_in(&mut tx, card.id, &card.user_id, ending.status(), actor, None, detail, now).await?;
+                    Self::card_event_in(
+                        &mut tx,
+                        $crate::store::sql::CardEvent {
+                            card_id: card.id,
+                            user_id: &card.user_id,
+                            event: ending.status(),
+                            actor,
+                            payment_id: None,
+                            detail,
+                            at: now,
+                        },
+                    )
+                    .await?;
                     Self::card_outbox_in(&mut tx, card, ending.event_type(), now).await?;
                 }
                 tx.commit().await?;
