@@ -216,7 +216,34 @@ async fn charge_saved_card(
         settle(services, created.id, &change).await?;
         return Err(CardRuleError::CardNotFound.into());
     };
-    let token = cards::open_token(&services.vault, &card)?;
+    let token = match cards::open_token(&services.vault, &card) {
+        Ok(token) => token,
+        Err(error) => {
+            // A ciphertext that does not open (tampered, moved from another row, key missing)
+            // is never sent anywhere: the payment fails and a person is told.
+            let change = StatusChange {
+                event: PaymentEvent::Failed,
+                next_action: None,
+                failure: Some((
+                    "card_unusable",
+                    "the saved card could not be used; nothing was charged",
+                )),
+                actor,
+                reason: "the card's token could not be opened",
+                acquirer_operation_id: None,
+            };
+            settle(services, created.id, &change).await?;
+            services
+                .store
+                .flag_payment_for_review(
+                    created.id,
+                    actor,
+                    &format!("the token of card {card_id} does not open"),
+                )
+                .await?;
+            return Err(error);
+        }
+    };
     let amount = Amount::from_minor(created.amount_minor)
         .map_err(|e| ServiceError::Internal(e.to_string()))?;
     let term_url = services.three_ds_return_url(created.id);
@@ -288,7 +315,11 @@ async fn record_charge_outcome(
         // Sent, no answer: stays `processing`; the reconciliation worker asks the acquirer.
         ChargeOutcome::Unknown { reason } => {
             tracing::warn!(payment_id = %payment.id, %reason, "charge outcome unknown: left to reconciliation");
-            return Ok(payment);
+            return services
+                .store
+                .get_payment(payment.id)
+                .await?
+                .ok_or(ServiceError::NotFound);
         }
     };
     settle(services, payment.id, &change).await

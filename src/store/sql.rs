@@ -708,6 +708,16 @@ macro_rules! sql_store {
                 actor: &str,
             ) -> Result<Vec<uuid::Uuid>, $crate::store::StoreError> {
                 let mut tx = self.pool.begin_with($begin).await?;
+                // Take the rows first: a charge holding one finishes before we go on, so the
+                // time recorded below is after every use that won the race.
+                sqlx::query(concat!(
+                    "SELECT id FROM saved_cards WHERE user_id = $1 AND status = 'active' AND ($2 IS NULL OR id = $2)",
+                    $lock
+                ))
+                .bind(user_id)
+                .bind(only)
+                .fetch_all(&mut *tx)
+                .await?;
                 let now = time::OffsetDateTime::now_utc();
                 let ended: Vec<$crate::store::SavedCardRecord> = sqlx::query_as(concat!(
                     "UPDATE saved_cards SET status = $3, key_id = NULL, token_ciphertext = NULL, ended_at = $4 \

@@ -165,6 +165,9 @@ impl Drop for TestDatabase {
 }
 
 pub struct TestApp {
+    pub services: std::sync::Arc<oplata::service::Services>,
+    pub database_url: String,
+    pub backend: Backend,
     pub base: String,
     pub http: reqwest::Client,
     pub portal_key: String,
@@ -204,6 +207,8 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
         .expect("the service starts");
     let base = app.base_url().as_str().trim_end_matches('/').to_owned();
     let store = app.store();
+    let services = app.services();
+    let database_url = database.url.clone();
     let sandboxes = app.sandboxes().expect("demo mode mounts the simulators");
     let (_, key) = api_keys::create(store.as_ref(), "portal under test", Scope::Portal)
         .await
@@ -217,6 +222,9 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
         .build()
         .unwrap();
     TestApp {
+        services,
+        database_url,
+        backend,
         base,
         http,
         portal_key: key.expose_secret().to_owned(),
@@ -340,4 +348,30 @@ pub fn param(params: &[(String, String)], name: &str) -> String {
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.clone())
         .unwrap_or_else(|| panic!("no {name} parameter"))
+}
+
+impl TestApp {
+    /// Runs one statement with two UUID parameters directly on the test's database.
+    pub async fn execute_with_ids(&self, sql: &'static str, first: uuid::Uuid, second: uuid::Uuid) {
+        match self.backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.database_url).await.unwrap();
+                sqlx::query(sql)
+                    .bind(first)
+                    .bind(second)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.database_url).await.unwrap();
+                sqlx::query(sql)
+                    .bind(first)
+                    .bind(second)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
 }

@@ -11,4 +11,5 @@ mod logs;
 mod moneta_flow;
 mod net_pay_flow;
 mod robokassa_flow;
+mod saved_cards;
 mod store_story;
