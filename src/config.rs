@@ -249,12 +249,11 @@ impl Default for Settings {
                 retry_interval_ms: 2000,
                 max_attempts: 30,
             },
+            // Secrets are never defaults: figment reads defaults by serializing them, and
+            // secrets serialize as "***". Demo mode adds its key in `with_demo_defaults`.
             vault: VaultSettings {
                 active_key: DEMO_VAULT_KEY_ID.to_owned(),
-                keys: std::collections::BTreeMap::from([(
-                    DEMO_VAULT_KEY_ID.to_owned(),
-                    SecretString::from(DEMO_VAULT_KEY),
-                )]),
+                keys: std::collections::BTreeMap::new(),
             },
             workers: WorkerSettings {
                 enabled: true,
@@ -369,8 +368,15 @@ impl Settings {
         self.mode == Mode::Demo && self.sandbox.enabled
     }
 
-    /// In demo mode with no suppliers configured, the demo supplier paid through the sandbox.
+    /// In demo mode: with no suppliers configured, one demo supplier per acquirer, paid
+    /// through the sandboxes; with no vault keys, the demo key.
     pub fn with_demo_defaults(mut self) -> Self {
+        if self.mode == Mode::Demo && self.vault.keys.is_empty() {
+            self.vault.keys.insert(
+                DEMO_VAULT_KEY_ID.to_owned(),
+                SecretString::from(DEMO_VAULT_KEY),
+            );
+        }
         if self.mode == Mode::Demo && self.suppliers.is_empty() {
             self.suppliers.push(SupplierSettings {
                 id: DEMO_SUPPLIER_ID.to_owned(),
@@ -516,6 +522,36 @@ mod tests {
         assert!(!printed.contains("db-secret"));
         assert!(printed.contains("***"));
         assert!(!format!("{settings:?}").contains("real-1"));
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's own error type, in a test
+    fn a_loaded_demo_configuration_opens_its_vault_and_a_configured_key_wins() {
+        figment::Jail::expect_with(|jail| {
+            let demo = Settings::load(Path::new("absent.toml"))
+                .map_err(|e| e.to_string())?
+                .with_demo_defaults();
+            let vault = crate::vault::Vault::new(&demo.vault.active_key, &demo.vault.keys);
+            assert!(vault.is_ok(), "{vault:?}");
+            jail.set_env("OPLATA_VAULT__ACTIVE_KEY", "k2");
+            jail.set_env(
+                "OPLATA_VAULT__KEYS__K2",
+                "MTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTE=",
+            );
+            let configured = Settings::load(Path::new("absent.toml"))
+                .map_err(|e| e.to_string())?
+                .with_demo_defaults();
+            assert_eq!(
+                configured.vault.keys.len(),
+                1,
+                "no demo key beside a configured one"
+            );
+            assert!(
+                crate::vault::Vault::new(&configured.vault.active_key, &configured.vault.keys)
+                    .is_ok()
+            );
+            Ok(())
+        });
     }
 
     #[test]

@@ -35,6 +35,18 @@ enum Command {
     ApiKey(ApiKeyCommand),
     /// Print the effective configuration, secrets as ***.
     Config,
+    /// Manage the keys that seal saved-card tokens.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Print a new random key (base64) to put under vault.keys.
+    Generate,
+    /// Re-seal every live token under vault.active_key; keep the old keys configured until
+    /// this has finished. Safe to run again.
+    Rotate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,6 +134,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("revoked {id}");
                 }
             }
+        }
+        Command::Keys(KeysCommand::Generate) => {
+            println!("{}", oplata::vault::Vault::generate_key().expose_secret());
+        }
+        Command::Keys(KeysCommand::Rotate) => {
+            let vault =
+                oplata::vault::Vault::new(&settings.vault.active_key, &settings.vault.keys)?;
+            let store = oplata::store::connect(&settings.database_url).await?;
+            let done = oplata::service::cards::rotate_keys(store.as_ref(), &vault).await?;
+            println!(
+                "re-sealed {} card token(s) under {:?}; {} changed meanwhile and were skipped",
+                done.resealed,
+                vault.active_key_id(),
+                done.skipped
+            );
         }
         Command::Config => {
             let settings = settings.with_demo_defaults();

@@ -6,6 +6,7 @@
 mod helpers;
 
 mod api_errors;
+mod binary;
 mod idempotency;
 mod logs;
 mod moneta_flow;

@@ -1,0 +1,106 @@
+//! The `oplata` binary itself, as a newcomer runs it: configuration loading, the demo start,
+//! `oplata config`, and the production refusals.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_oplata");
+
+fn oplata(dir: &std::path::Path) -> Command {
+    let mut command = Command::new(BINARY);
+    command
+        .current_dir(dir)
+        .env_remove("OPLATA_TEST_POSTGRES_URL")
+        .env("OPLATA_LISTEN", "127.0.0.1:0")
+        .env("OPLATA_CONFIG", dir.join("oplata.toml"));
+    command
+}
+
+#[tokio::test]
+async fn cargo_run_starts_the_demo_and_a_payment_can_be_made_with_what_it_prints() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = oplata(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let started = Instant::now();
+    let (mut base, mut key) = (None, None);
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("oplata demo is running at ") {
+            base = Some(rest.trim().to_owned());
+        }
+        if let Some(rest) = line.strip_prefix("A portal API key for this run: ") {
+            key = Some(rest.trim().to_owned());
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the demo did not start"
+        );
+    }
+    let (base, key) = (base.expect("address printed"), key.expect("key printed"));
+
+    let client = oplata_providers::http_client(Duration::from_secs(10)).unwrap();
+    let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
+    let created = client
+        .post(format!("{base}/v1/payments"))
+        .bearer_auth(&key)
+        .header("idempotency-key", "demo-1")
+        .json(&serde_json::json!({"supplier_id": "demo-gibdd", "account_number": "18810177230000012345",
+            "amount": "1500.00", "currency": "RUB", "description": "Штраф", "user_id": "u", "save_card": true}))
+        .send()
+        .await
+        .unwrap();
+    let status = created.status();
+    let body = created.text().await.unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+
+    assert_eq!(ready.status(), 200);
+    assert_eq!(status, 201, "{body}");
+    assert!(body.contains("\"status\":\"requires_action\""));
+    assert!(
+        dir.path().join("oplata.db").exists(),
+        "the SQLite file is created on first start"
+    );
+}
+
+#[test]
+fn oplata_config_prints_every_secret_as_stars() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("oplata.toml"),
+        "[vault]\nactive_key = \"k1\"\n[vault.keys]\nk1 = \"MTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTE=\"\n",
+    )
+    .unwrap();
+
+    let output = oplata(dir.path()).arg("config").output().unwrap();
+
+    let printed = String::from_utf8(output.stdout).unwrap();
+    assert!(output.status.success());
+    assert!(printed.contains("k1 = \"***\""), "{printed}");
+    assert!(!printed.contains("MTExMTEx"));
+    assert!(!printed.contains(oplata::config::DEMO_ROBOKASSA_PASSWORD1));
+}
+
+#[test]
+fn production_mode_refuses_to_start_with_demo_settings_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let output = oplata(dir.path())
+        .env("OPLATA_MODE", "production")
+        .output()
+        .unwrap();
+
+    let said = String::from_utf8(output.stderr).unwrap();
+    assert!(!output.status.success());
+    assert!(
+        said.contains("refusing to start in production mode"),
+        "{said}"
+    );
+    assert!(!said.contains("backtrace"));
+}
