@@ -13,6 +13,7 @@ on_both_backends!(
     order_numbers_are_allocated_per_acquirer_without_gaps_or_repeats,
     a_refused_transition_writes_nothing,
     a_dead_request_frees_its_key_and_an_expired_key_can_be_reused,
+    two_workers_claiming_at_once_never_take_the_same_payment,
 );
 
 fn new_payment(acquirer: &str) -> NewPaymentRecord {
@@ -165,5 +166,42 @@ async fn a_dead_request_frees_its_key_and_an_expired_key_can_be_reused(backend: 
     assert_eq!(
         claim(now + Duration::hours(25), "b").await,
         IdempotencyClaim::Claimed
+    );
+}
+
+async fn two_workers_claiming_at_once_never_take_the_same_payment(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for _ in 0..30 {
+        app.store
+            .create_payment(&new_payment("robokassa"), "test")
+            .await
+            .unwrap();
+    }
+    let later = OffsetDateTime::now_utc() + Duration::hours(1);
+    let claim = || {
+        let store = app.store.clone();
+        async move {
+            store
+                .claim_due_payments(later, later + Duration::minutes(2), 20)
+                .await
+                .unwrap()
+        }
+    };
+
+    let (first, second) = tokio::join!(claim(), claim());
+    let third = claim().await;
+
+    let mut ids: Vec<Uuid> = first.iter().chain(second.iter()).map(|p| p.id).collect();
+    let claimed = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), claimed, "no payment was claimed twice");
+    assert_eq!(
+        claimed, 30,
+        "between them, the two workers took every due payment"
+    );
+    assert!(
+        third.is_empty(),
+        "a claimed payment is leased, not due again at once"
     );
 }
