@@ -604,7 +604,7 @@ async fn rotating_keys_reseals_every_live_token(backend: Backend) {
         .send()
         .await
         .unwrap();
-    let mut keys = Settings::default().vault.keys;
+    let mut keys = Settings::default().with_demo_defaults().vault.keys;
     keys.insert("k2".into(), oplata::vault::Vault::generate_key());
     let rotated = oplata::vault::Vault::new("k2", &keys).unwrap();
 
