@@ -449,7 +449,13 @@ pub async fn a_charge_retried_after_a_timeout_never_charges_twice<H: Harness>(h:
         "{retried:?}"
     );
     assert_eq!(h.charges_made(), before + 1, "one debit for two requests");
-    for mode in [ApiMode::ServerError, ApiMode::Garbage] {
+    // Slower than the adapter's 2 s timeout, a 5xx, or garbage: never a guess, never a charge
+    // reported as done.
+    for mode in [
+        ApiMode::Slow(std::time::Duration::from_secs(3)),
+        ApiMode::ServerError,
+        ApiMode::Garbage,
+    ] {
         h.set_api_mode(mode);
         let outcome = h
             .adapter()
