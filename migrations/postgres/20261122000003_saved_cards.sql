@@ -12,8 +12,9 @@ CREATE TABLE saved_cards (
     token_ciphertext    BYTEA,
     brand               TEXT NOT NULL,
     last4               TEXT NOT NULL,
-    exp_month           INTEGER NOT NULL,
-    exp_year            INTEGER NOT NULL,
+    -- NULL where the acquirer does not report the expiry (Robokassa).
+    exp_month           INTEGER,
+    exp_year            INTEGER,
     status              TEXT NOT NULL CHECK (status IN ('active', 'deleted', 'revoked')),
     created_at          TIMESTAMPTZ NOT NULL,
     last_used_at        TIMESTAMPTZ,

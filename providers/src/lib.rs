@@ -63,6 +63,9 @@ pub struct Capabilities {
     pub hosted_payment: bool,
     /// The acquirer can issue a recurring token from a hosted payment.
     pub saved_cards: bool,
+    /// The issuer may demand 3-D Secure on a saved-card charge, completed through the merchant
+    /// (`complete_three_ds`).
+    pub saved_card_challenge: bool,
     /// How 3-D Secure on a new card payment is known to have happened.
     pub three_ds: ThreeDsAssurance,
     /// The acquirer answers "what happened to this order?".
@@ -108,6 +111,8 @@ pub struct PaymentRequest<'a> {
 pub struct RecurringCharge<'a> {
     /// The same for every retry of one charge, so the acquirer can refuse a second debit.
     pub attempt_id: &'a str,
+    /// oplata's payment id, echoed by the acquirer where its protocol allows.
+    pub payment_ref: &'a str,
     pub order_id: &'a str,
     pub amount: Amount,
     pub description: &'a str,
@@ -120,6 +125,10 @@ pub struct RecurringCharge<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChargeOutcome {
     Succeeded {
+        operation_id: String,
+    },
+    /// Accepted by the acquirer; the result comes later, by notification or status query.
+    Pending {
         operation_id: String,
     },
     /// The issuer demands 3-D Secure: the customer's browser must post this form.

@@ -26,6 +26,21 @@ impl Default for DeliveryPolicy {
     }
 }
 
+/// How a simulator's server API misbehaves, for tests of unknown outcomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ApiMode {
+    #[default]
+    Normal,
+    /// Answers after this long.
+    Slow(Duration),
+    /// Answers HTTP 500 without doing anything.
+    ServerError,
+    /// Answers a body that is not the protocol's, after doing the work.
+    Garbage,
+    /// Charges, then never answers.
+    DropAfterCharging,
+}
+
 pub(crate) fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {

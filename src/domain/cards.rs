@@ -107,13 +107,12 @@ pub fn may_keep_token(assurance: ThreeDsAssurance, reported_passed: Option<bool>
 pub struct CardDisplay {
     pub brand: &'static str,
     pub last4: String,
-    pub exp_month: u8,
-    pub exp_year: u16,
+    pub expiry: Option<(u8, u16)>,
 }
 
-/// Reads a masked number (`220220******4242`) and an expiry (`MM/YYYY`); `None` when either is
-/// not in that shape.
-pub fn card_display(masked: &str, expiry: &str) -> Option<CardDisplay> {
+/// Reads a masked number (`220220******4242`) and, when the acquirer gives one, an expiry
+/// (`MM/YYYY` or `MM/YY`); `None` when the number is not in that shape.
+pub fn card_display(masked: &str, expiry: Option<&str>) -> Option<CardDisplay> {
     let digits_at_end: String = masked
         .chars()
         .rev()
@@ -129,12 +128,18 @@ pub fn card_display(masked: &str, expiry: &str) -> Option<CardDisplay> {
         .chars()
         .rev()
         .collect();
-    let (month, year) = expiry.split_once('/')?;
-    let exp_month: u8 = month.parse().ok().filter(|m| (1..=12).contains(m))?;
-    let exp_year: u16 = match year.len() {
-        2 => 2000 + year.parse::<u16>().ok()?,
-        4 => year.parse().ok()?,
-        _ => return None,
+    let expiry = match expiry {
+        None => None,
+        Some(text) => {
+            let (month, year) = text.split_once('/')?;
+            let exp_month: u8 = month.parse().ok().filter(|m| (1..=12).contains(m))?;
+            let exp_year: u16 = match year.len() {
+                2 => 2000 + year.parse::<u16>().ok()?,
+                4 => year.parse().ok()?,
+                _ => return None,
+            };
+            Some((exp_month, exp_year))
+        }
     };
     let brand = match masked.get(..4).and_then(|p| p.parse::<u16>().ok()) {
         Some(2200..=2204) => "MIR",
@@ -145,8 +150,7 @@ pub fn card_display(masked: &str, expiry: &str) -> Option<CardDisplay> {
     Some(CardDisplay {
         brand,
         last4,
-        exp_month,
-        exp_year,
+        expiry,
     })
 }
 
@@ -238,19 +242,22 @@ mod tests {
 
     #[test]
     fn masked_numbers_and_expiries_are_read() {
+        let mir = card_display("220220******4242", Some("12/2030"));
         assert_eq!(
-            card_display("220220******4242", "12/2030"),
+            mir,
             Some(CardDisplay {
                 brand: "MIR",
                 last4: "4242".into(),
-                exp_month: 12,
-                exp_year: 2030
+                expiry: Some((12, 2030))
             })
         );
+        let visa = card_display("411111******1111", Some("01/27")).map(|c| (c.brand, c.expiry));
+        assert_eq!(visa, Some(("VISA", Some((1, 2027)))));
         assert_eq!(
-            card_display("411111******1111", "01/27").map(|c| (c.brand, c.exp_year)),
-            Some(("VISA", 2027))
+            card_display("553691******0002", None).map(|c| c.expiry),
+            Some(None)
         );
-        assert_eq!(card_display("****", "13/2030"), None);
+        assert_eq!(card_display("****", Some("12/2030")), None);
+        assert_eq!(card_display("220220******4242", Some("13/2030")), None);
     }
 }

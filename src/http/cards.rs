@@ -21,8 +21,9 @@ pub struct CardView {
     pub id: Uuid,
     pub brand: String,
     pub last4: String,
-    pub exp_month: i32,
-    pub exp_year: i32,
+    /// Absent where the acquirer does not report it.
+    pub exp_month: Option<i32>,
+    pub exp_year: Option<i32>,
     /// The payment type the card may pay.
     pub payment_type: String,
     pub acquirer: String,

@@ -185,12 +185,13 @@ async fn payment_succeeded(
     actor: &str,
 ) -> Result<(), Failure> {
     let operation_id = verified.operation_id.as_deref();
+    let reported = adapter.capabilities().three_ds == ThreeDsAssurance::ReportedPerPayment;
     let mut details = None;
-    if adapter.capabilities().three_ds == ThreeDsAssurance::ReportedPerPayment {
-        let operation_id = operation_id
-            .ok_or_else(|| CallbackError::Malformed("the operation id is missing".into()))?;
+    if reported || payment.save_card {
+        // The operation tells whether 3-D Secure passed and carries the token of a binding.
+        let asked = operation_id.unwrap_or(&verified.order_id);
         let fetched = adapter
-            .operation_details(operation_id)
+            .operation_details(asked)
             .await
             .map_err(|e| Failure::Internal(e.to_string()))?;
         if let StatusOutcome::Unknown { reason } = &fetched.status {
@@ -199,7 +200,9 @@ async fn payment_succeeded(
                 "operation details unavailable: {reason}"
             )));
         }
-        if fetched.three_ds_passed != Some(true) {
+        if reported && fetched.three_ds_passed != Some(true) {
+            let operation_id = operation_id
+                .ok_or_else(|| CallbackError::Malformed("the operation id is missing".into()))?;
             return without_three_ds(services, adapter, payment, operation_id, actor).await;
         }
         details = Some(fetched);

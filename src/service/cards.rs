@@ -33,7 +33,7 @@ pub async fn keep_token(
         details.token.as_ref(),
         card_display(
             details.masked_card.as_deref().unwrap_or_default(),
-            details.card_expiry.as_deref().unwrap_or_default(),
+            details.card_expiry.as_deref(),
         ),
     ) else {
         tracing::warn!("the acquirer returned no token or no readable card: nothing to keep");
@@ -57,8 +57,8 @@ pub async fn keep_token(
         token_ciphertext: sealed.bytes,
         brand: display.brand.to_owned(),
         last4: display.last4,
-        exp_month: i32::from(display.exp_month),
-        exp_year: i32::from(display.exp_year),
+        exp_month: display.expiry.map(|(month, _)| i32::from(month)),
+        exp_year: display.expiry.map(|(_, year)| i32::from(year)),
         created_at: OffsetDateTime::now_utc(),
     };
     let stored = services.store.insert_saved_card(&card, actor).await?;

@@ -247,9 +247,11 @@ async fn charge_saved_card(
     let amount = Amount::from_minor(created.amount_minor)
         .map_err(|e| ServiceError::Internal(e.to_string()))?;
     let term_url = services.three_ds_return_url(created.id);
+    let payment_ref = created.id.to_string();
     let outcome = adapter
         .charge_saved_card(&RecurringCharge {
             attempt_id: &created.acquirer_order_id,
+            payment_ref: &payment_ref,
             order_id: &created.acquirer_order_id,
             amount,
             description: &created.description,
@@ -311,6 +313,15 @@ async fn record_charge_outcome(
                 reason: "the charge was not sent",
                 acquirer_operation_id: None,
             }
+        }
+        // Accepted; the notification (or the reconciliation worker) settles it.
+        ChargeOutcome::Pending { operation_id } => {
+            tracing::info!(payment_id = %payment.id, %operation_id, "charge accepted; the result comes later");
+            return services
+                .store
+                .get_payment(payment.id)
+                .await?
+                .ok_or(ServiceError::NotFound);
         }
         // Sent, no answer: stays `processing`; the reconciliation worker asks the acquirer.
         ChargeOutcome::Unknown { reason } => {

@@ -104,8 +104,8 @@ pub struct SavedCardRecord {
     pub token_ciphertext: Option<Vec<u8>>,
     pub brand: String,
     pub last4: String,
-    pub exp_month: i32,
-    pub exp_year: i32,
+    pub exp_month: Option<i32>,
+    pub exp_year: Option<i32>,
     pub status: String,
     pub created_at: OffsetDateTime,
     pub last_used_at: Option<OffsetDateTime>,
@@ -144,8 +144,8 @@ pub struct NewSavedCard {
     pub token_ciphertext: Vec<u8>,
     pub brand: String,
     pub last4: String,
-    pub exp_month: i32,
-    pub exp_year: i32,
+    pub exp_month: Option<i32>,
+    pub exp_year: Option<i32>,
     pub created_at: OffsetDateTime,
 }
 

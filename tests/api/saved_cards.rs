@@ -26,6 +26,7 @@ on_both_backends!(
     abandoned_payments_expire_and_unresolvable_ones_go_to_review,
     rotating_keys_reseals_every_live_token,
     the_token_never_appears_in_a_log_a_response_an_error_or_a_debug_print,
+    a_robokassa_card_is_bound_on_the_page_and_charged_by_recurring,
 );
 
 fn moneta(id: &str, payment_type: PaymentType) -> SupplierSettings {
@@ -699,5 +700,51 @@ async fn the_token_never_appears_in_a_log_a_response_an_error_or_a_debug_print(b
             .windows(token.len())
             .any(|w| w == token.as_bytes()),
         "the token is stored sealed"
+    );
+}
+
+async fn a_robokassa_card_is_bound_on_the_page_and_charged_by_recurring(backend: Backend) {
+    let app = card_app(backend).await;
+    let mut body = demo_payment_body();
+    body["user_id"] = "dave".into();
+    body["save_card"] = true.into();
+    let binding = app.create_payment(&body).await;
+    let url = binding["next_action"]["url"].as_str().unwrap();
+    assert!(url.contains("Recurring=true"), "{url}");
+    app.http.get(url).send().await.unwrap();
+    let inv_id = param(&query_params(url), "InvId");
+    app.sandbox.decide(DEMO_LOGIN, &inv_id, true).await.unwrap();
+
+    let cards = list_cards(&app, "dave").await;
+    assert_eq!(cards.len(), 1, "{cards:?}");
+    assert_eq!(cards[0]["acquirer"], "robokassa");
+    assert_eq!(cards[0]["last4"], "0002");
+    assert!(
+        cards[0]["exp_month"].is_null(),
+        "Robokassa does not report the expiry"
+    );
+    let card: Uuid = cards[0]["id"].as_str().unwrap().parse().unwrap();
+    let mut again = demo_payment_body();
+    again["user_id"] = "dave".into();
+    again["payment_method"] = json!({"type": "saved_card", "card_id": card});
+    let (status, charged) = post(&app, &again).await;
+
+    assert_eq!(status, 201, "{charged}");
+    assert_eq!(
+        charged["status"], "processing",
+        "accepted by Robokassa; its ResultURL settles it"
+    );
+    let id = charged["id"].as_str().unwrap().to_owned();
+    for _ in 0..100 {
+        if app.payment_record(&id).await.status == "succeeded" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.payment_record(&id).await.status, "succeeded");
+    assert_eq!(
+        app.sandbox.charges_made(),
+        2,
+        "the binding payment and one recurring charge"
     );
 }

@@ -59,9 +59,11 @@ pub fn scenarios_needing(capabilities: Capabilities) -> Vec<&'static str> {
         ruled_out.extend([
             "a_saved_card_is_charged_without_the_customer",
             "a_saved_card_charge_can_be_declined",
-            "a_saved_card_charge_meets_a_three_ds_challenge",
             "a_charge_retried_after_a_timeout_never_charges_twice",
         ]);
+    }
+    if !capabilities.saved_card_challenge {
+        ruled_out.push("a_saved_card_charge_meets_a_three_ds_challenge");
     }
     if !capabilities.refunds {
         ruled_out.extend(["refunds_full_partial_repeated_and_over_the_remainder"]);

@@ -167,7 +167,7 @@ mod catalogue {
             status_query_resolves_a_payment_whose_notification_was_lost = "NetPay has no status query (capabilities.status_query = false)",
             a_saved_card_is_charged_without_the_customer = "NetPay's recurring protocol is not public (capabilities.saved_cards = false)",
             a_saved_card_charge_can_be_declined = "NetPay's recurring protocol is not public (capabilities.saved_cards = false)",
-            a_saved_card_charge_meets_a_three_ds_challenge = "NetPay's recurring protocol is not public (capabilities.saved_cards = false)",
+            a_saved_card_charge_meets_a_three_ds_challenge = "NetPay has no saved-card charges at all (capabilities.saved_card_challenge = false)",
             a_charge_retried_after_a_timeout_never_charges_twice = "NetPay's recurring protocol is not public (capabilities.saved_cards = false)",
             refunds_full_partial_repeated_and_over_the_remainder = "NetPay has no refund API: refunds are done in its cabinet (capabilities.refunds = false)",
             a_card_without_three_ds_is_reported_as_such = "NetPay enforces 3-D Secure on its page (three_ds = EnforcedByContract)",

@@ -240,6 +240,7 @@ impl Acquirer for Moneta {
         Capabilities {
             hosted_payment: true,
             saved_cards: true,
+            saved_card_challenge: true,
             three_ds: ThreeDsAssurance::ReportedPerPayment,
             status_query: true,
             refunds: true,

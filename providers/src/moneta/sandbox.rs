@@ -46,20 +46,7 @@ pub struct SandboxAccount {
     pub check_url: Option<Url>,
 }
 
-/// How the MerchantAPI misbehaves, for tests of unknown outcomes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ApiMode {
-    #[default]
-    Normal,
-    /// Answers after this long.
-    Slow(Duration),
-    /// Answers HTTP 500 without doing anything.
-    ServerError,
-    /// Answers a body that is not JSON, after doing the work.
-    Garbage,
-    /// Charges, then drops the connection without an answer.
-    DropAfterCharging,
-}
+pub use crate::sandbox::ApiMode;
 
 /// What the issuer does with the next saved-card charge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

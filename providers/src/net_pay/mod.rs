@@ -90,6 +90,7 @@ impl Acquirer for NetPay {
         Capabilities {
             hosted_payment: true,
             saved_cards: false,
+            saved_card_challenge: false,
             three_ds: ThreeDsAssurance::EnforcedByContract,
             status_query: false,
             refunds: false,

@@ -6,6 +6,12 @@
 //! - 3-D Secure runs on Robokassa's page; the merchant contract makes it mandatory.
 //! - SuccessURL and FailURL are browser redirects and never change a payment by themselves:
 //!   the service asks OpStateExt what really happened.
+//! - Saved card = the parent `InvoiceID` of a `Recurring=true` payment; the masked card comes
+//!   from OpStateExt's `IncAccount` (Robokassa reports no expiry). A charge is
+//!   `POST /Merchant/Recurring` with a new `InvoiceID`; `OK{id}` means accepted, not charged:
+//!   the ResultURL (or OpStateExt) settles it. A retried charge reuses the same child
+//!   `InvoiceID`; the simulator answers a repeat with `OK{id}` again and no second debit.
+//! - Unbinding: none public; deleting a card crypto-shreds oplata's copy.
 
 pub mod sandbox;
 pub mod wire;
@@ -16,9 +22,9 @@ use url::Url;
 
 use crate::signing::HashAlgorithm;
 use crate::{
-    Acquirer, AcquirerKind, Amount, CallbackError, CallbackEvent, Capabilities, Decline,
-    DeclineCode, NextAction, PaymentRequest, ProviderError, RawCallback, StartOutcome,
-    StatusOutcome, ThreeDsAssurance, VerifiedCallback,
+    Acquirer, AcquirerKind, Amount, CallbackError, CallbackEvent, Capabilities, ChargeOutcome,
+    Decline, DeclineCode, NextAction, OperationDetails, PaymentRequest, ProviderError, RawCallback,
+    RecurringCharge, StartOutcome, StatusOutcome, ThreeDsAssurance, VerifiedCallback,
 };
 use wire::{OperationState, OperationStateResponse, ResultCode, ResultNotice};
 
@@ -106,6 +112,10 @@ impl Robokassa {
             if self.config.test_mode {
                 query.append_pair("IsTest", "1");
             }
+            if request.save_card {
+                // Not part of the signature.
+                query.append_pair("Recurring", "true");
+            }
             for (name, value) in &shp {
                 query.append_pair(name, value);
             }
@@ -172,7 +182,8 @@ impl Acquirer for Robokassa {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             hosted_payment: true,
-            saved_cards: false,
+            saved_cards: true,
+            saved_card_challenge: false,
             three_ds: ThreeDsAssurance::EnforcedByContract,
             status_query: true,
             refunds: false,
@@ -205,31 +216,137 @@ impl Acquirer for Robokassa {
     }
 
     async fn payment_status(&self, order_id: &str) -> Result<StatusOutcome, ProviderError> {
+        Ok(self.state_of(order_id).await.0)
+    }
+
+    async fn operation_details(
+        &self,
+        operation_id: &str,
+    ) -> Result<OperationDetails, ProviderError> {
+        let (status, masked_card) = self.state_of(operation_id).await;
+        let paid = matches!(status, StatusOutcome::Succeeded { .. });
+        Ok(OperationDetails {
+            status,
+            // On Robokassa's page by contract: not reported per payment.
+            three_ds_passed: None,
+            masked_card,
+            card_expiry: None,
+            // The parent invoice is the token of a `Recurring=true` payment.
+            token: paid.then(|| SecretString::from(operation_id.to_owned())),
+        })
+    }
+
+    async fn charge_saved_card(
+        &self,
+        charge: &RecurringCharge<'_>,
+    ) -> Result<ChargeOutcome, ProviderError> {
+        let out_sum = charge.amount.to_string();
+        let shp = vec![(
+            wire::PAYMENT_REF_PARAM.to_owned(),
+            charge.payment_ref.to_owned(),
+        )];
+        let signature = wire::payment_signature(
+            self.config.hash,
+            &self.config.merchant_login,
+            &out_sum,
+            charge.attempt_id,
+            self.config.password1.expose_secret(),
+            &shp,
+        );
+        let description: String = charge
+            .description
+            .chars()
+            .take(DESCRIPTION_MAX_CHARS)
+            .collect();
+        let form = [
+            ("MerchantLogin", self.config.merchant_login.as_str()),
+            ("InvoiceID", charge.attempt_id),
+            ("PreviousInvoiceID", charge.token.expose_secret()),
+            ("OutSum", out_sum.as_str()),
+            ("Description", description.as_str()),
+            ("SignatureValue", signature.as_str()),
+            (wire::PAYMENT_REF_PARAM, charge.payment_ref),
+        ];
+        let answer = self
+            .http
+            .post(self.endpoint("/Merchant/Recurring"))
+            .form(&form)
+            .send()
+            .await;
+        let response = match answer {
+            Ok(response) => response,
+            Err(e) if e.is_connect() => {
+                return Ok(ChargeOutcome::NotSent {
+                    reason: "Recurring: connection failed".into(),
+                });
+            }
+            Err(e) => {
+                return Ok(ChargeOutcome::Unknown {
+                    reason: format!("Recurring: {}", describe_transport_error(&e)),
+                });
+            }
+        };
+        let status = response.status();
+        let Ok(body) = response.text().await else {
+            return Ok(ChargeOutcome::Unknown {
+                reason: "Recurring: unreadable answer".into(),
+            });
+        };
+        Ok(if status.is_server_error() {
+            ChargeOutcome::Unknown {
+                reason: format!("Recurring answered HTTP {}", status.as_u16()),
+            }
+        } else if wire::recurring_accepted(&body, charge.attempt_id) {
+            ChargeOutcome::Pending {
+                operation_id: charge.attempt_id.to_owned(),
+            }
+        } else {
+            // Anything but OK{id} is a refusal (Robokassa's SDK reads it so).
+            let text: String = body.trim().chars().take(200).collect();
+            ChargeOutcome::Declined(Decline {
+                acquirer_code: text.clone(),
+                code: DeclineCode::Refused,
+                message: format!("Robokassa refused the recurring charge: {text}"),
+            })
+        })
+    }
+}
+
+impl Robokassa {
+    /// OpStateExt, read as oplata's status and the masked card.
+    async fn state_of(&self, order_id: &str) -> (StatusOutcome, Option<String>) {
         let answer = match self.query_op_state(order_id).await {
             Ok(answer) => answer,
-            Err(reason) => return Ok(StatusOutcome::Unknown { reason }),
+            Err(reason) => return (StatusOutcome::Unknown { reason }, None),
         };
         match ResultCode::from_code(answer.result.code) {
             ResultCode::Ok => {}
             // The customer never opened the page: Robokassa has no such invoice yet.
-            ResultCode::InvoiceNotFound => return Ok(StatusOutcome::Pending),
+            ResultCode::InvoiceNotFound => return (StatusOutcome::Pending, None),
             code @ (ResultCode::BadSignature
             | ResultCode::ShopNotFound
             | ResultCode::DuplicateInvoice
             | ResultCode::InternalError
             | ResultCode::Unrecognized(_)) => {
-                return Ok(StatusOutcome::Unknown {
-                    reason: format!("OpStateExt result {code:?}"),
-                });
+                return (
+                    StatusOutcome::Unknown {
+                        reason: format!("OpStateExt result {code:?}"),
+                    },
+                    None,
+                );
             }
         }
+        let masked_card = answer.info.as_ref().and_then(|i| i.inc_account.clone());
         let Some(state) = answer.state else {
-            return Ok(StatusOutcome::Unknown {
-                reason: "OpStateExt answer without State".into(),
-            });
+            return (
+                StatusOutcome::Unknown {
+                    reason: "OpStateExt answer without State".into(),
+                },
+                masked_card,
+            );
         };
         let state = OperationState::from_code(state.code);
-        Ok(match state {
+        let status = match state {
             OperationState::Paid => {
                 let amount_text = answer.info.and_then(|i| i.out_sum.or(i.inc_sum));
                 match amount_text
@@ -259,6 +376,7 @@ impl Acquirer for Robokassa {
             OperationState::Unrecognized(code) => StatusOutcome::Unknown {
                 reason: format!("OpStateExt state {code} is not known"),
             },
-        })
+        };
+        (status, masked_card)
     }
 }

@@ -4,8 +4,10 @@
 //! with "pay" and "decline" buttons, and on "pay" delivers the ResultURL notification (with the
 //! six-decimal `OutSum` Robokassa sends) until the shop answers `OK{InvId}`, then redirects the
 //! browser to SuccessURL; on "decline" it cancels the invoice and redirects to FailURL.
-//! `OpStateExt` answers from the same invoice book. Nothing here is meant for production: the
-//! service refuses to mount it outside demo mode.
+//! `OpStateExt` answers from the same invoice book. `/Merchant/Recurring` charges the card of a
+//! paid `Recurring=true` parent invoice, answers `OK{InvoiceID}` (a repeat of the same child
+//! too, without a second debit) and then delivers the child's ResultURL. Nothing here is meant
+//! for production: the service refuses to mount it outside demo mode.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -20,7 +22,7 @@ use axum::routing::{get, post};
 use url::Url;
 
 use super::wire::{self, OperationState};
-use crate::sandbox::{DeliveryPolicy, decision_forms, escape_html, page};
+use crate::sandbox::{ApiMode, DeliveryPolicy, decision_forms, escape_html, page};
 use crate::signing::{HashAlgorithm, hex_signature_matches};
 use crate::{Amount, RawCallback};
 
@@ -44,6 +46,10 @@ pub struct SandboxInvoice {
     pub shp: Vec<(String, String)>,
     pub state: OperationState,
     pub is_test: bool,
+    /// Opened with `Recurring=true`: its card may be charged again.
+    pub recurring: bool,
+    /// For a child charge, the parent invoice.
+    pub parent: Option<String>,
     /// ResultURL deliveries attempted and the one acknowledged, if any.
     pub result_attempts: u32,
     pub result_acknowledged: bool,
@@ -63,7 +69,14 @@ struct Inner {
     /// Simulates a lost notification: the invoice is paid but ResultURL is never called.
     drop_result_notifications: AtomicBool,
     page_views: AtomicU32,
+    /// Debits of customers' cards: paid pages and recurring charges.
+    charges: AtomicU32,
+    recurring_mode: Mutex<ApiMode>,
+    decline_next_recurring: AtomicBool,
 }
+
+/// The masked card every simulated payment is made with.
+pub const SANDBOX_CARD: &str = "553691******0002";
 
 /// The simulator; clone it freely, all clones share one invoice book.
 #[derive(Debug, Clone)]
@@ -86,6 +99,9 @@ impl RobokassaSandbox {
                 http,
                 drop_result_notifications: AtomicBool::new(false),
                 page_views: AtomicU32::new(0),
+                charges: AtomicU32::new(0),
+                recurring_mode: Mutex::default(),
+                decline_next_recurring: AtomicBool::new(false),
             }),
         }
     }
@@ -98,6 +114,7 @@ impl RobokassaSandbox {
                 get(payment_page_get).post(payment_page_post),
             )
             .route("/Merchant/Decide", post(decide))
+            .route("/Merchant/Recurring", post(recurring))
             .route(
                 "/Merchant/WebService/Service.asmx/OpStateExt",
                 get(op_state_ext),
@@ -118,6 +135,25 @@ impl RobokassaSandbox {
 
     pub fn page_views(&self) -> u32 {
         self.inner.page_views.load(Ordering::Relaxed)
+    }
+
+    pub fn charges_made(&self) -> u32 {
+        self.inner.charges.load(Ordering::SeqCst)
+    }
+
+    pub fn set_recurring_mode(&self, mode: ApiMode) {
+        *self
+            .inner
+            .recurring_mode
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = mode;
+    }
+
+    /// The issuer refuses the next recurring charge.
+    pub fn decline_next_recurring(&self) {
+        self.inner
+            .decline_next_recurring
+            .store(true, Ordering::SeqCst);
     }
 
     pub fn set_drop_result_notifications(&self, drop: bool) {
@@ -151,6 +187,9 @@ impl RobokassaSandbox {
             };
             invoice.clone()
         };
+        if pay {
+            self.inner.charges.fetch_add(1, Ordering::SeqCst);
+        }
         let out_sum = invoice.out_sum.format_with_places(6);
         if !pay {
             let mut url = merchant.fail_url.clone();
@@ -313,6 +352,7 @@ impl RobokassaSandbox {
         let out_sum = Amount::parse_api(out_sum_text).map_err(|_| "Неверная сумма OutSum")?;
         let description = get("Description")?.unwrap_or_default().to_owned();
         let is_test = get("IsTest")? == Some("1");
+        let recurring = get("Recurring")? == Some("true");
         let mut book = self.book();
         let key = (login.to_owned(), inv_id.to_owned());
         match book.invoices.get(&key) {
@@ -332,6 +372,8 @@ impl RobokassaSandbox {
                         shp,
                         state: OperationState::Initiated,
                         is_test,
+                        recurring,
+                        parent: None,
                         result_attempts: 0,
                         result_acknowledged: false,
                     },
@@ -477,10 +519,162 @@ async fn op_state_ext(
         .collect();
     let body = format!(
         "<State><Code>{state}</Code></State>\
-<Info><IncCurrLabel>BankCardPSR</IncCurrLabel><IncSum>{sum}</IncSum>\
+<Info><IncCurrLabel>BankCardPSR</IncCurrLabel><IncSum>{sum}</IncSum><IncAccount>{SANDBOX_CARD}</IncAccount>\
 <PaymentMethod><Code>BankCard</Code></PaymentMethod><OutCurrLabel>BankCardPSR</OutCurrLabel>\
 <OutSum>{sum}</OutSum></Info><UserField>{fields}</UserField>",
         state = invoice.state.code()
     );
     op_state_xml(0, &body)
+}
+
+impl RobokassaSandbox {
+    /// One recurring charge; the answer body, and whether a debit was made.
+    fn charge_recurring(&self, params: &[(String, String)]) -> (String, bool) {
+        let get = |name: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_default()
+        };
+        let refuse = |why: &str| (format!("ERROR: {why}"), false);
+        let Some(merchant) = self.inner.merchants.get(get("MerchantLogin")) else {
+            return refuse("unknown shop");
+        };
+        let (inv_id, parent_id, out_sum_text) =
+            (get("InvoiceID"), get("PreviousInvoiceID"), get("OutSum"));
+        let mut shp: Vec<(String, String)> = params
+            .iter()
+            .filter(|(k, _)| k.starts_with("Shp_"))
+            .cloned()
+            .collect();
+        shp.sort();
+        let expected = wire::payment_signature(
+            merchant.hash,
+            &merchant.login,
+            out_sum_text,
+            inv_id,
+            &merchant.password1,
+            &shp,
+        );
+        if !hex_signature_matches(get("SignatureValue"), &expected) {
+            return refuse("bad signature");
+        }
+        if inv_id.is_empty() || !inv_id.bytes().all(|b| b.is_ascii_digit()) {
+            return refuse("InvoiceID must be a positive integer");
+        }
+        let Ok(out_sum) = Amount::parse_api(out_sum_text) else {
+            return refuse("bad OutSum");
+        };
+        let mut book = self.book();
+        let parent = book
+            .invoices
+            .get(&(merchant.login.clone(), parent_id.to_owned()))
+            .cloned();
+        let Some(parent) =
+            parent.filter(|p| p.recurring && p.state == OperationState::Paid && p.parent.is_none())
+        else {
+            return refuse("PreviousInvoiceID is not a paid recurring invoice");
+        };
+        let key = (merchant.login.clone(), inv_id.to_owned());
+        if let Some(existing) = book.invoices.get(&key) {
+            // The same child again (a retry): accepted again, never debited twice.
+            return if existing.parent.as_deref() == Some(parent_id) && existing.out_sum == out_sum {
+                (format!("OK{inv_id}"), false)
+            } else {
+                refuse("duplicate InvoiceID")
+            };
+        }
+        let declined = self
+            .inner
+            .decline_next_recurring
+            .swap(false, Ordering::SeqCst);
+        book.invoices.insert(
+            key,
+            SandboxInvoice {
+                out_sum,
+                description: get("Description").to_owned(),
+                shp,
+                state: if declined {
+                    OperationState::Canceled
+                } else {
+                    OperationState::Paid
+                },
+                is_test: parent.is_test,
+                recurring: false,
+                parent: Some(parent_id.to_owned()),
+                result_attempts: 0,
+                result_acknowledged: false,
+            },
+        );
+        if declined {
+            return refuse("the issuer declined the charge");
+        }
+        self.inner.charges.fetch_add(1, Ordering::SeqCst);
+        (format!("OK{inv_id}"), true)
+    }
+}
+
+async fn recurring(State(sandbox): State<RobokassaSandbox>, body: axum::body::Bytes) -> Response {
+    let mode = *sandbox
+        .inner
+        .recurring_mode
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if mode == ApiMode::ServerError {
+        return (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error",
+        )
+            .into_response();
+    }
+    let params = RawCallback {
+        query: String::new(),
+        body: body.to_vec(),
+    }
+    .params();
+    let (answer, charged) = sandbox.charge_recurring(&params);
+    if charged
+        && !sandbox
+            .inner
+            .drop_result_notifications
+            .load(Ordering::Relaxed)
+    {
+        let login = params
+            .iter()
+            .find(|(k, _)| k == "MerchantLogin")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let inv_id = params
+            .iter()
+            .find(|(k, _)| k == "InvoiceID")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        if let (Some(merchant), Some(invoice)) = (
+            sandbox.inner.merchants.get(&login).cloned(),
+            sandbox.invoice(&login, &inv_id),
+        ) {
+            // Robokassa settles a child with a ResultURL call of its own, after answering.
+            tokio::spawn(sandbox.clone().deliver_result(
+                merchant,
+                inv_id,
+                invoice.out_sum.format_with_places(6),
+                invoice.shp,
+            ));
+        }
+    }
+    match mode {
+        ApiMode::Slow(delay) => {
+            tokio::time::sleep(delay).await;
+            answer.into_response()
+        }
+        ApiMode::Garbage => "<html>Service Temporarily Unavailable".into_response(),
+        ApiMode::DropAfterCharging if charged => {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            axum::http::StatusCode::GATEWAY_TIMEOUT.into_response()
+        }
+        ApiMode::DropAfterCharging | ApiMode::Normal | ApiMode::ServerError => {
+            answer.into_response()
+        }
+    }
 }

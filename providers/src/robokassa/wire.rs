@@ -192,6 +192,16 @@ pub struct StateBlock {
 pub struct InfoBlock {
     pub out_sum: Option<String>,
     pub inc_sum: Option<String>,
+    /// For bank cards, the masked card number.
+    pub inc_account: Option<String>,
+}
+
+/// `OK{InvoiceID}` (the SDK accepts `OK+123` too): a recurring charge accepted.
+pub fn recurring_accepted(body: &str, invoice_id: &str) -> bool {
+    let body = body.trim();
+    body.strip_prefix("OK")
+        .map(|rest| rest.trim_start_matches('+'))
+        .is_some_and(|id| id == invoice_id)
 }
 
 impl OperationStateResponse {
