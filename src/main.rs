@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use std::io::Write;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use oplata::app::Application;
@@ -162,11 +164,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// In demo mode, a portal key and the exact command that creates a demo payment.
-#[allow(clippy::print_stdout)]
 async fn print_demo_help(app: &Application) -> anyhow::Result<()> {
     let (_, key) = api_keys::create(app.store().as_ref(), "demo portal", Scope::Portal).await?;
     let base = app.base_url().as_str().trim_end_matches('/');
-    println!(
+    // Printing may fail (stdout closed); the service must not die of it.
+    let _ = writeln!(
+        std::io::stdout(),
         "\noplata demo is running at {base}\n\
          A portal API key for this run: {key}\n\n\
          Create a demo payment:\n\n  \
