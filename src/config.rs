@@ -60,6 +60,16 @@ pub struct Settings {
     pub sandbox: SandboxSettings,
     pub vault: VaultSettings,
     pub workers: WorkerSettings,
+    pub refunds: RefundSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundSettings {
+    /// A payment older than this cannot be refunded through oplata.
+    pub max_age_days: i64,
+    /// The most one operator may refund in a day (UTC), as a decimal string.
+    pub operator_daily_limit: String,
 }
 
 /// Keys that seal recurring tokens at rest. New tokens use `active_key`; the others stay
@@ -255,6 +265,10 @@ impl Default for Settings {
                 active_key: DEMO_VAULT_KEY_ID.to_owned(),
                 keys: std::collections::BTreeMap::new(),
             },
+            refunds: RefundSettings {
+                max_age_days: 180,
+                operator_daily_limit: "500000.00".to_owned(),
+            },
             workers: WorkerSettings {
                 enabled: true,
                 reconcile_interval_ms: 5000,
@@ -291,6 +305,12 @@ impl Settings {
         if self.idempotency_ttl_hours < 24 {
             return Err(ConfigError::Invalid(
                 "idempotency_ttl_hours must be at least 24".into(),
+            ));
+        }
+        if oplata_providers::Amount::parse_api(&self.refunds.operator_daily_limit).is_err() {
+            return Err(ConfigError::Invalid(
+                "refunds.operator_daily_limit must be a positive amount such as \"500000.00\""
+                    .into(),
             ));
         }
         if self.body_limit_bytes < 1024 {
@@ -362,6 +382,17 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    pub fn refund_limits(&self) -> crate::domain::refunds::RefundLimits {
+        crate::domain::refunds::RefundLimits {
+            max_age: time::Duration::days(self.refunds.max_age_days),
+            operator_daily_minor: oplata_providers::Amount::parse_api(
+                &self.refunds.operator_daily_limit,
+            )
+            .map(|a| a.minor())
+            .unwrap_or(0),
+        }
     }
 
     pub fn sandbox_mounted(&self) -> bool {

@@ -5,4 +5,5 @@ pub mod cards;
 pub mod money;
 pub mod new_payment;
 pub mod payment;
+pub mod refunds;
 pub mod supplier;

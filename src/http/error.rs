@@ -67,6 +67,16 @@ pub enum ErrorCode {
     SavedCardRequiresUser,
     /// `save_card` cannot be combined with a saved card.
     InvalidPaymentMethod,
+    /// Only succeeded or partially refunded payments can be refunded.
+    PaymentNotRefundable,
+    /// The refund is larger than what is left of the payment (rule 13).
+    RefundExceedsRemaining,
+    /// The payment is older than refunds are allowed for (`refunds.max_age_days`).
+    RefundTooOld,
+    /// The operator's daily refund total would be exceeded.
+    OperatorDailyLimitExceeded,
+    /// A refund needs a reason.
+    RefundReasonRequired,
     /// The request took too long.
     RequestTimeout,
     /// The service failed; nothing about the failure is disclosed.
@@ -225,6 +235,25 @@ impl From<ServiceError> for ApiError {
         match error {
             ServiceError::Rule(rule) => rule.into(),
             ServiceError::Card(rule) => rule.into(),
+            ServiceError::Refund(rule) => {
+                use crate::domain::refunds::RefundRuleError as R;
+                let (code, param) = match rule {
+                    R::PaymentNotRefundable => (ErrorCode::PaymentNotRefundable, None),
+                    R::ExceedsRemaining { .. } => {
+                        (ErrorCode::RefundExceedsRemaining, Some("amount"))
+                    }
+                    R::TooOld => (ErrorCode::RefundTooOld, None),
+                    R::OperatorDailyLimit { .. } => {
+                        (ErrorCode::OperatorDailyLimitExceeded, Some("amount"))
+                    }
+                    R::ReasonRequired => (ErrorCode::RefundReasonRequired, Some("reason")),
+                };
+                let error = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, rule.to_string());
+                match param {
+                    Some(param) => error.with_param(param),
+                    None => error,
+                }
+            }
             ServiceError::NotFound => ApiError::not_found(),
             ServiceError::Store(e) => ApiError::internal(&e),
             ServiceError::Internal(e) => ApiError::internal(&e),

@@ -10,6 +10,7 @@ pub mod json;
 pub mod openapi;
 pub mod pages;
 pub mod payments;
+pub mod refunds;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,6 +78,11 @@ pub fn router(services: Arc<Services>, extra: Router) -> Router {
             "/3ds/{payment_id}/complete",
             post(acquirers::three_ds_complete),
         )
+        .route(
+            "/v1/payments/{id}/refunds",
+            post(refunds::create).get(refunds::list),
+        )
+        .route("/v1/refunds/{id}", get(refunds::get))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(openapi::document))

@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{cards, error, health, payments};
+use super::{cards, error, health, payments, refunds};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,6 +16,9 @@ use super::{cards, error, health, payments};
         cards::delete,
         cards::events,
         cards::password_reset,
+        refunds::create,
+        refunds::list,
+        refunds::get,
         health::healthz,
         health::readyz
     ),

@@ -245,9 +245,17 @@ pub async fn get(
     Path(id): Path<String>,
     Query(query): Query<GetPaymentQuery>,
 ) -> Result<Json<PaymentView>, ApiError> {
-    let client = auth.require(Scope::Portal)?;
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found())?;
-    let payment =
-        payments::get_for_client(&services, &client, id, query.user_id.as_deref()).await?;
+    // The refunds desk sees every payment; a portal client only its own.
+    let payment = if auth.0.scope == Scope::Desk {
+        services
+            .store
+            .get_payment(id)
+            .await?
+            .ok_or_else(ApiError::not_found)?
+    } else {
+        let client = auth.require(Scope::Portal)?;
+        payments::get_for_client(&services, &client, id, query.user_id.as_deref()).await?
+    };
     Ok(Json(PaymentView::try_from(payment)?))
 }

@@ -118,7 +118,14 @@ async fn process(
     if verified.event == CallbackEvent::CheckRequested {
         return Ok(Accepted::Check(check_result(&payment, amount_matches)));
     }
-    if !amount_matches {
+    if verified.event == CallbackEvent::RefundSettled {
+        // A refund is part (or all) of the payment, never more.
+        let within =
+            Amount::from_decimal(verified.amount).is_ok_and(|a| a.minor() <= payment.amount_minor);
+        if !within {
+            return Err(CallbackError::AmountMismatch.into());
+        }
+    } else if !amount_matches {
         tracing::error!(
             payment_id = %payment.id,
             received = %verified.amount_text,
@@ -142,7 +149,27 @@ async fn process(
             };
             apply(services, &payment, &change).await?;
         }
-        CallbackEvent::RefundSettled | CallbackEvent::Unexpected(_) => {
+        CallbackEvent::RefundSettled => {
+            let minor = Amount::from_decimal(verified.amount)
+                .map(|a| a.minor())
+                .unwrap_or(0);
+            let settled = super::refunds::settle_reported(services, payment.id, minor, &actor)
+                .await
+                .map_err(|e| Failure::Internal(e.to_string()))?;
+            if !settled {
+                // A refund done in the cabinet without a request here: a person reconciles it.
+                let what = format!(
+                    "the acquirer reports a refund of {} that nobody asked oplata for",
+                    verified.amount_text
+                );
+                tracing::warn!(payment_id = %payment.id, %what, "notification needs a person");
+                services
+                    .store
+                    .flag_payment_for_review(payment.id, &actor, &what)
+                    .await?;
+            }
+        }
+        CallbackEvent::Unexpected(_) => {
             // Nothing oplata started: accept it (so the acquirer stops re-sending) and leave it
             // to a person, with the acquirer's words on the payment's audit trail.
             let what = match &verified.event {

@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod callbacks;
 pub mod cards;
 pub mod payments;
+pub mod refunds;
 pub mod suppliers;
 
 use std::sync::Arc;
@@ -53,6 +54,8 @@ pub enum ServiceError {
     Rule(#[from] crate::domain::new_payment::PaymentRuleError),
     #[error(transparent)]
     Card(#[from] crate::domain::cards::CardRuleError),
+    #[error(transparent)]
+    Refund(#[from] crate::domain::refunds::RefundRuleError),
     #[error("not found")]
     NotFound,
     #[error(transparent)]

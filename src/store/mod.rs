@@ -201,6 +201,23 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
     /// Payments a person must look at.
     async fn payments_for_review(&self) -> Result<Vec<PaymentRecord>, StoreError>;
+
+    /// Reserves a refund under a lock on the payment row, after the refund rules (rule 13)
+    /// accept it against the refunds already holding part of the payment.
+    async fn reserve_refund(
+        &self,
+        refund: &NewRefund<'_>,
+    ) -> Result<Result<RefundRecord, crate::domain::refunds::RefundRuleError>, StoreError>;
+    /// Records what the acquirer did with a pending or awaiting refund; a succeeded refund moves
+    /// the payment to `partially_refunded` or `refunded` in the same transaction. A refund
+    /// already final is returned unchanged.
+    async fn settle_refund(
+        &self,
+        refund_id: Uuid,
+        settlement: &RefundSettlement<'_>,
+    ) -> Result<RefundRecord, StoreError>;
+    async fn get_refund(&self, id: Uuid) -> Result<Option<RefundRecord>, StoreError>;
+    async fn list_refunds(&self, payment_id: Uuid) -> Result<Vec<RefundRecord>, StoreError>;
 }
 
 /// Why cards end.

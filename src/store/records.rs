@@ -169,3 +169,43 @@ pub struct CardEventRecord {
     pub detail: String,
     pub created_at: OffsetDateTime,
 }
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RefundRecord {
+    pub id: Uuid,
+    pub payment_id: Uuid,
+    pub amount_minor: i64,
+    pub status: String,
+    pub reason: String,
+    pub operator: String,
+    pub client_id: Option<Uuid>,
+    pub acquirer_refund_id: Option<String>,
+    pub failure_code: Option<String>,
+    pub failure_message: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// A refund to reserve.
+#[derive(Debug, Clone)]
+pub struct NewRefund<'a> {
+    pub payment_id: Uuid,
+    /// `None`: the whole remainder.
+    pub amount: Option<oplata_providers::Amount>,
+    pub reason: &'a str,
+    pub operator: &'a str,
+    pub client_id: Option<Uuid>,
+    /// The acquirer has no refund API: the refund waits for the acquirer's own report.
+    pub awaiting_acquirer: bool,
+    pub limits: crate::domain::refunds::RefundLimits,
+    pub now: OffsetDateTime,
+}
+
+/// What became of a refund at the acquirer.
+#[derive(Debug, Clone, Copy)]
+pub struct RefundSettlement<'a> {
+    pub status: crate::domain::refunds::RefundStatus,
+    pub acquirer_refund_id: Option<&'a str>,
+    pub failure: Option<(&'a str, &'a str)>,
+    pub actor: &'a str,
+}

@@ -60,6 +60,14 @@ pub(super) fn new_row_id() -> Uuid {
     Uuid::now_v7()
 }
 
+/// The columns of a refund.
+macro_rules! refund_columns {
+    () => {
+        "id, payment_id, amount_minor, status, reason, operator, client_id, acquirer_refund_id, \
+         failure_code, failure_message, created_at, updated_at"
+    };
+}
+
 /// The columns of a saved card.
 macro_rules! card_columns {
     () => {
@@ -167,6 +175,38 @@ macro_rules! sql_store {
                 .bind(e.payment_id)
                 .bind(e.detail)
                 .bind(e.at)
+                .execute(&mut *conn)
+                .await?;
+                Ok(())
+            }
+
+            async fn refund_outbox_in(
+                conn: &mut $conn,
+                refund: &$crate::store::RefundRecord,
+                event_type: &str,
+                at: time::OffsetDateTime,
+            ) -> Result<(), $crate::store::StoreError> {
+                let amount = oplata_providers::Amount::from_minor(refund.amount_minor)
+                    .map_err(|e| $crate::store::StoreError::Corrupt(e.to_string()))?;
+                let payload = serde_json::json!({
+                    "type": event_type,
+                    "refund_id": refund.id,
+                    "payment_id": refund.payment_id,
+                    "amount": amount.to_string(),
+                    "status": refund.status,
+                    "operator": refund.operator,
+                    "occurred_at": at.format(&time::format_description::well_known::Rfc3339)
+                        .map_err(|e| $crate::store::StoreError::Corrupt(e.to_string()))?,
+                })
+                .to_string();
+                sqlx::query(
+                    "INSERT INTO outbox (id, aggregate_id, event_type, payload, created_at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind($crate::store::sql::new_row_id())
+                .bind(refund.payment_id)
+                .bind(event_type)
+                .bind(payload)
+                .bind(at)
                 .execute(&mut *conn)
                 .await?;
                 Ok(())
@@ -834,9 +874,169 @@ macro_rules! sql_store {
                 .fetch_all(&self.pool)
                 .await?)
             }
+
+            async fn reserve_refund(
+                &self,
+                r: &$crate::store::NewRefund<'_>,
+            ) -> Result<Result<$crate::store::RefundRecord, $crate::domain::refunds::RefundRuleError>, $crate::store::StoreError> {
+                use $crate::domain::payment::PaymentStatus;
+                use $crate::domain::refunds::{RefundContext, RefundStatus, check_refund};
+                let mut tx = self.pool.begin_with($begin).await?;
+                let payment: Option<$crate::store::PaymentRecord> = sqlx::query_as(concat!(
+                    "SELECT ", $crate::store::sql::payment_columns!(), " FROM payments WHERE id = $1", $lock
+                ))
+                .bind(r.payment_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let payment = payment.ok_or($crate::store::StoreError::NotFound)?;
+                let (held,): (i64,) = sqlx::query_as(
+                    "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM refunds \
+                     WHERE payment_id = $1 AND status IN ('pending', 'awaiting_acquirer', 'succeeded')",
+                )
+                .bind(r.payment_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                let day_start = r.now.replace_time(time::Time::MIDNIGHT);
+                let (today,): (i64,) = sqlx::query_as(
+                    "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM refunds \
+                     WHERE operator = $1 AND created_at >= $2 AND status <> 'failed'",
+                )
+                .bind(r.operator)
+                .bind(day_start)
+                .fetch_one(&mut *tx)
+                .await?;
+                let payment_status = PaymentStatus::parse(&payment.status)
+                    .ok_or_else(|| $crate::store::StoreError::Corrupt(format!("payment {} status", payment.id)))?;
+                let context = RefundContext {
+                    payment_status,
+                    paid_minor: payment.amount_minor,
+                    paid_at: payment.created_at,
+                    held_minor: held,
+                    operator_today_minor: today,
+                };
+                let amount = match check_refund(&context, r.amount, r.reason, &r.limits, r.now) {
+                    Ok(amount) => amount,
+                    Err(refused) => return Ok(Err(refused)),
+                };
+                let status = if r.awaiting_acquirer { RefundStatus::AwaitingAcquirer } else { RefundStatus::Pending };
+                let refund: $crate::store::RefundRecord = sqlx::query_as(concat!(
+                    "INSERT INTO refunds (id, payment_id, amount_minor, status, reason, operator, client_id, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING ",
+                    $crate::store::sql::refund_columns!()
+                ))
+                .bind($crate::store::sql::new_row_id())
+                .bind(r.payment_id)
+                .bind(amount.minor())
+                .bind(status.as_str())
+                .bind(r.reason)
+                .bind(r.operator)
+                .bind(r.client_id)
+                .bind(r.now)
+                .fetch_one(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO payment_audit (id, payment_id, from_status, to_status, actor, reason, created_at) \
+                     VALUES ($1, $2, $3, $3, $4, $5, $6)",
+                )
+                .bind($crate::store::sql::new_row_id())
+                .bind(r.payment_id)
+                .bind(&payment.status)
+                .bind(format!("operator:{}", r.operator))
+                .bind(format!("refund {} of {} requested: {}", refund.id, amount, r.reason))
+                .bind(r.now)
+                .execute(&mut *tx)
+                .await?;
+                Self::refund_outbox_in(&mut tx, &refund, "refund.requested", r.now).await?;
+                tx.commit().await?;
+                Ok(Ok(refund))
+            }
+
+            async fn settle_refund(
+                &self,
+                refund_id: uuid::Uuid,
+                s: &$crate::store::RefundSettlement<'_>,
+            ) -> Result<$crate::store::RefundRecord, $crate::store::StoreError> {
+                use $crate::domain::refunds::{RefundStatus, status_after_refunds};
+                let mut tx = self.pool.begin_with($begin).await?;
+                let current: Option<$crate::store::RefundRecord> = sqlx::query_as(concat!(
+                    "SELECT ", $crate::store::sql::refund_columns!(), " FROM refunds WHERE id = $1"
+                ))
+                .bind(refund_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let current = current.ok_or($crate::store::StoreError::NotFound)?;
+                // Lock the payment first, as reservations do, so the two never deadlock.
+                let payment: $crate::store::PaymentRecord = sqlx::query_as(concat!(
+                    "SELECT ", $crate::store::sql::payment_columns!(), " FROM payments WHERE id = $1", $lock
+                ))
+                .bind(current.payment_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                let now = time::OffsetDateTime::now_utc();
+                let (failure_code, failure_message) = s.failure.unzip();
+                let updated: Option<$crate::store::RefundRecord> = sqlx::query_as(concat!(
+                    "UPDATE refunds SET status = $2, acquirer_refund_id = COALESCE($3, acquirer_refund_id), \
+                     failure_code = $4, failure_message = $5, updated_at = $6 \
+                     WHERE id = $1 AND status IN ('pending', 'awaiting_acquirer') RETURNING ",
+                    $crate::store::sql::refund_columns!()
+                ))
+                .bind(refund_id)
+                .bind(s.status.as_str())
+                .bind(s.acquirer_refund_id)
+                .bind(failure_code)
+                .bind(failure_message)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(updated) = updated else {
+                    return Ok(current);
+                };
+                match s.status {
+                    RefundStatus::Succeeded => {
+                        let (succeeded,): (i64,) = sqlx::query_as(
+                            "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM refunds WHERE payment_id = $1 AND status = 'succeeded'",
+                        )
+                        .bind(current.payment_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        if let Some(event) = status_after_refunds(payment.amount_minor, succeeded) {
+                            let change = $crate::store::StatusChange {
+                                event,
+                                next_action: None,
+                                failure: None,
+                                actor: s.actor,
+                                reason: "a refund succeeded",
+                                acquirer_operation_id: None,
+                            };
+                            Self::transition_in(&mut tx, payment.id, &change).await?;
+                        }
+                        Self::refund_outbox_in(&mut tx, &updated, "refund.succeeded", now).await?;
+                    }
+                    RefundStatus::Failed => Self::refund_outbox_in(&mut tx, &updated, "refund.failed", now).await?,
+                    RefundStatus::Pending | RefundStatus::AwaitingAcquirer => {}
+                }
+                tx.commit().await?;
+                Ok(updated)
+            }
+
+            async fn get_refund(&self, id: uuid::Uuid) -> Result<Option<$crate::store::RefundRecord>, $crate::store::StoreError> {
+                Ok(sqlx::query_as(concat!("SELECT ", $crate::store::sql::refund_columns!(), " FROM refunds WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn list_refunds(&self, payment_id: uuid::Uuid) -> Result<Vec<$crate::store::RefundRecord>, $crate::store::StoreError> {
+                Ok(sqlx::query_as(concat!(
+                    "SELECT ", $crate::store::sql::refund_columns!(), " FROM refunds WHERE payment_id = $1 ORDER BY created_at, id"
+                ))
+                .bind(payment_id)
+                .fetch_all(&self.pool)
+                .await?)
+            }
         }
     };
 }
 
 pub(super) use sql_store;
-pub(crate) use {card_columns, payment_columns};
+pub(crate) use {card_columns, payment_columns, refund_columns};

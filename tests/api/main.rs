@@ -11,6 +11,7 @@ mod idempotency;
 mod logs;
 mod moneta_flow;
 mod net_pay_flow;
+mod refunds;
 mod robokassa_flow;
 mod saved_cards;
 mod store_story;

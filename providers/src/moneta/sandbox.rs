@@ -100,6 +100,7 @@ struct Inner {
     next_charge: Mutex<ChargeBehaviour>,
     charges_made: AtomicU64,
     drop_notifications: std::sync::atomic::AtomicBool,
+    refuse_next_refund: std::sync::atomic::AtomicBool,
     /// Where the simulator's ACS page is reachable by browsers.
     acs_url: String,
 }
@@ -157,6 +158,7 @@ impl MonetaSandbox {
                 next_charge: Mutex::default(),
                 charges_made: AtomicU64::new(0),
                 drop_notifications: std::sync::atomic::AtomicBool::new(false),
+                refuse_next_refund: std::sync::atomic::AtomicBool::new(false),
                 acs_url: {
                     let mut url = public_base.clone();
                     let path = url.path().trim_end_matches('/').to_owned();
@@ -200,6 +202,24 @@ impl MonetaSandbox {
 
     pub fn set_drop_notifications(&self, drop: bool) {
         self.inner.drop_notifications.store(drop, Ordering::Relaxed);
+    }
+
+    /// The acquirer refuses the next refund request.
+    pub fn refuse_next_refund(&self) {
+        self.inner.refuse_next_refund.store(true, Ordering::SeqCst);
+    }
+
+    /// The refunds made of a paid operation.
+    pub fn refunds_of(&self, operation_id: u64) -> Vec<SandboxOperation> {
+        let mut refunds: Vec<SandboxOperation> = self
+            .book()
+            .operations
+            .values()
+            .filter(|o| o.is_refund && o.parent == Some(operation_id))
+            .cloned()
+            .collect();
+        refunds.sort_by_key(|o| o.id);
+        refunds
     }
 
     /// How many debits of a customer's card the simulator has made (charges, not attempts).
@@ -634,6 +654,9 @@ impl MonetaSandbox {
                 }
                 let parent_id = text("transactionId").parse::<u64>().unwrap_or_default();
                 let client_transaction = text("clientTransaction");
+                if self.inner.refuse_next_refund.swap(false, Ordering::SeqCst) {
+                    return fault("Client", "the refund is refused", "400.1.7");
+                }
                 let mut book = self.book();
                 if let Some(existing) = book.operations.values().find(|o| {
                     o.is_refund
