@@ -164,6 +164,11 @@ fn sandboxes(settings: &Settings, base_url: &Url) -> Result<Sandboxes, StartErro
                     login: r.merchant_login.clone(),
                     password1: r.password1.expose_secret().to_owned(),
                     password2: r.password2.expose_secret().to_owned(),
+                    password3: r
+                        .password3
+                        .as_ref()
+                        .map(|p| p.expose_secret().to_owned())
+                        .unwrap_or_default(),
                     hash: r.hash,
                     result_url: join("/callbacks/robokassa/result")?,
                     success_url: join("/return/robokassa/success")?,

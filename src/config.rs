@@ -166,6 +166,12 @@ pub struct RobokassaSettings {
     pub password1: SecretString,
     #[serde(serialize_with = "redacted")]
     pub password2: SecretString,
+    /// Signs Refund API requests; without it, refunds of this shop are refused.
+    #[serde(default, serialize_with = "redacted_option")]
+    pub password3: Option<SecretString>,
+    /// `https://services.robokassa.ru` (the default); in demo mode the sandbox.
+    #[serde(default)]
+    pub refund_base_url: Option<Url>,
     #[serde(default)]
     pub hash: HashAlgorithm,
     #[serde(default)]
@@ -191,6 +197,7 @@ pub const DEMO_VAULT_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 pub const DEMO_ROBOKASSA_LOGIN: &str = "oplata-demo";
 pub const DEMO_ROBOKASSA_PASSWORD1: &str = "demo-password-1";
 pub const DEMO_ROBOKASSA_PASSWORD2: &str = "demo-password-2";
+pub const DEMO_ROBOKASSA_PASSWORD3: &str = "demo-password-3";
 pub const DEMO_NETPAY_SUPPLIER_ID: &str = "demo-water";
 pub const DEMO_NETPAY_API_KEY: &str = "demo-netpay-api-key";
 pub const DEMO_NETPAY_AUTH: &str = "1";
@@ -212,6 +219,16 @@ pub fn sandbox_mount(kind: AcquirerKind) -> &'static str {
 
 fn redacted<S: Serializer>(_: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str("***")
+}
+
+fn redacted_option<S: Serializer>(
+    secret: &Option<SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(_) => serializer.serialize_str("***"),
+        None => serializer.serialize_none(),
+    }
 }
 
 fn redacted_map<S: Serializer>(
@@ -345,10 +362,17 @@ impl Settings {
                 let (uses_demo_secret, base_url) = match &supplier.acquirer {
                     AcquirerSettings::Robokassa(r) => (
                         r.merchant_login == DEMO_ROBOKASSA_LOGIN
-                            || [&r.password1, &r.password2].iter().any(|p| {
-                                [DEMO_ROBOKASSA_PASSWORD1, DEMO_ROBOKASSA_PASSWORD2]
+                            || [Some(&r.password1), Some(&r.password2), r.password3.as_ref()]
+                                .into_iter()
+                                .flatten()
+                                .any(|p| {
+                                    [
+                                        DEMO_ROBOKASSA_PASSWORD1,
+                                        DEMO_ROBOKASSA_PASSWORD2,
+                                        DEMO_ROBOKASSA_PASSWORD3,
+                                    ]
                                     .contains(&p.expose_secret())
-                            }),
+                                }),
                         &r.base_url,
                     ),
                     AcquirerSettings::NetPay(n) => (
@@ -419,6 +443,8 @@ impl Settings {
                     merchant_login: DEMO_ROBOKASSA_LOGIN.to_owned(),
                     password1: SecretString::from(DEMO_ROBOKASSA_PASSWORD1),
                     password2: SecretString::from(DEMO_ROBOKASSA_PASSWORD2),
+                    password3: Some(SecretString::from(DEMO_ROBOKASSA_PASSWORD3)),
+                    refund_base_url: None,
                     hash: HashAlgorithm::Md5,
                     test_mode: true,
                     base_url: None,
@@ -487,6 +513,8 @@ mod tests {
                 merchant_login: "mosenergo".into(),
                 password1: SecretString::from("real-1"),
                 password2: SecretString::from("real-2"),
+                password3: Some(SecretString::from("real-3")),
+                refund_base_url: None,
                 hash: HashAlgorithm::Sha256,
                 test_mode: false,
                 base_url: Url::parse("https://auth.robokassa.ru").ok(),

@@ -74,6 +74,14 @@ impl SupplierDirectory {
                         hash: r.hash,
                         test_mode: r.test_mode,
                         base_url: base(&r.base_url, AcquirerKind::Robokassa)?,
+                        password3: r.password3.clone(),
+                        // The Refund API lives on its own host; the sandbox serves both.
+                        refund_base_url: match (&r.refund_base_url, &r.base_url) {
+                            (Some(url), _) => url.clone(),
+                            (None, None) => base(&None, AcquirerKind::Robokassa)?,
+                            (None, Some(_)) => Url::parse("https://services.robokassa.ru")
+                                .map_err(|e| configuration(e.to_string()))?,
+                        },
                     };
                     Arc::new(
                         Robokassa::new(config, http.clone())

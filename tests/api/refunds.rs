@@ -14,6 +14,7 @@ on_both_backends!(
     a_netpay_refund_waits_for_the_cabinet_and_its_notification_settles_it,
     refunds_need_the_desk_scope_a_paid_payment_and_a_reason,
     an_operator_cannot_refund_more_than_the_daily_limit,
+    a_robokassa_payment_is_refunded_through_the_refund_api,
 );
 
 /// A Moneta payment of `amount`, paid with 3-D Secure; returns its id and operation id.
@@ -371,4 +372,40 @@ async fn an_operator_cannot_refund_more_than_the_daily_limit(backend: Backend) {
         (422, "operator_daily_limit_exceeded")
     );
     assert_eq!(other, 201, "the limit is per operator");
+}
+
+async fn a_robokassa_payment_is_refunded_through_the_refund_api(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let desk = app.key_with_scope(Scope::Desk).await;
+    let payment = app.create_payment(&demo_payment_body()).await;
+    let url = payment["next_action"]["url"].as_str().unwrap();
+    app.http.get(url).send().await.unwrap();
+    let inv_id = param(&query_params(url), "InvId");
+    app.sandbox.decide(DEMO_LOGIN, &inv_id, true).await.unwrap();
+    let id = payment["id"].as_str().unwrap().to_owned();
+
+    let (status, partial) = refund(
+        &app,
+        &desk,
+        &id,
+        json!({"amount": "500.00", "reason": "overpaid", "operator": "olga"}),
+    )
+    .await;
+    let (_, over) = refund(
+        &app,
+        &desk,
+        &id,
+        json!({"amount": "1000.01", "reason": "too much", "operator": "olga"}),
+    )
+    .await;
+
+    assert_eq!(status, 201, "{partial}");
+    assert_eq!(partial["status"], "succeeded");
+    assert_eq!(code(&over), "refund_exceeds_remaining");
+    assert_eq!(
+        app.sandbox.refunded(DEMO_LOGIN, &inv_id),
+        50_000,
+        "Robokassa refunded exactly 500.00"
+    );
+    assert_eq!(app.payment_record(&id).await.status, "partially_refunded");
 }

@@ -505,21 +505,21 @@ pub async fn refunds_full_partial_repeated_and_over_the_remainder<H: Harness>(h:
     ));
     assert!(
         matches!(
-            refund(Some("3.00"), "r1").await,
+            refund(Some("3.00"), "r2").await,
             RefundOutcome::Succeeded { .. }
         ),
-        "a repeated refund request is the same refund"
+        "a second partial refund"
     );
     assert!(
-        matches!(refund(Some("8.00"), "r2").await, RefundOutcome::Declined(_)),
-        "over the remainder"
+        matches!(refund(Some("8.00"), "r3").await, RefundOutcome::Declined(_)),
+        "over the remainder (4.00 left)"
     );
     assert!(
-        matches!(refund(None, "r3").await, RefundOutcome::Succeeded { .. }),
+        matches!(refund(None, "r4").await, RefundOutcome::Succeeded { .. }),
         "the rest"
     );
     assert!(
-        matches!(refund(Some("0.01"), "r4").await, RefundOutcome::Declined(_)),
+        matches!(refund(Some("0.01"), "r5").await, RefundOutcome::Declined(_)),
         "nothing left"
     );
 }

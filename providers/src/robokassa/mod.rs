@@ -12,6 +12,9 @@
 //!   the ResultURL (or OpStateExt) settles it. A retried charge reuses the same child
 //!   `InvoiceID`; the simulator answers a repeat with `OK{id}` again and no second debit.
 //! - Unbinding: none public; deleting a card crypto-shreds oplata's copy.
+//! - Refunds: the Refund API with a compact JWT (HS256, Password#3) carrying the `OpKey` that
+//!   OpStateExt reports for the paid invoice; `Refund/GetState` tells `finished`, `processing`
+//!   or `canceled`.
 
 pub mod sandbox;
 pub mod wire;
@@ -24,7 +27,8 @@ use crate::signing::HashAlgorithm;
 use crate::{
     Acquirer, AcquirerKind, Amount, CallbackError, CallbackEvent, Capabilities, ChargeOutcome,
     Decline, DeclineCode, NextAction, OperationDetails, PaymentRequest, ProviderError, RawCallback,
-    RecurringCharge, StartOutcome, StatusOutcome, ThreeDsAssurance, VerifiedCallback,
+    RecurringCharge, RefundOutcome, RefundRequest, StartOutcome, StatusOutcome, ThreeDsAssurance,
+    VerifiedCallback,
 };
 use wire::{OperationState, OperationStateResponse, ResultCode, ResultNotice};
 
@@ -44,6 +48,10 @@ pub struct RobokassaConfig {
     pub test_mode: bool,
     /// `https://auth.robokassa.ru` in production; a simulator's address in tests.
     pub base_url: Url,
+    /// Signs Refund API requests; without it refunds are not offered.
+    pub password3: Option<SecretString>,
+    /// `https://services.robokassa.ru` in production.
+    pub refund_base_url: Url,
 }
 
 #[derive(Debug)]
@@ -67,6 +75,42 @@ impl Robokassa {
             ));
         }
         Ok(Robokassa { config, http })
+    }
+
+    fn refund_endpoint(&self, path: &str) -> Url {
+        let mut url = self.config.refund_base_url.clone();
+        let base_path = url.path().trim_end_matches('/').to_owned();
+        url.set_path(&format!("{base_path}{path}"));
+        url
+    }
+
+    async fn refund_state(&self, request_id: &str) -> RefundOutcome {
+        let answer = self
+            .http
+            .get(self.refund_endpoint("/RefundService/Refund/GetState"))
+            .query(&[("id", request_id)])
+            .send()
+            .await;
+        let state: Option<wire::RefundState> = match answer {
+            Ok(response) => response.json().await.ok(),
+            Err(_) => None,
+        };
+        match state.as_ref().and_then(|s| s.label.as_deref()) {
+            Some("finished") => RefundOutcome::Succeeded {
+                refund_id: request_id.to_owned(),
+            },
+            Some("processing") => RefundOutcome::Pending {
+                refund_id: request_id.to_owned(),
+            },
+            Some("canceled") => RefundOutcome::Declined(Decline {
+                acquirer_code: "canceled".into(),
+                code: DeclineCode::Refused,
+                message: "Robokassa cancelled the refund".into(),
+            }),
+            Some(_) | None => RefundOutcome::Pending {
+                refund_id: request_id.to_owned(),
+            },
+        }
     }
 
     fn endpoint(&self, path: &str) -> Url {
@@ -186,8 +230,8 @@ impl Acquirer for Robokassa {
             saved_card_challenge: false,
             three_ds: ThreeDsAssurance::EnforcedByContract,
             status_query: true,
-            refunds: false,
-            refund_status: false,
+            refunds: self.config.password3.is_some(),
+            refund_status: self.config.password3.is_some(),
             unbind: false,
         }
     }
@@ -219,11 +263,83 @@ impl Acquirer for Robokassa {
         Ok(self.state_of(order_id).await.0)
     }
 
+    async fn refund(&self, request: &RefundRequest<'_>) -> Result<RefundOutcome, ProviderError> {
+        let Some(password3) = &self.config.password3 else {
+            return Err(ProviderError::Unsupported {
+                acquirer: self.kind(),
+                operation: "refunds without Password#3",
+            });
+        };
+        let (status, _, op_key) = self.state_of(request.operation_id).await;
+        let Some(op_key) = op_key.filter(|_| matches!(status, StatusOutcome::Succeeded { .. }))
+        else {
+            return Ok(RefundOutcome::NotSent {
+                reason: "OpStateExt gave no operation key for a paid invoice".into(),
+            });
+        };
+        // Compact JSON; the amount is written as Robokassa reads it, a plain decimal.
+        let op_key_json = serde_json::to_string(&op_key)
+            .map_err(|e| ProviderError::Configuration(e.to_string()))?;
+        let payload = match request.amount {
+            Some(amount) => format!("{{\"OpKey\":{op_key_json},\"RefundSum\":{amount}}}"),
+            None => format!("{{\"OpKey\":{op_key_json}}}"),
+        };
+        let token = wire::refund_jwt(&payload, password3.expose_secret());
+        let answer = self
+            .http
+            .post(self.refund_endpoint("/RefundService/Refund/Create"))
+            .header(reqwest::header::CONTENT_TYPE, "text/plain")
+            .body(token)
+            .send()
+            .await;
+        let response = match answer {
+            Ok(response) => response,
+            Err(e) if e.is_connect() => {
+                return Ok(RefundOutcome::NotSent {
+                    reason: "Refund/Create: connection failed".into(),
+                });
+            }
+            Err(e) => {
+                return Ok(RefundOutcome::Unknown {
+                    reason: format!("Refund/Create: {}", describe_transport_error(&e)),
+                });
+            }
+        };
+        let created: Option<wire::RefundCreated> = response.json().await.ok();
+        Ok(match created {
+            Some(wire::RefundCreated {
+                success: true,
+                request_id: Some(id),
+                ..
+            }) => self.refund_state(&id).await,
+            Some(wire::RefundCreated {
+                success: false,
+                message,
+                ..
+            }) => {
+                let message = message.unwrap_or_else(|| "refused".into());
+                RefundOutcome::Declined(Decline {
+                    acquirer_code: message.clone(),
+                    code: DeclineCode::Refused,
+                    message: format!("Robokassa refused the refund: {message}"),
+                })
+            }
+            Some(wire::RefundCreated {
+                success: true,
+                request_id: None,
+                ..
+            })
+            | None => RefundOutcome::Unknown {
+                reason: "Refund/Create gave an unreadable answer".into(),
+            },
+        })
+    }
+
     async fn operation_details(
         &self,
         operation_id: &str,
     ) -> Result<OperationDetails, ProviderError> {
-        let (status, masked_card) = self.state_of(operation_id).await;
+        let (status, masked_card, _) = self.state_of(operation_id).await;
         let paid = matches!(status, StatusOutcome::Succeeded { .. });
         Ok(OperationDetails {
             status,
@@ -313,16 +429,16 @@ impl Acquirer for Robokassa {
 }
 
 impl Robokassa {
-    /// OpStateExt, read as oplata's status and the masked card.
-    async fn state_of(&self, order_id: &str) -> (StatusOutcome, Option<String>) {
+    /// OpStateExt, read as oplata's status, the masked card and the operation key.
+    async fn state_of(&self, order_id: &str) -> (StatusOutcome, Option<String>, Option<String>) {
         let answer = match self.query_op_state(order_id).await {
             Ok(answer) => answer,
-            Err(reason) => return (StatusOutcome::Unknown { reason }, None),
+            Err(reason) => return (StatusOutcome::Unknown { reason }, None, None),
         };
         match ResultCode::from_code(answer.result.code) {
             ResultCode::Ok => {}
             // The customer never opened the page: Robokassa has no such invoice yet.
-            ResultCode::InvoiceNotFound => return (StatusOutcome::Pending, None),
+            ResultCode::InvoiceNotFound => return (StatusOutcome::Pending, None, None),
             code @ (ResultCode::BadSignature
             | ResultCode::ShopNotFound
             | ResultCode::DuplicateInvoice
@@ -333,16 +449,19 @@ impl Robokassa {
                         reason: format!("OpStateExt result {code:?}"),
                     },
                     None,
+                    None,
                 );
             }
         }
         let masked_card = answer.info.as_ref().and_then(|i| i.inc_account.clone());
+        let op_key = answer.info.as_ref().and_then(|i| i.op_key.clone());
         let Some(state) = answer.state else {
             return (
                 StatusOutcome::Unknown {
                     reason: "OpStateExt answer without State".into(),
                 },
                 masked_card,
+                op_key,
             );
         };
         let state = OperationState::from_code(state.code);
@@ -377,6 +496,6 @@ impl Robokassa {
                 reason: format!("OpStateExt state {code} is not known"),
             },
         };
-        (status, masked_card)
+        (status, masked_card, op_key)
     }
 }

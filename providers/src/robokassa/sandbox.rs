@@ -32,6 +32,8 @@ pub struct SandboxMerchant {
     pub login: String,
     pub password1: String,
     pub password2: String,
+    /// Signs Refund API requests.
+    pub password3: String,
     pub hash: HashAlgorithm,
     pub result_url: Url,
     pub success_url: Url,
@@ -50,6 +52,8 @@ pub struct SandboxInvoice {
     pub recurring: bool,
     /// For a child charge, the parent invoice.
     pub parent: Option<String>,
+    /// Refunded through the Refund API so far, in kopecks.
+    pub refunded_minor: i64,
     /// ResultURL deliveries attempted and the one acknowledged, if any.
     pub result_attempts: u32,
     pub result_acknowledged: bool,
@@ -58,6 +62,13 @@ pub struct SandboxInvoice {
 #[derive(Debug, Default)]
 struct Book {
     invoices: HashMap<(String, String), SandboxInvoice>,
+    /// Refund API requests: request id → (amount, label).
+    refunds: HashMap<String, (Amount, &'static str)>,
+}
+
+/// The operation key OpStateExt reports for a paid invoice (the Refund API asks for it).
+pub fn op_key(login: &str, inv_id: &str) -> String {
+    format!("opkey-{login}-{inv_id}")
 }
 
 #[derive(Debug)]
@@ -115,6 +126,8 @@ impl RobokassaSandbox {
             )
             .route("/Merchant/Decide", post(decide))
             .route("/Merchant/Recurring", post(recurring))
+            .route("/RefundService/Refund/Create", post(refund_create))
+            .route("/RefundService/Refund/GetState", get(refund_state))
             .route(
                 "/Merchant/WebService/Service.asmx/OpStateExt",
                 get(op_state_ext),
@@ -374,6 +387,7 @@ impl RobokassaSandbox {
                         is_test,
                         recurring,
                         parent: None,
+                        refunded_minor: 0,
                         result_attempts: 0,
                         result_acknowledged: false,
                     },
@@ -521,7 +535,15 @@ async fn op_state_ext(
         "<State><Code>{state}</Code></State>\
 <Info><IncCurrLabel>BankCardPSR</IncCurrLabel><IncSum>{sum}</IncSum><IncAccount>{SANDBOX_CARD}</IncAccount>\
 <PaymentMethod><Code>BankCard</Code></PaymentMethod><OutCurrLabel>BankCardPSR</OutCurrLabel>\
-<OutSum>{sum}</OutSum></Info><UserField>{fields}</UserField>",
+<OutSum>{sum}</OutSum>{op_key}</Info><UserField>{fields}</UserField>",
+        op_key = if invoice.state == OperationState::Paid {
+            format!(
+                "<OpKey>{}</OpKey>",
+                escape_html(&op_key(&merchant.login, &query.invoice_id))
+            )
+        } else {
+            String::new()
+        },
         state = invoice.state.code()
     );
     op_state_xml(0, &body)
@@ -603,6 +625,7 @@ impl RobokassaSandbox {
                 is_test: parent.is_test,
                 recurring: false,
                 parent: Some(parent_id.to_owned()),
+                refunded_minor: 0,
                 result_attempts: 0,
                 result_acknowledged: false,
             },
@@ -677,4 +700,93 @@ async fn recurring(State(sandbox): State<RobokassaSandbox>, body: axum::body::By
             answer.into_response()
         }
     }
+}
+
+impl RobokassaSandbox {
+    /// The refunds made through the Refund API of one invoice, in kopecks.
+    pub fn refunded(&self, login: &str, inv_id: &str) -> i64 {
+        self.invoice(login, inv_id)
+            .map(|i| i.refunded_minor)
+            .unwrap_or(0)
+    }
+
+    fn create_refund(&self, token: &str) -> serde_json::Value {
+        let refused = |message: &str| serde_json::json!({"success": false, "message": message, "requestId": null});
+        // The token names no shop: find the invoice by its OpKey, then check the shop's key.
+        let mut book = self.book();
+        let found = self.inner.merchants.values().find_map(|m| {
+            let payload = wire::verify_refund_jwt(token, &m.password3)?;
+            Some((m.clone(), payload))
+        });
+        let Some((merchant, payload)) = found else {
+            return refused("InvalidSignature");
+        };
+        let Ok(body) = serde_json::from_str::<serde_json::Value>(&payload) else {
+            return refused("InvalidPayload");
+        };
+        let op = body
+            .get("OpKey")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        let Some(invoice) = book
+            .invoices
+            .iter_mut()
+            .find(|((login, inv), i)| {
+                *login == merchant.login
+                    && i.state == OperationState::Paid
+                    && op_key(login, inv) == op
+            })
+            .map(|(_, i)| i)
+        else {
+            return refused("OperationNotFound");
+        };
+        let left = invoice.out_sum.minor() - invoice.refunded_minor;
+        // RefundSum is a JSON number; read its digits from the payload text, so no float is
+        // ever involved.
+        let asked = match body.get("RefundSum") {
+            None => Amount::from_minor(left).ok(),
+            Some(_) => payload
+                .split_once("\"RefundSum\":")
+                .map(|(_, rest)| {
+                    rest.chars()
+                        .take_while(|c| c.is_ascii_digit() || *c == '.')
+                        .collect::<String>()
+                })
+                .and_then(|text| text.parse::<rust_decimal::Decimal>().ok())
+                .and_then(|d| Amount::from_decimal(d.normalize()).ok()),
+        };
+        let Some(amount) = asked.filter(|a| a.minor() <= left) else {
+            return refused("NotEnoughOperationFunds");
+        };
+        invoice.refunded_minor += amount.minor();
+        let request_id = format!("rq-{}-{}", op, book.refunds.len() + 1);
+        book.refunds
+            .insert(request_id.clone(), (amount, "finished"));
+        serde_json::json!({"success": true, "message": null, "requestId": request_id})
+    }
+}
+
+async fn refund_create(
+    State(sandbox): State<RobokassaSandbox>,
+    body: String,
+) -> axum::Json<serde_json::Value> {
+    axum::Json(sandbox.create_refund(&body))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct RefundStateQuery {
+    id: String,
+}
+
+async fn refund_state(
+    State(sandbox): State<RobokassaSandbox>,
+    axum::extract::Query(query): axum::extract::Query<RefundStateQuery>,
+) -> axum::Json<serde_json::Value> {
+    let book = sandbox.book();
+    axum::Json(match book.refunds.get(&query.id) {
+        Some((amount, label)) => {
+            serde_json::json!({"requestId": query.id, "amount": amount.to_string(), "label": label})
+        }
+        None => serde_json::json!({"message": "Id is invalid or request id does not exist"}),
+    })
 }

@@ -194,6 +194,55 @@ pub struct InfoBlock {
     pub inc_sum: Option<String>,
     /// For bank cards, the masked card number.
     pub inc_account: Option<String>,
+    /// The operation key the Refund API asks for.
+    pub op_key: Option<String>,
+}
+
+/// A compact JWT signed with HS256 under Password#3, as the Refund API wants it.
+pub fn refund_jwt(payload_json: &str, password3: &str) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use hmac::{KeyInit, Mac};
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(payload_json.as_bytes());
+    let signing_input = format!("{header}.{payload}");
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(password3.as_bytes())
+        .expect("HMAC accepts keys of any length");
+    mac.update(signing_input.as_bytes());
+    let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    format!("{signing_input}.{signature}")
+}
+
+/// Checks an HS256 JWT and returns its payload (for the simulator).
+pub fn verify_refund_jwt(token: &str, password3: &str) -> Option<String> {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let token = token.trim().trim_matches('"');
+    let (signing_input, _) = token.rsplit_once('.')?;
+    let (_, payload) = signing_input.split_once('.')?;
+    use subtle::ConstantTimeEq;
+    let payload = String::from_utf8(URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+    // Base64url is case-sensitive: compare the bytes as they are.
+    let expected = refund_jwt(&payload, password3);
+    bool::from(token.as_bytes().ct_eq(expected.as_bytes())).then_some(payload)
+}
+
+/// The Refund API's answer to `Create`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefundCreated {
+    pub success: bool,
+    pub message: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// The Refund API's answer to `GetState`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefundState {
+    pub request_id: Option<String>,
+    pub label: Option<String>,
+    pub message: Option<String>,
 }
 
 /// `OK{InvoiceID}` (the SDK accepts `OK+123` too): a recurring charge accepted.
