@@ -90,6 +90,18 @@ impl Amount {
     }
 }
 
+/// Reads an amount exactly as an acquirer wrote it in a notification (`10.000000`, `1000.00`):
+/// plain digits with at most one point, never signs or exponents. `field` names it in the error.
+pub fn notified_amount(text: &str, field: &str) -> Result<Decimal, crate::CallbackError> {
+    let plain = !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && text.bytes().filter(|b| *b == b'.').count() <= 1;
+    plain
+        .then(|| text.parse::<Decimal>().ok())
+        .flatten()
+        .ok_or_else(|| crate::CallbackError::Malformed(format!("{field} is not a decimal amount")))
+}
+
 /// Two decimals with a point: `1234.50`.
 impl fmt::Display for Amount {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -375,3 +375,13 @@ impl TestApp {
         }
     }
 }
+
+/// The fields of a payment's `form_post` next action, as the browser would post them.
+pub fn next_action_fields(payment: &Value) -> Vec<(String, String)> {
+    payment["next_action"]["fields"]
+        .as_object()
+        .expect("a form_post next action")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+        .collect()
+}

@@ -24,12 +24,7 @@ async fn paid_fine(app: &TestApp, amount: &str) -> (String, u64) {
     body["account_number"] = "18810177230000012345".into();
     body["amount"] = amount.into();
     let payment = app.create_payment(&body).await;
-    let fields: Vec<(String, String)> = payment["next_action"]["fields"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
-        .collect();
+    let fields = next_action_fields(&payment);
     app.http
         .post(payment["next_action"]["url"].as_str().unwrap())
         .form(&fields)
@@ -227,12 +222,7 @@ async fn a_netpay_refund_waits_for_the_cabinet_and_its_notification_settles_it(b
     body["supplier_id"] = "demo-water".into();
     body["account_number"] = "00123456".into();
     let payment = app.create_payment(&body).await;
-    let fields: Vec<(String, String)> = payment["next_action"]["fields"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
-        .collect();
+    let fields = next_action_fields(&payment);
     app.http
         .post(payment["next_action"]["url"].as_str().unwrap())
         .form(&fields)

@@ -298,15 +298,7 @@ impl Acquirer for Moneta {
         if notice.account_id != self.config.account_id || !notice.signature_is_valid(self.code()) {
             return Err(CallbackError::BadSignature);
         }
-        let amount_plain = !notice.amount.is_empty()
-            && notice
-                .amount
-                .bytes()
-                .all(|b| b.is_ascii_digit() || b == b'.');
-        let amount = amount_plain
-            .then(|| notice.amount.parse::<rust_decimal::Decimal>().ok())
-            .flatten()
-            .ok_or_else(|| CallbackError::Malformed("MNT_AMOUNT is not a decimal".into()))?;
+        let amount = crate::money::notified_amount(&notice.amount, "MNT_AMOUNT")?;
         let event = match notice.command.as_deref() {
             None => CallbackEvent::PaymentSucceeded,
             Some(_) => CallbackEvent::CheckRequested,

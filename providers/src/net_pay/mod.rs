@@ -142,15 +142,7 @@ impl Acquirer for NetPay {
         if !auth_matches || !notice.token_is_valid(self.config.api_key.expose_secret()) {
             return Err(CallbackError::BadSignature);
         }
-        let amount_plain = !notice.amount.is_empty()
-            && notice
-                .amount
-                .bytes()
-                .all(|b| b.is_ascii_digit() || b == b'.');
-        let amount = amount_plain
-            .then(|| notice.amount.parse::<rust_decimal::Decimal>().ok())
-            .flatten()
-            .ok_or_else(|| CallbackError::Malformed("amount is not a decimal".into()))?;
+        let amount = crate::money::notified_amount(&notice.amount, "amount")?;
         let approved = notice.status == "APPROVED" && notice.error_free();
         let event = match (TransactionType::parse(&notice.transaction_type), approved) {
             (TransactionType::Sale | TransactionType::Capture, true) => {

@@ -127,16 +127,7 @@ impl ResultNotice {
 
     /// The amount as a number; the text must be a plain non-negative decimal.
     pub fn amount(&self) -> Result<Decimal, CallbackError> {
-        let plain = !self.out_sum.is_empty()
-            && self
-                .out_sum
-                .bytes()
-                .all(|b| b.is_ascii_digit() || b == b'.')
-            && self.out_sum.bytes().filter(|b| *b == b'.').count() <= 1;
-        plain
-            .then(|| self.out_sum.parse::<Decimal>().ok())
-            .flatten()
-            .ok_or_else(|| CallbackError::Malformed("OutSum is not a decimal amount".into()))
+        crate::money::notified_amount(&self.out_sum, "OutSum")
     }
 
     pub fn shp_value(&self, name: &str) -> Option<&str> {
