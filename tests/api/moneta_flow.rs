@@ -32,7 +32,7 @@ fn fine_payment() -> Value {
 async fn open_form(app: &TestApp, payment: &Value) -> u64 {
     assert_eq!(payment["next_action"]["type"], "form_post");
     let url = payment["next_action"]["url"].as_str().unwrap();
-    let fields = next_action_fields(&payment);
+    let fields = next_action_fields(payment);
     let page = app.http.post(url).form(&fields).send().await.unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("1500.00"));

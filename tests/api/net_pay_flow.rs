@@ -29,7 +29,7 @@ fn water_payment() -> Value {
 async fn open_netpay_page(app: &TestApp, payment: &Value) -> String {
     assert_eq!(payment["next_action"]["type"], "form_post");
     let url = payment["next_action"]["url"].as_str().unwrap();
-    let fields = next_action_fields(&payment);
+    let fields = next_action_fields(payment);
     assert_eq!(fields.len(), 3, "exactly data, auth and expire");
     let page = app.http.post(url).form(&fields).send().await.unwrap();
     assert_eq!(page.status(), 200);

@@ -87,7 +87,7 @@ async fn post(app: &TestApp, body: &Value) -> (u16, Value) {
 
 /// Pays a new-card Moneta payment on the form with the 3-D Secure code.
 async fn pay_on_form(app: &TestApp, payment: &Value, action: &str) {
-    let fields = next_action_fields(&payment);
+    let fields = next_action_fields(payment);
     let url = payment["next_action"]["url"].as_str().unwrap();
     assert_eq!(
         app.http
