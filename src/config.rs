@@ -61,6 +61,29 @@ pub struct Settings {
     pub vault: VaultSettings,
     pub workers: WorkerSettings,
     pub refunds: RefundSettings,
+    pub webhooks: WebhookSettings,
+}
+
+/// Where the billing system receives events.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    pub endpoints: Vec<WebhookEndpoint>,
+    /// Keep retrying a delivery this long, then dead-letter it.
+    pub retry_window_hours: i64,
+    pub max_backoff_secs: u64,
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookEndpoint {
+    /// A stable name: deliveries are tracked per endpoint name.
+    pub name: String,
+    pub url: Url,
+    /// `whsec_…` secrets; every one signs each event (`oplata webhooks secret` makes one).
+    #[serde(serialize_with = "redacted_list")]
+    pub secrets: Vec<SecretString>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -221,6 +244,18 @@ fn redacted<S: Serializer>(_: &SecretString, serializer: S) -> Result<S::Ok, S::
     serializer.serialize_str("***")
 }
 
+fn redacted_list<S: Serializer>(
+    secrets: &[SecretString],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = serializer.serialize_seq(Some(secrets.len()))?;
+    for _ in secrets {
+        seq.serialize_element("***")?;
+    }
+    seq.end()
+}
+
 fn redacted_option<S: Serializer>(
     secret: &Option<SecretString>,
     serializer: S,
@@ -282,6 +317,12 @@ impl Default for Settings {
                 active_key: DEMO_VAULT_KEY_ID.to_owned(),
                 keys: std::collections::BTreeMap::new(),
             },
+            webhooks: WebhookSettings {
+                endpoints: Vec::new(),
+                retry_window_hours: 24,
+                max_backoff_secs: 3600,
+                timeout_secs: 10,
+            },
             refunds: RefundSettings {
                 max_age_days: 180,
                 operator_daily_limit: "500000.00".to_owned(),
@@ -328,6 +369,19 @@ impl Settings {
             return Err(ConfigError::Invalid(
                 "refunds.operator_daily_limit must be a positive amount such as \"500000.00\""
                     .into(),
+            ));
+        }
+        for endpoint in &self.webhooks.endpoints {
+            if endpoint.secrets.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "webhook endpoint {:?} has no secret",
+                    endpoint.name
+                )));
+            }
+        }
+        if self.webhooks.retry_window_hours < 24 {
+            return Err(ConfigError::Invalid(
+                "webhooks.retry_window_hours must be at least 24".into(),
             ));
         }
         if self.body_limit_bytes < 1024 {

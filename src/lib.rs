@@ -16,5 +16,7 @@ pub mod store;
 pub mod telemetry;
 /// Encryption at rest of recurring tokens.
 pub mod vault;
+/// Signatures of outbound webhooks (Standard Webhooks).
+pub mod webhooks;
 /// Background workers (reconciliation).
 pub mod workers;

@@ -40,6 +40,33 @@ enum Command {
     /// Manage the keys that seal saved-card tokens.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Outbound webhooks: make a secret, or check a received event's signature.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum WebhooksCommand {
+    /// Print a new whsec_ secret for an endpoint.
+    Secret,
+    /// Check a received event: exits 0 if the signature matches and the timestamp is fresh.
+    Verify {
+        /// One or more whsec_ secrets (during a rotation, both).
+        #[arg(long = "secret", required = true)]
+        secrets: Vec<String>,
+        /// The webhook-id header.
+        #[arg(long)]
+        id: String,
+        /// The webhook-timestamp header.
+        #[arg(long)]
+        timestamp: String,
+        /// The webhook-signature header.
+        #[arg(long)]
+        signature: String,
+        /// The body exactly as received: a file path, or - for standard input.
+        #[arg(long)]
+        payload: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,6 +178,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 vault.active_key_id(),
                 done.skipped
             );
+        }
+        Command::Webhooks(WebhooksCommand::Secret) => {
+            println!("{}", oplata::webhooks::generate_secret().expose_secret());
+        }
+        Command::Webhooks(WebhooksCommand::Verify {
+            secrets,
+            id,
+            timestamp,
+            signature,
+            payload,
+        }) => {
+            let body = if payload.as_os_str() == "-" {
+                let mut body = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut body)?;
+                body
+            } else {
+                std::fs::read(&payload)
+                    .with_context(|| format!("cannot read {}", payload.display()))?
+            };
+            let secrets: Vec<secrecy::SecretString> = secrets
+                .into_iter()
+                .map(secrecy::SecretString::from)
+                .collect();
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            oplata::webhooks::verify(&secrets, &id, &timestamp, &signature, &body, now)?;
+            println!("valid: the signature matches and the timestamp is fresh");
         }
         Command::Config => {
             let settings = settings.with_demo_defaults();

@@ -83,6 +83,7 @@ pub fn router(services: Arc<Services>, extra: Router) -> Router {
             post(refunds::create).get(refunds::list),
         )
         .route("/v1/refunds/{id}", get(refunds::get))
+        .route("/v1/webhooks/dead", get(refunds::dead_webhooks))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(openapi::document))

@@ -19,6 +19,7 @@ use super::{cards, error, health, payments, refunds};
         refunds::create,
         refunds::list,
         refunds::get,
+        refunds::dead_webhooks,
         health::healthz,
         health::readyz
     ),

@@ -194,3 +194,39 @@ pub async fn get(
         refunds::get(&services, id(&refund_id)?).await?,
     )?))
 }
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadWebhook {
+    pub event_id: Uuid,
+    pub endpoint: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadWebhooks {
+    pub dead: Vec<DeadWebhook>,
+}
+
+/// Webhook deliveries given up after the retry window: the billing system never got them.
+#[utoipa::path(get, path = "/v1/webhooks/dead", tag = "refunds",
+    responses((status = 200, body = DeadWebhooks)),
+    security(("api_key" = [])))]
+pub async fn dead_webhooks(
+    State(services): State<Arc<Services>>,
+    auth: Authenticated,
+) -> Result<Json<DeadWebhooks>, ApiError> {
+    auth.require(Scope::Desk)?;
+    let dead = services.store.dead_webhooks().await?;
+    Ok(Json(DeadWebhooks {
+        dead: dead
+            .into_iter()
+            .map(|d| DeadWebhook {
+                event_id: d.event_id,
+                endpoint: d.endpoint,
+                attempts: d.attempts,
+                last_error: d.last_error,
+            })
+            .collect(),
+    }))
+}

@@ -218,6 +218,36 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<RefundRecord, StoreError>;
     async fn get_refund(&self, id: Uuid) -> Result<Option<RefundRecord>, StoreError>;
     async fn list_refunds(&self, payment_id: Uuid) -> Result<Vec<RefundRecord>, StoreError>;
+
+    /// Queues every outbox event not yet queued for `endpoint`.
+    async fn queue_webhooks(&self, endpoint: &str) -> Result<u64, StoreError>;
+    /// Claims due deliveries for `endpoint`, the oldest undelivered event of each aggregate only,
+    /// leasing them until `lease_until`.
+    async fn claim_webhooks(
+        &self,
+        endpoint: &str,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        limit: i64,
+    ) -> Result<Vec<DueDelivery>, StoreError>;
+    /// Records an attempt: delivered, to retry at `retry_at`, or dead (`retry_at` `None`).
+    async fn record_webhook_attempt(
+        &self,
+        event_id: Uuid,
+        endpoint: &str,
+        outcome: WebhookAttempt<'_>,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    async fn webhook_deliveries(&self, event_id: Uuid) -> Result<Vec<DeliveryRecord>, StoreError>;
+    async fn dead_webhooks(&self) -> Result<Vec<DeliveryRecord>, StoreError>;
+}
+
+/// What one delivery attempt came to.
+#[derive(Debug, Clone, Copy)]
+pub enum WebhookAttempt<'a> {
+    Delivered,
+    Retry { at: OffsetDateTime, error: &'a str },
+    Dead { error: &'a str },
 }
 
 /// Why cards end.

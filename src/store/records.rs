@@ -209,3 +209,26 @@ pub struct RefundSettlement<'a> {
     pub failure: Option<(&'a str, &'a str)>,
     pub actor: &'a str,
 }
+
+/// One event to deliver to one endpoint, with the event itself.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DueDelivery {
+    pub event_id: Uuid,
+    pub endpoint: String,
+    pub attempts: i32,
+    pub event_type: String,
+    pub payload: String,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeliveryRecord {
+    pub event_id: Uuid,
+    pub endpoint: String,
+    pub aggregate_id: Uuid,
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: OffsetDateTime,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<OffsetDateTime>,
+}

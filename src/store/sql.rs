@@ -1034,6 +1034,115 @@ macro_rules! sql_store {
                 .fetch_all(&self.pool)
                 .await?)
             }
+
+            async fn queue_webhooks(&self, endpoint: &str) -> Result<u64, $crate::store::StoreError> {
+                let done = sqlx::query(
+                    "INSERT INTO webhook_deliveries (event_id, endpoint, aggregate_id, status, attempts, next_attempt_at) \
+                     SELECT o.id, $1, o.aggregate_id, 'pending', 0, o.created_at FROM outbox o \
+                     WHERE NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = o.id AND d.endpoint = $1) \
+                     ON CONFLICT (event_id, endpoint) DO NOTHING",
+                )
+                .bind(endpoint)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn claim_webhooks(
+                &self,
+                endpoint: &str,
+                now: time::OffsetDateTime,
+                lease_until: time::OffsetDateTime,
+                limit: i64,
+            ) -> Result<Vec<$crate::store::DueDelivery>, $crate::store::StoreError> {
+                let mut tx = self.pool.begin_with($begin).await?;
+                // Only the first undelivered event of each aggregate is due: later ones wait, so a
+                // payment's events arrive in order.
+                let claimed: Vec<(uuid::Uuid,)> = sqlx::query_as(concat!(
+                    "SELECT d.event_id FROM webhook_deliveries d \
+                     WHERE d.endpoint = $1 AND d.status = 'pending' AND d.next_attempt_at <= $2 \
+                     AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.endpoint = d.endpoint \
+                       AND e.aggregate_id = d.aggregate_id AND e.status = 'pending' AND e.event_id < d.event_id) \
+                     ORDER BY d.next_attempt_at, d.event_id LIMIT $3", $skip
+                ))
+                .bind(endpoint)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut due = Vec::with_capacity(claimed.len());
+                for (event_id,) in claimed {
+                    let row: $crate::store::DueDelivery = sqlx::query_as(
+                        "UPDATE webhook_deliveries SET next_attempt_at = $3 WHERE event_id = $1 AND endpoint = $2 \
+                         RETURNING event_id, endpoint, attempts, \
+                         (SELECT event_type FROM outbox WHERE id = $1) AS event_type, \
+                         (SELECT payload FROM outbox WHERE id = $1) AS payload, \
+                         (SELECT created_at FROM outbox WHERE id = $1) AS created_at",
+                    )
+                    .bind(event_id)
+                    .bind(endpoint)
+                    .bind(lease_until)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    due.push(row);
+                }
+                tx.commit().await?;
+                Ok(due)
+            }
+
+            async fn record_webhook_attempt(
+                &self,
+                event_id: uuid::Uuid,
+                endpoint: &str,
+                outcome: $crate::store::WebhookAttempt<'_>,
+                at: time::OffsetDateTime,
+            ) -> Result<(), $crate::store::StoreError> {
+                use $crate::store::WebhookAttempt;
+                let (status, next, error, delivered_at) = match outcome {
+                    WebhookAttempt::Delivered => ("delivered", at, None, Some(at)),
+                    WebhookAttempt::Retry { at: retry, error } => ("pending", retry, Some(error), None),
+                    WebhookAttempt::Dead { error } => ("dead", at, Some(error), None),
+                };
+                sqlx::query(
+                    "UPDATE webhook_deliveries SET status = $3, attempts = attempts + 1, next_attempt_at = $4, \
+                     last_error = $5, delivered_at = $6 WHERE event_id = $1 AND endpoint = $2 AND status = 'pending'",
+                )
+                .bind(event_id)
+                .bind(endpoint)
+                .bind(status)
+                .bind(next)
+                .bind(error)
+                .bind(delivered_at)
+                .execute(&self.pool)
+                .await?;
+                if status == "delivered" {
+                    sqlx::query("UPDATE outbox SET delivered_at = $2, attempts = attempts + 1 WHERE id = $1 AND delivered_at IS NULL")
+                        .bind(event_id)
+                        .bind(at)
+                        .execute(&self.pool)
+                        .await?;
+                }
+                Ok(())
+            }
+
+            async fn webhook_deliveries(&self, event_id: uuid::Uuid) -> Result<Vec<$crate::store::DeliveryRecord>, $crate::store::StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT event_id, endpoint, aggregate_id, status, attempts, next_attempt_at, last_error, delivered_at \
+                     FROM webhook_deliveries WHERE event_id = $1 ORDER BY endpoint",
+                )
+                .bind(event_id)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn dead_webhooks(&self) -> Result<Vec<$crate::store::DeliveryRecord>, $crate::store::StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT event_id, endpoint, aggregate_id, status, attempts, next_attempt_at, last_error, delivered_at \
+                     FROM webhook_deliveries WHERE status = 'dead' ORDER BY next_attempt_at",
+                )
+                .fetch_all(&self.pool)
+                .await?)
+            }
         }
     };
 }

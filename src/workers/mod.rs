@@ -2,3 +2,4 @@
 //! a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL), so any number of replicas can run them.
 
 pub mod reconciliation;
+pub mod webhooks;

@@ -107,3 +107,48 @@ fn production_mode_refuses_to_start_with_demo_settings_and_says_why() {
     );
     assert!(!said.contains("backtrace"));
 }
+
+#[test]
+fn webhooks_verify_accepts_a_good_event_and_refuses_a_tampered_or_stale_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let body = br#"{"id":"evt_1","type":"payment.succeeded"}"#;
+    std::fs::write(dir.path().join("body.json"), body).unwrap();
+    std::fs::write(
+        dir.path().join("tampered.json"),
+        br#"{"id":"evt_1","type":"payment.refunded"}"#,
+    )
+    .unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let sign = |at: i64| {
+        oplata::webhooks::sign(&[secrecy::SecretString::from(secret)], "evt_1", at, body).unwrap()
+    };
+    let verify = |at: i64, signature: &str, payload: &str| {
+        oplata(dir.path())
+            .args(["webhooks", "verify", "--secret", secret, "--id", "evt_1"])
+            .args([
+                "--timestamp",
+                &at.to_string(),
+                "--signature",
+                signature,
+                "--payload",
+                payload,
+            ])
+            .output()
+            .unwrap()
+    };
+
+    let good = verify(now, &sign(now), "body.json");
+    let tampered = verify(now, &sign(now), "tampered.json");
+    let stale = verify(now - 301, &sign(now - 301), "body.json");
+
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    assert!(!tampered.status.success());
+    assert!(String::from_utf8_lossy(&tampered.stderr).contains("no signature matches"));
+    assert!(!stale.status.success());
+    assert!(String::from_utf8_lossy(&stale.stderr).contains("300 s"));
+}

@@ -15,3 +15,4 @@ mod refunds;
 mod robokassa_flow;
 mod saved_cards;
 mod store_story;
+mod webhooks;

@@ -1,0 +1,130 @@
+//! Delivers outbox events to the billing system's endpoints: signed (Standard Webhooks), at least
+//! once, in order per payment, retried with exponential backoff and jitter for the retry window
+//! (24 hours at least), then dead-lettered where the desk and `/v1/webhooks/dead` show them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+use crate::config::WebhookEndpoint;
+use crate::service::Services;
+use crate::store::{DueDelivery, StoreError, WebhookAttempt};
+
+const LEASE: time::Duration = time::Duration::minutes(2);
+const BATCH: i64 = 50;
+
+pub async fn run(services: Arc<Services>, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+    let Ok(http) =
+        oplata_providers::http_client(Duration::from_secs(services.settings.webhooks.timeout_secs))
+    else {
+        tracing::error!("webhook delivery cannot build its HTTP client");
+        return;
+    };
+    loop {
+        match deliver_due(&services, &http, OffsetDateTime::now_utc()).await {
+            Ok(0) => {}
+            Ok(sent) => tracing::info!(sent, "webhook delivery pass"),
+            Err(error) => tracing::error!(%error, "webhook delivery pass failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// One pass over every endpoint; returns how many deliveries were attempted.
+pub async fn deliver_due(
+    services: &Services,
+    http: &reqwest::Client,
+    now: OffsetDateTime,
+) -> Result<usize, StoreError> {
+    let mut attempted = 0;
+    for endpoint in &services.settings.webhooks.endpoints {
+        services.store.queue_webhooks(&endpoint.name).await?;
+        let due = services
+            .store
+            .claim_webhooks(&endpoint.name, now, now + LEASE, BATCH)
+            .await?;
+        for delivery in due {
+            attempted += 1;
+            let outcome = send(http, endpoint, &delivery, now).await;
+            let settings = &services.settings.webhooks;
+            let attempt = match &outcome {
+                Ok(()) => WebhookAttempt::Delivered,
+                Err(error)
+                    if now - delivery.created_at
+                        >= time::Duration::hours(settings.retry_window_hours) =>
+                {
+                    tracing::error!(event_id = %delivery.event_id, endpoint = %endpoint.name, %error, "webhook dead-lettered");
+                    WebhookAttempt::Dead { error }
+                }
+                Err(error) => {
+                    let wait = super::reconciliation::backoff(
+                        u32::try_from(delivery.attempts).unwrap_or(u32::MAX),
+                        Duration::from_secs(settings.max_backoff_secs),
+                    );
+                    tracing::warn!(event_id = %delivery.event_id, endpoint = %endpoint.name, %error, "webhook delivery failed; will retry");
+                    WebhookAttempt::Retry {
+                        at: now + wait,
+                        error,
+                    }
+                }
+            };
+            services
+                .store
+                .record_webhook_attempt(delivery.event_id, &endpoint.name, attempt, now)
+                .await?;
+        }
+    }
+    Ok(attempted)
+}
+
+/// The body every endpoint receives: the event's id, type and time, and its data.
+fn body(delivery: &DueDelivery) -> String {
+    let data: serde_json::Value =
+        serde_json::from_str(&delivery.payload).unwrap_or(serde_json::Value::Null);
+    serde_json::json!({
+        "id": delivery.event_id,
+        "type": delivery.event_type,
+        "created_at": delivery.created_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        "data": data,
+    })
+    .to_string()
+}
+
+async fn send(
+    http: &reqwest::Client,
+    endpoint: &WebhookEndpoint,
+    delivery: &DueDelivery,
+    now: OffsetDateTime,
+) -> Result<(), String> {
+    let body = body(delivery);
+    let id = delivery.event_id.to_string();
+    let timestamp = now.unix_timestamp();
+    let signature = crate::webhooks::sign(&endpoint.secrets, &id, timestamp, body.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let response = http
+        .post(endpoint.url.clone())
+        .header("content-type", "application/json")
+        .header("webhook-id", &id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| {
+            if e.is_timeout() {
+                "timeout".to_owned()
+            } else {
+                "connection failed".to_owned()
+            }
+        })?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("HTTP {}", response.status().as_u16()))
+    }
+}

@@ -1,0 +1,177 @@
+//! Outbound webhooks through the real service on both databases: signed, at least once, in
+//! order per payment, retried, dead-lettered.
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use oplata::config::WebhookEndpoint;
+use oplata::service::api_keys::Scope;
+use oplata::workers::webhooks::deliver_due;
+use secrecy::SecretString;
+use serde_json::Value;
+use time::{Duration, OffsetDateTime};
+
+use crate::helpers::*;
+
+on_both_backends!(
+    a_receiver_that_fails_five_times_gets_the_event_again_with_the_same_id,
+    an_event_is_dead_lettered_after_the_retry_window_and_the_next_ones_follow,
+);
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// What arrived: webhook-id, webhook-timestamp, webhook-signature, body.
+type Seen = (String, String, String, String);
+
+#[derive(Clone, Default)]
+struct Receiver {
+    seen: Arc<Mutex<Vec<Seen>>>,
+    fail_first: Arc<Mutex<usize>>,
+}
+
+async fn receive(State(receiver): State<Receiver>, headers: HeaderMap, body: String) -> StatusCode {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    receiver.seen.lock().unwrap().push((
+        header("webhook-id"),
+        header("webhook-timestamp"),
+        header("webhook-signature"),
+        body,
+    ));
+    let mut left = receiver.fail_first.lock().unwrap();
+    if *left > 0 {
+        *left -= 1;
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::OK
+    }
+}
+
+async fn app_with_receiver(backend: Backend, fail_first: usize) -> (TestApp, Receiver) {
+    let receiver = Receiver {
+        fail_first: Arc::new(Mutex::new(fail_first)),
+        ..Receiver::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = url::Url::parse(&format!("http://{}/hooks", listener.local_addr().unwrap())).unwrap();
+    let router = Router::new()
+        .route("/hooks", post(receive))
+        .with_state(receiver.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let app = spawn_app_with(backend, |s| {
+        s.webhooks.endpoints = vec![WebhookEndpoint {
+            name: "billing".into(),
+            url,
+            secrets: vec![SecretString::from(SECRET)],
+        }];
+    })
+    .await;
+    (app, receiver)
+}
+
+fn http() -> reqwest::Client {
+    oplata_providers::http_client(std::time::Duration::from_secs(5)).unwrap()
+}
+
+async fn a_receiver_that_fails_five_times_gets_the_event_again_with_the_same_id(backend: Backend) {
+    let (app, receiver) = app_with_receiver(backend, 5).await;
+    let payment = app.create_payment(&demo_payment_body()).await;
+    let events = app
+        .store
+        .outbox_for(payment["id"].as_str().unwrap().parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        events.len(),
+        2,
+        "payment.created and payment.requires_action"
+    );
+
+    let mut now = OffsetDateTime::now_utc();
+    for _ in 0..10 {
+        deliver_due(&app.services, &http(), now).await.unwrap();
+        now += Duration::hours(2);
+    }
+
+    let seen = receiver.seen.lock().unwrap().clone();
+    let created = events[0].id.to_string();
+    let first_six: Vec<&String> = seen.iter().take(6).map(|(id, ..)| id).collect();
+    assert!(
+        first_six.iter().all(|id| **id == created),
+        "the same event, with the same id, six times: {first_six:?}"
+    );
+    assert_eq!(seen.len(), 7, "then the next event of the payment, once");
+    assert_eq!(seen[6].0, events[1].id.to_string(), "in order per payment");
+    for (id, timestamp, signature, body) in &seen {
+        let at: i64 = timestamp.parse().unwrap();
+        assert_eq!(
+            oplata::webhooks::verify(
+                &[SecretString::from(SECRET)],
+                id,
+                timestamp,
+                signature,
+                body.as_bytes(),
+                at
+            ),
+            Ok(())
+        );
+        let parsed: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(parsed["id"].as_str(), Some(id.as_str()));
+    }
+    let delivered = app.store.webhook_deliveries(events[0].id).await.unwrap();
+    assert_eq!(
+        (delivered[0].status.as_str(), delivered[0].attempts),
+        ("delivered", 6)
+    );
+}
+
+async fn an_event_is_dead_lettered_after_the_retry_window_and_the_next_ones_follow(
+    backend: Backend,
+) {
+    let (app, receiver) = app_with_receiver(backend, usize::MAX).await;
+    let desk = app.key_with_scope(Scope::Desk).await;
+    let payment = app.create_payment(&demo_payment_body()).await;
+    let events = app
+        .store
+        .outbox_for(payment["id"].as_str().unwrap().parse().unwrap())
+        .await
+        .unwrap();
+
+    let start = OffsetDateTime::now_utc();
+    deliver_due(&app.services, &http(), start).await.unwrap();
+    deliver_due(&app.services, &http(), start + Duration::hours(25))
+        .await
+        .unwrap();
+
+    let first = app.store.webhook_deliveries(events[0].id).await.unwrap();
+    assert_eq!(first[0].status, "dead");
+    assert_eq!(first[0].last_error.as_deref(), Some("HTTP 500"));
+    let listed: Value = app
+        .http
+        .get(app.url("/v1/webhooks/dead"))
+        .bearer_auth(&desk)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["dead"][0]["event_id"], events[0].id.to_string());
+    *receiver.fail_first.lock().unwrap() = 0;
+    deliver_due(&app.services, &http(), start + Duration::hours(26))
+        .await
+        .unwrap();
+    let second = app.store.webhook_deliveries(events[1].id).await.unwrap();
+    assert_eq!(
+        second[0].status, "delivered",
+        "a dead letter does not hold the payment's later events forever"
+    );
+}
