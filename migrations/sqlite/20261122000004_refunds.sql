@@ -14,6 +14,9 @@ CREATE TABLE refunds (
     acquirer_refund_id  TEXT,
     failure_code        TEXT,
     failure_message     TEXT,
+    -- When to ask the acquirer again about a pending refund.
+    next_check_at       TEXT,
+    check_attempts      INTEGER NOT NULL DEFAULT 0,
     created_at          TEXT NOT NULL,
     updated_at          TEXT NOT NULL
 );

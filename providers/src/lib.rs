@@ -412,6 +412,15 @@ pub trait Acquirer: Send + Sync + fmt::Debug {
             operation: "refunds",
         })
     }
+
+    /// What became of a refund the acquirer accepted (`refund_id` as it gave it).
+    async fn refund_status(&self, refund_id: &str) -> Result<RefundOutcome, ProviderError> {
+        let _ = refund_id;
+        Err(ProviderError::Unsupported {
+            acquirer: self.kind(),
+            operation: "refund status",
+        })
+    }
 }
 
 /// Reads the order id out of a notification before it is verified, so the service can find the

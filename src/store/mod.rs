@@ -219,6 +219,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn get_refund(&self, id: Uuid) -> Result<Option<RefundRecord>, StoreError>;
     async fn list_refunds(&self, payment_id: Uuid) -> Result<Vec<RefundRecord>, StoreError>;
 
+    /// Claims pending refunds whose status is due to be asked (lease as for payments).
+    async fn claim_due_refunds(
+        &self,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        limit: i64,
+    ) -> Result<Vec<RefundRecord>, StoreError>;
+    async fn schedule_refund_check(
+        &self,
+        refund_id: Uuid,
+        next: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+
     /// Queues every outbox event not yet queued for `endpoint`.
     async fn queue_webhooks(&self, endpoint: &str) -> Result<u64, StoreError>;
     /// Claims due deliveries for `endpoint`, the oldest undelivered event of each aggregate only,

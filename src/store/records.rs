@@ -182,6 +182,8 @@ pub struct RefundRecord {
     pub acquirer_refund_id: Option<String>,
     pub failure_code: Option<String>,
     pub failure_message: Option<String>,
+    pub next_check_at: Option<OffsetDateTime>,
+    pub check_attempts: i32,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }

@@ -64,7 +64,7 @@ pub(super) fn new_row_id() -> Uuid {
 macro_rules! refund_columns {
     () => {
         "id, payment_id, amount_minor, status, reason, operator, client_id, acquirer_refund_id, \
-         failure_code, failure_message, created_at, updated_at"
+         failure_code, failure_message, next_check_at, check_attempts, created_at, updated_at"
     };
 }
 
@@ -976,7 +976,8 @@ macro_rules! sql_store {
                 let (failure_code, failure_message) = s.failure.unzip();
                 let updated: Option<$crate::store::RefundRecord> = sqlx::query_as(concat!(
                     "UPDATE refunds SET status = $2, acquirer_refund_id = COALESCE($3, acquirer_refund_id), \
-                     failure_code = $4, failure_message = $5, updated_at = $6 \
+                     failure_code = $4, failure_message = $5, updated_at = $6, \
+                     next_check_at = CASE WHEN $2 = 'pending' THEN $7 ELSE NULL END \
                      WHERE id = $1 AND status IN ('pending', 'awaiting_acquirer') RETURNING ",
                     $crate::store::sql::refund_columns!()
                 ))
@@ -986,6 +987,8 @@ macro_rules! sql_store {
                 .bind(failure_code)
                 .bind(failure_message)
                 .bind(now)
+                // A refund the acquirer accepted but has not finished is asked about again soon.
+                .bind(now + time::Duration::seconds(30))
                 .fetch_optional(&mut *tx)
                 .await?;
                 let Some(updated) = updated else {
@@ -1033,6 +1036,37 @@ macro_rules! sql_store {
                 .bind(payment_id)
                 .fetch_all(&self.pool)
                 .await?)
+            }
+
+            async fn claim_due_refunds(
+                &self,
+                now: time::OffsetDateTime,
+                lease_until: time::OffsetDateTime,
+                limit: i64,
+            ) -> Result<Vec<$crate::store::RefundRecord>, $crate::store::StoreError> {
+                let mut tx = self.pool.begin_with($begin).await?;
+                let claimed: Vec<$crate::store::RefundRecord> = sqlx::query_as(concat!(
+                    "UPDATE refunds SET next_check_at = $2, check_attempts = check_attempts + 1 WHERE id IN (\
+                     SELECT id FROM refunds WHERE status = 'pending' AND acquirer_refund_id IS NOT NULL \
+                     AND next_check_at IS NOT NULL AND next_check_at <= $1 ORDER BY next_check_at LIMIT $3", $skip,
+                    ") RETURNING ", $crate::store::sql::refund_columns!()
+                ))
+                .bind(now)
+                .bind(lease_until)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(claimed)
+            }
+
+            async fn schedule_refund_check(&self, refund_id: uuid::Uuid, next: time::OffsetDateTime) -> Result<(), $crate::store::StoreError> {
+                sqlx::query("UPDATE refunds SET next_check_at = $2 WHERE id = $1 AND status = 'pending'")
+                    .bind(refund_id)
+                    .bind(next)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
             }
 
             async fn queue_webhooks(&self, endpoint: &str) -> Result<u64, $crate::store::StoreError> {

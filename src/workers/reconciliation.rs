@@ -41,10 +41,16 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        match reconcile_due(&services, OffsetDateTime::now_utc(), max_backoff).await {
+        let now = OffsetDateTime::now_utc();
+        match reconcile_due(&services, now, max_backoff).await {
             Ok(0) => {}
             Ok(done) => tracing::info!(done, "reconciliation pass"),
             Err(error) => tracing::error!(%error, "reconciliation pass failed"),
+        }
+        match reconcile_refunds(&services, now, max_backoff).await {
+            Ok(0) => {}
+            Ok(done) => tracing::info!(done, "refund status pass"),
+            Err(error) => tracing::error!(%error, "refund status pass failed"),
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
@@ -69,6 +75,71 @@ pub async fn reconcile_due(
         if let Err(error) = reconcile(services, payment, now, max_backoff).await {
             tracing::error!(payment_id = %id, %error, "reconciliation failed; it will be retried after the lease");
         }
+    }
+    Ok(count)
+}
+
+/// One pass over pending refunds whose status is due: asks the acquirer's refund status and
+/// settles what became final (a failed refund frees its amount again).
+pub async fn reconcile_refunds(
+    services: &Services,
+    now: OffsetDateTime,
+    max_backoff: Duration,
+) -> Result<usize, StoreError> {
+    use crate::domain::refunds::RefundStatus;
+    use crate::store::RefundSettlement;
+    use oplata_providers::RefundOutcome;
+    let due = services
+        .store
+        .claim_due_refunds(now, now + LEASE, BATCH)
+        .await?;
+    let count = due.len();
+    for refund in due {
+        let (Some(acquirer_refund_id), Some(payment)) = (
+            refund.acquirer_refund_id.clone(),
+            services.store.get_payment(refund.payment_id).await?,
+        ) else {
+            continue;
+        };
+        let Some(entry) = services.suppliers.get(&payment.supplier_id) else {
+            continue;
+        };
+        let outcome = entry
+            .acquirer
+            .refund_status(&acquirer_refund_id)
+            .await
+            .unwrap_or_else(|e| RefundOutcome::Unknown {
+                reason: e.to_string(),
+            });
+        let settlement = match &outcome {
+            RefundOutcome::Succeeded { .. } => RefundSettlement {
+                status: RefundStatus::Succeeded,
+                acquirer_refund_id: None,
+                failure: None,
+                actor: ACTOR,
+            },
+            RefundOutcome::Declined(decline) => RefundSettlement {
+                status: RefundStatus::Failed,
+                acquirer_refund_id: None,
+                failure: Some((decline.code.as_str(), &decline.message)),
+                actor: ACTOR,
+            },
+            RefundOutcome::Pending { .. }
+            | RefundOutcome::Unknown { .. }
+            | RefundOutcome::NotSent { .. } => {
+                let again = now
+                    + backoff(
+                        u32::try_from(refund.check_attempts).unwrap_or(u32::MAX),
+                        max_backoff,
+                    );
+                services
+                    .store
+                    .schedule_refund_check(refund.id, again)
+                    .await?;
+                continue;
+            }
+        };
+        services.store.settle_refund(refund.id, &settlement).await?;
     }
     Ok(count)
 }

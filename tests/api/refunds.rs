@@ -15,6 +15,7 @@ on_both_backends!(
     refunds_need_the_desk_scope_a_paid_payment_and_a_reason,
     an_operator_cannot_refund_more_than_the_daily_limit,
     a_robokassa_payment_is_refunded_through_the_refund_api,
+    a_refund_still_processing_is_settled_by_the_refund_status_query,
 );
 
 /// A Moneta payment of `amount`, paid with 3-D Secure; returns its id and operation id.
@@ -398,4 +399,57 @@ async fn a_robokassa_payment_is_refunded_through_the_refund_api(backend: Backend
         "Robokassa refunded exactly 500.00"
     );
     assert_eq!(app.payment_record(&id).await.status, "partially_refunded");
+}
+
+async fn a_refund_still_processing_is_settled_by_the_refund_status_query(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let desk = app.key_with_scope(Scope::Desk).await;
+    let payment = app.create_payment(&demo_payment_body()).await;
+    let url = payment["next_action"]["url"].as_str().unwrap();
+    app.http.get(url).send().await.unwrap();
+    app.sandbox
+        .decide(DEMO_LOGIN, &param(&query_params(url), "InvId"), true)
+        .await
+        .unwrap();
+    let id = payment["id"].as_str().unwrap().to_owned();
+    app.sandbox.hold_refunds(true);
+    let reconcile = |minutes: i64| {
+        let services = app.services.clone();
+        async move {
+            let at = time::OffsetDateTime::now_utc() + time::Duration::minutes(minutes);
+            oplata::workers::reconciliation::reconcile_refunds(
+                &services,
+                at,
+                std::time::Duration::from_secs(60),
+            )
+            .await
+            .unwrap()
+        }
+    };
+
+    let (_, pending) = refund(
+        &app,
+        &desk,
+        &id,
+        json!({"amount": "500.00", "reason": "overpaid", "operator": "olga"}),
+    )
+    .await;
+    assert_eq!(pending["status"], "pending");
+    assert_eq!(reconcile(1).await, 1, "asked, still processing");
+    app.sandbox.finish_refunds();
+    reconcile(10).await;
+
+    let settled = app
+        .store
+        .get_refund(pending["id"].as_str().unwrap().parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(settled.status, "succeeded");
+    assert_eq!(app.payment_record(&id).await.status, "partially_refunded");
+    assert_eq!(
+        reconcile(100).await,
+        0,
+        "a settled refund is not asked about again"
+    );
 }

@@ -464,6 +464,10 @@ impl Acquirer for Moneta {
         })
     }
 
+    async fn refund_status(&self, refund_id: &str) -> Result<RefundOutcome, ProviderError> {
+        Ok(self.refund_outcome(refund_id).await)
+    }
+
     async fn refund(&self, request: &RefundRequest<'_>) -> Result<RefundOutcome, ProviderError> {
         let mut body = json!({
             "transactionId": request.operation_id,
@@ -500,6 +504,41 @@ impl Acquirer for Moneta {
             Err(CallFailure::NotSent(reason)) => RefundOutcome::NotSent { reason },
             Err(CallFailure::Unknown(reason)) => RefundOutcome::Unknown { reason },
         })
+    }
+}
+
+impl Moneta {
+    /// A refund operation's status, read as a refund outcome.
+    async fn refund_outcome(&self, refund_id: &str) -> RefundOutcome {
+        match self
+            .call(
+                "GetOperationDetailsById",
+                json!({ "operationId": refund_id }),
+            )
+            .await
+        {
+            Ok(ApiAnswer::Ok(body)) => match body.get("operation").map(Self::status_of) {
+                Some(StatusOutcome::Succeeded { .. }) => RefundOutcome::Succeeded {
+                    refund_id: refund_id.to_owned(),
+                },
+                Some(StatusOutcome::Pending) => RefundOutcome::Pending {
+                    refund_id: refund_id.to_owned(),
+                },
+                Some(StatusOutcome::Failed(decline)) => RefundOutcome::Declined(decline),
+                Some(StatusOutcome::Unknown { reason }) => RefundOutcome::Unknown { reason },
+                None => RefundOutcome::Unknown {
+                    reason: "an answer without an operation".into(),
+                },
+            },
+            Ok(ApiAnswer::Fault {
+                detail, message, ..
+            }) => RefundOutcome::Unknown {
+                reason: format!("fault {detail}: {message}"),
+            },
+            Err(CallFailure::NotSent(reason) | CallFailure::Unknown(reason)) => {
+                RefundOutcome::Unknown { reason }
+            }
+        }
     }
 }
 

@@ -335,6 +335,10 @@ impl Acquirer for Robokassa {
         })
     }
 
+    async fn refund_status(&self, refund_id: &str) -> Result<RefundOutcome, ProviderError> {
+        Ok(self.refund_state(refund_id).await)
+    }
+
     async fn operation_details(
         &self,
         operation_id: &str,

@@ -84,6 +84,8 @@ struct Inner {
     charges: AtomicU32,
     recurring_mode: Mutex<ApiMode>,
     decline_next_recurring: AtomicBool,
+    /// New Refund API requests stay `processing` until `finish_refunds`.
+    hold_refunds: AtomicBool,
 }
 
 /// The masked card every simulated payment is made with.
@@ -113,6 +115,7 @@ impl RobokassaSandbox {
                 charges: AtomicU32::new(0),
                 recurring_mode: Mutex::default(),
                 decline_next_recurring: AtomicBool::new(false),
+                hold_refunds: AtomicBool::new(false),
             }),
         }
     }
@@ -703,6 +706,18 @@ async fn recurring(State(sandbox): State<RobokassaSandbox>, body: axum::body::By
 }
 
 impl RobokassaSandbox {
+    /// New refunds stay `processing` (as Robokassa reports while the bank works on them).
+    pub fn hold_refunds(&self, hold: bool) {
+        self.inner.hold_refunds.store(hold, Ordering::SeqCst);
+    }
+
+    /// Every `processing` refund becomes `finished`.
+    pub fn finish_refunds(&self) {
+        for (_, label) in self.book().refunds.values_mut() {
+            *label = "finished";
+        }
+    }
+
     /// The refunds made through the Refund API of one invoice, in kopecks.
     pub fn refunded(&self, login: &str, inv_id: &str) -> i64 {
         self.invoice(login, inv_id)
@@ -760,8 +775,12 @@ impl RobokassaSandbox {
         };
         invoice.refunded_minor += amount.minor();
         let request_id = format!("rq-{}-{}", op, book.refunds.len() + 1);
-        book.refunds
-            .insert(request_id.clone(), (amount, "finished"));
+        let label = if self.inner.hold_refunds.load(Ordering::SeqCst) {
+            "processing"
+        } else {
+            "finished"
+        };
+        book.refunds.insert(request_id.clone(), (amount, label));
         serde_json::json!({"success": true, "message": null, "requestId": request_id})
     }
 }
