@@ -40,9 +40,29 @@ enum Command {
     /// Manage the keys that seal saved-card tokens.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Operators of the refunds desk.
+    #[command(subcommand)]
+    Operator(OperatorCommand),
     /// Outbound webhooks: make a secret, or check a received event's signature.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum OperatorCommand {
+    /// Add an operator; the password is asked for (or read from standard input when it is not
+    /// a terminal) and only its argon2 hash is stored.
+    Add {
+        #[arg(long)]
+        login: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// Disable an operator and end their sessions.
+    Disable {
+        #[arg(long)]
+        login: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -178,6 +198,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 vault.active_key_id(),
                 done.skipped
             );
+        }
+        Command::Operator(command) => {
+            let store = oplata::store::connect(&settings.database_url).await?;
+            match command {
+                OperatorCommand::Add { login, name } => {
+                    let password = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                        rpassword::prompt_password("Password (at least 12 characters): ")?
+                    } else {
+                        let mut line = String::new();
+                        std::io::stdin().read_line(&mut line)?;
+                        line.trim_end_matches(['\r', '\n']).to_owned()
+                    };
+                    let password = secrecy::SecretString::from(password);
+                    let operator =
+                        oplata::service::operators::add(store.as_ref(), &login, &name, &password)
+                            .await
+                            .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    println!("operator {} added", operator.login);
+                }
+                OperatorCommand::Disable { login } => {
+                    let disabled = store
+                        .disable_operator(&login, time::OffsetDateTime::now_utc())
+                        .await?;
+                    anyhow::ensure!(disabled, "no active operator {login}");
+                    println!("operator {login} disabled; their sessions are ended");
+                }
+            }
         }
         Command::Webhooks(WebhooksCommand::Secret) => {
             println!("{}", oplata::webhooks::generate_secret().expose_secret());

@@ -254,6 +254,11 @@ impl From<ServiceError> for ApiError {
                     None => error,
                 }
             }
+            ServiceError::Operator(e) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::InvalidFieldType,
+                e.to_string(),
+            ),
             ServiceError::NotFound => ApiError::not_found(),
             ServiceError::Store(e) => ApiError::internal(&e),
             ServiceError::Internal(e) => ApiError::internal(&e),

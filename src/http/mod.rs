@@ -3,6 +3,7 @@
 pub mod acquirers;
 pub mod auth;
 pub mod cards;
+pub mod desk;
 pub mod error;
 pub mod health;
 pub mod idempotency;
@@ -84,6 +85,12 @@ pub fn router(services: Arc<Services>, extra: Router) -> Router {
         )
         .route("/v1/refunds/{id}", get(refunds::get))
         .route("/v1/webhooks/dead", get(refunds::dead_webhooks))
+        .route("/desk", get(desk::search))
+        .route("/desk/login", get(desk::login_form).post(desk::login))
+        .route("/desk/logout", post(desk::logout))
+        .route("/desk/review", get(desk::review))
+        .route("/desk/payments/{id}", get(desk::payment))
+        .route("/desk/payments/{id}/refunds", post(desk::refund))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(openapi::document))

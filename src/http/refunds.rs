@@ -144,7 +144,7 @@ pub async fn create(
                 })?;
             let refund = refunds::create(
                 &services,
-                &client,
+                Some(client.id),
                 payment_id,
                 amount,
                 &request.reason,

@@ -4,6 +4,7 @@
 pub mod api_keys;
 pub mod callbacks;
 pub mod cards;
+pub mod operators;
 pub mod payments;
 pub mod refunds;
 pub mod suppliers;
@@ -56,6 +57,8 @@ pub enum ServiceError {
     Card(#[from] crate::domain::cards::CardRuleError),
     #[error(transparent)]
     Refund(#[from] crate::domain::refunds::RefundRuleError),
+    #[error(transparent)]
+    Operator(#[from] operators::OperatorError),
     #[error("not found")]
     NotFound,
     #[error(transparent)]

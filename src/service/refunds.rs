@@ -7,15 +7,15 @@ use oplata_providers::{Amount, RefundOutcome, RefundRequest};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::api_keys::ApiClient;
 use super::{ServiceError, Services};
 use crate::domain::refunds::RefundStatus;
 use crate::store::{NewRefund, RefundRecord, RefundSettlement};
 
-#[tracing::instrument(skip_all, fields(payment_id = %payment_id, client_id = %client.id))]
+/// `client_id` is the API client asking, or `None` for the desk's own pages.
+#[tracing::instrument(skip_all, fields(payment_id = %payment_id))]
 pub async fn create(
     services: &Services,
-    client: &ApiClient,
+    client_id: Option<Uuid>,
     payment_id: Uuid,
     amount: Option<Amount>,
     reason: &str,
@@ -41,7 +41,7 @@ pub async fn create(
         amount,
         reason,
         operator,
-        client_id: Some(client.id),
+        client_id,
         awaiting_acquirer: !capabilities.refunds,
         limits: services.settings.refund_limits(),
         now: OffsetDateTime::now_utc(),

@@ -232,6 +232,38 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         next: OffsetDateTime,
     ) -> Result<(), StoreError>;
 
+    async fn insert_operator(&self, operator: &OperatorRecord) -> Result<(), StoreError>;
+    async fn find_operator(&self, login: &str) -> Result<Option<OperatorRecord>, StoreError>;
+    /// Disables an operator and ends their sessions; false when no such active operator.
+    async fn disable_operator(&self, login: &str, at: OffsetDateTime) -> Result<bool, StoreError>;
+    async fn record_login_failure(&self, login: &str, at: OffsetDateTime)
+    -> Result<(), StoreError>;
+    async fn login_failures_since(
+        &self,
+        login: &str,
+        since: OffsetDateTime,
+    ) -> Result<i64, StoreError>;
+    async fn insert_session(
+        &self,
+        token_hash: &str,
+        operator_id: Uuid,
+        csrf_token: &str,
+        at: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    /// The live session of an enabled operator.
+    async fn find_session(
+        &self,
+        token_hash: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<SessionRecord>, StoreError>;
+    async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError>;
+    /// Payments matching the desk's search, newest first.
+    async fn search_payments(
+        &self,
+        query: &PaymentSearch,
+    ) -> Result<Vec<PaymentRecord>, StoreError>;
+
     /// Queues every outbox event not yet queued for `endpoint`.
     async fn queue_webhooks(&self, endpoint: &str) -> Result<u64, StoreError>;
     /// Claims due deliveries for `endpoint`, the oldest undelivered event of each aggregate only,
@@ -253,6 +285,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
     async fn webhook_deliveries(&self, event_id: Uuid) -> Result<Vec<DeliveryRecord>, StoreError>;
     async fn dead_webhooks(&self) -> Result<Vec<DeliveryRecord>, StoreError>;
+}
+
+/// The refunds desk's search; every given field must match.
+#[derive(Debug, Clone, Default)]
+pub struct PaymentSearch {
+    pub account_number: Option<String>,
+    pub payment_id: Option<Uuid>,
+    pub acquirer_order_id: Option<String>,
+    pub status: Option<String>,
+    pub from: Option<OffsetDateTime>,
+    pub to: Option<OffsetDateTime>,
+    pub limit: i64,
 }
 
 /// What one delivery attempt came to.

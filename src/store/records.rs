@@ -234,3 +234,33 @@ pub struct DeliveryRecord {
     pub last_error: Option<String>,
     pub delivered_at: Option<OffsetDateTime>,
 }
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OperatorRecord {
+    pub id: Uuid,
+    pub login: String,
+    pub name: String,
+    /// An argon2 PHC string; never the password.
+    pub password_hash: String,
+    pub created_at: OffsetDateTime,
+    pub disabled_at: Option<OffsetDateTime>,
+}
+
+/// `Debug` leaves out the CSRF token.
+#[derive(Clone, sqlx::FromRow)]
+pub struct SessionRecord {
+    pub operator_id: Uuid,
+    pub login: String,
+    pub name: String,
+    pub csrf_token: String,
+    pub expires_at: OffsetDateTime,
+}
+
+impl std::fmt::Debug for SessionRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionRecord")
+            .field("operator_id", &self.operator_id)
+            .field("login", &self.login)
+            .finish_non_exhaustive()
+    }
+}

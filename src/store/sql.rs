@@ -1069,6 +1069,124 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn insert_operator(&self, o: &$crate::store::OperatorRecord) -> Result<(), $crate::store::StoreError> {
+                sqlx::query(
+                    "INSERT INTO operators (id, login, name, password_hash, created_at, disabled_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(o.id)
+                .bind(&o.login)
+                .bind(&o.name)
+                .bind(&o.password_hash)
+                .bind(o.created_at)
+                .bind(o.disabled_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn find_operator(&self, login: &str) -> Result<Option<$crate::store::OperatorRecord>, $crate::store::StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT id, login, name, password_hash, created_at, disabled_at FROM operators WHERE login = $1",
+                )
+                .bind(login)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn disable_operator(&self, login: &str, at: time::OffsetDateTime) -> Result<bool, $crate::store::StoreError> {
+                let mut tx = self.pool.begin_with($begin).await?;
+                let done = sqlx::query("UPDATE operators SET disabled_at = $2 WHERE login = $1 AND disabled_at IS NULL")
+                    .bind(login)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM operator_sessions WHERE operator_id IN (SELECT id FROM operators WHERE login = $1)")
+                    .bind(login)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn record_login_failure(&self, login: &str, at: time::OffsetDateTime) -> Result<(), $crate::store::StoreError> {
+                sqlx::query("INSERT INTO login_failures (id, login, failed_at) VALUES ($1, $2, $3)")
+                    .bind($crate::store::sql::new_row_id())
+                    .bind(login)
+                    .bind(at)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn login_failures_since(&self, login: &str, since: time::OffsetDateTime) -> Result<i64, $crate::store::StoreError> {
+                let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM login_failures WHERE login = $1 AND failed_at >= $2")
+                    .bind(login)
+                    .bind(since)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(count)
+            }
+
+            async fn insert_session(
+                &self,
+                token_hash: &str,
+                operator_id: uuid::Uuid,
+                csrf_token: &str,
+                at: time::OffsetDateTime,
+                expires_at: time::OffsetDateTime,
+            ) -> Result<(), $crate::store::StoreError> {
+                sqlx::query(
+                    "INSERT INTO operator_sessions (token_hash, operator_id, csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(token_hash)
+                .bind(operator_id)
+                .bind(csrf_token)
+                .bind(at)
+                .bind(expires_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn find_session(&self, token_hash: &str, now: time::OffsetDateTime) -> Result<Option<$crate::store::SessionRecord>, $crate::store::StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT s.operator_id, o.login, o.name, s.csrf_token, s.expires_at FROM operator_sessions s \
+                     JOIN operators o ON o.id = s.operator_id \
+                     WHERE s.token_hash = $1 AND s.expires_at > $2 AND o.disabled_at IS NULL",
+                )
+                .bind(token_hash)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn delete_session(&self, token_hash: &str) -> Result<(), $crate::store::StoreError> {
+                sqlx::query("DELETE FROM operator_sessions WHERE token_hash = $1")
+                    .bind(token_hash)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn search_payments(&self, q: &$crate::store::PaymentSearch) -> Result<Vec<$crate::store::PaymentRecord>, $crate::store::StoreError> {
+                Ok(sqlx::query_as(concat!(
+                    "SELECT ", $crate::store::sql::payment_columns!(), " FROM payments WHERE \
+                     ($1 IS NULL OR account_number = $1) AND ($2 IS NULL OR id = $2) AND \
+                     ($3 IS NULL OR acquirer_order_id = $3) AND ($4 IS NULL OR status = $4) AND \
+                     ($5 IS NULL OR created_at >= $5) AND ($6 IS NULL OR created_at < $6) \
+                     ORDER BY created_at DESC, id DESC LIMIT $7"
+                ))
+                .bind(&q.account_number)
+                .bind(q.payment_id)
+                .bind(&q.acquirer_order_id)
+                .bind(&q.status)
+                .bind(q.from)
+                .bind(q.to)
+                .bind(q.limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
             async fn queue_webhooks(&self, endpoint: &str) -> Result<u64, $crate::store::StoreError> {
                 let done = sqlx::query(
                     "INSERT INTO webhook_deliveries (event_id, endpoint, aggregate_id, status, attempts, next_attempt_at) \

@@ -7,6 +7,8 @@ mod helpers;
 
 mod api_errors;
 mod binary;
+mod browser;
+mod desk;
 mod idempotency;
 mod logs;
 mod moneta_flow;

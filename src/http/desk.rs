@@ -1,0 +1,613 @@
+//! The refunds desk for operators in a browser: sign-in, search, a payment's page with its
+//! timeline and refunds, the refund form, the review list. Server-rendered Russian pages with no
+//! scripts. Sessions live in an HttpOnly, SameSite=Strict cookie (Secure when the service is
+//! reached over TLS); every form carries a CSRF token bound to the session (or, for the sign-in
+//! form, to a cookie of its own).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Form;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use oplata_providers::Amount;
+use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::domain::payment::PaymentStatus;
+use crate::service::operators::{self, LoginError};
+use crate::service::{ServiceError, Services, refunds};
+use crate::store::{PaymentRecord, PaymentSearch, SessionRecord};
+
+const SESSION_COOKIE: &str = "oplata_desk";
+const LOGIN_COOKIE: &str = "oplata_desk_login";
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+fn kopecks(minor: i64) -> String {
+    Amount::from_minor(minor)
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "0.00".into())
+}
+
+fn moment(at: OffsetDateTime) -> String {
+    at.format(&time::macros::format_description!(
+        "[day].[month].[year] [hour]:[minute]:[second] UTC"
+    ))
+    .unwrap_or_default()
+}
+
+fn status_ru(status: &str) -> &'static str {
+    match PaymentStatus::parse(status) {
+        Some(PaymentStatus::Created) => "создан",
+        Some(PaymentStatus::RequiresAction) => "ожидает клиента",
+        Some(PaymentStatus::Processing) => "в обработке",
+        Some(PaymentStatus::Succeeded) => "оплачен",
+        Some(PaymentStatus::Failed) => "не прошёл",
+        Some(PaymentStatus::Canceled) => "отменён",
+        Some(PaymentStatus::Expired) => "истёк",
+        Some(PaymentStatus::PartiallyRefunded) => "возвращён частично",
+        Some(PaymentStatus::Refunded) => "возвращён",
+        None => "неизвестно",
+    }
+}
+
+fn refund_status_ru(status: &str) -> &'static str {
+    match status {
+        "pending" => "в обработке",
+        "awaiting_acquirer" => "ждёт эквайера: выполните возврат в кабинете эквайера",
+        "succeeded" => "выполнен",
+        "failed" => "отклонён",
+        _ => "неизвестно",
+    }
+}
+
+fn page(title: &str, session: Option<&SessionRecord>, body: &str) -> String {
+    let header = match session {
+        Some(s) => format!(
+            "<header><a href=\"/desk\">Поиск</a> · <a href=\"/desk/review\">На проверку</a> · \
+<span id=\"operator\">{}</span> <form method=\"post\" action=\"/desk/logout\" style=\"display:inline\">\
+<input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\">Выйти</button></form></header>",
+            escape(&s.name),
+            escape(&s.csrf_token)
+        ),
+        None => String::new(),
+    };
+    format!(
+        "<!doctype html><html lang=\"ru\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{} — стол возвратов</title>\
+<style>body{{font-family:sans-serif;max-width:60rem;margin:1rem auto;padding:0 1rem}}table{{border-collapse:collapse}}\
+td,th{{border:1px solid #ccc;padding:.3rem .5rem;text-align:left}}.error{{color:#b00}}.ok{{color:#070}}\
+input,select,button{{font-size:1rem;padding:.3rem;margin:.2rem}}</style></head><body>{header}<h1>{}</h1>{body}</body></html>",
+        escape(title),
+        escape(title)
+    )
+}
+
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+fn secure_flag(services: &Services) -> &'static str {
+    if services.public_base_url.scheme() == "https" {
+        "; Secure"
+    } else {
+        ""
+    }
+}
+
+fn set_cookie(response: &mut Response, value: String) {
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+}
+
+fn same(a: &str, b: &str) -> bool {
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// A signed-in operator; anything else is sent to the sign-in page.
+#[derive(Debug)]
+pub struct Operator {
+    session: SessionRecord,
+}
+
+impl FromRequestParts<Arc<Services>> for Operator {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        services: &Arc<Services>,
+    ) -> Result<Self, Self::Rejection> {
+        let to_login = || Redirect::to("/desk/login").into_response();
+        let token = cookie_value(&parts.headers, SESSION_COOKIE).ok_or_else(to_login)?;
+        match operators::session(services, &token, OffsetDateTime::now_utc()).await {
+            Ok(Some(session)) => Ok(Operator { session }),
+            Ok(None) => Err(to_login()),
+            Err(error) => {
+                tracing::error!(%error, "desk session lookup failed");
+                Err(StatusCode::SERVICE_UNAVAILABLE.into_response())
+            }
+        }
+    }
+}
+
+fn login_page(services: &Services, message: Option<&str>, status: StatusCode) -> Response {
+    let token = operators::form_token();
+    let message = message
+        .map(|m| format!("<p class=\"error\" id=\"error\">{}</p>", escape(m)))
+        .unwrap_or_default();
+    let body = format!(
+        "{message}<form method=\"post\" action=\"/desk/login\"><input type=\"hidden\" name=\"csrf\" value=\"{token}\">\
+<p><label>Логин <input id=\"login\" name=\"login\" autocomplete=\"username\" required></label></p>\
+<p><label>Пароль <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label></p>\
+<p><button id=\"sign-in\" type=\"submit\">Войти</button></p></form>"
+    );
+    let mut response = (status, Html(page("Вход", None, &body))).into_response();
+    set_cookie(
+        &mut response,
+        format!(
+            "{LOGIN_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/desk; Max-Age=3600{}",
+            secure_flag(services)
+        ),
+    );
+    response
+}
+
+pub async fn login_form(State(services): State<Arc<Services>>) -> Response {
+    login_page(&services, None, StatusCode::OK)
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct LoginForm {
+    login: String,
+    password: String,
+    csrf: String,
+}
+
+pub async fn login(
+    State(services): State<Arc<Services>>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let expected = cookie_value(&headers, LOGIN_COOKIE).unwrap_or_default();
+    if expected.is_empty() || !same(&form.csrf, &expected) {
+        return login_page(
+            &services,
+            Some("Форма устарела. Попробуйте ещё раз."),
+            StatusCode::FORBIDDEN,
+        );
+    }
+    let password = SecretString::from(form.password);
+    match operators::login(
+        &services,
+        form.login.trim(),
+        &password,
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    {
+        Ok(Ok(session)) => {
+            let mut response = Redirect::to("/desk").into_response();
+            set_cookie(
+                &mut response,
+                format!(
+                    "{SESSION_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/desk; Max-Age={}{}",
+                    session.token.expose_secret(),
+                    operators::SESSION_LIFETIME.whole_seconds(),
+                    secure_flag(&services)
+                ),
+            );
+            response
+        }
+        Ok(Err(LoginError::Invalid)) => login_page(
+            &services,
+            Some("Неверный логин или пароль."),
+            StatusCode::UNAUTHORIZED,
+        ),
+        Ok(Err(LoginError::TooManyAttempts)) => login_page(
+            &services,
+            Some("Слишком много неудачных попыток. Попробуйте через 15 минут."),
+            StatusCode::TOO_MANY_REQUESTS,
+        ),
+        Err(error) => {
+            tracing::error!(%error, "desk sign-in failed");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct CsrfForm {
+    csrf: String,
+}
+
+pub async fn logout(
+    State(services): State<Arc<Services>>,
+    operator: Operator,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if !same(&form.csrf, &operator.session.csrf_token) {
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    if let Some(token) = cookie_value(&headers, SESSION_COOKIE) {
+        let _ = operators::logout(&services, &token).await;
+    }
+    let mut response = Redirect::to("/desk/login").into_response();
+    set_cookie(
+        &mut response,
+        format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/desk; Max-Age=0"),
+    );
+    response
+}
+
+fn parse_day(text: &str) -> Option<OffsetDateTime> {
+    time::Date::parse(
+        text,
+        &time::macros::format_description!("[year]-[month]-[day]"),
+    )
+    .ok()
+    .map(|d| d.midnight().assume_utc())
+}
+
+fn payment_rows(payments: &[PaymentRecord]) -> String {
+    if payments.is_empty() {
+        return "<p id=\"nothing\">Ничего не найдено.</p>".into();
+    }
+    let rows: String = payments
+        .iter()
+        .map(|p| {
+            format!(
+                "<tr><td><a class=\"payment\" href=\"/desk/payments/{id}\">{id}</a></td><td>{created}</td><td>{supplier}</td>\
+<td>{account}</td><td>{amount} ₽</td><td>{status}</td></tr>",
+                id = p.id,
+                created = moment(p.created_at),
+                supplier = escape(&p.supplier_id),
+                account = escape(&p.account_number),
+                amount = kopecks(p.amount_minor),
+                status = status_ru(&p.status),
+            )
+        })
+        .collect();
+    format!(
+        "<table id=\"results\"><tr><th>Платёж</th><th>Создан</th><th>Поставщик</th><th>Лицевой счёт</th><th>Сумма</th><th>Статус</th></tr>{rows}</table>"
+    )
+}
+
+pub async fn search(
+    State(services): State<Arc<Services>>,
+    operator: Operator,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let field = |name: &str| {
+        query
+            .get(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let search = PaymentSearch {
+        account_number: field("account"),
+        payment_id: field("payment").and_then(|v| Uuid::parse_str(&v).ok()),
+        acquirer_order_id: field("order"),
+        status: field("status").filter(|s| PaymentStatus::parse(s).is_some()),
+        from: field("from").as_deref().and_then(parse_day),
+        to: field("to")
+            .as_deref()
+            .and_then(parse_day)
+            .map(|d| d + time::Duration::days(1)),
+        limit: 100,
+    };
+    let searched = query.values().any(|v| !v.trim().is_empty());
+    let results = if searched {
+        match services.store.search_payments(&search).await {
+            Ok(found) => payment_rows(&found),
+            Err(error) => {
+                tracing::error!(%error, "desk search failed");
+                "<p class=\"error\">Поиск временно недоступен.</p>".into()
+            }
+        }
+    } else {
+        String::new()
+    };
+    let value = |name: &str| escape(query.get(name).map(String::as_str).unwrap_or_default());
+    let statuses: String = PaymentStatus::ALL
+        .iter()
+        .map(|s| {
+            let selected = if query.get("status").map(String::as_str) == Some(s.as_str()) {
+                " selected"
+            } else {
+                ""
+            };
+            format!(
+                "<option value=\"{}\"{selected}>{}</option>",
+                s.as_str(),
+                status_ru(s.as_str())
+            )
+        })
+        .collect();
+    let body = format!(
+        "<form method=\"get\" action=\"/desk\" id=\"search\">\
+<label>Лицевой счёт <input id=\"account\" name=\"account\" value=\"{}\"></label>\
+<label>Платёж <input name=\"payment\" value=\"{}\" size=\"36\"></label>\
+<label>Номер заказа эквайера <input name=\"order\" value=\"{}\"></label><br>\
+<label>С <input type=\"date\" name=\"from\" value=\"{}\"></label><label>по <input type=\"date\" name=\"to\" value=\"{}\"></label>\
+<label>Статус <select name=\"status\"><option value=\"\">любой</option>{statuses}</select></label>\
+<button id=\"find\" type=\"submit\">Найти</button></form>{results}",
+        value("account"),
+        value("payment"),
+        value("order"),
+        value("from"),
+        value("to"),
+    );
+    Html(page("Поиск платежей", Some(&operator.session), &body)).into_response()
+}
+
+async fn payment_page(
+    services: &Services,
+    operator: &Operator,
+    id: Uuid,
+    message: Option<(&str, bool)>,
+    status: StatusCode,
+) -> Response {
+    let payment = match services.store.get_payment(id).await {
+        Ok(Some(payment)) => payment,
+        Ok(None) => {
+            return (
+                StatusCode::NOT_FOUND,
+                Html(page("Платёж не найден", Some(&operator.session), "")),
+            )
+                .into_response();
+        }
+        Err(error) => {
+            tracing::error!(%error, "desk payment page failed");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    };
+    let (audit, refund_list) = match (
+        services.store.payment_audit(id).await,
+        services.store.list_refunds(id).await,
+    ) {
+        (Ok(audit), Ok(refunds)) => (audit, refunds),
+        _ => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    };
+    let held: i64 = refund_list
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.status.as_str(),
+                "pending" | "awaiting_acquirer" | "succeeded"
+            )
+        })
+        .map(|r| r.amount_minor)
+        .sum();
+    let remaining = payment.amount_minor - held;
+    let message = message
+        .map(|(text, ok)| {
+            format!(
+                "<p class=\"{}\" id=\"message\">{}</p>",
+                if ok { "ok" } else { "error" },
+                escape(text)
+            )
+        })
+        .unwrap_or_default();
+    let timeline: String = audit
+        .iter()
+        .map(|a| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                moment(a.created_at),
+                status_ru(&a.to_status),
+                escape(&a.actor),
+                escape(&a.reason)
+            )
+        })
+        .collect();
+    let refunds_rows: String = refund_list
+        .iter()
+        .map(|r| {
+            format!(
+                "<tr><td>{}</td><td>{} ₽</td><td class=\"refund-status\">{}</td><td>{}</td><td>{}</td></tr>",
+                moment(r.created_at),
+                kopecks(r.amount_minor),
+                refund_status_ru(&r.status),
+                escape(&r.operator),
+                escape(&r.reason)
+            )
+        })
+        .collect();
+    let refundable = matches!(
+        PaymentStatus::parse(&payment.status),
+        Some(PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded)
+    );
+    let form = if refundable && remaining > 0 {
+        format!(
+            "<h2>Возврат</h2><p>Можно вернуть: <strong id=\"remaining\">{} ₽</strong></p>\
+<form method=\"post\" action=\"/desk/payments/{}/refunds\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+<label>Сумма <input id=\"amount\" name=\"amount\" inputmode=\"decimal\" placeholder=\"{}\"></label>\
+<label>Причина <input id=\"reason\" name=\"reason\" required maxlength=\"500\"></label>\
+<button id=\"refund\" type=\"submit\">Вернуть</button></form>",
+            kopecks(remaining),
+            payment.id,
+            escape(&operator.session.csrf_token),
+            kopecks(remaining)
+        )
+    } else {
+        "<p>Возврат недоступен для этого платежа.</p>".into()
+    };
+    let review = payment
+        .review_reason
+        .as_deref()
+        .map(|r| format!("<p class=\"error\">На проверке: {}</p>", escape(r)))
+        .unwrap_or_default();
+    let body = format!(
+        "{message}{review}<table><tr><th>Статус</th><td id=\"status\" data-status=\"{status}\">{status_ru}</td></tr>\
+<tr><th>Сумма</th><td>{amount} ₽</td></tr><tr><th>Поставщик</th><td>{supplier}</td></tr>\
+<tr><th>Лицевой счёт</th><td>{account}</td></tr><tr><th>Эквайер, заказ</th><td>{acquirer} {order}</td></tr>\
+<tr><th>Создан</th><td>{created}</td></tr></table>\
+<h2>История</h2><table id=\"timeline\"><tr><th>Когда</th><th>Статус</th><th>Кто</th><th>Что</th></tr>{timeline}</table>\
+<h2>Возвраты</h2><table id=\"refunds\"><tr><th>Когда</th><th>Сумма</th><th>Статус</th><th>Оператор</th><th>Причина</th></tr>{refunds_rows}</table>{form}",
+        status = escape(&payment.status),
+        status_ru = status_ru(&payment.status),
+        amount = kopecks(payment.amount_minor),
+        supplier = escape(&payment.supplier_id),
+        account = escape(&payment.account_number),
+        acquirer = escape(&payment.acquirer),
+        order = escape(&payment.acquirer_order_id),
+        created = moment(payment.created_at),
+    );
+    (
+        status,
+        Html(page(
+            &format!("Платёж {}", payment.id),
+            Some(&operator.session),
+            &body,
+        )),
+    )
+        .into_response()
+}
+
+pub async fn payment(
+    State(services): State<Arc<Services>>,
+    operator: Operator,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let Ok(id) = Uuid::parse_str(&id) else {
+        return (
+            StatusCode::NOT_FOUND,
+            Html(page("Платёж не найден", Some(&operator.session), "")),
+        )
+            .into_response();
+    };
+    let message = query
+        .contains_key("refunded")
+        .then_some(("Возврат оформлен.", true));
+    payment_page(&services, &operator, id, message, StatusCode::OK).await
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct RefundForm {
+    csrf: String,
+    amount: String,
+    reason: String,
+}
+
+pub async fn refund(
+    State(services): State<Arc<Services>>,
+    operator: Operator,
+    Path(id): Path<String>,
+    Form(form): Form<RefundForm>,
+) -> Response {
+    if !same(&form.csrf, &operator.session.csrf_token) {
+        return (
+            StatusCode::FORBIDDEN,
+            Html(page(
+                "Форма устарела",
+                Some(&operator.session),
+                "<p>Обновите страницу.</p>",
+            )),
+        )
+            .into_response();
+    }
+    let Ok(id) = Uuid::parse_str(&id) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let amount = match form.amount.trim().replace(',', ".") {
+        text if text.is_empty() => None,
+        text => match Amount::parse_api(&text) {
+            Ok(amount) => Some(amount),
+            Err(_) => {
+                return payment_page(
+                    &services,
+                    &operator,
+                    id,
+                    Some(("Сумма указана неверно.", false)),
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                )
+                .await;
+            }
+        },
+    };
+    let reason = form.reason.trim();
+    match refunds::create(&services, None, id, amount, reason, &operator.session.login).await {
+        Ok(_) => Redirect::to(&format!("/desk/payments/{id}?refunded=1")).into_response(),
+        Err(ServiceError::Refund(rule)) => {
+            use crate::domain::refunds::RefundRuleError as R;
+            let text = match rule {
+                R::ExceedsRemaining { .. } => "Сумма возврата больше остатка платежа.".to_owned(),
+                R::PaymentNotRefundable => "Этот платёж нельзя вернуть.".to_owned(),
+                R::TooOld => "Платёж слишком старый для возврата.".to_owned(),
+                R::OperatorDailyLimit { .. } => {
+                    "Превышен дневной лимит возвратов оператора.".to_owned()
+                }
+                R::ReasonRequired => "Укажите причину возврата.".to_owned(),
+            };
+            payment_page(
+                &services,
+                &operator,
+                id,
+                Some((&text, false)),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+        Err(ServiceError::NotFound) => StatusCode::NOT_FOUND.into_response(),
+        Err(error) => {
+            tracing::error!(%error, "desk refund failed");
+            payment_page(
+                &services,
+                &operator,
+                id,
+                Some(("Возврат не удался, попробуйте позже.", false)),
+                StatusCode::SERVICE_UNAVAILABLE,
+            )
+            .await
+        }
+    }
+}
+
+pub async fn review(State(services): State<Arc<Services>>, operator: Operator) -> Response {
+    let (payments, dead) = match (
+        services.store.payments_for_review().await,
+        services.store.dead_webhooks().await,
+    ) {
+        (Ok(payments), Ok(dead)) => (payments, dead),
+        _ => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    };
+    let dead_rows: String = dead
+        .iter()
+        .map(|d| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                d.event_id,
+                escape(&d.endpoint),
+                d.attempts,
+                escape(d.last_error.as_deref().unwrap_or_default())
+            )
+        })
+        .collect();
+    let body = format!(
+        "<h2>Платежи на проверке</h2>{}<h2>Недоставленные события для биллинга</h2>\
+<table><tr><th>Событие</th><th>Получатель</th><th>Попыток</th><th>Ошибка</th></tr>{dead_rows}</table>",
+        payment_rows(&payments)
+    );
+    Html(page("На проверку", Some(&operator.session), &body)).into_response()
+}

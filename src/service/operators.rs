@@ -1,0 +1,175 @@
+//! Operators of the refunds desk: argon2id password hashes, sessions, and a brake on guessing.
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use base64::Engine;
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use super::{ServiceError, Services};
+use crate::store::{OperatorRecord, SessionRecord, Store, StoreError};
+
+/// Failed logins for one login within `LOCKOUT_WINDOW` before further attempts are refused.
+pub const MAX_FAILURES: i64 = 5;
+pub const LOCKOUT_WINDOW: Duration = Duration::minutes(15);
+pub const SESSION_LIFETIME: Duration = Duration::hours(8);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OperatorError {
+    #[error("the login must be 3 to 64 characters of a-z, 0-9, '.', '_' or '-'")]
+    BadLogin,
+    #[error("the name must be 1 to 128 characters")]
+    BadName,
+    #[error("the password must be at least 12 characters")]
+    WeakPassword,
+    #[error("an operator with this login exists")]
+    Exists,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LoginError {
+    #[error("wrong login or password")]
+    Invalid,
+    #[error("too many failed attempts; try again later")]
+    TooManyAttempts,
+}
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn hash_password(password: &SecretString) -> Result<String, ServiceError> {
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    let salt = SaltString::encode_b64(&salt).map_err(|e| ServiceError::Internal(e.to_string()))?;
+    Argon2::default()
+        .hash_password(password.expose_secret().as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| ServiceError::Internal(e.to_string()))
+}
+
+fn password_matches(hash: &str, password: &SecretString) -> bool {
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        Argon2::default()
+            .verify_password(password.expose_secret().as_bytes(), &parsed)
+            .is_ok()
+    })
+}
+
+/// A real argon2 hash of a random password, checked for unknown logins so that both paths
+/// take the same time and timing does not tell which logins exist.
+fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| hash_password(&SecretString::from(random_token())).unwrap_or_default())
+}
+
+pub async fn add(
+    store: &dyn Store,
+    login: &str,
+    name: &str,
+    password: &SecretString,
+) -> Result<OperatorRecord, ServiceError> {
+    let login_ok = (3..=64).contains(&login.len())
+        && login
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    if !login_ok {
+        return Err(OperatorError::BadLogin.into());
+    }
+    if name.trim().is_empty() || name.chars().count() > 128 {
+        return Err(OperatorError::BadName.into());
+    }
+    if password.expose_secret().chars().count() < 12 {
+        return Err(OperatorError::WeakPassword.into());
+    }
+    if store.find_operator(login).await?.is_some() {
+        return Err(OperatorError::Exists.into());
+    }
+    let operator = OperatorRecord {
+        id: Uuid::now_v7(),
+        login: login.to_owned(),
+        name: name.trim().to_owned(),
+        password_hash: hash_password(password)?,
+        created_at: OffsetDateTime::now_utc(),
+        disabled_at: None,
+    };
+    store.insert_operator(&operator).await?;
+    Ok(operator)
+}
+
+/// A new session: the cookie value (shown once) and its CSRF token.
+#[derive(Debug)]
+pub struct NewSession {
+    pub token: SecretString,
+    pub csrf_token: String,
+}
+
+pub async fn login(
+    services: &Services,
+    login: &str,
+    password: &SecretString,
+    now: OffsetDateTime,
+) -> Result<Result<NewSession, LoginError>, StoreError> {
+    let store = services.store.as_ref();
+    if store
+        .login_failures_since(login, now - LOCKOUT_WINDOW)
+        .await?
+        >= MAX_FAILURES
+    {
+        return Ok(Err(LoginError::TooManyAttempts));
+    }
+    let operator = store.find_operator(login).await?;
+    let hash = operator
+        .as_ref()
+        .map_or(decoy_hash(), |o| o.password_hash.as_str());
+    let matches = password_matches(hash, password);
+    let operator = match operator {
+        Some(o) if matches && o.disabled_at.is_none() => o,
+        Some(_) | None => {
+            store.record_login_failure(login, now).await?;
+            return Ok(Err(LoginError::Invalid));
+        }
+    };
+    let token = random_token();
+    let csrf_token = random_token();
+    store
+        .insert_session(
+            &token_hash(&token),
+            operator.id,
+            &csrf_token,
+            now,
+            now + SESSION_LIFETIME,
+        )
+        .await?;
+    tracing::info!(operator = %operator.login, "operator signed in");
+    Ok(Ok(NewSession {
+        token: SecretString::from(token),
+        csrf_token,
+    }))
+}
+
+pub async fn session(
+    services: &Services,
+    token: &str,
+    now: OffsetDateTime,
+) -> Result<Option<SessionRecord>, StoreError> {
+    services.store.find_session(&token_hash(token), now).await
+}
+
+pub async fn logout(services: &Services, token: &str) -> Result<(), StoreError> {
+    services.store.delete_session(&token_hash(token)).await
+}
+
+/// A token for forms shown before a session exists (the login form).
+pub fn form_token() -> String {
+    random_token()
+}

@@ -1,0 +1,209 @@
+//! The refunds desk in headless Chromium, driven through chromedriver's WebDriver protocol:
+//! an operator signs in, finds a payment by account number, refunds part of it, sees the new
+//! status; a second refund over the remainder shows the error. Needs `OPLATA_TEST_CHROMEDRIVER`
+//! (Debian's chromium-driver); `scripts/test` skips these tests without it and says so, CI
+//! installs Chromium and runs them.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+    http: reqwest::Client,
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        let chromedriver = std::env::var("OPLATA_TEST_CHROMEDRIVER").unwrap_or_else(|_| {
+            panic!("OPLATA_TEST_CHROMEDRIVER is not set: browser tests need Debian's chromium-driver (scripts/test skips them without it)")
+        });
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let http = oplata_providers::http_client(Duration::from_secs(60)).unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if http.get(format!("{base}/status")).send().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let chromium =
+            std::env::var("OPLATA_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        let profile = tempfile::tempdir().unwrap().keep();
+        let capabilities = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
+            "binary": chromium,
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                     "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                     "--disable-sync", format!("--user-data-dir={}", profile.display())]
+        }}}});
+        let answer: Value = http
+            .post(format!("{base}/session"))
+            .json(&capabilities)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let session = answer["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {answer}"))
+            .to_owned();
+        Browser {
+            driver,
+            base,
+            session,
+            http,
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let request = self.http.request(method, url);
+        let request = match body {
+            Some(body) => request.json(&body),
+            None => request,
+        };
+        let answer: Value = request.send().await.unwrap().json().await.unwrap();
+        assert!(answer["value"].get("error").is_none(), "{path}: {answer}");
+        answer["value"].clone()
+    }
+
+    async fn open(&self, url: &str) {
+        self.call(reqwest::Method::POST, "/url", Some(json!({"url": url})))
+            .await;
+    }
+
+    async fn url(&self) -> String {
+        self.call(reqwest::Method::GET, "/url", None)
+            .await
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let found = self
+            .call(
+                reqwest::Method::POST,
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await;
+        found[ELEMENT].as_str().unwrap().to_owned()
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let element = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{element}/value"),
+            Some(json!({"text": text})),
+        )
+        .await;
+    }
+
+    async fn click(&self, css: &str) {
+        let element = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{element}/click"),
+            Some(json!({})),
+        )
+        .await;
+    }
+
+    async fn text(&self, css: &str) -> String {
+        let element = self.find(css).await;
+        self.call(
+            reqwest::Method::GET,
+            &format!("/element/{element}/text"),
+            None,
+        )
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_signs_in_finds_a_payment_by_account_and_refunds_part_of_it() {
+    let browser = Browser::start().await;
+    let app = spawn_app(Backend::Sqlite).await;
+    oplata::service::operators::add(
+        app.store.as_ref(),
+        "olga",
+        "Ольга Петрова",
+        &secrecy::SecretString::from("correct horse battery"),
+    )
+    .await
+    .unwrap();
+    let payment = app.create_payment(&demo_payment_body()).await;
+    let url = payment["next_action"]["url"].as_str().unwrap();
+    app.http.get(url).send().await.unwrap();
+    app.sandbox
+        .decide(DEMO_LOGIN, &param(&query_params(url), "InvId"), true)
+        .await
+        .unwrap();
+
+    browser.open(&app.url("/desk")).await;
+    assert!(
+        browser.url().await.ends_with("/desk/login"),
+        "the desk needs a sign-in"
+    );
+    browser.type_into("#login", "olga").await;
+    browser
+        .type_into("#password", "correct horse battery")
+        .await;
+    browser.click("#sign-in").await;
+    assert_eq!(browser.text("#operator").await, "Ольга Петрова");
+    browser.type_into("#account", "1234567890").await;
+    browser.click("#find").await;
+    browser.click("a.payment").await;
+    assert_eq!(browser.text("#remaining").await, "1500.00 ₽");
+    browser.type_into("#amount", "500").await;
+    browser.type_into("#reason", "переплата").await;
+    browser.click("#refund").await;
+
+    assert_eq!(browser.text("#message").await, "Возврат оформлен.");
+    assert_eq!(browser.text("#status").await, "возвращён частично");
+    assert_eq!(browser.text("#remaining").await, "1000.00 ₽");
+    browser.type_into("#amount", "1000.01").await;
+    browser.type_into("#reason", "ещё раз").await;
+    browser.click("#refund").await;
+    assert_eq!(
+        browser.text("#message").await,
+        "Сумма возврата больше остатка платежа."
+    );
+    assert_eq!(
+        app.payment_record(payment["id"].as_str().unwrap())
+            .await
+            .status,
+        "partially_refunded"
+    );
+}

@@ -1,0 +1,184 @@
+//! The refunds desk over HTTP on both databases: nothing without signing in, a brake on guessed
+//! passwords, CSRF on every form, a disabled operator's session ends.
+
+use crate::helpers::*;
+
+on_both_backends!(
+    nothing_on_the_desk_is_shown_without_signing_in,
+    guessing_passwords_is_stopped_after_five_failures,
+    a_refund_form_without_the_sessions_csrf_token_is_refused,
+    disabling_an_operator_ends_their_session,
+);
+
+const PASSWORD: &str = "correct horse battery";
+
+async fn with_operator(backend: Backend) -> TestApp {
+    let app = spawn_app(backend).await;
+    oplata::service::operators::add(
+        app.store.as_ref(),
+        "olga",
+        "Ольга",
+        &secrecy::SecretString::from(PASSWORD),
+    )
+    .await
+    .unwrap();
+    app
+}
+
+fn browser() -> reqwest::Client {
+    // Building one client installs the TLS crypto provider every reqwest client here needs.
+    let _ = oplata_providers::http_client(std::time::Duration::from_secs(10));
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn hidden_csrf(html: &str) -> String {
+    html.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Signs in; returns the status of the answer to the sign-in form.
+async fn sign_in(app: &TestApp, client: &reqwest::Client, password: &str) -> u16 {
+    let form = client
+        .get(app.url("/desk/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = hidden_csrf(&form);
+    client
+        .post(app.url("/desk/login"))
+        .form(&[
+            ("login", "olga"),
+            ("password", password),
+            ("csrf", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn nothing_on_the_desk_is_shown_without_signing_in(backend: Backend) {
+    let app = with_operator(backend).await;
+    let stranger = browser();
+
+    for path in [
+        "/desk",
+        "/desk/review",
+        &format!("/desk/payments/{}", uuid::Uuid::now_v7()),
+    ] {
+        let answer = stranger.get(app.url(path)).send().await.unwrap();
+        assert_eq!(answer.status(), 303, "{path}");
+        assert_eq!(answer.headers()["location"], "/desk/login");
+    }
+    let forged = stranger
+        .post(app.url("/desk/login"))
+        .form(&[("login", "olga"), ("password", PASSWORD), ("csrf", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        forged.status(),
+        403,
+        "a sign-in without the form's token is refused"
+    );
+    assert_eq!(sign_in(&app, &stranger, PASSWORD).await, 303);
+    let signed_in = stranger.get(app.url("/desk")).send().await.unwrap();
+    assert_eq!(signed_in.status(), 200);
+}
+
+async fn guessing_passwords_is_stopped_after_five_failures(backend: Backend) {
+    let app = with_operator(backend).await;
+    let client = browser();
+
+    for _ in 0..5 {
+        assert_eq!(sign_in(&app, &client, "wrong password!").await, 401);
+    }
+    assert_eq!(
+        sign_in(&app, &client, PASSWORD).await,
+        429,
+        "even the right password waits now"
+    );
+}
+
+async fn a_refund_form_without_the_sessions_csrf_token_is_refused(backend: Backend) {
+    let app = with_operator(backend).await;
+    let client = browser();
+    sign_in(&app, &client, PASSWORD).await;
+    let payment = app.create_payment(&demo_payment_body()).await;
+    let url = payment["next_action"]["url"].as_str().unwrap();
+    app.http.get(url).send().await.unwrap();
+    app.sandbox
+        .decide(DEMO_LOGIN, &param(&query_params(url), "InvId"), true)
+        .await
+        .unwrap();
+    let id = payment["id"].as_str().unwrap();
+
+    let refused = client
+        .post(app.url(&format!("/desk/payments/{id}/refunds")))
+        .form(&[
+            ("amount", "10.00"),
+            ("reason", "r"),
+            ("csrf", "not-the-token"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let page = client
+        .get(app.url(&format!("/desk/payments/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let accepted = client
+        .post(app.url(&format!("/desk/payments/{id}/refunds")))
+        .form(&[
+            ("amount", "10.00"),
+            ("reason", "r"),
+            ("csrf", hidden_csrf(&page).as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(refused.status(), 403);
+    assert_eq!(accepted.status(), 303);
+    let refunds = app.store.list_refunds(id.parse().unwrap()).await.unwrap();
+    assert_eq!(refunds.len(), 1, "only the form with the token refunded");
+    assert_eq!(refunds[0].operator, "olga");
+}
+
+async fn disabling_an_operator_ends_their_session(backend: Backend) {
+    let app = with_operator(backend).await;
+    let client = browser();
+    sign_in(&app, &client, PASSWORD).await;
+    assert_eq!(
+        client.get(app.url("/desk")).send().await.unwrap().status(),
+        200
+    );
+
+    assert!(
+        app.store
+            .disable_operator("olga", time::OffsetDateTime::now_utc())
+            .await
+            .unwrap()
+    );
+
+    assert_eq!(
+        client.get(app.url("/desk")).send().await.unwrap().status(),
+        303
+    );
+    assert_eq!(sign_in(&app, &client, PASSWORD).await, 401);
+}
