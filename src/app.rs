@@ -87,6 +87,7 @@ impl Application {
             .then(|| sandboxes(&settings, &base_url))
             .transpose()?;
         let vault = Vault::new(&settings.vault.active_key, &settings.vault.keys)?;
+        crate::metrics::handle();
         let services = Arc::new(Services {
             vault,
             store,

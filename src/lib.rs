@@ -8,6 +8,8 @@ pub mod config;
 pub mod domain;
 /// The HTTP API.
 pub mod http;
+/// Prometheus metrics.
+pub mod metrics;
 /// Orchestration between the rules, the store and the acquirers.
 pub mod service;
 /// Storage on SQLite or PostgreSQL.

@@ -33,3 +33,24 @@ pub async fn readyz(
         serde_json::json!({"status": "ready", "database": services.store.backend()}),
     ))
 }
+
+/// Prometheus metrics (scope `admin`).
+pub async fn metrics(
+    State(services): State<Arc<Services>>,
+    auth: super::auth::Authenticated,
+) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
+    auth.require(crate::service::api_keys::Scope::Admin)?;
+    let store = &services.store;
+    let gauges = crate::metrics::StoreGauges {
+        webhooks_dead: store.dead_webhooks().await?.len(),
+        payments_in_review: store.payments_for_review().await?.len(),
+        refunds_awaiting_acquirer: store.count_refunds_awaiting().await?,
+    };
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        crate::metrics::render(gauges),
+    ))
+}

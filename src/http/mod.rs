@@ -93,6 +93,7 @@ pub fn router(services: Arc<Services>, extra: Router) -> Router {
         .route("/desk/payments/{id}/refunds", post(desk::refund))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi::document))
         .with_state(services);
     api.merge(extra)

@@ -50,6 +50,12 @@ pub async fn handle_notification(
 ) -> CallbackAnswer {
     let mut adapter = None;
     let outcome = process(services, kind, raw, &mut adapter).await;
+    let result = match &outcome {
+        Ok(_) => "accepted",
+        Err(Failure::Rejected(_)) => "rejected",
+        Err(Failure::Internal(_)) => "failed",
+    };
+    metrics::counter!("oplata_notifications_total", "acquirer" => kind.as_str(), "result" => result).increment(1);
     let verdict = match &outcome {
         Ok(Accepted::Done) => AnswerVerdict::Accepted,
         Ok(Accepted::Check(result)) => AnswerVerdict::Check(*result),

@@ -100,6 +100,8 @@ pub async fn create(
     let actor = format!("client:{}", client.id);
     let created = services.store.create_payment(&new, &actor).await?;
     tracing::info!(payment_id = %created.id, order_id = %created.acquirer_order_id, "payment created");
+    metrics::counter!("oplata_payments_created_total", "acquirer" => created.acquirer.clone(), "method" => created.payment_method.clone())
+        .increment(1);
     match card {
         None => {
             start_hosted_payment(services, entry.acquirer.as_ref(), created, &valid, &actor).await

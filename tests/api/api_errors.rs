@@ -12,6 +12,7 @@ on_both_backends!(
     a_payment_is_visible_only_to_its_client_and_user,
     an_oversized_body_is_refused_in_the_error_format,
     health_readiness_and_the_api_document_answer,
+    metrics_are_for_admins_and_count_what_happened,
 );
 
 async fn each_broken_rule_has_its_own_code_and_changes_nothing(backend: Backend) {
@@ -281,4 +282,43 @@ async fn health_readiness_and_the_api_document_answer(backend: Backend) {
         unknown.json::<Value>().await.unwrap()["error"]["code"],
         "not_found"
     );
+}
+
+async fn metrics_are_for_admins_and_count_what_happened(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let admin = app.key_with_scope(Scope::Admin).await;
+    app.create_payment(&demo_payment_body()).await;
+
+    let anonymous = app.http.get(app.url("/metrics")).send().await.unwrap();
+    let portal = app
+        .http
+        .get(app.url("/metrics"))
+        .bearer_auth(&app.portal_key)
+        .send()
+        .await
+        .unwrap();
+    let scraped = app
+        .http
+        .get(app.url("/metrics"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    assert_eq!(anonymous.status(), 401);
+    assert_eq!(portal.status(), 403);
+    assert!(
+        scraped.contains("oplata_payments_created_total{"),
+        "{scraped}"
+    );
+    for gauge in [
+        "oplata_webhooks_dead 0",
+        "oplata_payments_in_review 0",
+        "oplata_refunds_awaiting_acquirer 0",
+    ] {
+        assert!(scraped.contains(gauge), "{gauge} in {scraped}");
+    }
 }
