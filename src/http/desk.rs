@@ -585,13 +585,27 @@ pub async fn refund(
 }
 
 pub async fn review(State(services): State<Arc<Services>>, operator: Operator) -> Response {
-    let (payments, dead) = match (
-        services.store.payments_for_review().await,
-        services.store.dead_webhooks().await,
+    let store = &services.store;
+    let (payments, awaiting, dead) = match (
+        store.payments_for_review().await,
+        store.refunds_awaiting().await,
+        store.dead_webhooks().await,
     ) {
-        (Ok(payments), Ok(dead)) => (payments, dead),
+        (Ok(payments), Ok(awaiting), Ok(dead)) => (payments, awaiting, dead),
         _ => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
     };
+    let awaiting_rows: String = awaiting
+        .iter()
+        .map(|r| {
+            format!(
+                "<tr><td><a href=\"/desk/payments/{p}\">{p}</a></td><td>{amount} ₽</td><td>{operator}</td><td>{at}</td></tr>",
+                p = r.payment_id,
+                amount = kopecks(r.amount_minor),
+                operator = escape(&r.operator),
+                at = moment(r.created_at),
+            )
+        })
+        .collect();
     let dead_rows: String = dead
         .iter()
         .map(|d| {
@@ -605,7 +619,10 @@ pub async fn review(State(services): State<Arc<Services>>, operator: Operator) -
         })
         .collect();
     let body = format!(
-        "<h2>Платежи на проверке</h2>{}<h2>Недоставленные события для биллинга</h2>\
+        "<h2>Платежи на проверке</h2>{}<h2>Возвраты, ожидающие эквайера</h2>\
+<p>Выполните их в кабинете эквайера; его уведомление закроет возврат.</p>\
+<table id=\"awaiting\"><tr><th>Платёж</th><th>Сумма</th><th>Оператор</th><th>Когда</th></tr>{awaiting_rows}</table>\
+<h2>Недоставленные события для биллинга</h2>\
 <table><tr><th>Событие</th><th>Получатель</th><th>Попыток</th><th>Ошибка</th></tr>{dead_rows}</table>",
         payment_rows(&payments)
     );

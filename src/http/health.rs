@@ -44,7 +44,7 @@ pub async fn metrics(
     let gauges = crate::metrics::StoreGauges {
         webhooks_dead: store.dead_webhooks().await?.len(),
         payments_in_review: store.payments_for_review().await?.len(),
-        refunds_awaiting_acquirer: store.count_refunds_awaiting().await?,
+        refunds_awaiting_acquirer: store.refunds_awaiting().await?.len(),
     };
     Ok((
         [(

@@ -218,7 +218,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<RefundRecord, StoreError>;
     async fn get_refund(&self, id: Uuid) -> Result<Option<RefundRecord>, StoreError>;
     async fn list_refunds(&self, payment_id: Uuid) -> Result<Vec<RefundRecord>, StoreError>;
-    async fn count_refunds_awaiting(&self) -> Result<usize, StoreError>;
+    /// Refunds waiting to be done in an acquirer's cabinet (NetPay), oldest first.
+    async fn refunds_awaiting(&self) -> Result<Vec<RefundRecord>, StoreError>;
 
     /// Claims pending refunds whose status is due to be asked (lease as for payments).
     async fn claim_due_refunds(

@@ -1038,11 +1038,13 @@ macro_rules! sql_store {
                 .await?)
             }
 
-            async fn count_refunds_awaiting(&self) -> Result<usize, $crate::store::StoreError> {
-                let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM refunds WHERE status = 'awaiting_acquirer'")
-                    .fetch_one(&self.pool)
-                    .await?;
-                Ok(usize::try_from(count).unwrap_or(0))
+            async fn refunds_awaiting(&self) -> Result<Vec<$crate::store::RefundRecord>, $crate::store::StoreError> {
+                Ok(sqlx::query_as(concat!(
+                    "SELECT ", $crate::store::sql::refund_columns!(),
+                    " FROM refunds WHERE status = 'awaiting_acquirer' ORDER BY created_at, id"
+                ))
+                .fetch_all(&self.pool)
+                .await?)
             }
 
             async fn claim_due_refunds(

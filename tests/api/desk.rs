@@ -8,6 +8,7 @@ on_both_backends!(
     guessing_passwords_is_stopped_after_five_failures,
     a_refund_form_without_the_sessions_csrf_token_is_refused,
     disabling_an_operator_ends_their_session,
+    the_review_page_lists_refunds_waiting_for_the_acquirer,
 );
 
 const PASSWORD: &str = "correct horse battery";
@@ -181,4 +182,56 @@ async fn disabling_an_operator_ends_their_session(backend: Backend) {
         303
     );
     assert_eq!(sign_in(&app, &client, PASSWORD).await, 401);
+}
+
+async fn the_review_page_lists_refunds_waiting_for_the_acquirer(backend: Backend) {
+    let app = with_operator(backend).await;
+    let client = browser();
+    sign_in(&app, &client, PASSWORD).await;
+    let mut water = demo_payment_body();
+    water["supplier_id"] = "demo-water".into();
+    water["account_number"] = "00123456".into();
+    let payment = app.create_payment(&water).await;
+    let id = payment["id"].as_str().unwrap();
+    let order = app.payment_record(id).await.acquirer_order_id;
+    app.http
+        .post(payment["next_action"]["url"].as_str().unwrap())
+        .form(&next_action_fields(&payment))
+        .send()
+        .await
+        .unwrap();
+    app.net_pay
+        .decide(oplata::config::DEMO_NETPAY_AUTH, &order, true)
+        .await
+        .unwrap();
+    let page = client
+        .get(app.url(&format!("/desk/payments/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    client
+        .post(app.url(&format!("/desk/payments/{id}/refunds")))
+        .form(&[
+            ("amount", "100.00"),
+            ("reason", "переплата"),
+            ("csrf", hidden_csrf(&page).as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+
+    let review = client
+        .get(app.url("/desk/review"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    assert!(review.contains(&format!("/desk/payments/{id}")), "{review}");
+    assert!(review.contains("100.00 ₽"));
 }
