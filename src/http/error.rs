@@ -137,7 +137,7 @@ impl ApiError {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::InternalError,
-            "the service failed to process the request; it is safe to retry with the same Idempotency-Key",
+            "the service failed to process the request; check the payment's status before trying again",
         )
     }
 

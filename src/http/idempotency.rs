@@ -2,8 +2,10 @@
 //!
 //! The same key and the same request replay the first answer (errors included); the same key
 //! with another request is refused; while the first is still running, a second is told so. The
-//! request runs in its own task, so a client that hangs up cannot leave it half done. A 5xx
-//! answer frees the key: the client may retry the same request.
+//! request runs in its own task, so a client that hangs up cannot leave it half done. Every
+//! answer is kept, a 5xx too: it may come after money moved (a charge whose outcome could not be
+//! recorded), and a retry under the same key must never start a second charge. Only a request
+//! that died without answering frees its key, after the lease.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -119,21 +121,14 @@ where
                 Ok(done) => done,
                 Err(error) => (error.status, error.body_json()),
             };
-            let stored = if status.is_server_error() {
-                services
-                    .store
-                    .release_idempotency_key(client.id, &key.0)
-                    .await
-            } else {
-                let response = StoredResponse {
-                    status: status.as_u16(),
-                    body: body.clone(),
-                };
-                services
-                    .store
-                    .complete_idempotency_key(client.id, &key.0, &response)
-                    .await
+            let response = StoredResponse {
+                status: status.as_u16(),
+                body: body.clone(),
             };
+            let stored = services
+                .store
+                .complete_idempotency_key(client.id, &key.0, &response)
+                .await;
             if let Err(error) = stored {
                 tracing::error!(%error, "could not record the idempotent response");
             }

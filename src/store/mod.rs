@@ -104,8 +104,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         key: &str,
         response: &StoredResponse,
     ) -> Result<(), StoreError>;
-    /// Frees a claimed key whose request could not be answered, so a retry can run.
-    async fn release_idempotency_key(&self, client_id: Uuid, key: &str) -> Result<(), StoreError>;
 
     /// Allocates the acquirer order number and inserts the payment as `created`, with its audit
     /// and outbox rows, in one transaction.

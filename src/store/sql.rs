@@ -409,21 +409,6 @@ macro_rules! sql_store {
                 Ok(())
             }
 
-            async fn release_idempotency_key(
-                &self,
-                client_id: uuid::Uuid,
-                key: &str,
-            ) -> Result<(), $crate::store::StoreError> {
-                sqlx::query(
-                    "DELETE FROM idempotency_keys WHERE client_id = $1 AND idem_key = $2 AND state = 'in_progress'",
-                )
-                .bind(client_id)
-                .bind(key)
-                .execute(&self.pool)
-                .await?;
-                Ok(())
-            }
-
             async fn create_payment(
                 &self,
                 p: &$crate::store::NewPaymentRecord,

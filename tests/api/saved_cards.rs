@@ -384,9 +384,23 @@ async fn a_ciphertext_moved_to_another_users_row_does_not_open(backend: Backend)
         bobs,
     )
     .await;
-    let (status, answer) = post(&app, &saved_card_payment("heat", "bob", bobs)).await;
+    let body = saved_card_payment("heat", "bob", bobs).to_string();
+    let first = app
+        .post_payment(Some(&app.portal_key), Some("moved"), &body)
+        .await;
+    let (status, answer) = (first.status().as_u16(), first.text().await.unwrap());
+    let retried = app
+        .post_payment(Some(&app.portal_key), Some("moved"), &body)
+        .await;
 
-    assert_eq!((status, code(&answer)), (500, "internal_error"));
+    assert_eq!(status, 500);
+    assert!(answer.contains("internal_error"), "{answer}");
+    assert_eq!(
+        retried.headers()["idempotent-replayed"],
+        "true",
+        "a 5xx is kept: a retry never runs twice"
+    );
+    assert_eq!(retried.text().await.unwrap(), answer);
     assert_eq!(
         app.moneta.charges_made(),
         charges_before,
