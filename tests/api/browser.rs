@@ -44,8 +44,15 @@ impl Browser {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let chromium =
-            std::env::var("OPLATA_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        // Debian's /usr/bin/chromium is a shell wrapper; started through it, the real browser
+        // outlives the session. Start the binary itself.
+        let chromium = std::env::var("OPLATA_TEST_CHROMIUM").unwrap_or_else(|_| {
+            ["/usr/lib/chromium/chromium", "/usr/bin/chromium"]
+                .into_iter()
+                .find(|path| std::path::Path::new(path).exists())
+                .unwrap_or("/usr/bin/chromium")
+                .to_owned()
+        });
         let profile = tempfile::tempdir().unwrap().keep();
         let capabilities = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
             "binary": chromium,
@@ -99,15 +106,29 @@ impl Browser {
             .to_owned()
     }
 
+    /// Finds an element, polling for up to 10 s: a search made while a click's navigation is
+    /// still under way answers "no such element" instead of waiting for the new page.
     async fn find(&self, css: &str) -> String {
-        let found = self
-            .call(
-                reqwest::Method::POST,
-                "/element",
-                Some(json!({"using": "css selector", "value": css})),
-            )
-            .await;
-        found[ELEMENT].as_str().unwrap().to_owned()
+        let url = format!("{}/session/{}/element", self.base, self.session);
+        let mut last = Value::Null;
+        for _ in 0..100 {
+            let answer: Value = self
+                .http
+                .post(&url)
+                .json(&json!({"using": "css selector", "value": css}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if let Some(element) = answer["value"][ELEMENT].as_str() {
+                return element.to_owned();
+            }
+            last = answer;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{css} never appeared: {last}");
     }
 
     async fn type_into(&self, css: &str, text: &str) {
@@ -130,6 +151,33 @@ impl Browser {
         .await;
     }
 
+    /// Clicks something that loads a new page and waits until the old page is gone (its
+    /// `<body>` turns stale), so nothing is read from the page being left.
+    async fn click_and_wait(&self, css: &str) {
+        let old_body = self.find("body").await;
+        self.click(css).await;
+        let url = format!(
+            "{}/session/{}/element/{old_body}/name",
+            self.base, self.session
+        );
+        for _ in 0..100 {
+            let answer: Value = self
+                .http
+                .get(&url)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if answer["value"]["error"].as_str() == Some("stale element reference") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("clicking {css} did not load a new page");
+    }
+
     async fn text(&self, css: &str) -> String {
         let element = self.find(css).await;
         self.call(
@@ -144,8 +192,23 @@ impl Browser {
     }
 }
 
+impl Browser {
+    /// Ends the WebDriver session (Chromium exits with it), then chromedriver.
+    async fn quit(mut self) {
+        let _ = self
+            .http
+            .delete(format!("{}/session/{}", self.base, self.session))
+            .send()
+            .await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
 impl Drop for Browser {
     fn drop(&mut self) {
+        // After `quit` this finds nothing to do; after a failed assertion it still stops the
+        // driver (Chromium, started by it, is then left to its own shutdown).
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -180,22 +243,22 @@ async fn an_operator_signs_in_finds_a_payment_by_account_and_refunds_part_of_it(
     browser
         .type_into("#password", "correct horse battery")
         .await;
-    browser.click("#sign-in").await;
+    browser.click_and_wait("#sign-in").await;
     assert_eq!(browser.text("#operator").await, "Ольга Петрова");
     browser.type_into("#account", "1234567890").await;
-    browser.click("#find").await;
-    browser.click("a.payment").await;
+    browser.click_and_wait("#find").await;
+    browser.click_and_wait("a.payment").await;
     assert_eq!(browser.text("#remaining").await, "1500.00 ₽");
     browser.type_into("#amount", "500").await;
     browser.type_into("#reason", "переплата").await;
-    browser.click("#refund").await;
+    browser.click_and_wait("#refund").await;
 
     assert_eq!(browser.text("#message").await, "Возврат оформлен.");
     assert_eq!(browser.text("#status").await, "возвращён частично");
     assert_eq!(browser.text("#remaining").await, "1000.00 ₽");
     browser.type_into("#amount", "1000.01").await;
     browser.type_into("#reason", "ещё раз").await;
-    browser.click("#refund").await;
+    browser.click_and_wait("#refund").await;
     assert_eq!(
         browser.text("#message").await,
         "Сумма возврата больше остатка платежа."
@@ -206,4 +269,5 @@ async fn an_operator_signs_in_finds_a_payment_by_account_and_refunds_part_of_it(
             .status,
         "partially_refunded"
     );
+    browser.quit().await;
 }
