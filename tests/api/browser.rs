@@ -226,13 +226,7 @@ async fn an_operator_signs_in_finds_a_payment_by_account_and_refunds_part_of_it(
     )
     .await
     .unwrap();
-    let payment = app.create_payment(&demo_payment_body()).await;
-    let url = payment["next_action"]["url"].as_str().unwrap();
-    app.http.get(url).send().await.unwrap();
-    app.sandbox
-        .decide(DEMO_LOGIN, &param(&query_params(url), "InvId"), true)
-        .await
-        .unwrap();
+    let (payment, _) = app.paid_demo_payment().await;
 
     browser.open(&app.url("/desk")).await;
     assert!(

@@ -116,13 +116,7 @@ async fn a_refund_form_without_the_sessions_csrf_token_is_refused(backend: Backe
     let app = with_operator(backend).await;
     let client = browser();
     sign_in(&app, &client, PASSWORD).await;
-    let payment = app.create_payment(&demo_payment_body()).await;
-    let url = payment["next_action"]["url"].as_str().unwrap();
-    app.http.get(url).send().await.unwrap();
-    app.sandbox
-        .decide(DEMO_LOGIN, &param(&query_params(url), "InvId"), true)
-        .await
-        .unwrap();
+    let (payment, _) = app.paid_demo_payment().await;
     let id = payment["id"].as_str().unwrap();
 
     let refused = client

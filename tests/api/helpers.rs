@@ -320,6 +320,20 @@ impl TestApp {
             .expect("payment exists")
     }
 
+    /// A demo Robokassa payment, paid in the simulator as a customer would; returns the payment
+    /// (as created) and its InvId.
+    pub async fn paid_demo_payment(&self) -> (Value, String) {
+        let payment = self.create_payment(&demo_payment_body()).await;
+        let url = payment["next_action"]["url"].as_str().unwrap().to_owned();
+        self.http.get(&url).send().await.unwrap();
+        let inv_id = param(&query_params(&url), "InvId");
+        self.sandbox
+            .decide(DEMO_LOGIN, &inv_id, true)
+            .await
+            .unwrap();
+        (payment, inv_id)
+    }
+
     /// Posts a ResultURL notification as Robokassa would, returning status and body.
     pub async fn post_result(&self, form: &[(&str, String)]) -> (u16, String) {
         let response = self

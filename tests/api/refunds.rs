@@ -368,11 +368,7 @@ async fn an_operator_cannot_refund_more_than_the_daily_limit(backend: Backend) {
 async fn a_robokassa_payment_is_refunded_through_the_refund_api(backend: Backend) {
     let app = spawn_app(backend).await;
     let desk = app.key_with_scope(Scope::Desk).await;
-    let payment = app.create_payment(&demo_payment_body()).await;
-    let url = payment["next_action"]["url"].as_str().unwrap();
-    app.http.get(url).send().await.unwrap();
-    let inv_id = param(&query_params(url), "InvId");
-    app.sandbox.decide(DEMO_LOGIN, &inv_id, true).await.unwrap();
+    let (payment, inv_id) = app.paid_demo_payment().await;
     let id = payment["id"].as_str().unwrap().to_owned();
 
     let (status, partial) = refund(
@@ -404,13 +400,7 @@ async fn a_robokassa_payment_is_refunded_through_the_refund_api(backend: Backend
 async fn a_refund_still_processing_is_settled_by_the_refund_status_query(backend: Backend) {
     let app = spawn_app(backend).await;
     let desk = app.key_with_scope(Scope::Desk).await;
-    let payment = app.create_payment(&demo_payment_body()).await;
-    let url = payment["next_action"]["url"].as_str().unwrap();
-    app.http.get(url).send().await.unwrap();
-    app.sandbox
-        .decide(DEMO_LOGIN, &param(&query_params(url), "InvId"), true)
-        .await
-        .unwrap();
+    let (payment, _) = app.paid_demo_payment().await;
     let id = payment["id"].as_str().unwrap().to_owned();
     app.sandbox.hold_refunds(true);
     let reconcile = |minutes: i64| {
