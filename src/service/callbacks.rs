@@ -175,19 +175,13 @@ async fn process(
                     .await?;
             }
         }
-        CallbackEvent::Unexpected(_) => {
+        CallbackEvent::Unexpected(what) => {
             // Nothing oplata started: accept it (so the acquirer stops re-sending) and leave it
             // to a person, with the acquirer's words on the payment's audit trail.
-            let what = match &verified.event {
-                CallbackEvent::RefundSettled => {
-                    format!("the acquirer reports a refund of {}", verified.amount_text)
-                }
-                other => format!("{other:?}"),
-            };
             tracing::warn!(payment_id = %payment.id, %what, "notification needs a person");
             services
                 .store
-                .flag_payment_for_review(payment.id, &actor, &what)
+                .flag_payment_for_review(payment.id, &actor, what)
                 .await?;
         }
         CallbackEvent::CheckRequested => {}

@@ -450,24 +450,9 @@ pub async fn refresh_from_acquirer(
             return Ok(payment);
         }
     };
-    let change = match &outcome {
-        StatusOutcome::Succeeded { amount } if amount.minor() == payment.amount_minor => {
-            StatusChange {
-                event: PaymentEvent::Succeeded,
-                next_action: None,
-                failure: None,
-                actor,
-                reason: "the acquirer's status query reports the payment paid",
-                acquirer_operation_id: None,
-            }
-        }
-        StatusOutcome::Succeeded { amount } => {
-            let reason = format!(
-                "the acquirer reports {amount} paid, the payment is for {}",
-                Amount::from_minor(payment.amount_minor)
-                    .map(|a| a.to_string())
-                    .unwrap_or_default()
-            );
+    let change = match read_status(&outcome, payment.amount_minor, actor) {
+        StatusReading::Final(change) => change,
+        StatusReading::AmountMismatch(reason) => {
             tracing::error!(%reason, "amount mismatch in status query");
             services
                 .store
@@ -475,17 +460,10 @@ pub async fn refresh_from_acquirer(
                 .await?;
             return Ok(payment);
         }
-        StatusOutcome::Failed(decline) => StatusChange {
-            event: PaymentEvent::Failed,
-            next_action: None,
-            failure: Some((decline.code.as_str(), &decline.message)),
-            actor,
-            reason: "the acquirer's status query reports the payment failed",
-            acquirer_operation_id: None,
-        },
-        StatusOutcome::Pending => return Ok(payment),
-        StatusOutcome::Unknown { reason } => {
-            tracing::warn!(%reason, "status query gave no answer");
+        StatusReading::NotFinal => {
+            if let StatusOutcome::Unknown { reason } = &outcome {
+                tracing::warn!(%reason, "status query gave no answer");
+            }
             return Ok(payment);
         }
     };
@@ -497,6 +475,53 @@ pub async fn refresh_from_acquirer(
         TransitionResult::Applied(p)
         | TransitionResult::AlreadyThere(p)
         | TransitionResult::Refused(p, _) => Ok(p),
+    }
+}
+
+/// What a status query's answer means for a payment.
+#[derive(Debug)]
+pub enum StatusReading<'a> {
+    /// Final: record this change.
+    Final(StatusChange<'a>),
+    /// Paid, but another amount than the payment's: a person must look.
+    AmountMismatch(String),
+    /// Pending, or no readable answer.
+    NotFinal,
+}
+
+/// Reads a status query's answer for a payment of `paid_minor`; the browser return and the
+/// reconciliation worker both decide through this.
+pub fn read_status<'a>(
+    outcome: &'a StatusOutcome,
+    paid_minor: i64,
+    actor: &'a str,
+) -> StatusReading<'a> {
+    match outcome {
+        StatusOutcome::Succeeded { amount } if amount.minor() == paid_minor => {
+            StatusReading::Final(StatusChange {
+                event: PaymentEvent::Succeeded,
+                next_action: None,
+                failure: None,
+                actor,
+                reason: "the acquirer's status query reports the payment paid",
+                acquirer_operation_id: None,
+            })
+        }
+        StatusOutcome::Succeeded { amount } => StatusReading::AmountMismatch(format!(
+            "the acquirer reports {amount} paid, the payment is for {}",
+            Amount::from_minor(paid_minor)
+                .map(|a| a.to_string())
+                .unwrap_or_default()
+        )),
+        StatusOutcome::Failed(decline) => StatusReading::Final(StatusChange {
+            event: PaymentEvent::Failed,
+            next_action: None,
+            failure: Some((decline.code.as_str(), &decline.message)),
+            actor,
+            reason: "the acquirer's status query reports the payment failed",
+            acquirer_operation_id: None,
+        }),
+        StatusOutcome::Pending | StatusOutcome::Unknown { .. } => StatusReading::NotFinal,
     }
 }
 

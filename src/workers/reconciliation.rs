@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use crate::domain::payment::{ACTION_WINDOW, PaymentEvent, PaymentStatus};
 use crate::service::Services;
+use crate::service::payments::{StatusReading, read_status};
 use crate::store::{PaymentRecord, StatusChange, StoreError};
 
 const ACTOR: &str = "worker:reconciliation";
@@ -204,46 +205,31 @@ async fn reconcile(
             reason: error.to_string(),
         },
     };
-    let change = match &outcome {
-        StatusOutcome::Succeeded { amount } if amount.minor() == payment.amount_minor => {
-            StatusChange {
-                event: PaymentEvent::Succeeded,
-                next_action: None,
-                failure: None,
-                actor: ACTOR,
-                reason: "the acquirer's status query reports the payment paid",
-                acquirer_operation_id: None,
-            }
-        }
-        StatusOutcome::Succeeded { amount } => {
-            let reason =
-                format!("the acquirer reports {amount} paid for a payment of another amount");
+    let change = match read_status(&outcome, payment.amount_minor, ACTOR) {
+        StatusReading::Final(change) => change,
+        StatusReading::AmountMismatch(reason) => {
             services
                 .store
                 .flag_payment_for_review(payment.id, ACTOR, &reason)
                 .await?;
             return services.store.schedule_check(payment.id, None).await;
         }
-        StatusOutcome::Failed(decline) => StatusChange {
-            event: PaymentEvent::Failed,
-            next_action: None,
-            failure: Some((decline.code.as_str(), &decline.message)),
-            actor: ACTOR,
-            reason: "the acquirer's status query reports the payment failed",
-            acquirer_operation_id: None,
-        },
-        StatusOutcome::Pending if waiting_for_customer && now >= deadline => StatusChange {
-            event: PaymentEvent::Expired,
-            next_action: None,
-            failure: Some((
-                "expired",
-                "the customer did not complete the payment in time",
-            )),
-            actor: ACTOR,
-            reason: "nothing happened within the action window",
-            acquirer_operation_id: None,
-        },
-        StatusOutcome::Pending | StatusOutcome::Unknown { .. } => {
+        StatusReading::NotFinal
+            if outcome == StatusOutcome::Pending && waiting_for_customer && now >= deadline =>
+        {
+            StatusChange {
+                event: PaymentEvent::Expired,
+                next_action: None,
+                failure: Some((
+                    "expired",
+                    "the customer did not complete the payment in time",
+                )),
+                actor: ACTOR,
+                reason: "nothing happened within the action window",
+                acquirer_operation_id: None,
+            }
+        }
+        StatusReading::NotFinal => {
             if let StatusOutcome::Unknown { reason } = &outcome {
                 tracing::warn!(%reason, "status query gave no answer; asking again later");
             }
