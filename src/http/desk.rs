@@ -18,6 +18,7 @@ use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::pages::escape;
 use crate::domain::payment::PaymentStatus;
 use crate::service::operators::{self, LoginError};
 use crate::service::{ServiceError, Services, refunds};
@@ -25,14 +26,6 @@ use crate::store::{PaymentRecord, PaymentSearch, SessionRecord};
 
 const SESSION_COOKIE: &str = "oplata_desk";
 const LOGIN_COOKIE: &str = "oplata_desk_login";
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
 
 fn kopecks(minor: i64) -> String {
     Amount::from_minor(minor)

@@ -6,7 +6,8 @@ use axum::response::{Html, IntoResponse, Response};
 use crate::domain::payment::PaymentStatus;
 use crate::store::PaymentRecord;
 
-fn escape(text: &str) -> String {
+/// Escapes text for HTML content and attribute values.
+pub(super) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

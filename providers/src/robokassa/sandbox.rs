@@ -348,12 +348,7 @@ impl RobokassaSandbox {
         if inv_id.is_empty() || !inv_id.bytes().all(|b| b.is_ascii_digit()) {
             return Err("InvId должен быть целым положительным числом".into());
         }
-        let mut shp: Vec<(String, String)> = params
-            .iter()
-            .filter(|(k, _)| k.starts_with("Shp_"))
-            .cloned()
-            .collect();
-        shp.sort();
+        let shp = sorted_shp(params);
         let expected = wire::payment_signature(
             merchant.hash,
             login,
@@ -404,6 +399,17 @@ impl RobokassaSandbox {
             description,
         })
     }
+}
+
+/// The `Shp_` parameters of a request, sorted as the signature formula takes them.
+fn sorted_shp(params: &[(String, String)]) -> Vec<(String, String)> {
+    let mut shp: Vec<(String, String)> = params
+        .iter()
+        .filter(|(k, _)| k.starts_with("Shp_"))
+        .cloned()
+        .collect();
+    shp.sort();
+    shp
 }
 
 struct OpenedInvoice {
@@ -568,12 +574,7 @@ impl RobokassaSandbox {
         };
         let (inv_id, parent_id, out_sum_text) =
             (get("InvoiceID"), get("PreviousInvoiceID"), get("OutSum"));
-        let mut shp: Vec<(String, String)> = params
-            .iter()
-            .filter(|(k, _)| k.starts_with("Shp_"))
-            .cloned()
-            .collect();
-        shp.sort();
+        let shp = sorted_shp(params);
         let expected = wire::payment_signature(
             merchant.hash,
             &merchant.login,
