@@ -94,6 +94,7 @@ impl Application {
             suppliers,
             settings: Arc::new(settings),
             public_base_url: base_url.clone(),
+            clock: crate::clock::Clock::default(),
         });
         let extra = match &sandboxes {
             Some(s) => Router::new()
@@ -137,9 +138,51 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
+        let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
+        let workers = self.spawn_workers(workers_stop);
+        // The peer address feeds the public page's per-IP limits.
+        let served = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        let _ = stop_workers.send(true);
+        for worker in workers {
+            let _ = worker.await;
+        }
+        served
+    }
+
+    /// The background workers of this replica (none when `workers.enabled` is false).
+    fn spawn_workers(
+        &self,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let settings = &self.services.settings;
+        if !settings.workers.enabled {
+            return Vec::new();
+        }
+        let interval = Duration::from_millis(settings.workers.reconcile_interval_ms);
+        vec![
+            tokio::spawn(crate::workers::reconciliation::run(
+                self.services.clone(),
+                interval,
+                Duration::from_secs(settings.workers.max_backoff_secs),
+                stop.clone(),
+            )),
+            tokio::spawn(crate::workers::webhooks::run(
+                self.services.clone(),
+                interval,
+                stop.clone(),
+            )),
+            tokio::spawn(crate::workers::purge::run(
+                self.services.clone(),
+                Duration::from_secs(settings.personal_data.purge_interval_secs),
+                stop,
+            )),
+        ]
     }
 
     /// Serves until Ctrl-C or SIGTERM.

@@ -62,6 +62,41 @@ pub struct Settings {
     pub workers: WorkerSettings,
     pub refunds: RefundSettings,
     pub webhooks: WebhookSettings,
+    pub public: PublicSettings,
+    pub sms: SmsSettings,
+    pub personal_data: PersonalDataSettings,
+}
+
+/// The anonymous pay page and `POST /v1/public/payments`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublicSettings {
+    /// Payments one account number may be sent in an hour.
+    pub attempts_per_account_per_hour: usize,
+    /// Declined payments one client IP may have in 10 minutes before it must wait.
+    pub declines_per_ip_per_10_minutes: usize,
+    /// A header set by the reverse proxy in front of oplata that holds the client's address
+    /// (`X-Real-IP`); unset: the TCP peer's address. Never set it without such a proxy: clients
+    /// could then choose their own address.
+    pub client_ip_header: Option<String>,
+}
+
+/// The SMS-payment flow.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsSettings {
+    /// The supplier's time zone (IANA name): the daily limits end at its midnight.
+    pub time_zone: String,
+}
+
+/// Passport data of budget payments (rule 8).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonalDataSettings {
+    /// Days after a payment became final before its personal data is deleted.
+    pub retention_days: i64,
+    /// How often the purge worker looks for data past its retention.
+    pub purge_interval_secs: u64,
 }
 
 /// Where the billing system receives events.
@@ -225,6 +260,8 @@ pub const DEMO_NETPAY_SUPPLIER_ID: &str = "demo-water";
 pub const DEMO_NETPAY_API_KEY: &str = "demo-netpay-api-key";
 pub const DEMO_NETPAY_AUTH: &str = "1";
 pub const DEMO_MONETA_SUPPLIER_ID: &str = "demo-gibdd";
+/// A budget supplier: payments carry the payer's passport data (rule 8).
+pub const DEMO_BUDGET_SUPPLIER_ID: &str = "demo-kindergarten";
 pub const DEMO_MONETA_ACCOUNT: &str = "54600817";
 pub const DEMO_MONETA_CODE: &str = "demo-integrity-code";
 pub const DEMO_MONETA_API_USER: &str = "oplata-demo";
@@ -332,6 +369,18 @@ impl Default for Settings {
                 reconcile_interval_ms: 5000,
                 max_backoff_secs: 3600,
             },
+            public: PublicSettings {
+                attempts_per_account_per_hour: 20,
+                declines_per_ip_per_10_minutes: 10,
+                client_ip_header: None,
+            },
+            sms: SmsSettings {
+                time_zone: "Europe/Moscow".to_owned(),
+            },
+            personal_data: PersonalDataSettings {
+                retention_days: 30,
+                purge_interval_secs: 3600,
+            },
         }
     }
 }
@@ -382,6 +431,24 @@ impl Settings {
         if self.webhooks.retry_window_hours < 24 {
             return Err(ConfigError::Invalid(
                 "webhooks.retry_window_hours must be at least 24".into(),
+            ));
+        }
+        if jiff::tz::TimeZone::get(&self.sms.time_zone).is_err() {
+            return Err(ConfigError::Invalid(format!(
+                "sms.time_zone {:?} is not an IANA time zone such as \"Europe/Moscow\"",
+                self.sms.time_zone
+            )));
+        }
+        if self.personal_data.retention_days < 1 || self.personal_data.purge_interval_secs < 1 {
+            return Err(ConfigError::Invalid(
+                "personal_data.retention_days and purge_interval_secs must be at least 1".into(),
+            ));
+        }
+        if self.public.attempts_per_account_per_hour < 1
+            || self.public.declines_per_ip_per_10_minutes < 1
+        {
+            return Err(ConfigError::Invalid(
+                "public limits must be at least 1".into(),
             ));
         }
         if self.body_limit_bytes < 1024 {
@@ -473,6 +540,20 @@ impl Settings {
         }
     }
 
+    pub fn public_limits(&self) -> crate::domain::public_limits::PublicLimits {
+        crate::domain::public_limits::PublicLimits {
+            attempts_per_account: self.public.attempts_per_account_per_hour,
+            account_window: time::Duration::hours(1),
+            declines_per_ip: self.public.declines_per_ip_per_10_minutes,
+            ip_window: time::Duration::minutes(10),
+        }
+    }
+
+    /// The SMS time zone; `check` has made sure it exists.
+    pub fn sms_time_zone(&self) -> jiff::tz::TimeZone {
+        jiff::tz::TimeZone::get(&self.sms.time_zone).unwrap_or(jiff::tz::TimeZone::UTC)
+    }
+
     pub fn sandbox_mounted(&self) -> bool {
         self.mode == Mode::Demo && self.sandbox.enabled
     }
@@ -525,6 +606,22 @@ impl Settings {
                 // УИН: 20 or 25 digits.
                 account_pattern: r"[0-9]{20}|[0-9]{25}".to_owned(),
                 max_amount: "500000.00".to_owned(),
+                acquirer: AcquirerSettings::Moneta(MonetaSettings {
+                    account_id: DEMO_MONETA_ACCOUNT.to_owned(),
+                    integrity_code: SecretString::from(DEMO_MONETA_CODE),
+                    api_username: DEMO_MONETA_API_USER.to_owned(),
+                    api_password: SecretString::from(DEMO_MONETA_API_PASSWORD),
+                    payment_password: SecretString::from(DEMO_MONETA_PAYMENT_PASSWORD),
+                    test_mode: true,
+                    base_url: None,
+                }),
+            });
+            self.suppliers.push(SupplierSettings {
+                id: DEMO_BUDGET_SUPPLIER_ID.to_owned(),
+                name: "Демо-детский сад (бюджетное учреждение)".to_owned(),
+                payment_type: PaymentType::Budget,
+                account_pattern: r"[0-9]{8}".to_owned(),
+                max_amount: "30000.00".to_owned(),
                 acquirer: AcquirerSettings::Moneta(MonetaSettings {
                     account_id: DEMO_MONETA_ACCOUNT.to_owned(),
                     integrity_code: SecretString::from(DEMO_MONETA_CODE),

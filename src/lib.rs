@@ -2,6 +2,8 @@
 
 /// Building and running the service.
 pub mod app;
+/// The one source of "now" for per-day rules.
+pub mod clock;
 /// Typed settings from defaults, `oplata.toml` and `OPLATA_…` variables.
 pub mod config;
 /// The payment rules, free of HTTP and SQL.

@@ -280,7 +280,9 @@ async fn print_demo_help(app: &Application) -> anyhow::Result<()> {
          curl -s {base}/v1/payments/<id> -H 'Authorization: Bearer {key}'\n\n\
          Other demo suppliers: demo-water (NetPay, account 00123456) and demo-gibdd (Moneta with\n\
          3-D Secure, account 18810177230000012345, one-time code 12345). Their next_action is a\n\
-         form to POST: see the README.\n",
+         form to POST: see the README. demo-kindergarten (budget, account 12345678) needs\n\
+         passport data.\n\n\
+         Or pay without a key, as anyone can, on the public page: {base}/pay\n",
         key = key.expose_secret()
     );
     Ok(())

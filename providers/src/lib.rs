@@ -76,6 +76,8 @@ pub struct Capabilities {
     pub refund_status: bool,
     /// A saved token can be unbound at the acquirer.
     pub unbind: bool,
+    /// The payment form has free fields that carry the payer's passport data (rule 8).
+    pub personal_data: bool,
 }
 
 /// How oplata knows that a new-card payment passed 3-D Secure.
@@ -104,6 +106,23 @@ pub struct PaymentRequest<'a> {
     pub save_card: bool,
     /// oplata's id of the customer, for acquirers that tie saved cards to one.
     pub customer_ref: Option<&'a str>,
+    /// The payer's passport data, which budget payments must carry (only where
+    /// `capabilities.personal_data`).
+    pub payer: Option<Payer<'a>>,
+}
+
+/// Passport data for the acquirer's free fields. `Debug` shows none of it.
+#[derive(Clone, Copy)]
+pub struct Payer<'a> {
+    /// Series and number, `"4510 123456"`.
+    pub passport: &'a str,
+    pub full_name: &'a str,
+}
+
+impl std::fmt::Debug for Payer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Payer(<personal data>)")
+    }
 }
 
 /// A charge of a saved card, without card entry.

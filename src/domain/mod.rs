@@ -4,6 +4,9 @@
 pub mod cards;
 pub mod money;
 pub mod new_payment;
+pub mod payer;
 pub mod payment;
+pub mod public_limits;
 pub mod refunds;
+pub mod sms;
 pub mod supplier;

@@ -3,6 +3,7 @@
 use url::Url;
 
 use super::money::{Amount, AmountError, Currency};
+use super::payer::{PayerDraft, PayerError, PayerIdentity, check_payer};
 use super::supplier::Supplier;
 
 /// A payment request as the client wrote it.
@@ -16,6 +17,8 @@ pub struct PaymentDraft<'a> {
     pub user_id: Option<&'a str>,
     pub email: Option<&'a str>,
     pub return_url: Option<&'a str>,
+    /// Passport data: required for budget suppliers, refused for the rest (rule 8).
+    pub payer: Option<PayerDraft<'a>>,
 }
 
 /// A payment request that satisfies every rule.
@@ -29,6 +32,7 @@ pub struct ValidPayment {
     pub user_id: Option<String>,
     pub email: Option<String>,
     pub return_url: Option<Url>,
+    pub payer: Option<PayerIdentity>,
 }
 
 /// Each broken rule, with the field it concerns.
@@ -52,6 +56,8 @@ pub enum PaymentRuleError {
     InvalidEmail,
     #[error("the return URL must be an absolute http or https URL of at most 2048 characters")]
     InvalidReturnUrl,
+    #[error("{0}")]
+    Payer(PayerError),
 }
 
 impl PaymentRuleError {
@@ -68,6 +74,7 @@ impl PaymentRuleError {
             PaymentRuleError::InvalidUserId => "user_id",
             PaymentRuleError::InvalidEmail => "email",
             PaymentRuleError::InvalidReturnUrl => "return_url",
+            PaymentRuleError::Payer(error) => error.field(),
         }
     }
 }
@@ -138,6 +145,8 @@ pub fn validate<'s>(
                 .ok_or(PaymentRuleError::InvalidReturnUrl)
         })
         .transpose()?;
+    let payer = check_payer(supplier.payment_type, draft.payer.as_ref())
+        .map_err(PaymentRuleError::Payer)?;
     Ok(ValidPayment {
         supplier: supplier.clone(),
         account_number: draft.account_number.to_owned(),
@@ -147,6 +156,7 @@ pub fn validate<'s>(
         user_id: draft.user_id.map(str::to_owned),
         email: draft.email.map(str::to_owned),
         return_url,
+        payer,
     })
 }
 
@@ -178,6 +188,7 @@ mod tests {
             user_id: Some("user-1"),
             email: Some("ivan@example.ru"),
             return_url: Some("https://portal.example.ru/paid"),
+            payer: None,
         }
     }
 

@@ -10,15 +10,14 @@ use std::sync::Arc;
 use axum::Form;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use oplata_providers::Amount;
 use secrecy::{ExposeSecret, SecretString};
-use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::pages::escape;
+use super::pages::{cookie_value, escape, same, secure_flag, set_cookie};
 use crate::domain::payment::PaymentStatus;
 use crate::service::operators::{self, LoginError};
 use crate::service::{ServiceError, Services, refunds};
@@ -85,35 +84,6 @@ input,select,button{{font-size:1rem;padding:.3rem;margin:.2rem}}</style></head><
         escape(title),
         escape(title)
     )
-}
-
-fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
-}
-
-fn secure_flag(services: &Services) -> &'static str {
-    if services.public_base_url.scheme() == "https" {
-        "; Secure"
-    } else {
-        ""
-    }
-}
-
-fn set_cookie(response: &mut Response, value: String) {
-    if let Ok(value) = HeaderValue::from_str(&value) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
-}
-
-fn same(a: &str, b: &str) -> bool {
-    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
 /// A signed-in operator; anything else is sent to the sign-in page.

@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 
 use crate::domain::cards::CardRuleError;
 use crate::domain::new_payment::PaymentRuleError;
+use crate::domain::payer::PayerError;
 use crate::service::ServiceError;
 
 /// Every error code the API can answer with. Codes are stable: clients may branch on them.
@@ -77,6 +78,26 @@ pub enum ErrorCode {
     OperatorDailyLimitExceeded,
     /// A refund needs a reason.
     RefundReasonRequired,
+    /// A budget supplier needs the payer's passport data (rule 8).
+    PersonalDataRequired,
+    /// Passport data is accepted only for budget suppliers (rule 8).
+    PersonalDataNotAllowed,
+    /// A passport field is malformed; `param` names it.
+    InvalidPersonalData,
+    /// Too many attempts: wait the `Retry-After` seconds.
+    RateLimited,
+    /// The field is not accepted from anonymous payers (`save_card`, `user_id`).
+    NotAllowedForAnonymous,
+    /// A phone number is not in E.164 form.
+    InvalidPhone,
+    /// The SMS `message_id` is empty, too long or not printable ASCII.
+    InvalidMessageId,
+    /// The SMS text is too long.
+    InvalidSmsText,
+    /// The phone is linked to another user.
+    PhoneAlreadyLinked,
+    /// The same SMS is still being processed: deliver it again shortly.
+    SmsInProgress,
     /// The request took too long.
     RequestTimeout,
     /// The service failed; nothing about the failure is disclosed.
@@ -106,6 +127,8 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub param: Option<String>,
+    /// Seconds for the `Retry-After` header of a 429.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -115,6 +138,7 @@ impl ApiError {
             code,
             message: message.into(),
             param: None,
+            retry_after: None,
         }
     }
 
@@ -160,12 +184,19 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut response = (
             self.status,
             [(axum::http::header::CONTENT_TYPE, "application/json")],
             self.body_json(),
         )
-            .into_response()
+            .into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(seconds),
+            );
+        }
+        response
     }
 }
 
@@ -181,6 +212,11 @@ impl From<PaymentRuleError> for ApiError {
             PaymentRuleError::InvalidUserId => ErrorCode::InvalidUserId,
             PaymentRuleError::InvalidEmail => ErrorCode::InvalidEmail,
             PaymentRuleError::InvalidReturnUrl => ErrorCode::InvalidReturnUrl,
+            PaymentRuleError::Payer(PayerError::Required) => ErrorCode::PersonalDataRequired,
+            PaymentRuleError::Payer(PayerError::NotAllowed | PayerError::NeedsCardEntry) => {
+                ErrorCode::PersonalDataNotAllowed
+            }
+            PaymentRuleError::Payer(_) => ErrorCode::InvalidPersonalData,
         };
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, error.to_string())
             .with_param(error.field())
@@ -259,6 +295,46 @@ impl From<ServiceError> for ApiError {
                 ErrorCode::InvalidFieldType,
                 e.to_string(),
             ),
+            ServiceError::Limited(limited) => {
+                let mut error = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    ErrorCode::RateLimited,
+                    limited.to_string(),
+                );
+                error.retry_after = Some(limited.retry_after_secs());
+                error
+            }
+            ServiceError::Sms(e) => {
+                use crate::service::sms::SmsError as E;
+                let (status, code, param) = match e {
+                    E::InvalidPhone => (
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        ErrorCode::InvalidPhone,
+                        Some("phone"),
+                    ),
+                    E::InvalidMessageId => (
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        ErrorCode::InvalidMessageId,
+                        Some("message_id"),
+                    ),
+                    E::InvalidText => (
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        ErrorCode::InvalidSmsText,
+                        Some("text"),
+                    ),
+                    E::PhoneTaken => (
+                        StatusCode::CONFLICT,
+                        ErrorCode::PhoneAlreadyLinked,
+                        Some("phone"),
+                    ),
+                    E::InProgress => (StatusCode::CONFLICT, ErrorCode::SmsInProgress, None),
+                };
+                let error = ApiError::new(status, code, e.to_string());
+                match param {
+                    Some(param) => error.with_param(param),
+                    None => error,
+                }
+            }
             ServiceError::NotFound => ApiError::not_found(),
             ServiceError::Store(e) => ApiError::internal(&e),
             ServiceError::Internal(e) => ApiError::internal(&e),

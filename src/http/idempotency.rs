@@ -117,25 +117,40 @@ where
     }
     let task = tokio::spawn(
         async move {
-            let (status, body) = match work(services.clone(), client.clone()).await {
-                Ok(done) => done,
-                Err(error) => (error.status, error.body_json()),
+            let (status, body, retry_after) = match work(services.clone(), client.clone()).await {
+                Ok((status, body)) => (status, body, None),
+                Err(error) => (error.status, error.body_json(), error.retry_after),
             };
             let response = StoredResponse {
                 status: status.as_u16(),
                 body: body.clone(),
             };
-            let stored = services
-                .store
-                .complete_idempotency_key(client.id, &key.0, &response)
-                .await;
+            // A refusal by the abuse limits wrote nothing and moved nothing: the key stays free,
+            // so the same request may be sent again once the wait is over.
+            let stored = if status == StatusCode::TOO_MANY_REQUESTS {
+                services
+                    .store
+                    .release_idempotency_key(client.id, &key.0)
+                    .await
+            } else {
+                services
+                    .store
+                    .complete_idempotency_key(client.id, &key.0, &response)
+                    .await
+            };
             if let Err(error) = stored {
                 tracing::error!(%error, "could not record the idempotent response");
             }
-            (status, body)
+            (status, body, retry_after)
         }
         .instrument(tracing::Span::current()),
     );
-    let (status, body) = task.await.map_err(|e| ApiError::internal(&e))?;
-    Ok(json_response(status, body, false))
+    let (status, body, retry_after) = task.await.map_err(|e| ApiError::internal(&e))?;
+    let mut response = json_response(status, body, false);
+    if let Some(seconds) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    Ok(response)
 }

@@ -11,7 +11,9 @@ pub mod json;
 pub mod openapi;
 pub mod pages;
 pub mod payments;
+pub mod public;
 pub mod refunds;
+pub mod sms;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,6 +93,16 @@ pub fn router(services: Arc<Services>, extra: Router) -> Router {
         .route("/desk/review", get(desk::review))
         .route("/desk/payments/{id}", get(desk::payment))
         .route("/desk/payments/{id}/refunds", post(desk::refund))
+        .route("/v1/public/payments", post(public::create))
+        .route("/v1/public/payments/{id}", get(public::get))
+        .route("/pay", get(public::page).post(public::submit))
+        .route("/pay/result/{id}", get(public::result))
+        .route("/pay/{id}/continue", get(public::continue_payment))
+        .route("/v1/sms/inbound", post(sms::inbound))
+        .route(
+            "/v1/users/{user_id}/sms-phone",
+            axum::routing::put(sms::link).delete(sms::unlink),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

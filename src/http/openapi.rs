@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{cards, error, health, payments, refunds};
+use super::{cards, error, health, payments, public, refunds, sms};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +20,11 @@ use super::{cards, error, health, payments, refunds};
         refunds::list,
         refunds::get,
         refunds::dead_webhooks,
+        public::create,
+        public::get,
+        sms::inbound,
+        sms::link,
+        sms::unlink,
         health::healthz,
         health::readyz
     ),

@@ -1,9 +1,11 @@
 //! The few pages a customer may see from oplata itself (in Russian).
 
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use subtle::ConstantTimeEq;
 
 use crate::domain::payment::PaymentStatus;
+use crate::service::Services;
 use crate::store::PaymentRecord;
 
 /// Escapes text for HTML content and attribute values.
@@ -15,7 +17,7 @@ pub(super) fn escape(text: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-fn layout(title: &str, body: &str) -> String {
+pub(super) fn layout(title: &str, body: &str) -> String {
     format!(
         "<!doctype html><html lang=\"ru\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title>\
@@ -50,7 +52,22 @@ pub fn payment_result(payment: &PaymentRecord) -> String {
         status = escape(&payment.status),
         account = escape(&payment.account_number),
     );
-    layout(headline, &body)
+    let page = layout(headline, &body);
+    if status.is_some_and(PaymentStatus::is_final) {
+        return page;
+    }
+    // Until the outcome is known the page reloads itself; an anonymous payment's page reads
+    // oplata's record only, so reloading never asks the acquirer again.
+    let target = if payment.client_id.is_none() {
+        format!(";url=/pay/result/{}", payment.id)
+    } else {
+        String::new()
+    };
+    page.replacen(
+        "<title>",
+        &format!("<meta http-equiv=\"refresh\" content=\"3{target}\"><title>"),
+        1,
+    )
 }
 
 pub fn not_found() -> Response {
@@ -69,4 +86,35 @@ pub fn temporary_failure() -> Response {
         Html(layout("Временная ошибка", body)),
     )
         .into_response()
+}
+
+/// One cookie's value from the request.
+pub(super) fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+pub(super) fn secure_flag(services: &Services) -> &'static str {
+    if services.public_base_url.scheme() == "https" {
+        "; Secure"
+    } else {
+        ""
+    }
+}
+
+pub(super) fn set_cookie(response: &mut Response, value: String) {
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+}
+
+/// Constant-time comparison of a submitted token with the expected one.
+pub(super) fn same(a: &str, b: &str) -> bool {
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }

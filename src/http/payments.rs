@@ -17,6 +17,7 @@ use super::error::{ApiError, ErrorBody};
 use super::idempotency::{self, IdempotencyKey};
 use super::json::{self, Body};
 use crate::domain::new_payment::PaymentDraft;
+use crate::domain::payer::PayerDraft;
 use crate::domain::payment::PaymentStatus;
 use crate::service::api_keys::Scope;
 use crate::service::{Services, payments};
@@ -46,6 +47,39 @@ pub struct CreatePaymentRequest {
     pub save_card: bool,
     /// `{"type":"new_card"}` (the default) or `{"type":"saved_card","card_id":…}`.
     pub payment_method: Option<PaymentMethodRequest>,
+    /// The payer's passport data: required for budget suppliers, refused for all others.
+    pub payer: Option<PayerRequest>,
+}
+
+/// Passport data (rule 8). Sealed at rest, never logged, never echoed in a response.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PayerRequest {
+    /// 4 digits.
+    #[schema(example = "4510")]
+    pub passport_series: String,
+    /// 6 digits.
+    #[schema(example = "123456")]
+    pub passport_number: String,
+    /// Surname, name and patronymic in Russian letters.
+    #[schema(example = "Иванов Иван Иванович")]
+    pub full_name: String,
+}
+
+impl std::fmt::Debug for PayerRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PayerRequest(<personal data>)")
+    }
+}
+
+impl PayerRequest {
+    pub fn draft(&self) -> PayerDraft<'_> {
+        PayerDraft {
+            passport_series: &self.passport_series,
+            passport_number: &self.passport_number,
+            full_name: &self.full_name,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -196,6 +230,7 @@ pub async fn create(
                 user_id: request.user_id.as_deref(),
                 email: request.email.as_deref(),
                 return_url: request.return_url.as_deref(),
+                payer: request.payer.as_ref().map(PayerRequest::draft),
             };
             let method = match (request.payment_method, request.save_card) {
                 (None | Some(PaymentMethodRequest::NewCard), save) => {

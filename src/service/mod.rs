@@ -5,8 +5,11 @@ pub mod api_keys;
 pub mod callbacks;
 pub mod cards;
 pub mod operators;
+pub mod payer;
 pub mod payments;
+pub mod public;
 pub mod refunds;
+pub mod sms;
 pub mod suppliers;
 
 use std::sync::Arc;
@@ -24,6 +27,8 @@ pub struct Services {
     /// How browsers and acquirers reach this service.
     pub public_base_url: url::Url,
     pub vault: crate::vault::Vault,
+    /// "Now" for the rules that count per day (the SMS limits).
+    pub clock: crate::clock::Clock,
 }
 
 impl Services {
@@ -37,6 +42,17 @@ impl Services {
         let mut url = self.public_base_url.clone();
         url.set_path(&format!("/return/{kind}/{outcome}"));
         url.query_pairs_mut().clear().append_pair("order", order_id);
+        url.to_string()
+    }
+
+    /// Where the browser fetches the acquirer's form of a payment that carries personal data.
+    pub fn continue_url(&self, payment_id: uuid::Uuid, token: &secrecy::SecretString) -> String {
+        use secrecy::ExposeSecret;
+        let mut url = self.public_base_url.clone();
+        url.set_path(&format!("/pay/{payment_id}/continue"));
+        url.query_pairs_mut()
+            .clear()
+            .append_pair("token", token.expose_secret());
         url.to_string()
     }
 
@@ -59,6 +75,10 @@ pub enum ServiceError {
     Refund(#[from] crate::domain::refunds::RefundRuleError),
     #[error(transparent)]
     Operator(#[from] operators::OperatorError),
+    #[error(transparent)]
+    Limited(#[from] crate::domain::public_limits::Limited),
+    #[error(transparent)]
+    Sms(#[from] sms::SmsError),
     #[error("not found")]
     NotFound,
     #[error(transparent)]

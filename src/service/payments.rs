@@ -1,21 +1,25 @@
 //! Creating payments, reading them back, and asking the acquirer when the outcome is not known.
 
 use oplata_providers::{
-    Acquirer, AcquirerKind, Amount, ChargeOutcome, PaymentRequest, RawCallback, RecurringCharge,
-    StartOutcome, StatusOutcome,
+    Acquirer, AcquirerKind, Amount, ChargeOutcome, NextAction, Payer, PaymentRequest, RawCallback,
+    RecurringCharge, StartOutcome, StatusOutcome,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::api_keys::ApiClient;
-use super::{ServiceError, Services, cards};
+use super::{ServiceError, Services, cards, payer};
 use crate::domain::cards::{
     CardFacts, CardRuleError, CardStatus, check_card_saving, check_saved_card_payment,
 };
-use crate::domain::new_payment::{PaymentDraft, ValidPayment, validate};
+use crate::domain::new_payment::{PaymentDraft, PaymentRuleError, ValidPayment, validate};
+use crate::domain::payer::PayerError;
 use crate::domain::payment::{PaymentEvent, PaymentStatus};
+use crate::domain::public_limits::PublicLimits;
 use crate::domain::supplier::PaymentType;
-use crate::store::{NewPaymentRecord, PaymentRecord, StatusChange, TransitionResult};
+use crate::store::{
+    NewPaymentRecord, PaymentRecord, PublicAttempt, StatusChange, TransitionResult,
+};
 
 /// How the customer pays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,15 +33,67 @@ pub enum Method {
     },
 }
 
+/// Who asks for a payment.
+#[derive(Debug, Clone)]
+pub enum Origin<'a> {
+    /// The portal's backend with its API key.
+    Api(&'a ApiClient),
+    /// Anyone, through the public page or API; the abuse limits apply.
+    Public {
+        client_ip: String,
+        limits: PublicLimits,
+    },
+    /// The SMS gateway, for one inbound SMS.
+    Sms {
+        client: &'a ApiClient,
+        message_id: &'a str,
+    },
+}
+
+impl Origin<'_> {
+    fn client_id(&self) -> Option<Uuid> {
+        match self {
+            Origin::Api(client) | Origin::Sms { client, .. } => Some(client.id),
+            Origin::Public { .. } => None,
+        }
+    }
+
+    fn actor(&self) -> String {
+        match self {
+            Origin::Api(client) => format!("client:{}", client.id),
+            Origin::Public { .. } => "public".to_owned(),
+            Origin::Sms { message_id, .. } => format!("sms:{message_id}"),
+        }
+    }
+}
+
 /// Validates, records the payment, then asks the acquirer: where the customer must go (new
 /// card), or to charge the saved card. No database transaction is open while the acquirer is
 /// asked.
-#[tracing::instrument(skip_all, fields(client_id = %client.id, supplier_id = draft.supplier_id))]
 pub async fn create(
     services: &Services,
     client: &ApiClient,
     draft: &PaymentDraft<'_>,
     method: Method,
+) -> Result<PaymentRecord, ServiceError> {
+    create_as(
+        services,
+        &Origin::Api(client),
+        draft,
+        method,
+        Uuid::now_v7(),
+    )
+    .await
+}
+
+/// [`create`] for any origin, under an id the caller chose (the SMS flow records it first).
+#[tracing::instrument(skip_all, fields(actor = %origin.actor(), supplier_id = draft.supplier_id))]
+pub async fn create_as(
+    services: &Services,
+    origin: &Origin<'_>,
+    draft: &PaymentDraft<'_>,
+    method: Method,
+    payment_id: Uuid,
 ) -> Result<PaymentRecord, ServiceError> {
     let valid = validate(draft, |id| services.suppliers.supplier(id))?;
     let entry = services
@@ -75,9 +131,22 @@ pub async fn create(
             Some(card_id)
         }
     };
+    // Personal data goes with a card entry on the acquirer's page only: a saved-card charge has
+    // no form to carry it.
+    if valid.payer.is_some() && card.is_some() {
+        return Err(PaymentRuleError::Payer(PayerError::NeedsCardEntry).into());
+    }
+    let created_at = OffsetDateTime::now_utc();
+    let (payer, continue_token) = match &valid.payer {
+        Some(identity) => {
+            let (sealed, token) = payer::seal(&services.vault, payment_id, identity)?;
+            (Some(sealed), Some(token))
+        }
+        None => (None, None),
+    };
     let new = NewPaymentRecord {
-        id: Uuid::now_v7(),
-        client_id: Some(client.id),
+        id: payment_id,
+        client_id: origin.client_id(),
         user_id: valid.user_id.clone(),
         supplier_id: valid.supplier.id.clone(),
         account_number: valid.account_number.clone(),
@@ -95,20 +164,125 @@ pub async fn create(
         .to_owned(),
         saved_card_id: card,
         save_card: method == Method::NewCard { save: true },
-        created_at: OffsetDateTime::now_utc(),
+        created_at,
+        payer,
     };
-    let actor = format!("client:{}", client.id);
-    let created = services.store.create_payment(&new, &actor).await?;
+    let actor = origin.actor();
+    let created = match origin {
+        Origin::Public { client_ip, limits } => {
+            let attempt = PublicAttempt {
+                client_ip: client_ip.clone(),
+                limits: *limits,
+            };
+            services
+                .store
+                .create_public_payment(&new, &actor, &attempt)
+                .await??
+        }
+        Origin::Api(_) | Origin::Sms { .. } => services.store.create_payment(&new, &actor).await?,
+    };
     tracing::info!(payment_id = %created.id, order_id = %created.acquirer_order_id, "payment created");
     metrics::counter!("oplata_payments_created_total", "acquirer" => created.acquirer.clone(), "method" => created.payment_method.clone())
         .increment(1);
-    match card {
-        None => {
+    match (card, continue_token) {
+        (None, Some(token)) => {
+            // The acquirer's form would carry the passport data; it is built only when the
+            // browser comes for it, so no stored answer or response holds the data.
+            let next_action = serde_json::to_string(&NextAction::Redirect {
+                url: services.continue_url(created.id, &token),
+            })
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+            let change = StatusChange {
+                event: PaymentEvent::ActionRequired,
+                next_action: Some(&next_action),
+                failure: None,
+                actor: &actor,
+                reason: "customer sent on to the acquirer's page through oplata",
+                acquirer_operation_id: None,
+            };
+            settle(services, created.id, &change).await
+        }
+        (None, None) => {
             start_hosted_payment(services, entry.acquirer.as_ref(), created, &valid, &actor).await
         }
-        Some(card_id) => {
+        (Some(card_id), _) => {
             charge_saved_card(services, entry.acquirer.as_ref(), created, card_id, &actor).await
         }
+    }
+}
+
+/// Where the customer must go now, while the payment waits for them.
+pub fn next_action(payment: &PaymentRecord) -> Option<NextAction> {
+    if PaymentStatus::parse(&payment.status) != Some(PaymentStatus::RequiresAction) {
+        return None;
+    }
+    serde_json::from_str(payment.next_action.as_deref()?).ok()
+}
+
+/// The acquirer's form for a payment that carries personal data, built on the browser's visit
+/// from the sealed data. Only the holder of the continue token gets it, only while the customer
+/// still has to act.
+pub async fn continue_to_acquirer(
+    services: &Services,
+    payment_id: Uuid,
+    token: &str,
+) -> Result<NextAction, ServiceError> {
+    let payment = services
+        .store
+        .get_payment(payment_id)
+        .await?
+        .ok_or(ServiceError::NotFound)?;
+    let row = services
+        .store
+        .payer_data(payment_id)
+        .await?
+        .ok_or(ServiceError::NotFound)?;
+    if !payer::token_matches(token, &row.continue_token_hash)
+        || PaymentStatus::parse(&payment.status) != Some(PaymentStatus::RequiresAction)
+    {
+        return Err(ServiceError::NotFound);
+    }
+    let identity = payer::open(&services.vault, &row)?;
+    let entry = services
+        .suppliers
+        .get(&payment.supplier_id)
+        .ok_or_else(|| {
+            ServiceError::Internal(format!("supplier {} vanished", payment.supplier_id))
+        })?;
+    let amount = Amount::from_minor(payment.amount_minor)
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let kind = entry.acquirer.kind();
+    let success_url = services.return_url(kind, "success", &payment.acquirer_order_id);
+    let fail_url = services.return_url(kind, "fail", &payment.acquirer_order_id);
+    let payment_ref = payment.id.to_string();
+    let passport = identity.passport();
+    let outcome = entry
+        .acquirer
+        .start_payment(&PaymentRequest {
+            payment_ref: &payment_ref,
+            order_id: &payment.acquirer_order_id,
+            amount,
+            description: &payment.description,
+            email: payment.email.as_deref(),
+            success_url: &success_url,
+            fail_url: &fail_url,
+            save_card: false,
+            customer_ref: payment.user_id.as_deref(),
+            payer: Some(Payer {
+                passport: &passport,
+                full_name: &identity.full_name,
+            }),
+        })
+        .await;
+    match outcome {
+        StartOutcome::RequiresAction(action) => Ok(action),
+        StartOutcome::Declined(decline) => Err(ServiceError::Internal(format!(
+            "the acquirer refused to start payment {payment_id}: {}",
+            decline.message
+        ))),
+        StartOutcome::NotSent { reason } => Err(ServiceError::Internal(format!(
+            "the acquirer could not be reached for payment {payment_id}: {reason}"
+        ))),
     }
 }
 
@@ -134,6 +308,7 @@ async fn start_hosted_payment(
             fail_url: &fail_url,
             save_card: created.save_card,
             customer_ref: valid.user_id.as_deref(),
+            payer: None,
         })
         .await;
     let next_action_json;

@@ -11,6 +11,8 @@ use oplata_providers::robokassa::{Robokassa, RobokassaConfig};
 use oplata_providers::{Acquirer, AcquirerKind};
 use url::Url;
 
+use crate::domain::supplier::PaymentType;
+
 use crate::config::{AcquirerSettings, Settings, sandbox_mount};
 
 /// Where NetPay sends its notifications (registered with NetPay; sent in test mode).
@@ -129,6 +131,12 @@ impl SupplierDirectory {
                 &s.max_amount,
                 acquirer.kind(),
             )?;
+            if s.payment_type == PaymentType::Budget && !acquirer.capabilities().personal_data {
+                return Err(configuration(format!(
+                    "a budget supplier needs an acquirer whose form carries passport data; {} has none",
+                    acquirer.kind()
+                )));
+            }
             let entry = SupplierEntry { supplier, acquirer };
             if entries.insert(s.id.clone(), entry).is_some() {
                 return Err(DirectoryError::Duplicate(s.id.clone()));

@@ -7,6 +7,7 @@
 mod postgres;
 mod records;
 pub(crate) mod sql;
+mod sql_channels;
 mod sqlite;
 
 use std::sync::Arc;
@@ -75,7 +76,7 @@ pub enum IdempotencyClaim {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug {
+pub trait Store: ChannelStore + Send + Sync + std::fmt::Debug {
     fn backend(&self) -> &'static str;
 
     async fn ping(&self) -> Result<(), StoreError>;
@@ -104,6 +105,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         key: &str,
         response: &StoredResponse,
     ) -> Result<(), StoreError>;
+
+    /// Forgets a key whose request was refused without writing anything.
+    async fn release_idempotency_key(&self, client_id: Uuid, key: &str) -> Result<(), StoreError>;
 
     /// Allocates the acquirer order number and inserts the payment as `created`, with its audit
     /// and outbox rows, in one transaction.
@@ -285,6 +289,61 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
     async fn webhook_deliveries(&self, event_id: Uuid) -> Result<Vec<DeliveryRecord>, StoreError>;
     async fn dead_webhooks(&self) -> Result<Vec<DeliveryRecord>, StoreError>;
+}
+
+/// What the anonymous page, the SMS flow and the personal-data rule keep.
+#[async_trait]
+pub trait ChannelStore: Send + Sync {
+    /// Creates a public payment like [`Store::create_payment`], after the abuse limits accept it
+    /// under a lock on the account number, and records the attempt in the same transaction.
+    async fn create_public_payment(
+        &self,
+        payment: &NewPaymentRecord,
+        actor: &str,
+        attempt: &PublicAttempt,
+    ) -> Result<Result<PaymentRecord, crate::domain::public_limits::Limited>, StoreError>;
+    async fn payer_data(&self, payment_id: Uuid) -> Result<Option<PayerDataRecord>, StoreError>;
+    /// Deletes the ciphertexts of final payments last changed before `before`; returns how many.
+    async fn purge_payer_data(
+        &self,
+        before: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<u64, StoreError>;
+
+    /// Links `phone` to `user_id` (replacing the user's earlier phone). `false` when the phone
+    /// belongs to another user: nothing was written.
+    async fn link_sms_phone(
+        &self,
+        user_id: &str,
+        phone: &str,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+    async fn unlink_sms_phone(&self, user_id: &str) -> Result<bool, StoreError>;
+    async fn sms_phone_user(&self, phone: &str) -> Result<Option<String>, StoreError>;
+    /// The distinct (supplier, account) pairs of the user's succeeded full-card-entry payments.
+    async fn full_entry_accounts(&self, user_id: &str)
+    -> Result<Vec<(String, String)>, StoreError>;
+    /// Under a lock on the phone (and the account): replays a known `message_id`, or judges the
+    /// SMS against today's counts (rule 14) and records it with its reply, or as accepted.
+    async fn claim_sms(&self, claim: &SmsClaim<'_>) -> Result<SmsClaimResult, StoreError>;
+    /// Ends an accepted SMS whose charge has run: under the payment's lock, a final payment gives
+    /// its final reply; one still open answers "processing" and the final reply follows as an
+    /// `sms.reply` outbox event when the payment settles. Returns the reply.
+    async fn finish_sms_charge(
+        &self,
+        message_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<String, StoreError>;
+    /// Ends an accepted SMS with a reply of its own (the charge was refused or canceled);
+    /// `kind` replaces the stored kind when given.
+    async fn conclude_sms(
+        &self,
+        message_id: &str,
+        kind: Option<&str>,
+        reply: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    async fn sms_message(&self, message_id: &str) -> Result<Option<SmsMessageRecord>, StoreError>;
 }
 
 /// The refunds desk's search; every given field must match.

@@ -10,6 +10,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::StoreError;
 use super::sql::sql_store;
+use super::sql_channels::channel_store;
 
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
@@ -37,4 +38,12 @@ sql_store!(
     begin_write = "BEGIN",
     lock_row = " FOR UPDATE",
     skip_locked = " FOR UPDATE SKIP LOCKED"
+);
+
+channel_store!(
+    PostgresStore,
+    sqlx::PgConnection,
+    begin_write = "BEGIN",
+    lock_row = " FOR UPDATE",
+    lock_key = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
 );

@@ -32,6 +32,97 @@ pub struct NewPaymentRecord {
     pub saved_card_id: Option<Uuid>,
     pub save_card: bool,
     pub created_at: OffsetDateTime,
+    /// The payer's sealed passport data (budget suppliers), stored with the payment.
+    pub payer: Option<NewPayerData>,
+}
+
+/// Sealed personal data and the hash of the secret that lets the browser go on to the acquirer.
+#[derive(Clone)]
+pub struct NewPayerData {
+    pub key_id: String,
+    pub ciphertext: Vec<u8>,
+    pub continue_token_hash: String,
+}
+
+impl std::fmt::Debug for NewPayerData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NewPayerData {{ key_id: {:?}, <sealed> }}", self.key_id)
+    }
+}
+
+/// A payment's personal data row; the ciphertext is gone once purged.
+#[derive(Clone, sqlx::FromRow)]
+pub struct PayerDataRecord {
+    pub payment_id: Uuid,
+    pub key_id: Option<String>,
+    pub ciphertext: Option<Vec<u8>>,
+    pub continue_token_hash: String,
+    pub created_at: OffsetDateTime,
+    pub purged_at: Option<OffsetDateTime>,
+}
+
+impl std::fmt::Debug for PayerDataRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PayerDataRecord")
+            .field("payment_id", &self.payment_id)
+            .field("key_id", &self.key_id)
+            .field("sealed", &self.ciphertext.is_some())
+            .field("purged_at", &self.purged_at)
+            .finish()
+    }
+}
+
+/// Who made a public payment, and the limits it must pass.
+#[derive(Debug, Clone)]
+pub struct PublicAttempt {
+    pub client_ip: String,
+    pub limits: crate::domain::public_limits::PublicLimits,
+}
+
+/// One inbound SMS as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SmsMessageRecord {
+    pub message_id: String,
+    pub phone: String,
+    pub local_day: String,
+    pub kind: String,
+    pub supplier_id: Option<String>,
+    pub account_number: Option<String>,
+    pub payment_id: Option<Uuid>,
+    pub state: String,
+    pub reply: String,
+    pub late_reply: Option<String>,
+    pub received_at: OffsetDateTime,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// An inbound SMS to judge and record under the phone's lock.
+#[derive(Debug, Clone)]
+pub struct SmsClaim<'a> {
+    pub message_id: &'a str,
+    pub phone: &'a str,
+    pub local_day: &'a str,
+    pub command: &'a crate::domain::sms::Command,
+    /// Set when the payment's own rules refused it before the limits were looked at.
+    pub refusal: Option<crate::domain::sms::Reply>,
+    /// The supplier the account resolved to, for a payment SMS.
+    pub supplier_id: Option<&'a str>,
+    /// The id the payment will have if the SMS is accepted.
+    pub payment_id: Uuid,
+    pub received_at: OffsetDateTime,
+    pub now: OffsetDateTime,
+}
+
+/// What became of a claimed SMS.
+#[derive(Debug, Clone)]
+pub enum SmsClaimResult {
+    /// Seen before: the stored row (its reply is the answer, unless still `in_progress`).
+    Seen(Box<SmsMessageRecord>),
+    /// Answered without a charge; the reply text.
+    Answered(String),
+    /// Accepted: the charge must run now under the claimed payment id.
+    Accepted,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]

@@ -156,7 +156,93 @@ macro_rules! sql_store {
                 .bind(now)
                 .execute(&mut *conn)
                 .await?;
+                if to.is_final() {
+                    Self::sms_late_reply_in(conn, &updated, now).await?;
+                }
                 Ok(TransitionResult::Applied(updated))
+            }
+
+            /// Inserts a payment with its audit, outbox and personal-data rows.
+            async fn create_payment_in(
+                tx: &mut $conn,
+                p: &$crate::store::NewPaymentRecord,
+                actor: &str,
+            ) -> Result<$crate::store::PaymentRecord, $crate::store::StoreError> {
+                use $crate::store::sql::{new_row_id, payment_event_payload};
+                let (order_number,): (i64,) = sqlx::query_as(
+                    "INSERT INTO acquirer_sequences (acquirer, last_value) VALUES ($1, 1) \
+                     ON CONFLICT (acquirer) DO UPDATE SET last_value = acquirer_sequences.last_value + 1 \
+                     RETURNING last_value",
+                )
+                .bind(&p.acquirer)
+                .fetch_one(&mut *tx)
+                .await?;
+                let record: $crate::store::PaymentRecord = sqlx::query_as(
+                    concat!(
+                    "INSERT INTO payments (id, client_id, user_id, supplier_id, account_number, amount_minor, \
+                     currency, description, email, return_url, acquirer, acquirer_order_id, status, \
+                     created_at, updated_at, payment_method, saved_card_id, save_card, next_check_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'created', $13, $13, $14, $15, $16, $17) \
+                     RETURNING ",
+                    $crate::store::sql::payment_columns!()
+                ),
+                )
+                .bind(p.id)
+                .bind(p.client_id)
+                .bind(&p.user_id)
+                .bind(&p.supplier_id)
+                .bind(&p.account_number)
+                .bind(p.amount_minor)
+                .bind(&p.currency)
+                .bind(&p.description)
+                .bind(&p.email)
+                .bind(&p.return_url)
+                .bind(&p.acquirer)
+                .bind(order_number.to_string())
+                .bind(p.created_at)
+                .bind(&p.payment_method)
+                .bind(p.saved_card_id)
+                .bind(p.save_card)
+                // A payment that never leaves `created` (the process died) is checked too.
+                .bind($crate::domain::payment::first_check_delay($crate::domain::payment::PaymentStatus::Created)
+                    .map(|delay| p.created_at + delay))
+                .fetch_one(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO payment_audit (id, payment_id, from_status, to_status, actor, reason, created_at) \
+                     VALUES ($1, $2, NULL, 'created', $3, 'payment created', $4)",
+                )
+                .bind(new_row_id())
+                .bind(record.id)
+                .bind(actor)
+                .bind(p.created_at)
+                .execute(&mut *tx)
+                .await?;
+                let payload = payment_event_payload(&record, "payment.created", p.created_at)?;
+                sqlx::query(
+                    "INSERT INTO outbox (id, aggregate_id, event_type, payload, created_at) \
+                     VALUES ($1, $2, 'payment.created', $3, $4)",
+                )
+                .bind(new_row_id())
+                .bind(record.id)
+                .bind(payload)
+                .bind(p.created_at)
+                .execute(&mut *tx)
+                .await?;
+                if let Some(payer) = &p.payer {
+                    sqlx::query(
+                        "INSERT INTO payer_data (payment_id, key_id, ciphertext, continue_token_hash, created_at) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(record.id)
+                    .bind(&payer.key_id)
+                    .bind(&payer.ciphertext)
+                    .bind(&payer.continue_token_hash)
+                    .bind(p.created_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Ok(record)
             }
 
             async fn card_event_in(
@@ -409,73 +495,22 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn release_idempotency_key(&self, client_id: uuid::Uuid, key: &str) -> Result<(), $crate::store::StoreError> {
+                sqlx::query("DELETE FROM idempotency_keys WHERE client_id = $1 AND idem_key = $2")
+                    .bind(client_id)
+                    .bind(key)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
             async fn create_payment(
                 &self,
                 p: &$crate::store::NewPaymentRecord,
                 actor: &str,
             ) -> Result<$crate::store::PaymentRecord, $crate::store::StoreError> {
-                use $crate::store::sql::{new_row_id, payment_event_payload};
                 let mut tx = self.pool.begin_with($begin).await?;
-                let (order_number,): (i64,) = sqlx::query_as(
-                    "INSERT INTO acquirer_sequences (acquirer, last_value) VALUES ($1, 1) \
-                     ON CONFLICT (acquirer) DO UPDATE SET last_value = acquirer_sequences.last_value + 1 \
-                     RETURNING last_value",
-                )
-                .bind(&p.acquirer)
-                .fetch_one(&mut *tx)
-                .await?;
-                let record: $crate::store::PaymentRecord = sqlx::query_as(
-                    concat!(
-                    "INSERT INTO payments (id, client_id, user_id, supplier_id, account_number, amount_minor, \
-                     currency, description, email, return_url, acquirer, acquirer_order_id, status, \
-                     created_at, updated_at, payment_method, saved_card_id, save_card, next_check_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'created', $13, $13, $14, $15, $16, $17) \
-                     RETURNING ",
-                    $crate::store::sql::payment_columns!()
-                ),
-                )
-                .bind(p.id)
-                .bind(p.client_id)
-                .bind(&p.user_id)
-                .bind(&p.supplier_id)
-                .bind(&p.account_number)
-                .bind(p.amount_minor)
-                .bind(&p.currency)
-                .bind(&p.description)
-                .bind(&p.email)
-                .bind(&p.return_url)
-                .bind(&p.acquirer)
-                .bind(order_number.to_string())
-                .bind(p.created_at)
-                .bind(&p.payment_method)
-                .bind(p.saved_card_id)
-                .bind(p.save_card)
-                // A payment that never leaves `created` (the process died) is checked too.
-                .bind($crate::domain::payment::first_check_delay($crate::domain::payment::PaymentStatus::Created)
-                    .map(|delay| p.created_at + delay))
-                .fetch_one(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO payment_audit (id, payment_id, from_status, to_status, actor, reason, created_at) \
-                     VALUES ($1, $2, NULL, 'created', $3, 'payment created', $4)",
-                )
-                .bind(new_row_id())
-                .bind(record.id)
-                .bind(actor)
-                .bind(p.created_at)
-                .execute(&mut *tx)
-                .await?;
-                let payload = payment_event_payload(&record, "payment.created", p.created_at)?;
-                sqlx::query(
-                    "INSERT INTO outbox (id, aggregate_id, event_type, payload, created_at) \
-                     VALUES ($1, $2, 'payment.created', $3, $4)",
-                )
-                .bind(new_row_id())
-                .bind(record.id)
-                .bind(payload)
-                .bind(p.created_at)
-                .execute(&mut *tx)
-                .await?;
+                let record = Self::create_payment_in(&mut tx, p, actor).await?;
                 tx.commit().await?;
                 Ok(record)
             }

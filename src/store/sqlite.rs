@@ -12,6 +12,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 use super::StoreError;
 use super::sql::sql_store;
+use super::sql_channels::channel_store;
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -46,4 +47,12 @@ sql_store!(
     begin_write = "BEGIN IMMEDIATE",
     lock_row = "",
     skip_locked = ""
+);
+
+channel_store!(
+    SqliteStore,
+    sqlx::SqliteConnection,
+    begin_write = "BEGIN IMMEDIATE",
+    lock_row = "",
+    lock_key = "SELECT $1"
 );

@@ -1,6 +1,8 @@
-//! The refunds desk in headless Chromium, driven through chromedriver's WebDriver protocol:
-//! an operator signs in, finds a payment by account number, refunds part of it, sees the new
-//! status; a second refund over the remainder shows the error. Needs `OPLATA_TEST_CHROMEDRIVER`
+//! Pages in headless Chromium, driven through chromedriver's WebDriver protocol. The refunds
+//! desk: an operator signs in, finds a payment by account number, refunds part of it, sees the
+//! new status; a second refund over the remainder shows the error. The public pay page: a person
+//! mistypes the account number and sees the error beside the field, corrects it, pays in the
+//! simulator and sees "Оплачено". Needs `OPLATA_TEST_CHROMEDRIVER`
 //! (Debian's chromium-driver); `scripts/test` skips these tests without it and says so, CI
 //! installs Chromium and runs them.
 
@@ -141,6 +143,16 @@ impl Browser {
         .await;
     }
 
+    async fn clear(&self, css: &str) {
+        let element = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{element}/clear"),
+            Some(json!({})),
+        )
+        .await;
+    }
+
     async fn click(&self, css: &str) {
         let element = self.find(css).await;
         self.call(
@@ -263,5 +275,35 @@ async fn an_operator_signs_in_finds_a_payment_by_account_and_refunds_part_of_it(
             .status,
         "partially_refunded"
     );
+    browser.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_pays_an_account_on_the_public_page_and_sees_it_paid() {
+    let browser = Browser::start().await;
+    let app = spawn_app(Backend::Sqlite).await;
+
+    browser.open(&app.url("/pay")).await;
+    // The first supplier in the list is the demo electricity supplier (10-digit accounts).
+    browser.click_and_wait("#choose").await;
+    assert!(browser.text("h1").await.contains("Демо-Энергосбыт"));
+    browser.type_into("#account_number", "12345").await;
+    browser.type_into("#amount", "1500,50").await;
+    browser.click_and_wait("#pay").await;
+    assert_eq!(
+        browser.text("#error-account_number").await,
+        "Неверный номер лицевого счёта: проверьте его по квитанции."
+    );
+    assert_eq!(app.store.count_payments().await.unwrap(), 0);
+
+    browser.clear("#account_number").await;
+    browser.type_into("#account_number", "1234567890").await;
+    browser.click_and_wait("#pay").await;
+    assert!(browser.url().await.contains("/sandbox/robokassa/"));
+    assert_eq!(browser.text("#amount").await, "1500.50 ₽");
+    browser.click_and_wait("#pay").await;
+
+    assert_eq!(browser.text("#status").await, "Оплачено");
+    assert_eq!(app.store.count_payments().await.unwrap(), 1);
     browser.quit().await;
 }

@@ -57,24 +57,24 @@ fn with_card_suppliers(settings: &mut Settings) {
     settings.acquirer_timeout_secs = 2;
 }
 
-async fn card_app(backend: Backend) -> TestApp {
+pub(crate) async fn card_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, with_card_suppliers).await
 }
 
-fn payment(supplier: &str, user: &str) -> Value {
+pub(crate) fn payment(supplier: &str, user: &str) -> Value {
     json!({
         "supplier_id": supplier, "account_number": "12345678", "amount": "1500.00", "currency": "RUB",
         "description": "Отопление", "user_id": user
     })
 }
 
-fn saved_card_payment(supplier: &str, user: &str, card: Uuid) -> Value {
+pub(crate) fn saved_card_payment(supplier: &str, user: &str, card: Uuid) -> Value {
     let mut body = payment(supplier, user);
     body["payment_method"] = json!({"type": "saved_card", "card_id": card});
     body
 }
 
-async fn post(app: &TestApp, body: &Value) -> (u16, Value) {
+pub(crate) async fn post(app: &TestApp, body: &Value) -> (u16, Value) {
     let response = app
         .post_payment(
             Some(&app.portal_key),
@@ -86,7 +86,7 @@ async fn post(app: &TestApp, body: &Value) -> (u16, Value) {
 }
 
 /// Pays a new-card Moneta payment on the form with the 3-D Secure code.
-async fn pay_on_form(app: &TestApp, payment: &Value, action: &str) {
+pub(crate) async fn pay_on_form(app: &TestApp, payment: &Value, action: &str) {
     let fields = next_action_fields(payment);
     let url = payment["next_action"]["url"].as_str().unwrap();
     assert_eq!(
@@ -127,7 +127,7 @@ async fn pay_on_form(app: &TestApp, payment: &Value, action: &str) {
 }
 
 /// A new-card payment with `save_card`, paid with 3-D Secure; returns the saved card's id.
-async fn bind_card(app: &TestApp, supplier: &str, user: &str) -> Uuid {
+pub(crate) async fn bind_card(app: &TestApp, supplier: &str, user: &str) -> Uuid {
     let before = list_cards(app, user).await.len();
     let mut body = payment(supplier, user);
     body["save_card"] = true.into();
@@ -149,7 +149,7 @@ async fn bind_card(app: &TestApp, supplier: &str, user: &str) -> Uuid {
         .unwrap()
 }
 
-async fn list_cards(app: &TestApp, user: &str) -> Vec<Value> {
+pub(crate) async fn list_cards(app: &TestApp, user: &str) -> Vec<Value> {
     let answer: Value = app
         .http
         .get(app.url(&format!("/v1/users/{user}/cards")))
@@ -182,7 +182,7 @@ async fn card_events(app: &TestApp, user: &str, card: Uuid) -> Vec<String> {
         .collect()
 }
 
-fn code(answer: &Value) -> &str {
+pub(crate) fn code(answer: &Value) -> &str {
     answer["error"]["code"].as_str().unwrap_or_default()
 }
 

@@ -33,6 +33,7 @@ fn new_payment(acquirer: &str) -> NewPaymentRecord {
         saved_card_id: None,
         save_card: false,
         created_at: OffsetDateTime::now_utc(),
+        payer: None,
     }
 }
 

@@ -26,6 +26,7 @@ async fn open<H: Harness>(h: &H, order_id: &str, sum: Amount) {
         fail_url: &fail,
         save_card: false,
         customer_ref: None,
+        payer: None,
     };
     let (status, html) = open_page(h.adapter(), &request).await;
     assert_eq!(status, 200, "{html}");
@@ -146,6 +147,7 @@ pub async fn a_tampered_payment_request_is_refused_by_the_acquirer<H: Harness>(h
         fail_url: "http://127.0.0.1:9/fail",
         save_card: false,
         customer_ref: None,
+        payer: None,
     };
     let StartOutcome::RequiresAction(action) = h.adapter().start_payment(&request).await else {
         panic!("expected a next action");
@@ -273,6 +275,7 @@ async fn bind_card<H: Harness>(h: &H, order_id: &str) -> (String, secrecy::Secre
         fail_url: &success,
         save_card: true,
         customer_ref: Some("user-42"),
+        payer: None,
     };
     let (status, _) = open_page(h.adapter(), &request).await;
     assert_eq!(status, 200);

@@ -246,6 +246,7 @@ impl Acquirer for Moneta {
             refunds: true,
             refund_status: true,
             unbind: false,
+            personal_data: true,
         }
     }
 
@@ -285,6 +286,11 @@ impl Acquirer for Moneta {
         ];
         if request.save_card {
             fields.push(("PAYMENTTOKEN".into(), "request".into()));
+        }
+        // The free fields not taken by the payment id carry the passport data.
+        if let Some(payer) = request.payer {
+            fields.push(("MNT_CUSTOM2".into(), payer.passport.into()));
+            fields.push(("MNT_CUSTOM3".into(), payer.full_name.into()));
         }
         fields.push(("MNT_SIGNATURE".into(), signature));
         StartOutcome::RequiresAction(NextAction::FormPost {

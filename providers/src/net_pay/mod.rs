@@ -96,6 +96,8 @@ impl Acquirer for NetPay {
             refunds: false,
             refund_status: false,
             unbind: false,
+            // `param1`/`value1` is one pair, and test mode spends it on the callback address.
+            personal_data: false,
         }
     }
 

@@ -122,10 +122,18 @@ impl Robokassa {
 
     fn payment_page_url(&self, request: &PaymentRequest<'_>) -> String {
         let out_sum = request.amount.to_string();
-        let shp = vec![(
+        let mut shp = vec![(
             wire::PAYMENT_REF_PARAM.to_owned(),
             request.payment_ref.to_owned(),
         )];
+        // Custom parameters are signed and echoed back: the passport data travels in them.
+        if let Some(payer) = request.payer {
+            shp.push((wire::PASSPORT_PARAM.to_owned(), payer.passport.to_owned()));
+            shp.push((
+                wire::PAYER_NAME_PARAM.to_owned(),
+                payer.full_name.to_owned(),
+            ));
+        }
         let signature = wire::payment_signature(
             self.config.hash,
             &self.config.merchant_login,
@@ -233,6 +241,7 @@ impl Acquirer for Robokassa {
             refunds: self.config.password3.is_some(),
             refund_status: self.config.password3.is_some(),
             unbind: false,
+            personal_data: true,
         }
     }
 

@@ -12,6 +12,10 @@ use crate::{CallbackAnswer, CallbackError, RawCallback};
 
 /// The custom parameter that carries oplata's payment id through Robokassa and back.
 pub const PAYMENT_REF_PARAM: &str = "Shp_payment";
+/// Passport series and number of a budget payment's payer.
+pub const PASSPORT_PARAM: &str = "Shp_passport";
+/// Full name of a budget payment's payer.
+pub const PAYER_NAME_PARAM: &str = "Shp_payer";
 
 fn shp_suffix(shp: &[(String, String)]) -> String {
     let mut sorted: Vec<&(String, String)> = shp.iter().collect();

@@ -1,0 +1,584 @@
+//! Anonymous pay-by-account-number: `POST /v1/public/payments` for other front ends, and the
+//! service's own pay page (`/pay`), server-rendered, in Russian, without scripts of its own but
+//! the one line that submits an acquirer's form.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::Form;
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use oplata_providers::NextAction;
+use serde::Deserialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::error::{ApiError, ErrorBody, ErrorCode};
+use super::idempotency::{self, IdempotencyKey};
+use super::json::{self, Body};
+use super::pages::{self, cookie_value, escape, layout, same, secure_flag, set_cookie};
+use super::payments::{PayerRequest, PaymentView};
+use crate::domain::new_payment::{PaymentDraft, PaymentRuleError};
+use crate::domain::payer::PayerDraft;
+use crate::domain::supplier::{PaymentType, Supplier};
+use crate::service::api_keys::{ApiClient, Scope};
+use crate::service::{ServiceError, Services, payments, public};
+
+const CSRF_COOKIE: &str = "oplata_pay_csrf";
+
+/// The idempotency keys of anonymous callers live under this one client id.
+fn anonymous_client() -> ApiClient {
+    ApiClient {
+        id: Uuid::nil(),
+        name: "public".to_owned(),
+        scope: Scope::Portal,
+    }
+}
+
+/// The caller's address: the TCP peer, or the configured header of the reverse proxy.
+#[derive(Debug, Clone)]
+pub struct ClientIp(pub String);
+
+impl FromRequestParts<Arc<Services>> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        services: &Arc<Services>,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(name) = &services.settings.public.client_ip_header {
+            let forwarded = parts
+                .headers
+                .get(name.as_str())
+                .and_then(|v| v.to_str().ok())
+                // X-Forwarded-For lists the proxies after the client: the first is the client.
+                .and_then(|v| v.split(',').next())
+                .and_then(|v| v.trim().parse::<IpAddr>().ok());
+            if let Some(ip) = forwarded {
+                return Ok(ClientIp(ip.to_string()));
+            }
+        }
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_string())
+            .unwrap_or_else(|| "unknown".to_owned());
+        Ok(ClientIp(peer))
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublicPaymentRequest {
+    pub supplier_id: String,
+    pub account_number: String,
+    #[schema(example = "1234.56")]
+    pub amount: String,
+    /// `RUB` (the default).
+    pub currency: Option<String>,
+    /// Defaults to "Оплата по лицевому счёту <account>".
+    pub description: Option<String>,
+    /// Where to send the receipt.
+    pub email: Option<String>,
+    pub return_url: Option<String>,
+    /// Passport data, for budget suppliers only.
+    pub payer: Option<PayerRequest>,
+    /// Refused: anonymous payments never save a card.
+    #[schema(value_type = Option<bool>)]
+    pub save_card: Option<serde_json::Value>,
+    /// Refused: a portal user pays through the portal.
+    #[schema(value_type = Option<String>)]
+    pub user_id: Option<serde_json::Value>,
+}
+
+fn default_description(account: &str) -> String {
+    format!("Оплата по лицевому счёту {account}")
+}
+
+/// Pay an account anonymously; rate limited per account number and per client address.
+#[utoipa::path(
+    post, path = "/v1/public/payments", tag = "public",
+    request_body = PublicPaymentRequest,
+    params(("Idempotency-Key" = String, Header, description = "A fresh random value (a UUID) per intended payment")),
+    responses(
+        (status = 201, description = "Payment created; send the browser to `next_action`", body = PaymentView),
+        (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 422, description = "A rule is broken; `save_card` and `user_id` are refused here", body = ErrorBody),
+        (status = 429, description = "Too many attempts; see `Retry-After`", body = ErrorBody),
+    )
+)]
+pub async fn create(
+    State(services): State<Arc<Services>>,
+    ClientIp(client_ip): ClientIp,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let key = IdempotencyKey::from_headers(&headers)?;
+    json::require_json_content_type(&headers)?;
+    let fingerprint = idempotency::fingerprint("POST /v1/public/payments", &body);
+    idempotency::run(
+        services,
+        anonymous_client(),
+        key,
+        fingerprint,
+        move |services, _| async move {
+            let request: PublicPaymentRequest = json::parse(&body)?;
+            for (field, present) in [
+                ("save_card", request.save_card.is_some()),
+                ("user_id", request.user_id.is_some()),
+            ] {
+                if present {
+                    return Err(ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        ErrorCode::NotAllowedForAnonymous,
+                        format!("{field} is not accepted for anonymous payments"),
+                    )
+                    .with_param(field));
+                }
+            }
+            let description = request
+                .description
+                .clone()
+                .unwrap_or_else(|| default_description(&request.account_number));
+            let draft = PaymentDraft {
+                supplier_id: &request.supplier_id,
+                account_number: &request.account_number,
+                amount: &request.amount,
+                currency: request.currency.as_deref().unwrap_or("RUB"),
+                description: &description,
+                user_id: None,
+                email: request.email.as_deref(),
+                return_url: request.return_url.as_deref(),
+                payer: request.payer.as_ref().map(PayerRequest::draft),
+            };
+            let payment = public::create(&services, &client_ip, &draft).await?;
+            let view = PaymentView::try_from(payment)?;
+            let body = serde_json::to_string(&view).map_err(|e| ApiError::internal(&e))?;
+            Ok((StatusCode::CREATED, body))
+        },
+    )
+    .await
+}
+
+/// Read an anonymous payment's status.
+#[utoipa::path(
+    get, path = "/v1/public/payments/{id}", tag = "public",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = PaymentView), (status = 404, body = ErrorBody))
+)]
+pub async fn get(
+    State(services): State<Arc<Services>>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<PaymentView>, ApiError> {
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found())?;
+    let payment = public::get(&services, id).await?;
+    Ok(axum::Json(PaymentView::try_from(payment)?))
+}
+
+// ---- The pay page ----
+
+#[derive(Debug, Default, Deserialize)]
+pub struct PayQuery {
+    supplier: Option<String>,
+}
+
+/// What the person typed, echoed back into the form after an error.
+#[derive(Default, Deserialize)]
+pub struct PayForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    supplier_id: String,
+    #[serde(default)]
+    account_number: String,
+    #[serde(default)]
+    amount: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    passport_series: String,
+    #[serde(default)]
+    passport_number: String,
+    #[serde(default)]
+    full_name: String,
+}
+
+impl std::fmt::Debug for PayForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PayForm")
+            .field("supplier_id", &self.supplier_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn new_csrf_cookie(services: &Services, token: &str) -> String {
+    format!(
+        "{CSRF_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/pay; Max-Age=3600{}",
+        secure_flag(services)
+    )
+}
+
+fn page_response(status: StatusCode, title: &str, body: &str) -> Response {
+    let mut response = (status, Html(layout(title, body))).into_response();
+    // The page needs nothing from elsewhere: say so to the browser.
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+        ),
+    );
+    response
+}
+
+fn supplier_choice(services: &Services) -> String {
+    let options: String = services
+        .suppliers
+        .iter()
+        .map(|e| {
+            format!(
+                "<option value=\"{}\">{}</option>",
+                escape(&e.supplier.id),
+                escape(&e.supplier.name)
+            )
+        })
+        .collect();
+    format!(
+        "<h1>Оплата по лицевому счёту</h1><p>Без регистрации: выберите получателя платежа.</p>\
+<form method=\"get\" action=\"/pay\"><p><label>Получатель<br><select id=\"supplier\" name=\"supplier\">{options}</select></label></p>\
+<p><button id=\"choose\" type=\"submit\">Далее</button></p></form>"
+    )
+}
+
+/// One input with its label and, after a refusal, the message beside it.
+fn field(
+    name: &str,
+    label: &str,
+    value: &str,
+    attributes: &str,
+    error: Option<&(String, String)>,
+) -> String {
+    let message = error
+        .filter(|(param, _)| param == name)
+        .map(|(_, message)| {
+            format!(
+                "<br><span class=\"error\" id=\"error-{name}\" role=\"alert\">{}</span>",
+                escape(message)
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "<p><label>{label}<br><input id=\"{name}\" name=\"{name}\" value=\"{}\" {attributes}></label>{message}</p>",
+        escape(value)
+    )
+}
+
+fn pay_form(
+    supplier: &Supplier,
+    form: &PayForm,
+    csrf: &str,
+    error: Option<&(String, String)>,
+) -> String {
+    let general = error
+        .filter(|(param, _)| param.is_empty())
+        .map(|(_, m)| {
+            format!(
+                "<p class=\"error\" id=\"error\" role=\"alert\">{}</p>",
+                escape(m)
+            )
+        })
+        .unwrap_or_default();
+    let passport = if supplier.payment_type == PaymentType::Budget {
+        format!(
+            "<fieldset><legend>Паспорт плательщика (обязательно для бюджетных платежей)</legend>{}{}{}</fieldset>",
+            field(
+                "passport_series",
+                "Серия",
+                &form.passport_series,
+                "inputmode=\"numeric\" maxlength=\"5\" required autocomplete=\"off\"",
+                error
+            ),
+            field(
+                "passport_number",
+                "Номер",
+                &form.passport_number,
+                "inputmode=\"numeric\" maxlength=\"6\" required autocomplete=\"off\"",
+                error
+            ),
+            field(
+                "full_name",
+                "Фамилия, имя, отчество",
+                &form.full_name,
+                "maxlength=\"150\" required autocomplete=\"name\"",
+                error
+            ),
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "<h1>Оплата: {name}</h1>{general}<form method=\"post\" action=\"/pay\">\
+<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"supplier_id\" value=\"{id}\">\
+{account}{amount}{email}{passport}\
+<p><button id=\"pay\" type=\"submit\">Перейти к оплате</button></p></form>\
+<p><a href=\"/pay\">Выбрать другого получателя</a></p>",
+        name = escape(&supplier.name),
+        id = escape(&supplier.id),
+        csrf = escape(csrf),
+        account = field(
+            "account_number",
+            "Лицевой счёт",
+            &form.account_number,
+            "inputmode=\"numeric\" maxlength=\"40\" required autocomplete=\"off\"",
+            error
+        ),
+        amount = field(
+            "amount",
+            "Сумма, ₽ (например, 1500,50)",
+            &form.amount,
+            "inputmode=\"decimal\" maxlength=\"15\" required",
+            error
+        ),
+        email = field(
+            "email",
+            "E-mail для чека (необязательно)",
+            &form.email,
+            "type=\"email\" maxlength=\"254\" autocomplete=\"email\"",
+            error
+        ),
+    )
+}
+
+/// `GET /pay`: choose the supplier, then fill in the form for it.
+pub async fn page(
+    State(services): State<Arc<Services>>,
+    Query(query): Query<PayQuery>,
+) -> Response {
+    let Some(supplier) = query
+        .supplier
+        .as_deref()
+        .and_then(|id| services.suppliers.supplier(id))
+    else {
+        return page_response(
+            StatusCode::OK,
+            "Оплата по лицевому счёту",
+            &supplier_choice(&services),
+        );
+    };
+    let token = crate::service::operators::form_token();
+    let body = pay_form(supplier, &PayForm::default(), &token, None);
+    let mut response = page_response(StatusCode::OK, "Оплата", &body);
+    set_cookie(&mut response, new_csrf_cookie(&services, &token));
+    response
+}
+
+/// The Russian sentence for a refusal, and the field it belongs beside ("" for the page).
+fn explain(error: &ServiceError) -> Option<(String, String)> {
+    use crate::domain::payer::PayerError as P;
+    let (param, message) = match error {
+        ServiceError::Rule(rule) => match rule {
+            PaymentRuleError::UnknownSupplier => ("", "Такого получателя нет.".to_owned()),
+            PaymentRuleError::InvalidAccountNumber { .. } => (
+                "account_number",
+                "Неверный номер лицевого счёта: проверьте его по квитанции.".to_owned(),
+            ),
+            PaymentRuleError::InvalidAmount(_) => (
+                "amount",
+                "Укажите сумму больше нуля, не более двух знаков после запятой.".to_owned(),
+            ),
+            PaymentRuleError::AmountAboveLimit { max } => (
+                "amount",
+                format!(
+                    "Сумма больше допустимой ({} ₽).",
+                    max.to_string().replace('.', ",")
+                ),
+            ),
+            PaymentRuleError::InvalidEmail => ("email", "Неверный адрес e-mail.".to_owned()),
+            PaymentRuleError::Payer(P::InvalidSeries) => {
+                ("passport_series", "Серия паспорта — 4 цифры.".to_owned())
+            }
+            PaymentRuleError::Payer(P::InvalidNumber) => {
+                ("passport_number", "Номер паспорта — 6 цифр.".to_owned())
+            }
+            PaymentRuleError::Payer(P::InvalidFullName) => (
+                "full_name",
+                "Укажите фамилию, имя и отчество русскими буквами.".to_owned(),
+            ),
+            PaymentRuleError::Payer(P::Required) => (
+                "",
+                "Для этого платежа нужны паспортные данные плательщика.".to_owned(),
+            ),
+            _ => ("", "Проверьте данные платежа.".to_owned()),
+        },
+        _ => return None,
+    };
+    Some((param.to_owned(), message))
+}
+
+fn retry_page(seconds: u64) -> Response {
+    let minutes = seconds.div_ceil(60);
+    let body = format!(
+        "<h1>Слишком много попыток</h1><p id=\"error\" role=\"alert\">Слишком много попыток оплаты. \
+Повторите через {minutes} мин.</p><p><a href=\"/pay\">Вернуться к оплате</a></p>"
+    );
+    let mut response = page_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Слишком много попыток",
+        &body,
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
+
+/// Sends the browser on to the acquirer: a redirect, or a form that submits itself (with a
+/// button for a browser that runs no scripts).
+pub(super) fn go_to_acquirer(action: NextAction) -> Response {
+    match action {
+        NextAction::Redirect { url } => Redirect::to(&url).into_response(),
+        NextAction::FormPost { url, fields } => {
+            let inputs: String = fields
+                .iter()
+                .map(|(name, value)| {
+                    format!(
+                        "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                        escape(name),
+                        escape(value)
+                    )
+                })
+                .collect();
+            let body = format!(
+                "<form id=\"acquirer\" method=\"post\" action=\"{}\">{inputs}\
+<p>Переходим на страницу оплаты банка…</p><p><button id=\"continue\" type=\"submit\">Продолжить</button></p></form>\
+<script>document.getElementById('acquirer').submit()</script>",
+                escape(&url)
+            );
+            let mut response =
+                (StatusCode::OK, Html(layout("Переход к оплате", &body))).into_response();
+            // The one inline script above, and a form that leaves for the acquirer.
+            response.headers_mut().insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(
+                    "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; frame-ancestors 'none'",
+                ),
+            );
+            response
+        }
+    }
+}
+
+/// `POST /pay`: creates the payment and sends the browser to the acquirer, or shows the form
+/// again with the error beside its field.
+pub async fn submit(
+    State(services): State<Arc<Services>>,
+    ClientIp(client_ip): ClientIp,
+    headers: HeaderMap,
+    Form(form): Form<PayForm>,
+) -> Response {
+    let expected = cookie_value(&headers, CSRF_COOKIE).unwrap_or_default();
+    if expected.is_empty() || !same(&form.csrf, &expected) {
+        let body = "<h1>Форма устарела</h1><p id=\"error\" role=\"alert\">Откройте страницу оплаты заново.</p>\
+<p><a href=\"/pay\">Оплата по лицевому счёту</a></p>";
+        return page_response(StatusCode::FORBIDDEN, "Форма устарела", body);
+    }
+    let Some(supplier) = services.suppliers.supplier(&form.supplier_id) else {
+        return page_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Оплата",
+            &supplier_choice(&services),
+        );
+    };
+    let account = form.account_number.trim();
+    let description = default_description(account);
+    let amount = form.amount.trim().replace(',', ".");
+    let email = Some(form.email.trim()).filter(|e| !e.is_empty());
+    let budget = supplier.payment_type == PaymentType::Budget;
+    let draft = PaymentDraft {
+        supplier_id: &supplier.id,
+        account_number: account,
+        amount: &amount,
+        currency: "RUB",
+        description: &description,
+        user_id: None,
+        email,
+        return_url: None,
+        payer: budget.then_some(PayerDraft {
+            passport_series: &form.passport_series,
+            passport_number: &form.passport_number,
+            full_name: &form.full_name,
+        }),
+    };
+    match public::create(&services, &client_ip, &draft).await {
+        Ok(payment) => match payments::next_action(&payment) {
+            Some(action) => go_to_acquirer(action),
+            // Declined or unreachable at once: the result page says so.
+            None => Redirect::to(&format!("/pay/result/{}", payment.id)).into_response(),
+        },
+        Err(ServiceError::Limited(limited)) => retry_page(limited.retry_after_secs()),
+        Err(error) => match explain(&error) {
+            Some(explained) => {
+                let body = pay_form(supplier, &form, &expected, Some(&explained));
+                page_response(StatusCode::UNPROCESSABLE_ENTITY, "Оплата", &body)
+            }
+            None => {
+                tracing::error!(%error, "public payment failed");
+                pages::temporary_failure()
+            }
+        },
+    }
+}
+
+/// `GET /pay/result/{id}`: the outcome from oplata's own record.
+pub async fn result(State(services): State<Arc<Services>>, Path(id): Path<String>) -> Response {
+    let Ok(id) = Uuid::parse_str(&id) else {
+        return pages::not_found();
+    };
+    match public::get(&services, id).await {
+        Ok(payment) => Html(pages::payment_result(&payment)).into_response(),
+        Err(ServiceError::NotFound) => pages::not_found(),
+        Err(error) => {
+            tracing::error!(%error, "result page");
+            pages::temporary_failure()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ContinueQuery {
+    #[serde(default)]
+    token: String,
+}
+
+impl std::fmt::Debug for ContinueQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ContinueQuery(<token>)")
+    }
+}
+
+/// `GET /pay/{id}/continue?token=…`: the acquirer's form of a payment carrying personal data.
+pub async fn continue_payment(
+    State(services): State<Arc<Services>>,
+    Path(id): Path<String>,
+    Query(query): Query<ContinueQuery>,
+) -> Response {
+    let Ok(id) = Uuid::parse_str(&id) else {
+        return pages::not_found();
+    };
+    match payments::continue_to_acquirer(&services, id, &query.token).await {
+        Ok(action) => {
+            let mut response = go_to_acquirer(action);
+            // The form carries personal data: keep it out of every cache.
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Err(ServiceError::NotFound) => pages::not_found(),
+        Err(error) => {
+            tracing::error!(%error, "continue to the acquirer");
+            pages::temporary_failure()
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! The SQL of the anonymous page, the SMS flow and personal data, for both backends.
+//!
+//! Like [`super::sql`], a macro instantiated per backend; `lock_key` serialises transactions on
+//! a name (an advisory lock on PostgreSQL; SQLite's `BEGIN IMMEDIATE` already serialises writers).
+
+macro_rules! sms_columns {
+    () => {
+        "message_id, phone, local_day, kind, supplier_id, account_number, payment_id, state, reply, \
+         late_reply, received_at, created_at, updated_at"
+    };
+}
+pub(super) use sms_columns;
+
+macro_rules! channel_store {
+    ($store:ident, $conn:ty, begin_write = $begin:literal, lock_row = $lock:literal, lock_key = $lock_key:literal) => {
+        impl $store {
+            /// Writes the late `sms.reply` for an SMS that was answered "processing", when its
+            /// payment has just become final (called inside the transition's transaction).
+            async fn sms_late_reply_in(
+                conn: &mut $conn,
+                payment: &$crate::store::PaymentRecord,
+                now: time::OffsetDateTime,
+            ) -> Result<(), $crate::store::StoreError> {
+                use $crate::domain::payment::PaymentStatus;
+                use $crate::store::StoreError;
+                let status = PaymentStatus::parse(&payment.status)
+                    .ok_or_else(|| StoreError::Corrupt(format!("payment {} status", payment.id)))?;
+                let amount = oplata_providers::Amount::from_minor(payment.amount_minor)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let Some(reply) = $crate::domain::sms::final_reply(status, amount, &payment.account_number) else {
+                    return Ok(());
+                };
+                let text = reply.text();
+                let waiting: Vec<(String, String)> = sqlx::query_as(
+                    "UPDATE sms_messages SET state = 'done', late_reply = $2, updated_at = $3 \
+                     WHERE payment_id = $1 AND state = 'awaiting_result' RETURNING message_id, phone",
+                )
+                .bind(payment.id)
+                .bind(&text)
+                .bind(now)
+                .fetch_all(&mut *conn)
+                .await?;
+                for (message_id, phone) in waiting {
+                    let payload = serde_json::json!({
+                        "type": "sms.reply",
+                        "message_id": message_id,
+                        "to": phone,
+                        "text": text,
+                        "payment_id": payment.id,
+                        "occurred_at": now.format(&time::format_description::well_known::Rfc3339)
+                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    });
+                    sqlx::query(
+                        "INSERT INTO outbox (id, aggregate_id, event_type, payload, created_at) \
+                         VALUES ($1, $2, 'sms.reply', $3, $4)",
+                    )
+                    .bind($crate::store::sql::new_row_id())
+                    .bind(payment.id)
+                    .bind(payload.to_string())
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Ok(())
+            }
+
+            async fn lock_name_in(conn: &mut $conn, name: &str) -> Result<(), $crate::store::StoreError> {
+                sqlx::query($lock_key).bind(name).execute(&mut *conn).await?;
+                Ok(())
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::ChannelStore for $store {
+            async fn create_public_payment(
+                &self,
+                p: &$crate::store::NewPaymentRecord,
+                actor: &str,
+                attempt: &$crate::store::PublicAttempt,
+            ) -> Result<Result<$crate::store::PaymentRecord, $crate::domain::public_limits::Limited>, $crate::store::StoreError> {
+                let now = p.created_at;
+                let limits = &attempt.limits;
+                let mut tx = self.pool.begin_with($begin).await?;
+                Self::lock_name_in(&mut tx, &format!("public-account:{}:{}", p.supplier_id, p.account_number)).await?;
+                let attempts: Vec<(time::OffsetDateTime,)> = sqlx::query_as(
+                    "SELECT created_at FROM public_attempts \
+                     WHERE supplier_id = $1 AND account_number = $2 AND created_at > $3",
+                )
+                .bind(&p.supplier_id)
+                .bind(&p.account_number)
+                .bind(now - limits.account_window)
+                .fetch_all(&mut *tx)
+                .await?;
+                // A decline comes minutes after its attempt: look at attempts a little older than
+                // the window, and count the declines inside it.
+                let declines: Vec<(time::OffsetDateTime,)> = sqlx::query_as(
+                    "SELECT p.updated_at FROM public_attempts a JOIN payments p ON p.id = a.payment_id \
+                     WHERE a.client_ip = $1 AND a.created_at > $2 AND p.status = 'failed' AND p.updated_at > $3",
+                )
+                .bind(&attempt.client_ip)
+                .bind(now - limits.ip_window - time::Duration::hours(2))
+                .bind(now - limits.ip_window)
+                .fetch_all(&mut *tx)
+                .await?;
+                let attempts: Vec<time::OffsetDateTime> = attempts.into_iter().map(|(t,)| t).collect();
+                let declines: Vec<time::OffsetDateTime> = declines.into_iter().map(|(t,)| t).collect();
+                if let Err(limited) = $crate::domain::public_limits::check(limits, &attempts, &declines, now) {
+                    tx.rollback().await?;
+                    return Ok(Err(limited));
+                }
+                let record = Self::create_payment_in(&mut tx, p, actor).await?;
+                sqlx::query(
+                    "INSERT INTO public_attempts (payment_id, client_ip, supplier_id, account_number, created_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(record.id)
+                .bind(&attempt.client_ip)
+                .bind(&p.supplier_id)
+                .bind(&p.account_number)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(Ok(record))
+            }
+
+            async fn payer_data(&self, payment_id: uuid::Uuid) -> Result<Option<$crate::store::PayerDataRecord>, $crate::store::StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT payment_id, key_id, ciphertext, continue_token_hash, created_at, purged_at \
+                     FROM payer_data WHERE payment_id = $1",
+                )
+                .bind(payment_id)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn purge_payer_data(
+                &self,
+                before: time::OffsetDateTime,
+                now: time::OffsetDateTime,
+            ) -> Result<u64, $crate::store::StoreError> {
+                let done = sqlx::query(concat!(
+                    "UPDATE payer_data SET key_id = NULL, ciphertext = NULL, purged_at = $2 \
+                     WHERE purged_at IS NULL AND payment_id IN \
+                     (SELECT id FROM payments WHERE updated_at < $1 AND status IN ",
+                    "('succeeded', 'partially_refunded', 'refunded', 'failed', 'canceled', 'expired')",
+                    ")"
+                ))
+                .bind(before)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn link_sms_phone(
+                &self,
+                user_id: &str,
+                phone: &str,
+                at: time::OffsetDateTime,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let mut tx = self.pool.begin_with($begin).await?;
+                let owner: Option<(String,)> = sqlx::query_as(concat!("SELECT user_id FROM sms_phones WHERE phone = $1", $lock))
+                    .bind(phone)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if owner.is_some_and(|(owner,)| owner != user_id) {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                let linked = sqlx::query(
+                    "INSERT INTO sms_phones (user_id, phone, linked_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (user_id) DO UPDATE SET phone = excluded.phone, linked_at = excluded.linked_at",
+                )
+                .bind(user_id)
+                .bind(phone)
+                .bind(at)
+                .execute(&mut *tx)
+                .await;
+                match linked {
+                    Ok(_) => {}
+                    // Another user took the phone at the same moment.
+                    Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(false),
+                    Err(e) => return Err(e.into()),
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn unlink_sms_phone(&self, user_id: &str) -> Result<bool, $crate::store::StoreError> {
+                let done = sqlx::query("DELETE FROM sms_phones WHERE user_id = $1")
+                    .bind(user_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn sms_phone_user(&self, phone: &str) -> Result<Option<String>, $crate::store::StoreError> {
+                let row: Option<(String,)> = sqlx::query_as("SELECT user_id FROM sms_phones WHERE phone = $1")
+                    .bind(phone)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(|(user,)| user))
+            }
+
+            async fn full_entry_accounts(&self, user_id: &str) -> Result<Vec<(String, String)>, $crate::store::StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT DISTINCT supplier_id, account_number FROM payments WHERE user_id = $1 \
+                     AND payment_method = 'new_card' AND status IN ('succeeded', 'partially_refunded', 'refunded') \
+                     ORDER BY supplier_id, account_number",
+                )
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn claim_sms(
+                &self,
+                c: &$crate::store::SmsClaim<'_>,
+            ) -> Result<$crate::store::SmsClaimResult, $crate::store::StoreError> {
+                use $crate::domain::sms::{Command, DayCounts, decide, kind};
+                use $crate::store::SmsClaimResult;
+                let mut tx = self.pool.begin_with($begin).await?;
+                // Phone first, then account, always in this order: no two claims wait on each other
+                // crosswise.
+                Self::lock_name_in(&mut tx, &format!("sms-phone:{}", c.phone)).await?;
+                let account = match (c.command, c.supplier_id) {
+                    (Command::Pay { account, .. }, Some(supplier)) => Some((supplier, account.as_str())),
+                    _ => None,
+                };
+                if let Some((supplier, account)) = account {
+                    Self::lock_name_in(&mut tx, &format!("sms-account:{supplier}:{account}")).await?;
+                }
+                let seen: Option<$crate::store::SmsMessageRecord> = sqlx::query_as(concat!(
+                    "SELECT ", $crate::store::sql_channels::sms_columns!(), " FROM sms_messages WHERE message_id = $1"
+                ))
+                .bind(c.message_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(seen) = seen {
+                    tx.commit().await?;
+                    return Ok(SmsClaimResult::Seen(Box::new(seen)));
+                }
+                let (malformed, help): (i64, i64) = sqlx::query_as(
+                    "SELECT COALESCE(SUM(CASE WHEN kind = 'malformed' THEN 1 ELSE 0 END), 0), \
+                     COALESCE(SUM(CASE WHEN kind = 'help' THEN 1 ELSE 0 END), 0) \
+                     FROM sms_messages WHERE phone = $1 AND local_day = $2",
+                )
+                .bind(c.phone)
+                .bind(c.local_day)
+                .fetch_one(&mut *tx)
+                .await?;
+                let account_payments = match account {
+                    Some((supplier, account)) => {
+                        let (count,): (i64,) = sqlx::query_as(
+                            "SELECT COUNT(*) FROM sms_messages WHERE kind = 'payment' \
+                             AND supplier_id = $1 AND account_number = $2 AND local_day = $3",
+                        )
+                        .bind(supplier)
+                        .bind(account)
+                        .bind(c.local_day)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        count
+                    }
+                    None => 0,
+                };
+                let today = DayCounts { malformed, help, account_payments };
+                let (counted_as, reply) = decide(c.command, today, c.refusal.clone());
+                let accepted = reply.is_none();
+                let reply_text = reply.map(|r| r.text()).unwrap_or_default();
+                sqlx::query(
+                    "INSERT INTO sms_messages (message_id, phone, local_day, kind, supplier_id, account_number, \
+                     payment_id, state, reply, received_at, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+                )
+                .bind(c.message_id)
+                .bind(c.phone)
+                .bind(c.local_day)
+                .bind(counted_as)
+                .bind(account.map(|(s, _)| s))
+                .bind(account.map(|(_, a)| a))
+                .bind(accepted.then_some(c.payment_id))
+                .bind(if accepted { "in_progress" } else { "done" })
+                .bind(&reply_text)
+                .bind(c.received_at)
+                .bind(c.now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                debug_assert!(counted_as == kind::PAYMENT || !accepted);
+                Ok(if accepted { SmsClaimResult::Accepted } else { SmsClaimResult::Answered(reply_text) })
+            }
+
+            async fn finish_sms_charge(
+                &self,
+                message_id: &str,
+                now: time::OffsetDateTime,
+            ) -> Result<String, $crate::store::StoreError> {
+                use $crate::domain::payment::PaymentStatus;
+                use $crate::domain::sms::{Reply, final_reply};
+                use $crate::store::StoreError;
+                let mut tx = self.pool.begin_with($begin).await?;
+                let row: $crate::store::SmsMessageRecord = sqlx::query_as(concat!(
+                    "SELECT ", $crate::store::sql_channels::sms_columns!(), " FROM sms_messages WHERE message_id = $1", $lock
+                ))
+                .bind(message_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+                if row.state != "in_progress" {
+                    tx.commit().await?;
+                    return Ok(row.reply);
+                }
+                let payment_id = row.payment_id.ok_or_else(|| StoreError::Corrupt(format!("sms {message_id} has no payment")))?;
+                // Under the payment's lock: a transition either happened before (final now) or
+                // waits and then finds the SMS awaiting its result.
+                let payment: $crate::store::PaymentRecord = sqlx::query_as(concat!(
+                    "SELECT ", $crate::store::sql::payment_columns!(), " FROM payments WHERE id = $1", $lock
+                ))
+                .bind(payment_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+                let status = PaymentStatus::parse(&payment.status)
+                    .ok_or_else(|| StoreError::Corrupt(format!("payment {payment_id} status")))?;
+                let amount = oplata_providers::Amount::from_minor(payment.amount_minor)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let (state, reply) = match final_reply(status, amount, &payment.account_number) {
+                    Some(reply) => ("done", reply),
+                    None => ("awaiting_result", Reply::Processing),
+                };
+                let text = reply.text();
+                sqlx::query("UPDATE sms_messages SET state = $2, reply = $3, updated_at = $4 WHERE message_id = $1")
+                    .bind(message_id)
+                    .bind(state)
+                    .bind(&text)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(text)
+            }
+
+            async fn conclude_sms(
+                &self,
+                message_id: &str,
+                kind: Option<&str>,
+                reply: &str,
+                now: time::OffsetDateTime,
+            ) -> Result<(), $crate::store::StoreError> {
+                sqlx::query(
+                    "UPDATE sms_messages SET state = 'done', reply = $2, kind = COALESCE($3, kind), updated_at = $4 \
+                     WHERE message_id = $1",
+                )
+                .bind(message_id)
+                .bind(reply)
+                .bind(kind)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn sms_message(&self, message_id: &str) -> Result<Option<$crate::store::SmsMessageRecord>, $crate::store::StoreError> {
+                Ok(sqlx::query_as(concat!(
+                    "SELECT ", $crate::store::sql_channels::sms_columns!(), " FROM sms_messages WHERE message_id = $1"
+                ))
+                .bind(message_id)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+        }
+    };
+}
+pub(super) use channel_store;

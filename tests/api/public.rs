@@ -1,0 +1,420 @@
+//! Anonymous payments: the public API and page without a key, their validation, the abuse
+//! limits under concurrency, and the passport data of budget payments (rule 8).
+
+use oplata::domain::payment::PaymentEvent;
+use oplata::store::StatusChange;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::*;
+
+on_both_backends!(
+    an_anonymous_payment_needs_no_key_and_is_paid_in_the_simulator,
+    save_card_and_user_id_are_refused_and_nothing_is_stored,
+    each_bad_field_is_named_in_the_answer,
+    fifty_concurrent_attempts_for_one_account_let_exactly_twenty_through,
+    declines_from_one_address_make_it_wait,
+    budget_payments_carry_sealed_passport_data_that_is_purged_later,
+    the_pay_page_checks_its_csrf_token_and_shows_errors_beside_fields,
+);
+
+fn anonymous(account: &str) -> Value {
+    json!({"supplier_id": "demo-electro", "account_number": account, "amount": "1500.00"})
+}
+
+async fn post_public(
+    app: &TestApp,
+    body: &Value,
+    forwarded_for: Option<&str>,
+) -> reqwest::Response {
+    let mut request = app
+        .http
+        .post(app.url("/v1/public/payments"))
+        .header("idempotency-key", Uuid::new_v4().to_string())
+        .json(body);
+    if let Some(ip) = forwarded_for {
+        request = request.header("x-real-ip", ip);
+    }
+    request.send().await.unwrap()
+}
+
+async fn created(app: &TestApp, body: &Value) -> Value {
+    let response = post_public(app, body, None).await;
+    let status = response.status();
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(status, 201, "{answer}");
+    answer
+}
+
+fn code(answer: &Value) -> (&str, &str) {
+    (
+        answer["error"]["code"].as_str().unwrap_or_default(),
+        answer["error"]["param"].as_str().unwrap_or_default(),
+    )
+}
+
+async fn an_anonymous_payment_needs_no_key_and_is_paid_in_the_simulator(backend: Backend) {
+    let app = spawn_app(backend).await;
+
+    let payment = created(&app, &anonymous("1234567890")).await;
+    assert_eq!(payment["status"], "requires_action");
+    assert!(payment.get("user_id").is_none());
+    assert_eq!(payment["save_card"], false);
+    let url = payment["next_action"]["url"].as_str().unwrap();
+    app.http.get(url).send().await.unwrap();
+    let inv_id = param(&query_params(url), "InvId");
+    app.sandbox.decide(DEMO_LOGIN, &inv_id, true).await.unwrap();
+
+    let status: Value = app
+        .http
+        .get(app.url(&format!(
+            "/v1/public/payments/{}",
+            payment["id"].as_str().unwrap()
+        )))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["status"], "succeeded");
+    let page = app
+        .http
+        .get(app.url(&format!("/pay/result/{}", payment["id"].as_str().unwrap())))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Оплачено"), "{page}");
+    // A portal payment is not readable through the public endpoints.
+    let portal = app.create_payment(&demo_payment_body()).await;
+    let hidden = app
+        .http
+        .get(app.url(&format!(
+            "/v1/public/payments/{}",
+            portal["id"].as_str().unwrap()
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hidden.status(), 404);
+}
+
+async fn save_card_and_user_id_are_refused_and_nothing_is_stored(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for (field, value) in [("save_card", json!(true)), ("user_id", json!("user-42"))] {
+        let mut body = anonymous("1234567890");
+        body[field] = value;
+        let response = post_public(&app, &body, None).await;
+        assert_eq!(response.status(), 422);
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(code(&answer), ("not_allowed_for_anonymous", field));
+    }
+    let no_key = app
+        .http
+        .post(app.url("/v1/public/payments"))
+        .json(&anonymous("1234567890"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_key.status(), 400, "an Idempotency-Key is required");
+    assert_eq!(app.store.count_payments().await.unwrap(), 0);
+}
+
+async fn each_bad_field_is_named_in_the_answer(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let cases = [
+        (
+            json!({"supplier_id": "demo-electro", "account_number": "12", "amount": "10"}),
+            ("invalid_account_number", "account_number"),
+        ),
+        (
+            json!({"supplier_id": "demo-electro", "account_number": "1234567890", "amount": "10.001"}),
+            ("invalid_amount", "amount"),
+        ),
+        (
+            json!({"supplier_id": "demo-electro", "account_number": "1234567890", "amount": "0"}),
+            ("invalid_amount", "amount"),
+        ),
+        (
+            json!({"supplier_id": "nope", "account_number": "1234567890", "amount": "10"}),
+            ("unknown_supplier", "supplier_id"),
+        ),
+        (
+            json!({"supplier_id": "demo-electro", "account_number": "1234567890", "amount": "10", "email": "x"}),
+            ("invalid_email", "email"),
+        ),
+        (
+            json!({"supplier_id": "demo-electro", "account_number": "1234567890", "amount": 10}),
+            ("invalid_field_type", "amount"),
+        ),
+    ];
+    for (body, expected) in cases {
+        let response = post_public(&app, &body, None).await;
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(code(&answer), expected, "{body}");
+    }
+    assert_eq!(app.store.count_payments().await.unwrap(), 0);
+}
+
+async fn fifty_concurrent_attempts_for_one_account_let_exactly_twenty_through(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let body = anonymous("1234567890");
+    let answers = futures::future::join_all((0..50).map(|_| async {
+        let response = post_public(&app, &body, None).await;
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+        (response.status().as_u16(), retry_after)
+    }))
+    .await;
+
+    let accepted = answers.iter().filter(|(s, _)| *s == 201).count();
+    let limited: Vec<_> = answers.iter().filter(|(s, _)| *s == 429).collect();
+    assert_eq!(accepted, 20, "{answers:?}");
+    assert_eq!(limited.len(), 30, "{answers:?}");
+    assert!(
+        limited
+            .iter()
+            .all(|(_, wait)| wait.is_some_and(|w| (3500..=3600).contains(&w)))
+    );
+    assert_eq!(app.store.count_payments().await.unwrap(), 20);
+    // Another account is not affected.
+    created(&app, &anonymous("1234567891")).await;
+}
+
+async fn declines_from_one_address_make_it_wait(backend: Backend) {
+    let app = spawn_app_with(backend, |settings| {
+        settings.public.declines_per_ip_per_10_minutes = 3;
+        settings.public.client_ip_header = Some("X-Real-IP".into());
+    })
+    .await;
+    for n in 0..3 {
+        let response = post_public(
+            &app,
+            &anonymous(&format!("123456789{n}")),
+            Some("203.0.113.7"),
+        )
+        .await;
+        let payment: Value = response.json().await.unwrap();
+        let declined = StatusChange {
+            event: PaymentEvent::Failed,
+            next_action: None,
+            failure: Some(("declined", "the issuer declined")),
+            actor: "test",
+            reason: "declined",
+            acquirer_operation_id: None,
+        };
+        app.store
+            .transition_payment(payment["id"].as_str().unwrap().parse().unwrap(), &declined)
+            .await
+            .unwrap();
+    }
+
+    let response = post_public(&app, &anonymous("1234567899"), Some("203.0.113.7")).await;
+    assert_eq!(response.status(), 429);
+    let wait: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((500..=600).contains(&wait), "{wait}");
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(code(&answer).0, "rate_limited");
+    // Another address pays on; the page says it in Russian.
+    let other = post_public(&app, &anonymous("1234567899"), Some("203.0.113.8")).await;
+    assert_eq!(other.status(), 201);
+    assert_eq!(app.store.count_payments().await.unwrap(), 4);
+}
+
+async fn budget_payments_carry_sealed_passport_data_that_is_purged_later(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let passport = json!({"passport_series": "4510", "passport_number": "987654", "full_name": "Кузнецова Мария Петровна"});
+    let budget = json!({"supplier_id": "demo-kindergarten", "account_number": "12345678", "amount": "3200.00"});
+
+    let missing = post_public(&app, &budget, None).await;
+    assert_eq!(
+        code(&missing.json().await.unwrap()),
+        ("personal_data_required", "payer")
+    );
+    let mut elsewhere = anonymous("1234567890");
+    elsewhere["payer"] = passport.clone();
+    let refused = post_public(&app, &elsewhere, None).await;
+    assert_eq!(
+        code(&refused.json().await.unwrap()),
+        ("personal_data_not_allowed", "payer")
+    );
+    let mut bad = budget.clone();
+    bad["payer"] = json!({"passport_series": "45", "passport_number": "987654", "full_name": "Кузнецова Мария"});
+    let invalid = post_public(&app, &bad, None).await;
+    assert_eq!(
+        code(&invalid.json().await.unwrap()),
+        ("invalid_personal_data", "payer.passport_series")
+    );
+    assert_eq!(app.store.count_payments().await.unwrap(), 0);
+
+    let mut good = budget.clone();
+    good["payer"] = passport.clone();
+    let response = post_public(&app, &good, None).await;
+    let text = response.text().await.unwrap();
+    assert!(
+        !text.contains("987654") && !text.contains("Кузнецова"),
+        "{text}"
+    );
+    let payment: Value = serde_json::from_str(&text).unwrap();
+    let id: Uuid = payment["id"].as_str().unwrap().parse().unwrap();
+    let continue_url = payment["next_action"]["url"].as_str().unwrap().to_owned();
+    assert!(continue_url.contains(&format!("/pay/{id}/continue?token=")));
+
+    let wrong = app
+        .http
+        .get(app.url(&format!("/pay/{id}/continue?token=guess")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 404);
+    let form = app.http.get(&continue_url).send().await.unwrap();
+    assert_eq!(form.status(), 200);
+    assert_eq!(form.headers()["cache-control"], "no-store");
+    let form = form.text().await.unwrap();
+    assert!(
+        form.contains("name=\"MNT_CUSTOM2\" value=\"4510 987654\""),
+        "{form}"
+    );
+    assert!(form.contains("name=\"MNT_CUSTOM3\" value=\"Кузнецова Мария Петровна\""));
+
+    let row = app.store.payer_data(id).await.unwrap().unwrap();
+    let sealed = row.ciphertext.clone().unwrap();
+    assert!(!String::from_utf8_lossy(&sealed).contains("987654"));
+    assert!(!format!("{row:?}").contains("987654"));
+    let record = app.payment_record(payment["id"].as_str().unwrap()).await;
+    assert!(!format!("{record:?}").contains("987654"));
+    assert!(!captured_logs().contains("987654"), "never logged");
+
+    // Not yet final: nothing is purged, however late.
+    let far = time::OffsetDateTime::now_utc() + time::Duration::days(365);
+    assert_eq!(
+        oplata::workers::purge::purge_due(&app.services, far)
+            .await
+            .unwrap(),
+        0
+    );
+    let declined = StatusChange {
+        event: PaymentEvent::Failed,
+        next_action: None,
+        failure: Some(("declined", "the issuer declined")),
+        actor: "test",
+        reason: "declined",
+        acquirer_operation_id: None,
+    };
+    app.store.transition_payment(id, &declined).await.unwrap();
+    let soon = time::OffsetDateTime::now_utc() + time::Duration::days(29);
+    assert_eq!(
+        oplata::workers::purge::purge_due(&app.services, soon)
+            .await
+            .unwrap(),
+        0
+    );
+    let after = time::OffsetDateTime::now_utc() + time::Duration::days(31);
+    assert_eq!(
+        oplata::workers::purge::purge_due(&app.services, after)
+            .await
+            .unwrap(),
+        1
+    );
+    let purged = app.store.payer_data(id).await.unwrap().unwrap();
+    assert!(purged.ciphertext.is_none() && purged.key_id.is_none() && purged.purged_at.is_some());
+    assert_eq!(
+        app.http.get(&continue_url).send().await.unwrap().status(),
+        404
+    );
+}
+
+async fn the_pay_page_checks_its_csrf_token_and_shows_errors_beside_fields(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let choice = app.http.get(app.url("/pay")).send().await.unwrap();
+    assert!(
+        choice.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    let choice = choice.text().await.unwrap();
+    assert!(choice.contains("Демо-Энергосбыт") && !choice.contains("<script"));
+
+    let electro = app
+        .http
+        .get(app.url("/pay?supplier=demo-electro"))
+        .send()
+        .await
+        .unwrap();
+    let cookie = electro.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    let token = cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_owned();
+    let page = electro.text().await.unwrap();
+    assert!(
+        !page.contains("passport_series"),
+        "no passport fields outside budget suppliers"
+    );
+    let kindergarten = app
+        .http
+        .get(app.url("/pay?supplier=demo-kindergarten"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        kindergarten
+            .text()
+            .await
+            .unwrap()
+            .contains("id=\"passport_series\"")
+    );
+
+    let submit = |csrf: String, cookie: Option<String>, account: &'static str| {
+        let app = &app;
+        async move {
+            let mut request = app.http.post(app.url("/pay")).form(&[
+                ("csrf", csrf.as_str()),
+                ("supplier_id", "demo-electro"),
+                ("account_number", account),
+                ("amount", "1500,50"),
+                ("email", ""),
+            ]);
+            if let Some(cookie) = cookie {
+                request = request.header("cookie", format!("oplata_pay_csrf={cookie}"));
+            }
+            request.send().await.unwrap()
+        }
+    };
+    let forged = submit(token.clone(), None, "1234567890").await;
+    assert_eq!(forged.status(), 403);
+    let mismatched = submit("other".into(), Some(token.clone()), "1234567890").await;
+    assert_eq!(mismatched.status(), 403);
+    assert_eq!(app.store.count_payments().await.unwrap(), 0);
+
+    let bad = submit(token.clone(), Some(token.clone()), "12-<b>").await;
+    assert_eq!(bad.status(), 422);
+    let page = bad.text().await.unwrap();
+    assert!(page.contains("id=\"error-account_number\""), "{page}");
+    assert!(
+        page.contains("value=\"12-&lt;b&gt;\""),
+        "what was typed comes back, escaped"
+    );
+
+    let good = submit(token.clone(), Some(token), "1234567890").await;
+    assert_eq!(good.status(), 303);
+    let location = good.headers()["location"].to_str().unwrap();
+    assert!(location.contains("/sandbox/robokassa/"), "{location}");
+    assert!(location.contains("OutSum=1500.50"));
+    assert_eq!(app.store.count_payments().await.unwrap(), 1);
+}

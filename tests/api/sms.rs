@@ -1,0 +1,426 @@
+//! The SMS-payment flow through the real service: the grammar, every daily limit (with the day
+//! boundary under a stopped clock), redelivery, rule 3, password resets, 3-D Secure, unknown
+//! outcomes answered later through the outbox, and 20 SMS at once from one phone.
+
+use oplata::domain::sms::{MAX_REPLY_CHARS, Reply};
+use oplata::service::api_keys::Scope;
+use oplata_providers::Amount;
+use oplata_providers::moneta::sandbox::{ApiMode, ChargeBehaviour};
+use serde_json::{Value, json};
+use time::macros::datetime;
+
+use crate::helpers::*;
+use crate::saved_cards::{bind_card, card_app, code};
+
+on_both_backends!(
+    every_grammar_case_gets_its_own_reply_and_help_comes_once_a_day,
+    three_malformed_sms_block_the_phone_until_midnight_in_moscow,
+    a_payment_sms_charges_the_saved_card_once_per_account_and_day,
+    a_redelivered_sms_gets_the_same_reply_and_never_a_second_charge,
+    an_sms_can_never_be_the_first_payment_to_a_supplier,
+    an_sms_after_a_password_reset_is_refused,
+    a_challenge_fails_the_sms_charge_with_a_reply,
+    an_unknown_outcome_answers_processing_and_the_result_follows_through_the_outbox,
+    twenty_sms_at_once_from_one_phone_hold_every_limit,
+    phones_are_linked_by_the_portal_and_bad_requests_are_refused,
+);
+
+const PHONE: &str = "+79161234567";
+
+/// An app with Moneta suppliers, a gateway key, and alice's phone linked.
+async fn sms_app(backend: Backend) -> (TestApp, String) {
+    let app = card_app(backend).await;
+    let gateway = app.key_with_scope(Scope::Sms).await;
+    link(&app, "alice", PHONE).await;
+    (app, gateway)
+}
+
+async fn link(app: &TestApp, user: &str, phone: &str) -> (u16, Value) {
+    let response = app
+        .http
+        .put(app.url(&format!("/v1/users/{user}/sms-phone")))
+        .bearer_auth(&app.portal_key)
+        .json(&json!({ "phone": phone }))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn send(app: &TestApp, key: &str, message_id: &str, from: &str, text: &str) -> (u16, Value) {
+    let response = app
+        .http
+        .post(app.url("/v1/sms/inbound"))
+        .bearer_auth(key)
+        .json(&json!({
+            "message_id": message_id, "from": from, "text": text,
+            "received_at": "2026-11-22T10:00:00Z"
+        }))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+/// Sends one SMS from alice's phone and returns the reply text; panics unless 200.
+async fn sms(app: &TestApp, key: &str, text: &str) -> String {
+    let (status, answer) = send(app, key, &uuid::Uuid::new_v4().to_string(), PHONE, text).await;
+    assert_eq!(status, 200, "{answer}");
+    let reply = answer["reply"].as_str().unwrap().to_owned();
+    assert!(reply.chars().count() <= MAX_REPLY_CHARS, "{reply}");
+    assert_eq!(answer["encoding"], "UCS-2");
+    reply
+}
+
+fn amount(text: &str) -> Amount {
+    Amount::parse_api(text).unwrap()
+}
+
+fn paid(value: &str, account: &str) -> String {
+    Reply::Succeeded {
+        amount: amount(value),
+        account: account.into(),
+    }
+    .text()
+}
+
+async fn payments_of(app: &TestApp, user: &str) -> Vec<oplata::store::PaymentRecord> {
+    let search = oplata::store::PaymentSearch {
+        limit: 1000,
+        ..Default::default()
+    };
+    app.store
+        .search_payments(&search)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.user_id.as_deref() == Some(user))
+        .collect()
+}
+
+async fn every_grammar_case_gets_its_own_reply_and_help_comes_once_a_day(backend: Backend) {
+    let (app, key) = sms_app(backend).await;
+    bind_card(&app, "heat", "alice").await;
+
+    assert_eq!(sms(&app, &key, "?").await, Reply::Help.text());
+    assert_eq!(sms(&app, &key, " ? ").await, Reply::HelpAlreadySent.text());
+    assert_eq!(
+        sms(&app, &key, "ОПЛАТА 12345678").await,
+        Reply::Malformed.text()
+    );
+    assert_eq!(
+        sms(&app, &key, "pay 12345678 10,505").await,
+        Reply::Malformed.text()
+    );
+    // Unparseable amounts and unknown words were two of three: the next good SMS still works.
+    assert_eq!(
+        sms(&app, &key, "оплата 12345678 100,50").await,
+        paid("100.50", "12345678")
+    );
+    assert_eq!(
+        sms(&app, &key, "ОПЛАТА 12AB 10").await,
+        Reply::UnknownAccount.text()
+    );
+    assert_eq!(
+        sms(&app, &key, "PAY 12345678 100000.01").await,
+        Reply::AmountAboveLimit {
+            max: amount("100000.00")
+        }
+        .text()
+    );
+    assert_eq!(
+        sms(&app, &key, "PAY 12345678 5.00").await,
+        Reply::AccountAlreadyPaidToday.text()
+    );
+}
+
+async fn three_malformed_sms_block_the_phone_until_midnight_in_moscow(backend: Backend) {
+    let (app, key) = sms_app(backend).await;
+    // 23:59:30 in Moscow (UTC+3).
+    app.services
+        .clock
+        .set(Some(datetime!(2026-11-22 20:59:30 UTC)));
+
+    assert_eq!(sms(&app, &key, "привет").await, Reply::Malformed.text());
+    assert_eq!(sms(&app, &key, "ОПЛАТА").await, Reply::Malformed.text());
+    assert_eq!(
+        sms(&app, &key, "1500").await,
+        Reply::MalformedNowBlocked.text()
+    );
+    assert_eq!(sms(&app, &key, "?").await, Reply::Blocked.text());
+    app.services
+        .clock
+        .set(Some(datetime!(2026-11-22 20:59:59 UTC)));
+    assert_eq!(sms(&app, &key, "?").await, Reply::Blocked.text());
+
+    // Midnight in Moscow: a new day, nothing blocked, help available again.
+    app.services
+        .clock
+        .set(Some(datetime!(2026-11-22 21:00:00 UTC)));
+    assert_eq!(sms(&app, &key, "?").await, Reply::Help.text());
+}
+
+async fn a_payment_sms_charges_the_saved_card_once_per_account_and_day(backend: Backend) {
+    let (app, key) = sms_app(backend).await;
+    let card = bind_card(&app, "heat", "alice").await;
+    let before = app.moneta.charges_made();
+    app.services
+        .clock
+        .set(Some(datetime!(2026-11-22 12:00 UTC)));
+
+    assert_eq!(
+        sms(&app, &key, "ОПЛАТА 12345678 1500,50").await,
+        paid("1500.50", "12345678")
+    );
+    assert_eq!(app.moneta.charges_made(), before + 1);
+    let charged = payments_of(&app, "alice")
+        .await
+        .into_iter()
+        .find(|p| p.payment_method == "saved_card")
+        .expect("the SMS made a saved-card payment");
+    assert_eq!(charged.status, "succeeded");
+    assert_eq!(charged.amount_minor, 150_050);
+    assert_eq!(charged.saved_card_id, Some(card));
+
+    assert_eq!(
+        sms(&app, &key, "ОПЛАТА 12345678 10").await,
+        Reply::AccountAlreadyPaidToday.text()
+    );
+    // Another account of the same supplier is another account.
+    assert_eq!(
+        sms(&app, &key, "ОПЛАТА 87654321 10").await,
+        paid("10.00", "87654321")
+    );
+    app.services
+        .clock
+        .set(Some(datetime!(2026-11-23 12:00 UTC)));
+    assert_eq!(
+        sms(&app, &key, "ОПЛАТА 12345678 10").await,
+        paid("10.00", "12345678")
+    );
+    assert_eq!(app.moneta.charges_made(), before + 3);
+}
+
+async fn a_redelivered_sms_gets_the_same_reply_and_never_a_second_charge(backend: Backend) {
+    let (app, key) = sms_app(backend).await;
+    bind_card(&app, "heat", "alice").await;
+    let before = app.moneta.charges_made();
+
+    let (_, first) = send(&app, &key, "msg-1", PHONE, "ОПЛАТА 12345678 100").await;
+    let (status, again) = send(&app, &key, "msg-1", PHONE, "ОПЛАТА 12345678 100").await;
+
+    assert_eq!(status, 200);
+    assert_eq!(first["reply"], paid("100.00", "12345678"));
+    assert_eq!(again, first);
+    assert_eq!(app.moneta.charges_made(), before + 1);
+    // A redelivered malformed SMS does not count twice either.
+    for _ in 0..3 {
+        let (_, answer) = send(&app, &key, "msg-2", PHONE, "что-то").await;
+        assert_eq!(answer["reply"], Reply::Malformed.text());
+    }
+    assert_eq!(sms(&app, &key, "?").await, Reply::Help.text());
+}
+
+async fn an_sms_can_never_be_the_first_payment_to_a_supplier(backend: Backend) {
+    let (app, key) = sms_app(backend).await;
+    bind_card(&app, "heat", "alice").await;
+    let before = app.moneta.charges_made();
+
+    // demo-electro takes 10-digit accounts; alice has never paid it with a card entered.
+    assert_eq!(
+        sms(&app, &key, "ОПЛАТА 1234567890 100").await,
+        Reply::FirstPaymentToSupplier.text()
+    );
+    // The fines supplier: no earlier payment there either (and no fines card).
+    link(&app, "bob", "+79160000001").await;
+    let (_, answer) = send(&app, &key, "bob-1", "+79160000001", "ОПЛАТА 12345678 10").await;
+    assert_eq!(answer["reply"], Reply::FirstPaymentToSupplier.text());
+    assert_eq!(app.moneta.charges_made(), before);
+}
+
+async fn an_sms_after_a_password_reset_is_refused(backend: Backend) {
+    let (app, key) = sms_app(backend).await;
+    bind_card(&app, "heat", "alice").await;
+    let reset = app
+        .http
+        .post(app.url("/v1/users/alice/password-reset"))
+        .bearer_auth(&app.portal_key)
+        .send()
+        .await
+        .unwrap();
+    assert!(reset.status().is_success());
+    let before = app.moneta.charges_made();
+
+    assert_eq!(
+        sms(&app, &key, "ОПЛАТА 12345678 100").await,
+        Reply::NoSavedCard.text()
+    );
+    assert_eq!(app.moneta.charges_made(), before);
+    // The refusal did not use up the account's day: a card bound again pays.
+    bind_card(&app, "heat", "alice").await;
+    assert_eq!(
+        sms(&app, &key, "ОПЛАТА 12345678 100").await,
+        paid("100.00", "12345678")
+    );
+}
+
+async fn a_challenge_fails_the_sms_charge_with_a_reply(backend: Backend) {
+    let (app, key) = sms_app(backend).await;
+    bind_card(&app, "heat", "alice").await;
+    app.moneta.set_next_charge(ChargeBehaviour::Challenge);
+
+    assert_eq!(
+        sms(&app, &key, "ОПЛАТА 12345678 100").await,
+        Reply::ThreeDsRequired.text()
+    );
+    let charge = payments_of(&app, "alice")
+        .await
+        .into_iter()
+        .find(|p| p.payment_method == "saved_card")
+        .unwrap();
+    assert_eq!(charge.status, "canceled");
+    assert_eq!(charge.failure_code.as_deref(), Some("three_ds_required"));
+
+    app.moneta
+        .set_next_charge(ChargeBehaviour::InsufficientFunds);
+    assert_eq!(
+        sms(&app, &key, "ОПЛАТА 87654321 100").await,
+        Reply::Failed {
+            amount: amount("100")
+        }
+        .text()
+    );
+}
+
+async fn an_unknown_outcome_answers_processing_and_the_result_follows_through_the_outbox(
+    backend: Backend,
+) {
+    let (app, key) = sms_app(backend).await;
+    bind_card(&app, "heat", "alice").await;
+    app.moneta.set_api_mode(ApiMode::DropAfterCharging);
+
+    let (_, answer) = send(&app, &key, "lost-1", PHONE, "ОПЛАТА 12345678 250").await;
+    assert_eq!(answer["reply"], Reply::Processing.text());
+    app.moneta.set_api_mode(ApiMode::Normal);
+    let charge = payments_of(&app, "alice")
+        .await
+        .into_iter()
+        .find(|p| p.payment_method == "saved_card")
+        .unwrap();
+    assert_eq!(charge.status, "processing");
+    assert!(
+        app.store
+            .outbox_for(charge.id)
+            .await
+            .unwrap()
+            .iter()
+            .all(|e| e.event_type != "sms.reply")
+    );
+
+    let later = time::OffsetDateTime::now_utc() + time::Duration::minutes(5);
+    oplata::workers::reconciliation::reconcile_due(
+        &app.services,
+        later,
+        std::time::Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+
+    let events = app.store.outbox_for(charge.id).await.unwrap();
+    let replies: Vec<Value> = events
+        .iter()
+        .filter(|e| e.event_type == "sms.reply")
+        .map(|e| serde_json::from_str(&e.payload).unwrap())
+        .collect();
+    assert_eq!(replies.len(), 1, "{events:?}");
+    assert_eq!(replies[0]["to"], PHONE);
+    assert_eq!(replies[0]["message_id"], "lost-1");
+    assert_eq!(replies[0]["text"], paid("250.00", "12345678"));
+    // The redelivery of the SMS still gets what was answered then.
+    let (_, again) = send(&app, &key, "lost-1", PHONE, "ОПЛАТА 12345678 250").await;
+    assert_eq!(again["reply"], Reply::Processing.text());
+}
+
+async fn twenty_sms_at_once_from_one_phone_hold_every_limit(backend: Backend) {
+    let (app, key) = sms_app(backend).await;
+    bind_card(&app, "heat", "alice").await;
+    let before = app.moneta.charges_made();
+
+    let many = |text: &'static str| {
+        let app = &app;
+        let key = &key;
+        futures::future::join_all((0..20).map(move |_| async move {
+            let (status, answer) =
+                send(app, key, &uuid::Uuid::new_v4().to_string(), PHONE, text).await;
+            assert_eq!(status, 200, "{answer}");
+            answer["reply"].as_str().unwrap().to_owned()
+        }))
+    };
+    let payments = many("ОПЛАТА 12345678 100").await;
+    let helps = many("?").await;
+    let malformed = many("ой").await;
+
+    let count =
+        |replies: &[String], reply: Reply| replies.iter().filter(|r| **r == reply.text()).count();
+    assert_eq!(
+        count(
+            &payments,
+            Reply::Succeeded {
+                amount: amount("100"),
+                account: "12345678".into()
+            }
+        ),
+        1,
+        "{payments:?}"
+    );
+    assert_eq!(
+        count(&payments, Reply::AccountAlreadyPaidToday),
+        19,
+        "{payments:?}"
+    );
+    assert_eq!(app.moneta.charges_made(), before + 1);
+    assert_eq!(count(&helps, Reply::Help), 1, "{helps:?}");
+    assert_eq!(count(&helps, Reply::HelpAlreadySent), 19);
+    assert_eq!(count(&malformed, Reply::Malformed), 2, "{malformed:?}");
+    assert_eq!(count(&malformed, Reply::MalformedNowBlocked), 1);
+    assert_eq!(count(&malformed, Reply::Blocked), 17);
+}
+
+async fn phones_are_linked_by_the_portal_and_bad_requests_are_refused(backend: Backend) {
+    let (app, key) = sms_app(backend).await;
+
+    let (status, answer) = send(&app, &key, "x-1", "+79990000000", "?").await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["reply"], Reply::Help.text(), "help needs no link");
+    let (_, answer) = send(&app, &key, "x-2", "+79990000000", "ОПЛАТА 12345678 10").await;
+    assert_eq!(answer["reply"], Reply::PhoneNotLinked.text());
+
+    let (status, answer) = link(&app, "bob", PHONE).await;
+    assert_eq!((status, code(&answer)), (409, "phone_already_linked"));
+    let (status, answer) = link(&app, "bob", "89161234567").await;
+    assert_eq!((status, code(&answer)), (422, "invalid_phone"));
+    let (status, answer) = send(&app, &key, "x-3", "8916", "?").await;
+    assert_eq!((status, code(&answer)), (422, "invalid_phone"));
+    let (status, answer) = send(&app, &key, "", PHONE, "?").await;
+    assert_eq!((status, code(&answer)), (422, "invalid_message_id"));
+    let (status, answer) = send(&app, &app.portal_key, "x-4", PHONE, "?").await;
+    assert_eq!((status, code(&answer)), (403, "forbidden_scope"));
+    let (status, answer) = send(&app, &key, "x-5", PHONE, &"я".repeat(1001)).await;
+    assert_eq!((status, code(&answer)), (422, "invalid_sms_text"));
+
+    let unlink = app
+        .http
+        .delete(app.url("/v1/users/alice/sms-phone"))
+        .bearer_auth(&app.portal_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unlink.status(), 204);
+    let (_, answer) = send(&app, &key, "x-6", PHONE, "ОПЛАТА 12345678 10").await;
+    assert_eq!(answer["reply"], Reply::PhoneNotLinked.text());
+    // Free now: bob may take it.
+    let (status, _) = link(&app, "bob", PHONE).await;
+    assert_eq!(status, 200);
+}
