@@ -385,6 +385,19 @@ impl Default for Settings {
     }
 }
 
+/// The demo Moneta merchant account, talking to the in-process simulator.
+fn demo_moneta() -> AcquirerSettings {
+    AcquirerSettings::Moneta(MonetaSettings {
+        account_id: DEMO_MONETA_ACCOUNT.to_owned(),
+        integrity_code: SecretString::from(DEMO_MONETA_CODE),
+        api_username: DEMO_MONETA_API_USER.to_owned(),
+        api_password: SecretString::from(DEMO_MONETA_API_PASSWORD),
+        payment_password: SecretString::from(DEMO_MONETA_PAYMENT_PASSWORD),
+        test_mode: true,
+        base_url: None,
+    })
+}
+
 impl Settings {
     /// Defaults, then the TOML file (if it exists), then `OPLATA_…` variables (`__` nests:
     /// `OPLATA_SANDBOX__ENABLED=false`).
@@ -606,15 +619,7 @@ impl Settings {
                 // УИН: 20 or 25 digits.
                 account_pattern: r"[0-9]{20}|[0-9]{25}".to_owned(),
                 max_amount: "500000.00".to_owned(),
-                acquirer: AcquirerSettings::Moneta(MonetaSettings {
-                    account_id: DEMO_MONETA_ACCOUNT.to_owned(),
-                    integrity_code: SecretString::from(DEMO_MONETA_CODE),
-                    api_username: DEMO_MONETA_API_USER.to_owned(),
-                    api_password: SecretString::from(DEMO_MONETA_API_PASSWORD),
-                    payment_password: SecretString::from(DEMO_MONETA_PAYMENT_PASSWORD),
-                    test_mode: true,
-                    base_url: None,
-                }),
+                acquirer: demo_moneta(),
             });
             self.suppliers.push(SupplierSettings {
                 id: DEMO_BUDGET_SUPPLIER_ID.to_owned(),
@@ -622,15 +627,7 @@ impl Settings {
                 payment_type: PaymentType::Budget,
                 account_pattern: r"[0-9]{8}".to_owned(),
                 max_amount: "30000.00".to_owned(),
-                acquirer: AcquirerSettings::Moneta(MonetaSettings {
-                    account_id: DEMO_MONETA_ACCOUNT.to_owned(),
-                    integrity_code: SecretString::from(DEMO_MONETA_CODE),
-                    api_username: DEMO_MONETA_API_USER.to_owned(),
-                    api_password: SecretString::from(DEMO_MONETA_API_PASSWORD),
-                    payment_password: SecretString::from(DEMO_MONETA_PAYMENT_PASSWORD),
-                    test_mode: true,
-                    base_url: None,
-                }),
+                acquirer: demo_moneta(),
             });
         }
         self

@@ -6,10 +6,12 @@ CREATE TABLE public_attempts (
     client_ip       TEXT NOT NULL,
     supplier_id     TEXT NOT NULL,
     account_number  TEXT NOT NULL,
-    created_at      TIMESTAMPTZ NOT NULL
+    created_at      TIMESTAMPTZ NOT NULL,
+    -- Set when the payment fails: the per-address limit counts these.
+    declined_at     TIMESTAMPTZ
 );
 CREATE INDEX public_attempts_account ON public_attempts (supplier_id, account_number, created_at);
-CREATE INDEX public_attempts_ip ON public_attempts (client_ip, created_at);
+CREATE INDEX public_attempts_declines ON public_attempts (client_ip, declined_at);
 
 -- Passport data of a budget payment, sealed like tokens (payment id as associated data). The
 -- purge worker deletes the ciphertext once the payment is final and the retention has passed;

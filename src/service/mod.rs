@@ -45,6 +45,28 @@ impl Services {
         url.to_string()
     }
 
+    /// The supplier a stored payment names; configuration that lost it is an internal error.
+    pub fn supplier_of(
+        &self,
+        supplier_id: &str,
+    ) -> Result<&suppliers::SupplierEntry, ServiceError> {
+        self.suppliers
+            .get(supplier_id)
+            .ok_or_else(|| ServiceError::Internal(format!("supplier {supplier_id} vanished")))
+    }
+
+    /// Where the acquirer sends the browser back after paying and after giving up.
+    pub fn browser_returns(
+        &self,
+        kind: oplata_providers::AcquirerKind,
+        order_id: &str,
+    ) -> (String, String) {
+        (
+            self.return_url(kind, "success", order_id),
+            self.return_url(kind, "fail", order_id),
+        )
+    }
+
     /// Where the browser fetches the acquirer's form of a payment that carries personal data.
     pub fn continue_url(&self, payment_id: uuid::Uuid, token: &secrecy::SecretString) -> String {
         use secrecy::ExposeSecret;

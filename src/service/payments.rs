@@ -243,17 +243,11 @@ pub async fn continue_to_acquirer(
         return Err(ServiceError::NotFound);
     }
     let identity = payer::open(&services.vault, &row)?;
-    let entry = services
-        .suppliers
-        .get(&payment.supplier_id)
-        .ok_or_else(|| {
-            ServiceError::Internal(format!("supplier {} vanished", payment.supplier_id))
-        })?;
+    let entry = services.supplier_of(&payment.supplier_id)?;
     let amount = Amount::from_minor(payment.amount_minor)
         .map_err(|e| ServiceError::Internal(e.to_string()))?;
     let kind = entry.acquirer.kind();
-    let success_url = services.return_url(kind, "success", &payment.acquirer_order_id);
-    let fail_url = services.return_url(kind, "fail", &payment.acquirer_order_id);
+    let (success_url, fail_url) = services.browser_returns(kind, &payment.acquirer_order_id);
     let payment_ref = payment.id.to_string();
     let passport = identity.passport();
     let outcome = entry
@@ -295,8 +289,7 @@ async fn start_hosted_payment(
 ) -> Result<PaymentRecord, ServiceError> {
     let payment_ref = created.id.to_string();
     let kind = adapter.kind();
-    let success_url = services.return_url(kind, "success", &created.acquirer_order_id);
-    let fail_url = services.return_url(kind, "fail", &created.acquirer_order_id);
+    let (success_url, fail_url) = services.browser_returns(kind, &created.acquirer_order_id);
     let outcome = adapter
         .start_payment(&PaymentRequest {
             payment_ref: &payment_ref,
@@ -529,12 +522,7 @@ pub async fn complete_three_ds(
     if payment.acquirer_operation_id.as_deref() != Some(operation_id) {
         return Err(ServiceError::NotFound);
     }
-    let entry = services
-        .suppliers
-        .get(&payment.supplier_id)
-        .ok_or_else(|| {
-            ServiceError::Internal(format!("supplier {} vanished", payment.supplier_id))
-        })?;
+    let entry = services.supplier_of(&payment.supplier_id)?;
     let actor = "customer:3ds";
     let submitted = StatusChange {
         event: PaymentEvent::Submitted,

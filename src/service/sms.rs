@@ -131,9 +131,7 @@ async fn replay(services: &Services, seen: SmsMessageRecord) -> Result<String, S
     if seen.state != "in_progress" {
         return Ok(seen.reply);
     }
-    if services.clock.now() - seen.updated_at < STALE_CHARGE
-        && OffsetDateTime::now_utc() - seen.updated_at < STALE_CHARGE
-    {
+    if services.clock.now() - seen.updated_at < STALE_CHARGE {
         return Err(SmsError::InProgress.into());
     }
     let payment = match seen.payment_id {

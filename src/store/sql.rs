@@ -157,7 +157,7 @@ macro_rules! sql_store {
                 .execute(&mut *conn)
                 .await?;
                 if to.is_final() {
-                    Self::sms_late_reply_in(conn, &updated, now).await?;
+                    Self::channel_effects_in(conn, &updated, to, now).await?;
                 }
                 Ok(TransitionResult::Applied(updated))
             }

@@ -14,17 +14,23 @@ pub(super) use sms_columns;
 macro_rules! channel_store {
     ($store:ident, $conn:ty, begin_write = $begin:literal, lock_row = $lock:literal, lock_key = $lock_key:literal) => {
         impl $store {
-            /// Writes the late `sms.reply` for an SMS that was answered "processing", when its
-            /// payment has just become final (called inside the transition's transaction).
-            async fn sms_late_reply_in(
+            /// What a payment becoming final means to the channels, inside the transition's
+            /// transaction: a public attempt that failed counts as a decline of its address, and
+            /// an SMS answered "processing" gets its late `sms.reply`.
+            async fn channel_effects_in(
                 conn: &mut $conn,
                 payment: &$crate::store::PaymentRecord,
+                status: $crate::domain::payment::PaymentStatus,
                 now: time::OffsetDateTime,
             ) -> Result<(), $crate::store::StoreError> {
-                use $crate::domain::payment::PaymentStatus;
                 use $crate::store::StoreError;
-                let status = PaymentStatus::parse(&payment.status)
-                    .ok_or_else(|| StoreError::Corrupt(format!("payment {} status", payment.id)))?;
+                if status == $crate::domain::payment::PaymentStatus::Failed && payment.client_id.is_none() {
+                    sqlx::query("UPDATE public_attempts SET declined_at = $2 WHERE payment_id = $1")
+                        .bind(payment.id)
+                        .bind(now)
+                        .execute(&mut *conn)
+                        .await?;
+                }
                 let amount = oplata_providers::Amount::from_minor(payment.amount_minor)
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 let Some(reply) = $crate::domain::sms::final_reply(status, amount, &payment.account_number) else {
@@ -91,14 +97,10 @@ macro_rules! channel_store {
                 .bind(now - limits.account_window)
                 .fetch_all(&mut *tx)
                 .await?;
-                // A decline comes minutes after its attempt: look at attempts a little older than
-                // the window, and count the declines inside it.
                 let declines: Vec<(time::OffsetDateTime,)> = sqlx::query_as(
-                    "SELECT p.updated_at FROM public_attempts a JOIN payments p ON p.id = a.payment_id \
-                     WHERE a.client_ip = $1 AND a.created_at > $2 AND p.status = 'failed' AND p.updated_at > $3",
+                    "SELECT declined_at FROM public_attempts WHERE client_ip = $1 AND declined_at > $2",
                 )
                 .bind(&attempt.client_ip)
-                .bind(now - limits.ip_window - time::Duration::hours(2))
                 .bind(now - limits.ip_window)
                 .fetch_all(&mut *tx)
                 .await?;

@@ -23,6 +23,7 @@ on_both_backends!(
     an_unknown_outcome_answers_processing_and_the_result_follows_through_the_outbox,
     twenty_sms_at_once_from_one_phone_hold_every_limit,
     phones_are_linked_by_the_portal_and_bad_requests_are_refused,
+    a_charge_left_running_by_a_dead_process_is_settled_on_redelivery,
 );
 
 const PHONE: &str = "+79161234567";
@@ -423,4 +424,43 @@ async fn phones_are_linked_by_the_portal_and_bad_requests_are_refused(backend: B
     // Free now: bob may take it.
     let (status, _) = link(&app, "bob", PHONE).await;
     assert_eq!(status, 200);
+}
+
+async fn a_charge_left_running_by_a_dead_process_is_settled_on_redelivery(backend: Backend) {
+    let (app, key) = sms_app(backend).await;
+    bind_card(&app, "heat", "alice").await;
+    let now = time::OffsetDateTime::now_utc();
+    app.services.clock.set(Some(now));
+    // Accepted, then the process died before the charge started.
+    let command = oplata::domain::sms::parse("ОПЛАТА 12345678 100");
+    let day = oplata::domain::sms::local_day(now, &app.services.settings.sms_time_zone());
+    let claim = oplata::store::SmsClaim {
+        message_id: "dead-1",
+        phone: PHONE,
+        local_day: &day,
+        command: &command,
+        refusal: None,
+        supplier_id: Some("heat"),
+        payment_id: uuid::Uuid::now_v7(),
+        received_at: now,
+        now,
+    };
+    assert!(matches!(
+        app.store.claim_sms(&claim).await.unwrap(),
+        oplata::store::SmsClaimResult::Accepted
+    ));
+
+    let (status, answer) = send(&app, &key, "dead-1", PHONE, "ОПЛАТА 12345678 100").await;
+    assert_eq!((status, code(&answer)), (409, "sms_in_progress"));
+    app.services
+        .clock
+        .set(Some(now + time::Duration::minutes(3)));
+    let (status, answer) = send(&app, &key, "dead-1", PHONE, "ОПЛАТА 12345678 100").await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["reply"], Reply::NotDone.text());
+    // Nothing was charged, so the account's day is not used up.
+    assert_eq!(
+        sms(&app, &key, "ОПЛАТА 12345678 100").await,
+        paid("100.00", "12345678")
+    );
 }
