@@ -16,6 +16,7 @@ on_both_backends!(
     declines_from_one_address_make_it_wait,
     budget_payments_carry_sealed_passport_data_that_is_purged_later,
     the_pay_page_checks_its_csrf_token_and_shows_errors_beside_fields,
+    passport_data_in_robokassa_custom_parameters_is_signed_and_verified_both_ways,
 );
 
 fn anonymous(account: &str) -> Value {
@@ -417,4 +418,47 @@ async fn the_pay_page_checks_its_csrf_token_and_shows_errors_beside_fields(backe
     assert!(location.contains("/sandbox/robokassa/"), "{location}");
     assert!(location.contains("OutSum=1500.50"));
     assert_eq!(app.store.count_payments().await.unwrap(), 1);
+}
+
+async fn passport_data_in_robokassa_custom_parameters_is_signed_and_verified_both_ways(
+    backend: Backend,
+) {
+    let app = spawn_app_with(backend, |settings| {
+        let mut suppliers = oplata::config::Settings::default()
+            .with_demo_defaults()
+            .suppliers;
+        let mut school = suppliers[0].clone();
+        school.id = "school".into();
+        school.payment_type = oplata::domain::supplier::PaymentType::Budget;
+        suppliers.push(school);
+        settings.suppliers = suppliers;
+    })
+    .await;
+    let body = json!({
+        "supplier_id": "school", "account_number": "1234567890", "amount": "700.00",
+        "payer": {"passport_series": "4510", "passport_number": "987654", "full_name": "Ёлкина Анна-Мария Сергеевна"}
+    });
+    let payment = created(&app, &body).await;
+    let continue_url = payment["next_action"]["url"].as_str().unwrap();
+    let go = app.http.get(continue_url).send().await.unwrap();
+    assert_eq!(go.status(), 303);
+    let url = go.headers()["location"].to_str().unwrap().to_owned();
+    let params = query_params(&url);
+    assert_eq!(param(&params, "Shp_passport"), "4510 987654");
+    assert_eq!(param(&params, "Shp_payer"), "Ёлкина Анна-Мария Сергеевна");
+
+    // The simulator checks the signature over the Cyrillic custom parameters, then notifies with
+    // them; oplata checks its signature in turn.
+    let page = app.http.get(&url).send().await.unwrap();
+    assert_eq!(page.status(), 200, "{}", page.text().await.unwrap());
+    app.sandbox
+        .decide(DEMO_LOGIN, &param(&params, "InvId"), true)
+        .await
+        .unwrap();
+    assert_eq!(
+        app.payment_record(payment["id"].as_str().unwrap())
+            .await
+            .status,
+        "succeeded"
+    );
 }
