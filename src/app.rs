@@ -87,6 +87,7 @@ impl Application {
             .then(|| sandboxes(&settings, &base_url))
             .transpose()?;
         let vault = Vault::new(&settings.vault.active_key, &settings.vault.keys)?;
+        let return_query_interval_ms = settings.public.return_query_interval_ms;
         crate::metrics::handle();
         let services = Arc::new(Services {
             vault,
@@ -95,6 +96,9 @@ impl Application {
             settings: Arc::new(settings),
             public_base_url: base_url.clone(),
             clock: crate::clock::Clock::default(),
+            return_throttle: crate::service::throttle::QueryThrottle::new(Duration::from_millis(
+                return_query_interval_ms,
+            )),
         });
         let extra = match &sandboxes {
             Some(s) => Router::new()

@@ -79,6 +79,9 @@ pub struct PublicSettings {
     /// (`X-Real-IP`); unset: the TCP peer's address. Never set it without such a proxy: clients
     /// could then choose their own address.
     pub client_ip_header: Option<String>,
+    /// The browser's return from an acquirer asks the acquirer about the payment at most once
+    /// in this interval per payment (0: every time).
+    pub return_query_interval_ms: u64,
 }
 
 /// The SMS-payment flow.
@@ -373,6 +376,7 @@ impl Default for Settings {
                 attempts_per_account_per_hour: 20,
                 declines_per_ip_per_10_minutes: 10,
                 client_ip_header: None,
+                return_query_interval_ms: 5000,
             },
             sms: SmsSettings {
                 time_zone: "Europe/Moscow".to_owned(),

@@ -11,6 +11,7 @@ pub mod public;
 pub mod refunds;
 pub mod sms;
 pub mod suppliers;
+pub mod throttle;
 
 use std::sync::Arc;
 
@@ -29,6 +30,8 @@ pub struct Services {
     pub vault: crate::vault::Vault,
     /// "Now" for the rules that count per day (the SMS limits).
     pub clock: crate::clock::Clock,
+    /// Bounds the status queries that browser returns cause.
+    pub return_throttle: throttle::QueryThrottle,
 }
 
 impl Services {

@@ -701,5 +701,12 @@ pub async fn handle_browser_return(
         .find_payment_by_order(kind.as_str(), &order_id)
         .await?
         .ok_or(ServiceError::NotFound)?;
+    if !services
+        .return_throttle
+        .allow(payment.id, std::time::Instant::now())
+    {
+        // Asked a moment ago: the record is as fresh as a new answer would make it.
+        return Ok(payment);
+    }
     refresh_from_acquirer(services, payment, &format!("browser-return:{kind}")).await
 }

@@ -190,6 +190,8 @@ pub fn test_settings(database_url: &str) -> Settings {
     settings.sandbox.max_attempts = 5;
     // Tests drive reconciliation themselves, with a controlled clock.
     settings.workers.enabled = false;
+    // Flows return several times in a row on purpose; the throttle has its own tests.
+    settings.public.return_query_interval_ms = 0;
     settings
 }
 

@@ -14,6 +14,7 @@ on_both_backends!(
     the_browser_return_alone_never_marks_a_payment_paid,
     the_customer_is_sent_back_to_the_portal_with_the_payment_id,
     a_return_before_the_late_notification_settles_the_payment_once,
+    repeated_returns_ask_the_acquirer_at_most_once_per_interval,
 );
 
 /// Opens the payment page as a browser would and returns the simulator's invoice number.
@@ -307,4 +308,41 @@ async fn a_return_before_the_late_notification_settles_the_payment_once(backend:
         trail.iter().filter(|a| a.to_status == "succeeded").count(),
         1
     );
+}
+
+async fn repeated_returns_ask_the_acquirer_at_most_once_per_interval(backend: Backend) {
+    let app = spawn_app_with(backend, |settings| {
+        settings.public.return_query_interval_ms = 60_000;
+    })
+    .await;
+    let payment = app.create_payment(&demo_payment_body()).await;
+    let id = payment["id"].as_str().unwrap().to_owned();
+    let inv_id = open_payment_page(&app, &payment).await;
+    let back = || async {
+        app.http
+            .get(app.url("/return/robokassa/fail"))
+            .query(&[("InvId", inv_id.as_str()), ("OutSum", "1500.00")])
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+
+    // The first return asks Robokassa (still unpaid); the payment is then paid without a
+    // ResultURL reaching oplata. A return within the interval does not ask again.
+    assert_eq!(back().await, 200);
+    app.sandbox.set_drop_result_notifications(true);
+    app.sandbox.decide(DEMO_LOGIN, &inv_id, true).await.unwrap();
+    assert_eq!(back().await, 200);
+    assert_eq!(app.payment_record(&id).await.status, "requires_action");
+
+    // Asked directly, Robokassa reports the payment paid: only the throttle kept it unasked.
+    let fresh = oplata::service::payments::refresh_from_acquirer(
+        &app.services,
+        app.payment_record(&id).await,
+        "test",
+    )
+    .await
+    .unwrap();
+    assert_eq!(fresh.status, "succeeded");
 }
