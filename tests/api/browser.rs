@@ -2,7 +2,9 @@
 //! desk: an operator signs in, finds a payment by account number, refunds part of it, sees the
 //! new status; a second refund over the remainder shows the error. The public pay page: a person
 //! mistypes the account number and sees the error beside the field, corrects it, pays in the
-//! simulator and sees "Оплачено". Needs `OPLATA_TEST_CHROMEDRIVER`
+//! simulator and sees "Оплачено"; a budget payer mistypes the passport number, corrects it, is
+//! carried to the acquirer's form by oplata's self-submitting page, passes 3-D Secure, sees
+//! "Оплачено", and the acquirer holds the passport data. Needs `OPLATA_TEST_CHROMEDRIVER`
 //! (Debian's chromium-driver); `scripts/test` skips these tests without it and says so, CI
 //! installs Chromium and runs them.
 
@@ -305,5 +307,57 @@ async fn a_person_pays_an_account_on_the_public_page_and_sees_it_paid() {
 
     assert_eq!(browser.text("#status").await, "Оплачено");
     assert_eq!(app.store.count_payments().await.unwrap(), 1);
+    browser.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_payment_carries_passport_data_through_the_self_submitting_form_and_3ds() {
+    let browser = Browser::start().await;
+    let app = spawn_app(Backend::Sqlite).await;
+
+    browser
+        .open(&app.url("/pay?supplier=demo-kindergarten"))
+        .await;
+    browser.type_into("#account_number", "12345678").await;
+    browser.type_into("#amount", "3200").await;
+    browser.type_into("#passport_series", "4510").await;
+    browser.type_into("#passport_number", "98765").await;
+    browser
+        .type_into("#full_name", "Кузнецова Мария Петровна")
+        .await;
+    browser.click_and_wait("#pay").await;
+    assert_eq!(
+        browser.text("#error-passport_number").await,
+        "Номер паспорта — 6 цифр."
+    );
+    browser.type_into("#passport_number", "4").await;
+    // oplata's continue page submits the acquirer's form by itself (its one inline script).
+    browser.click_and_wait("#pay").await;
+    browser.find("#pay-no-3ds").await;
+    assert!(browser.url().await.contains("/sandbox/moneta/"));
+    assert_eq!(browser.text("#amount").await, "3200.00 ₽");
+    browser.click_and_wait("#pay").await;
+    browser
+        .type_into("#otp", oplata_providers::moneta::sandbox::DEMO_OTP)
+        .await;
+    browser.click_and_wait("#confirm").await;
+
+    assert_eq!(browser.text("#status").await, "Оплачено");
+    let payments = app
+        .store
+        .search_payments(&oplata::store::PaymentSearch {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(payments.len(), 1);
+    assert_eq!(payments[0].status, "succeeded");
+    let operation = app
+        .moneta
+        .operation_by_transaction(&payments[0].acquirer_order_id)
+        .unwrap();
+    assert_eq!(operation.custom2, "4510 987654");
+    assert_eq!(operation.custom3, "Кузнецова Мария Петровна");
     browser.quit().await;
 }

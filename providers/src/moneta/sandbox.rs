@@ -76,6 +76,9 @@ pub struct SandboxOperation {
     pub parent: Option<u64>,
     pub refunded: i64,
     pub custom1: String,
+    /// The free fields oplata fills with a budget payer's passport and name.
+    pub custom2: String,
+    pub custom3: String,
     pub success_url: Option<String>,
     pub fail_url: Option<String>,
     pub notification_attempts: u32,
@@ -311,6 +314,8 @@ impl MonetaSandbox {
             parent: None,
             refunded: 0,
             custom1: field("MNT_CUSTOM1")?,
+            custom2: field("MNT_CUSTOM2")?,
+            custom3: field("MNT_CUSTOM3")?,
             success_url: optional("MNT_SUCCESS_URL"),
             fail_url: optional("MNT_FAIL_URL"),
             notification_attempts: 0,
@@ -421,6 +426,8 @@ impl MonetaSandbox {
             ("MNT_TEST_MODE", test_mode.into()),
             ("MNT_SIGNATURE", signature),
             ("MNT_CUSTOM1", op.custom1.clone()),
+            ("MNT_CUSTOM2", op.custom2.clone()),
+            ("MNT_CUSTOM3", op.custom3.clone()),
         ];
         for attempt in 1..=self.inner.policy.max_attempts {
             if let Some(stored) = self.book().operations.get_mut(&operation_id) {
@@ -596,6 +603,8 @@ impl MonetaSandbox {
                     parent: None,
                     refunded: 0,
                     custom1: String::new(),
+                    custom2: String::new(),
+                    custom3: String::new(),
                     success_url: None,
                     fail_url: None,
                     notification_attempts: 0,
@@ -718,6 +727,8 @@ impl MonetaSandbox {
                     parent: Some(parent_id),
                     refunded: 0,
                     custom1: String::new(),
+                    custom2: String::new(),
+                    custom3: String::new(),
                     success_url: None,
                     fail_url: None,
                     notification_attempts: 0,
