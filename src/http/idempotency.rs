@@ -76,6 +76,21 @@ fn json_response(status: StatusCode, body: String, replayed: bool) -> Response {
     response
 }
 
+/// Claims `key` for one request, with the lease and lifetime every key gets.
+pub async fn claim(
+    services: &Services,
+    client_id: uuid::Uuid,
+    key: &str,
+    fingerprint: &str,
+) -> Result<IdempotencyClaim, crate::store::StoreError> {
+    let now = OffsetDateTime::now_utc();
+    let ttl = Duration::hours(services.settings.idempotency_ttl_hours);
+    services
+        .store
+        .claim_idempotency_key(client_id, key, fingerprint, now, now + LOCK, now + ttl)
+        .await
+}
+
 /// Runs `work` at most once per key and request; see the module docs.
 pub async fn run<F, Fut>(
     services: Arc<Services>,
@@ -88,12 +103,7 @@ where
     F: FnOnce(Arc<Services>, ApiClient) -> Fut + Send + 'static,
     Fut: Future<Output = Result<(StatusCode, String), ApiError>> + Send + 'static,
 {
-    let now = OffsetDateTime::now_utc();
-    let ttl = Duration::hours(services.settings.idempotency_ttl_hours);
-    let claim = services
-        .store
-        .claim_idempotency_key(client.id, &key.0, &fingerprint, now, now + LOCK, now + ttl)
-        .await?;
+    let claim = claim(&services, client.id, &key.0, &fingerprint).await?;
     match claim {
         IdempotencyClaim::Completed(stored) => {
             let status = StatusCode::from_u16(stored.status).map_err(|e| ApiError::internal(&e))?;

@@ -25,6 +25,7 @@ use crate::domain::payer::PayerDraft;
 use crate::domain::supplier::{PaymentType, Supplier};
 use crate::service::api_keys::{ApiClient, Scope};
 use crate::service::{ServiceError, Services, payments, public};
+use crate::store::{IdempotencyClaim, StoredResponse};
 
 const CSRF_COOKIE: &str = "oplata_pay_csrf";
 
@@ -189,6 +190,10 @@ pub struct PayQuery {
 pub struct PayForm {
     #[serde(default)]
     csrf: String,
+    /// One per rendering of the form: a second submission of the same form (a double click, a
+    /// reload) finds the payment the first made.
+    #[serde(default)]
+    attempt: String,
     #[serde(default)]
     supplier_id: String,
     #[serde(default)]
@@ -320,12 +325,14 @@ fn pay_form(
     format!(
         "<h1>Оплата: {name}</h1>{general}<form method=\"post\" action=\"/pay\">\
 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"supplier_id\" value=\"{id}\">\
+<input type=\"hidden\" name=\"attempt\" value=\"{attempt}\">\
 {account}{amount}{email}{passport}\
 <p><button id=\"pay\" type=\"submit\">Перейти к оплате</button></p></form>\
 <p><a href=\"/pay\">Выбрать другого получателя</a></p>",
         name = escape(&supplier.name),
         id = escape(&supplier.id),
         csrf = escape(csrf),
+        attempt = Uuid::new_v4(),
         account = field(
             "account_number",
             "Лицевой счёт",
@@ -510,12 +517,77 @@ pub async fn submit(
             full_name: &form.full_name,
         }),
     };
-    match public::create(&services, &client_ip, &draft).await {
-        Ok(payment) => match payments::next_action(&payment) {
-            Some(action) => go_to_acquirer(action),
-            // Declined or unreachable at once: the result page says so.
-            None => Redirect::to(&format!("/pay/result/{}", payment.id)).into_response(),
-        },
+    let Ok(attempt) = Uuid::parse_str(&form.attempt) else {
+        return page_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Оплата",
+            &supplier_choice(&services),
+        );
+    };
+    let key = format!("pay-form:{attempt}");
+    let fingerprint = idempotency::fingerprint(
+        "POST /pay",
+        format!(
+            "{}\n{account}\n{amount}\n{}",
+            supplier.id,
+            form.email.trim()
+        )
+        .as_bytes(),
+    );
+    let owner = anonymous_client().id;
+    match idempotency::claim(&services, owner, &key, &fingerprint).await {
+        Ok(IdempotencyClaim::Claimed) => {}
+        Ok(IdempotencyClaim::Completed(stored)) => {
+            let first = serde_json::from_str::<serde_json::Value>(&stored.body)
+                .ok()
+                .and_then(|v| {
+                    v["payment_id"]
+                        .as_str()
+                        .and_then(|id| Uuid::parse_str(id).ok())
+                });
+            return match first {
+                Some(id) => match public::get(&services, id).await {
+                    Ok(payment) => after_creation(&payment),
+                    Err(_) => pages::temporary_failure(),
+                },
+                None => pages::temporary_failure(),
+            };
+        }
+        Ok(IdempotencyClaim::InProgress) => {
+            let body = "<h1>Платёж создаётся</h1><p id=\"error\" role=\"alert\">Форма уже отправлена. \
+Подождите несколько секунд и обновите страницу.</p>";
+            return page_response(StatusCode::CONFLICT, "Платёж создаётся", body);
+        }
+        Ok(IdempotencyClaim::Mismatch) => {
+            return page_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Оплата",
+                &supplier_choice(&services),
+            );
+        }
+        Err(error) => {
+            tracing::error!(%error, "pay form idempotency");
+            return pages::temporary_failure();
+        }
+    }
+    let created = public::create(&services, &client_ip, &draft).await;
+    // Only a created payment keeps the key; after a refusal the form is shown again with a new
+    // attempt id.
+    let kept = match &created {
+        Ok(payment) => {
+            let body = serde_json::json!({ "payment_id": payment.id }).to_string();
+            services
+                .store
+                .complete_idempotency_key(owner, &key, &StoredResponse { status: 201, body })
+                .await
+        }
+        Err(_) => services.store.release_idempotency_key(owner, &key).await,
+    };
+    if let Err(error) = kept {
+        tracing::error!(%error, "pay form idempotency");
+    }
+    match created {
+        Ok(payment) => after_creation(&payment),
         Err(ServiceError::Limited(limited)) => retry_page(limited.retry_after_secs()),
         Err(error) => match explain(&error) {
             Some(explained) => {
@@ -527,6 +599,15 @@ pub async fn submit(
                 pages::temporary_failure()
             }
         },
+    }
+}
+
+/// Where the browser goes once its payment exists.
+fn after_creation(payment: &crate::store::PaymentRecord) -> Response {
+    match payments::next_action(payment) {
+        Some(action) => go_to_acquirer(action),
+        // Declined or unreachable at once: the result page says so.
+        None => Redirect::to(&format!("/pay/result/{}", payment.id)).into_response(),
     }
 }
 

@@ -381,11 +381,18 @@ async fn the_pay_page_checks_its_csrf_token_and_shows_errors_beside_fields(backe
             .contains("id=\"passport_series\"")
     );
 
-    let submit = |csrf: String, cookie: Option<String>, account: &'static str| {
+    let attempt = |page: &str| {
+        let needle = "name=\"attempt\" value=\"";
+        let at = page.find(needle).unwrap() + needle.len();
+        page[at..at + 36].to_owned()
+    };
+    let first_attempt = attempt(&page);
+    let submit = |csrf: String, cookie: Option<String>, account: &'static str, attempt: String| {
         let app = &app;
         async move {
             let mut request = app.http.post(app.url("/pay")).form(&[
                 ("csrf", csrf.as_str()),
+                ("attempt", attempt.as_str()),
                 ("supplier_id", "demo-electro"),
                 ("account_number", account),
                 ("amount", "1500,50"),
@@ -397,13 +404,25 @@ async fn the_pay_page_checks_its_csrf_token_and_shows_errors_beside_fields(backe
             request.send().await.unwrap()
         }
     };
-    let forged = submit(token.clone(), None, "1234567890").await;
+    let forged = submit(token.clone(), None, "1234567890", first_attempt.clone()).await;
     assert_eq!(forged.status(), 403);
-    let mismatched = submit("other".into(), Some(token.clone()), "1234567890").await;
+    let mismatched = submit(
+        "other".into(),
+        Some(token.clone()),
+        "1234567890",
+        first_attempt.clone(),
+    )
+    .await;
     assert_eq!(mismatched.status(), 403);
     assert_eq!(app.store.count_payments().await.unwrap(), 0);
 
-    let bad = submit(token.clone(), Some(token.clone()), "12-<b>").await;
+    let bad = submit(
+        token.clone(),
+        Some(token.clone()),
+        "12-<b>",
+        first_attempt.clone(),
+    )
+    .await;
     assert_eq!(bad.status(), 422);
     let page = bad.text().await.unwrap();
     assert!(page.contains("id=\"error-account_number\""), "{page}");
@@ -411,12 +430,27 @@ async fn the_pay_page_checks_its_csrf_token_and_shows_errors_beside_fields(backe
         page.contains("value=\"12-&lt;b&gt;\""),
         "what was typed comes back, escaped"
     );
+    let second_attempt = attempt(&page);
+    assert_ne!(
+        second_attempt, first_attempt,
+        "a refused form gets a new attempt"
+    );
 
-    let good = submit(token.clone(), Some(token), "1234567890").await;
+    let good = submit(
+        token.clone(),
+        Some(token.clone()),
+        "1234567890",
+        second_attempt.clone(),
+    )
+    .await;
     assert_eq!(good.status(), 303);
-    let location = good.headers()["location"].to_str().unwrap();
+    let location = good.headers()["location"].to_str().unwrap().to_owned();
     assert!(location.contains("/sandbox/robokassa/"), "{location}");
     assert!(location.contains("OutSum=1500.50"));
+    // A double click sends the same form twice: the same payment, not a second one.
+    let again = submit(token.clone(), Some(token), "1234567890", second_attempt).await;
+    assert_eq!(again.status(), 303);
+    assert_eq!(again.headers()["location"].to_str().unwrap(), location);
     assert_eq!(app.store.count_payments().await.unwrap(), 1);
 }
 
