@@ -163,7 +163,7 @@ pub async fn create(
     .await
 }
 
-/// Read an anonymous payment's status.
+/// Read an anonymous payment's status (without the receipt e-mail or `next_action`).
 #[utoipa::path(
     get, path = "/v1/public/payments/{id}", tag = "public",
     params(("id" = Uuid, Path)),
@@ -174,8 +174,13 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<axum::Json<PaymentView>, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found())?;
-    let payment = public::get(&services, id).await?;
-    Ok(axum::Json(PaymentView::try_from(payment)?))
+    let mut payment = public::get(&services, id).await?;
+    // Whoever holds the id sees the status, not the payer's address (which the acquirer's
+    // address in `next_action` may carry too: the creator got that in the first answer).
+    payment.email = None;
+    let mut view = PaymentView::try_from(payment)?;
+    view.next_action = None;
+    Ok(axum::Json(view))
 }
 
 // ---- The pay page ----

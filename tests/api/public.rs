@@ -57,10 +57,27 @@ fn code(answer: &Value) -> (&str, &str) {
 async fn an_anonymous_payment_needs_no_key_and_is_paid_in_the_simulator(backend: Backend) {
     let app = spawn_app(backend).await;
 
-    let payment = created(&app, &anonymous("1234567890")).await;
+    let mut body = anonymous("1234567890");
+    body["email"] = "payer@example.ru".into();
+    let payment = created(&app, &body).await;
     assert_eq!(payment["status"], "requires_action");
     assert!(payment.get("user_id").is_none());
     assert_eq!(payment["save_card"], false);
+    let early: Value = app
+        .http
+        .get(app.url(&format!(
+            "/v1/public/payments/{}",
+            payment["id"].as_str().unwrap()
+        )))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(early["next_action"].is_null(), "{early}");
+    assert_eq!(early["status"], "requires_action");
+    assert!(early.get("email").is_none(), "{early}");
     let url = payment["next_action"]["url"].as_str().unwrap();
     app.http.get(url).send().await.unwrap();
     let inv_id = param(&query_params(url), "InvId");
@@ -79,6 +96,11 @@ async fn an_anonymous_payment_needs_no_key_and_is_paid_in_the_simulator(backend:
         .await
         .unwrap();
     assert_eq!(status["status"], "succeeded");
+
+    assert!(
+        status.get("email").is_none(),
+        "the status is public, the address is not: {status}"
+    );
     let page = app
         .http
         .get(app.url(&format!("/pay/result/{}", payment["id"].as_str().unwrap())))
