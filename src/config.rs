@@ -165,6 +165,10 @@ pub struct SupplierSettings {
     pub account_pattern: String,
     /// Largest single payment, as a decimal string.
     pub max_amount: String,
+    /// The supplier's IANA time zone, where its SMS day ends (one payment SMS per account a
+    /// day); unset: `sms.time_zone`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
     pub acquirer: AcquirerSettings,
 }
 
@@ -456,6 +460,16 @@ impl Settings {
                 self.sms.time_zone
             )));
         }
+        for supplier in &self.suppliers {
+            if let Some(zone) = &supplier.time_zone
+                && jiff::tz::TimeZone::get(zone).is_err()
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "supplier {:?}: time_zone {zone:?} is not an IANA time zone",
+                    supplier.id
+                )));
+            }
+        }
         if self.personal_data.retention_days < 1 || self.personal_data.purge_interval_secs < 1 {
             return Err(ConfigError::Invalid(
                 "personal_data.retention_days and purge_interval_secs must be at least 1".into(),
@@ -586,6 +600,7 @@ impl Settings {
         }
         if self.mode == Mode::Demo && self.suppliers.is_empty() {
             self.suppliers.push(SupplierSettings {
+                time_zone: None,
                 id: DEMO_SUPPLIER_ID.to_owned(),
                 name: "Демо-Энергосбыт".to_owned(),
                 payment_type: PaymentType::Utilities,
@@ -603,6 +618,7 @@ impl Settings {
                 }),
             });
             self.suppliers.push(SupplierSettings {
+                time_zone: None,
                 id: DEMO_NETPAY_SUPPLIER_ID.to_owned(),
                 name: "Демо-Водоканал".to_owned(),
                 payment_type: PaymentType::Utilities,
@@ -617,6 +633,7 @@ impl Settings {
                 }),
             });
             self.suppliers.push(SupplierSettings {
+                time_zone: None,
                 id: DEMO_MONETA_SUPPLIER_ID.to_owned(),
                 name: "Демо-ГИБДД (штрафы)".to_owned(),
                 payment_type: PaymentType::Fines,
@@ -626,6 +643,7 @@ impl Settings {
                 acquirer: demo_moneta(),
             });
             self.suppliers.push(SupplierSettings {
+                time_zone: None,
                 id: DEMO_BUDGET_SUPPLIER_ID.to_owned(),
                 name: "Демо-детский сад (бюджетное учреждение)".to_owned(),
                 payment_type: PaymentType::Budget,
@@ -656,6 +674,7 @@ mod tests {
             )]),
         };
         settings.suppliers.push(SupplierSettings {
+            time_zone: None,
             id: "mosenergo".into(),
             name: "Энергосбыт".into(),
             payment_type: PaymentType::Utilities,
@@ -673,6 +692,18 @@ mod tests {
             }),
         });
         settings
+    }
+
+    #[test]
+    fn unknown_time_zones_are_refused() {
+        let mut settings = Settings::default();
+        settings.sms.time_zone = "Europe/Atlantis".into();
+        assert!(matches!(settings.check(), Err(ConfigError::Invalid(_))));
+        let mut settings = production();
+        settings.suppliers[0].time_zone = Some("Mars/Olympus".into());
+        assert!(matches!(settings.check(), Err(ConfigError::Invalid(_))));
+        settings.suppliers[0].time_zone = Some("Asia/Yekaterinburg".into());
+        assert!(settings.check().is_ok());
     }
 
     fn refusal(settings: &Settings) -> String {

@@ -38,8 +38,10 @@ CREATE TABLE sms_phones (
 CREATE TABLE sms_messages (
     message_id      TEXT PRIMARY KEY,
     phone           TEXT NOT NULL,
-    -- The calendar day in the SMS time zone, YYYY-MM-DD: the limits count per day.
+    -- The calendar day in the SMS time zone, YYYY-MM-DD: the phone's limits count per day.
     local_day       TEXT NOT NULL,
+    -- For a payment SMS, the day in the supplier's time zone: one payment per account a day.
+    account_day     TEXT,
     -- help | help_repeated | malformed | blocked | refused | payment | aborted
     kind            TEXT NOT NULL,
     supplier_id     TEXT,
@@ -55,5 +57,5 @@ CREATE TABLE sms_messages (
     updated_at      TEXT NOT NULL
 );
 CREATE INDEX sms_messages_phone_day ON sms_messages (phone, local_day);
-CREATE INDEX sms_messages_account_day ON sms_messages (account_number, local_day);
+CREATE INDEX sms_messages_account_day ON sms_messages (account_number, account_day);
 CREATE INDEX sms_messages_payment ON sms_messages (payment_id);

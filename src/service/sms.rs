@@ -54,6 +54,8 @@ struct Plan {
     user_id: String,
     supplier_id: String,
     card_id: Uuid,
+    /// Today in the supplier's time zone.
+    account_day: String,
 }
 
 /// Answers one inbound SMS; a redelivered `message_id` gets the first reply and nothing else.
@@ -83,7 +85,7 @@ pub async fn handle_inbound(
     let command = parse(sms.text);
     let (refusal, plan) = match &command {
         Command::Pay { account, amount } => {
-            match plan_payment(services, sms.from, account, *amount).await? {
+            match plan_payment(services, sms.from, account, *amount, now).await? {
                 Ok(plan) => (None, Some(plan)),
                 Err(reply) => (Some(reply), None),
             }
@@ -95,6 +97,7 @@ pub async fn handle_inbound(
         message_id: sms.message_id,
         phone: sms.from,
         local_day: &day,
+        account_day: plan.as_ref().map(|p| p.account_day.as_str()),
         command: &command,
         refusal,
         supplier_id: plan.as_ref().map(|p| p.supplier_id.as_str()),
@@ -165,6 +168,7 @@ async fn plan_payment(
     phone: &str,
     account: &str,
     amount: oplata_providers::Amount,
+    now: OffsetDateTime,
 ) -> Result<Result<Plan, Reply>, ServiceError> {
     let Some(user_id) = services.store.sms_phone_user(phone).await? else {
         return Ok(Err(Reply::PhoneNotLinked));
@@ -227,6 +231,7 @@ async fn plan_payment(
         user_id,
         supplier_id: supplier.id.clone(),
         card_id: card.id,
+        account_day: local_day(now, &entry.time_zone),
     }))
 }
 

@@ -26,6 +26,8 @@ use crate::domain::supplier::Supplier;
 pub struct SupplierEntry {
     pub supplier: Supplier,
     pub acquirer: Arc<dyn Acquirer>,
+    /// Where the supplier's day ends (its own zone, or the SMS default).
+    pub time_zone: jiff::tz::TimeZone,
 }
 
 #[derive(Debug, Default)]
@@ -137,7 +139,17 @@ impl SupplierDirectory {
                     acquirer.kind()
                 )));
             }
-            let entry = SupplierEntry { supplier, acquirer };
+            let time_zone = match &s.time_zone {
+                Some(zone) => {
+                    jiff::tz::TimeZone::get(zone).map_err(|e| configuration(e.to_string()))?
+                }
+                None => settings.sms_time_zone(),
+            };
+            let entry = SupplierEntry {
+                supplier,
+                acquirer,
+                time_zone,
+            };
             if entries.insert(s.id.clone(), entry).is_some() {
                 return Err(DirectoryError::Duplicate(s.id.clone()));
             }

@@ -85,6 +85,7 @@ pub struct SmsMessageRecord {
     pub message_id: String,
     pub phone: String,
     pub local_day: String,
+    pub account_day: Option<String>,
     pub kind: String,
     pub supplier_id: Option<String>,
     pub account_number: Option<String>,
@@ -102,7 +103,10 @@ pub struct SmsMessageRecord {
 pub struct SmsClaim<'a> {
     pub message_id: &'a str,
     pub phone: &'a str,
+    /// The day in the SMS time zone: the phone's limits.
     pub local_day: &'a str,
+    /// The day in the supplier's time zone: one payment SMS per account.
+    pub account_day: Option<&'a str>,
     pub command: &'a crate::domain::sms::Command,
     /// Set when the payment's own rules refused it before the limits were looked at.
     pub refusal: Option<crate::domain::sms::Reply>,

@@ -5,7 +5,7 @@
 
 macro_rules! sms_columns {
     () => {
-        "message_id, phone, local_day, kind, supplier_id, account_number, payment_id, state, reply, \
+        "message_id, phone, local_day, account_day, kind, supplier_id, account_number, payment_id, state, reply, \
          late_reply, received_at, created_at, updated_at"
     };
 }
@@ -256,11 +256,11 @@ macro_rules! channel_store {
                     Some((supplier, account)) => {
                         let (count,): (i64,) = sqlx::query_as(
                             "SELECT COUNT(*) FROM sms_messages WHERE kind = 'payment' \
-                             AND supplier_id = $1 AND account_number = $2 AND local_day = $3",
+                             AND supplier_id = $1 AND account_number = $2 AND account_day = $3",
                         )
                         .bind(supplier)
                         .bind(account)
-                        .bind(c.local_day)
+                        .bind(c.account_day.unwrap_or(c.local_day))
                         .fetch_one(&mut *tx)
                         .await?;
                         count
@@ -273,8 +273,8 @@ macro_rules! channel_store {
                 let reply_text = reply.map(|r| r.text()).unwrap_or_default();
                 sqlx::query(
                     "INSERT INTO sms_messages (message_id, phone, local_day, kind, supplier_id, account_number, \
-                     payment_id, state, reply, received_at, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+                     payment_id, state, reply, received_at, created_at, updated_at, account_day) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12)",
                 )
                 .bind(c.message_id)
                 .bind(c.phone)
@@ -287,6 +287,7 @@ macro_rules! channel_store {
                 .bind(&reply_text)
                 .bind(c.received_at)
                 .bind(c.now)
+                .bind(account.map(|_| c.account_day.unwrap_or(c.local_day)))
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;

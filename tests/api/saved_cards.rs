@@ -31,6 +31,7 @@ on_both_backends!(
 
 fn moneta(id: &str, payment_type: PaymentType) -> SupplierSettings {
     SupplierSettings {
+        time_zone: None,
         id: id.into(),
         name: id.into(),
         payment_type,
@@ -48,7 +49,7 @@ fn moneta(id: &str, payment_type: PaymentType) -> SupplierSettings {
     }
 }
 
-fn with_card_suppliers(settings: &mut Settings) {
+pub(crate) fn with_card_suppliers(settings: &mut Settings) {
     let mut demo = Settings::default().with_demo_defaults().suppliers;
     demo.push(moneta("heat", PaymentType::Utilities));
     demo.push(moneta("heat2", PaymentType::Utilities));

@@ -24,6 +24,7 @@ on_both_backends!(
     twenty_sms_at_once_from_one_phone_hold_every_limit,
     phones_are_linked_by_the_portal_and_bad_requests_are_refused,
     a_charge_left_running_by_a_dead_process_is_settled_on_redelivery,
+    the_account_limit_follows_the_suppliers_day_and_the_phone_limits_the_sms_day,
 );
 
 const PHONE: &str = "+79161234567";
@@ -438,6 +439,7 @@ async fn a_charge_left_running_by_a_dead_process_is_settled_on_redelivery(backen
         message_id: "dead-1",
         phone: PHONE,
         local_day: &day,
+        account_day: None,
         command: &command,
         refusal: None,
         supplier_id: Some("heat"),
@@ -463,4 +465,47 @@ async fn a_charge_left_running_by_a_dead_process_is_settled_on_redelivery(backen
         sms(&app, &key, "ОПЛАТА 12345678 100").await,
         paid("100.00", "12345678")
     );
+}
+
+async fn the_account_limit_follows_the_suppliers_day_and_the_phone_limits_the_sms_day(
+    backend: Backend,
+) {
+    let app = spawn_app_with(backend, |settings| {
+        crate::saved_cards::with_card_suppliers(settings);
+        for supplier in &mut settings.suppliers {
+            if supplier.id == "heat" {
+                supplier.time_zone = Some("Asia/Yekaterinburg".into());
+            }
+        }
+    })
+    .await;
+    let key = app
+        .key_with_scope(oplata::service::api_keys::Scope::Sms)
+        .await;
+    link(&app, "alice", PHONE).await;
+    bind_card(&app, "heat", "alice").await;
+
+    // 23:30 in Yekaterinburg (UTC+5), 21:30 in Moscow.
+    app.services
+        .clock
+        .set(Some(datetime!(2026-11-22 18:30 UTC)));
+    assert_eq!(sms(&app, &key, "?").await, Reply::Help.text());
+    assert_eq!(
+        sms(&app, &key, "ОПЛАТА 12345678 100").await,
+        paid("100.00", "12345678")
+    );
+    assert_eq!(
+        sms(&app, &key, "ОПЛАТА 12345678 100").await,
+        Reply::AccountAlreadyPaidToday.text()
+    );
+
+    // 00:30 in Yekaterinburg: a new day for the supplier, the same day in Moscow for the phone.
+    app.services
+        .clock
+        .set(Some(datetime!(2026-11-22 19:30 UTC)));
+    assert_eq!(
+        sms(&app, &key, "ОПЛАТА 12345678 100").await,
+        paid("100.00", "12345678")
+    );
+    assert_eq!(sms(&app, &key, "?").await, Reply::HelpAlreadySent.text());
 }
