@@ -23,9 +23,9 @@ pub fn handle() -> &'static PrometheusHandle {
 /// Counts from the database, as gauges in Prometheus' text format.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StoreGauges {
-    pub webhooks_dead: usize,
-    pub payments_in_review: usize,
-    pub refunds_awaiting_acquirer: usize,
+    pub webhooks_dead: i64,
+    pub payments_in_review: i64,
+    pub refunds_awaiting_acquirer: i64,
 }
 
 /// The scrape: the recorder's counters, then the gauges (integers: no floats involved).

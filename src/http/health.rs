@@ -40,11 +40,12 @@ pub async fn metrics(
     auth: super::auth::Authenticated,
 ) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
     auth.require(crate::service::api_keys::Scope::Admin)?;
-    let store = &services.store;
+    let (webhooks_dead, payments_in_review, refunds_awaiting_acquirer) =
+        services.store.attention_counts().await?;
     let gauges = crate::metrics::StoreGauges {
-        webhooks_dead: store.dead_webhooks().await?.len(),
-        payments_in_review: store.payments_for_review().await?.len(),
-        refunds_awaiting_acquirer: store.refunds_awaiting().await?.len(),
+        webhooks_dead,
+        payments_in_review,
+        refunds_awaiting_acquirer,
     };
     Ok((
         [(

@@ -289,6 +289,9 @@ pub trait Store: ChannelStore + Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
     async fn webhook_deliveries(&self, event_id: Uuid) -> Result<Vec<DeliveryRecord>, StoreError>;
     async fn dead_webhooks(&self) -> Result<Vec<DeliveryRecord>, StoreError>;
+    /// How many things wait for a person: (dead webhooks, payments in review, refunds awaiting
+    /// the acquirer), counted in the database.
+    async fn attention_counts(&self) -> Result<(i64, i64, i64), StoreError>;
 }
 
 /// What the anonymous page, the SMS flow and the personal-data rule keep.

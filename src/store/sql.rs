@@ -1316,6 +1316,16 @@ macro_rules! sql_store {
                 .await?)
             }
 
+            async fn attention_counts(&self) -> Result<(i64, i64, i64), $crate::store::StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT (SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'dead'), \
+                     (SELECT COUNT(*) FROM payments WHERE review_reason IS NOT NULL), \
+                     (SELECT COUNT(*) FROM refunds WHERE status = 'awaiting_acquirer')",
+                )
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
             async fn dead_webhooks(&self) -> Result<Vec<$crate::store::DeliveryRecord>, $crate::store::StoreError> {
                 Ok(sqlx::query_as(
                     "SELECT event_id, endpoint, aggregate_id, status, attempts, next_attempt_at, last_error, delivered_at \

@@ -165,6 +165,23 @@ async fn an_event_is_dead_lettered_after_the_retry_window_and_the_next_ones_foll
         .await
         .unwrap();
     assert_eq!(listed["dead"][0]["event_id"], events[0].id.to_string());
+    let admin = app
+        .key_with_scope(oplata::service::api_keys::Scope::Admin)
+        .await;
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(|l| l == "oplata_webhooks_dead 1"),
+        "{metrics}"
+    );
     *receiver.fail_first.lock().unwrap() = 0;
     deliver_due(&app.services, &http(), start + Duration::hours(26))
         .await
