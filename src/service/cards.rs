@@ -39,12 +39,7 @@ pub async fn keep_token(
         tracing::warn!("the acquirer returned no token or no readable card: nothing to keep");
         return Ok(None);
     };
-    let supplier = services
-        .suppliers
-        .supplier(&payment.supplier_id)
-        .ok_or_else(|| {
-            ServiceError::Internal(format!("supplier {} vanished", payment.supplier_id))
-        })?;
+    let supplier = &services.supplier_of(&payment.supplier_id)?.supplier;
     let card_id = Uuid::now_v7();
     let sealed = services.vault.seal(token, &card_binding(user_id, card_id));
     let card = NewSavedCard {

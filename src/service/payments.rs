@@ -12,7 +12,7 @@ use super::{ServiceError, Services, cards, payer};
 use crate::domain::cards::{
     CardFacts, CardRuleError, CardStatus, check_card_saving, check_saved_card_payment,
 };
-use crate::domain::new_payment::{PaymentDraft, PaymentRuleError, ValidPayment, validate};
+use crate::domain::new_payment::{PaymentDraft, PaymentRuleError, validate};
 use crate::domain::payer::PayerError;
 use crate::domain::payment::{PaymentEvent, PaymentStatus};
 use crate::domain::public_limits::PublicLimits;
@@ -96,10 +96,7 @@ pub async fn create_as(
     payment_id: Uuid,
 ) -> Result<PaymentRecord, ServiceError> {
     let valid = validate(draft, |id| services.suppliers.supplier(id))?;
-    let entry = services
-        .suppliers
-        .get(&valid.supplier.id)
-        .ok_or_else(|| ServiceError::Internal("validated supplier vanished".into()))?;
+    let entry = services.supplier_of(&valid.supplier.id)?;
     let card = match method {
         Method::NewCard { save: false } => None,
         Method::NewCard { save: true } => {
@@ -203,7 +200,7 @@ pub async fn create_as(
             settle(services, created.id, &change).await
         }
         (None, None) => {
-            start_hosted_payment(services, entry.acquirer.as_ref(), created, &valid, &actor).await
+            start_hosted_payment(services, entry.acquirer.as_ref(), created, &actor).await
         }
         (Some(card_id), _) => {
             charge_saved_card(services, entry.acquirer.as_ref(), created, card_id, &actor).await
@@ -244,31 +241,12 @@ pub async fn continue_to_acquirer(
     }
     let identity = payer::open(&services.vault, &row)?;
     let entry = services.supplier_of(&payment.supplier_id)?;
-    let amount = Amount::from_minor(payment.amount_minor)
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
-    let kind = entry.acquirer.kind();
-    let (success_url, fail_url) = services.browser_returns(kind, &payment.acquirer_order_id);
-    let payment_ref = payment.id.to_string();
     let passport = identity.passport();
-    let outcome = entry
-        .acquirer
-        .start_payment(&PaymentRequest {
-            payment_ref: &payment_ref,
-            order_id: &payment.acquirer_order_id,
-            amount,
-            description: &payment.description,
-            email: payment.email.as_deref(),
-            success_url: &success_url,
-            fail_url: &fail_url,
-            save_card: false,
-            customer_ref: payment.user_id.as_deref(),
-            payer: Some(Payer {
-                passport: &passport,
-                full_name: &identity.full_name,
-            }),
-        })
-        .await;
-    match outcome {
+    let payer = Payer {
+        passport: &passport,
+        full_name: &identity.full_name,
+    };
+    match start_on_acquirer(services, entry.acquirer.as_ref(), &payment, Some(payer)).await? {
         StartOutcome::RequiresAction(action) => Ok(action),
         StartOutcome::Declined(decline) => Err(ServiceError::Internal(format!(
             "the acquirer refused to start payment {payment_id}: {}",
@@ -280,30 +258,41 @@ pub async fn continue_to_acquirer(
     }
 }
 
+/// Asks the acquirer where the customer enters the card for a stored payment.
+async fn start_on_acquirer(
+    services: &Services,
+    adapter: &dyn Acquirer,
+    payment: &PaymentRecord,
+    payer: Option<Payer<'_>>,
+) -> Result<StartOutcome, ServiceError> {
+    let amount = Amount::from_minor(payment.amount_minor)
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let (success_url, fail_url) =
+        services.browser_returns(adapter.kind(), &payment.acquirer_order_id);
+    let payment_ref = payment.id.to_string();
+    Ok(adapter
+        .start_payment(&PaymentRequest {
+            payment_ref: &payment_ref,
+            order_id: &payment.acquirer_order_id,
+            amount,
+            description: &payment.description,
+            email: payment.email.as_deref(),
+            success_url: &success_url,
+            fail_url: &fail_url,
+            save_card: payment.save_card,
+            customer_ref: payment.user_id.as_deref(),
+            payer,
+        })
+        .await)
+}
+
 async fn start_hosted_payment(
     services: &Services,
     adapter: &dyn Acquirer,
     created: PaymentRecord,
-    valid: &ValidPayment,
     actor: &str,
 ) -> Result<PaymentRecord, ServiceError> {
-    let payment_ref = created.id.to_string();
-    let kind = adapter.kind();
-    let (success_url, fail_url) = services.browser_returns(kind, &created.acquirer_order_id);
-    let outcome = adapter
-        .start_payment(&PaymentRequest {
-            payment_ref: &payment_ref,
-            order_id: &created.acquirer_order_id,
-            amount: valid.amount,
-            description: &valid.description,
-            email: valid.email.as_deref(),
-            success_url: &success_url,
-            fail_url: &fail_url,
-            save_card: created.save_card,
-            customer_ref: valid.user_id.as_deref(),
-            payer: None,
-        })
-        .await;
+    let outcome = start_on_acquirer(services, adapter, &created, None).await?;
     let next_action_json;
     let not_sent_reason;
     let change = match &outcome {
