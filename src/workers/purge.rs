@@ -16,16 +16,13 @@ pub async fn purge_due(services: &Services, now: OffsetDateTime) -> Result<u64, 
     services.store.purge_payer_data(now - retention, now).await
 }
 
-pub async fn run(services: Arc<Services>, interval: Duration, mut shutdown: watch::Receiver<bool>) {
-    loop {
+pub async fn run(services: Arc<Services>, interval: Duration, shutdown: watch::Receiver<bool>) {
+    super::every(interval, shutdown, || async {
         match purge_due(&services, OffsetDateTime::now_utc()).await {
             Ok(0) => {}
             Ok(purged) => tracing::info!(purged, "personal data purged"),
             Err(error) => tracing::error!(%error, "personal data purge failed"),
         }
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = shutdown.changed() => return,
-        }
-    }
+    })
+    .await;
 }

@@ -39,9 +39,9 @@ pub async fn run(
     services: Arc<Services>,
     interval: Duration,
     max_backoff: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    loop {
+    super::every(interval, shutdown, || async {
         let now = OffsetDateTime::now_utc();
         match reconcile_due(&services, now, max_backoff).await {
             Ok(0) => {}
@@ -53,11 +53,8 @@ pub async fn run(
             Ok(done) => tracing::info!(done, "refund status pass"),
             Err(error) => tracing::error!(%error, "refund status pass failed"),
         }
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = shutdown.changed() => return,
-        }
-    }
+    })
+    .await;
 }
 
 /// One pass over the payments due at `now`; returns how many were looked at.

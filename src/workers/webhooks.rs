@@ -15,24 +15,21 @@ use crate::store::{DueDelivery, StoreError, WebhookAttempt};
 const LEASE: time::Duration = time::Duration::minutes(2);
 const BATCH: i64 = 50;
 
-pub async fn run(services: Arc<Services>, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(services: Arc<Services>, interval: Duration, shutdown: watch::Receiver<bool>) {
     let Ok(http) =
         oplata_providers::http_client(Duration::from_secs(services.settings.webhooks.timeout_secs))
     else {
         tracing::error!("webhook delivery cannot build its HTTP client");
         return;
     };
-    loop {
+    super::every(interval, shutdown, || async {
         match deliver_due(&services, &http, OffsetDateTime::now_utc()).await {
             Ok(0) => {}
             Ok(sent) => tracing::info!(sent, "webhook delivery pass"),
             Err(error) => tracing::error!(%error, "webhook delivery pass failed"),
         }
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = shutdown.changed() => return,
-        }
-    }
+    })
+    .await;
 }
 
 /// One pass over every endpoint; returns how many deliveries were attempted.
