@@ -77,9 +77,6 @@ pub async fn handle_inbound(
     if sms.text.chars().count() > 1000 {
         return Err(SmsError::InvalidText.into());
     }
-    if let Some(seen) = services.store.sms_message(sms.message_id).await? {
-        return replay(services, seen).await;
-    }
     let now = services.clock.now();
     let day = local_day(now, &services.settings.sms_time_zone());
     let command = parse(sms.text);

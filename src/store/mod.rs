@@ -346,7 +346,6 @@ pub trait ChannelStore: Send + Sync {
         reply: &str,
         now: OffsetDateTime,
     ) -> Result<(), StoreError>;
-    async fn sms_message(&self, message_id: &str) -> Result<Option<SmsMessageRecord>, StoreError>;
 }
 
 /// The refunds desk's search; every given field must match.

@@ -364,15 +364,6 @@ macro_rules! channel_store {
                 .await?;
                 Ok(())
             }
-
-            async fn sms_message(&self, message_id: &str) -> Result<Option<$crate::store::SmsMessageRecord>, $crate::store::StoreError> {
-                Ok(sqlx::query_as(concat!(
-                    "SELECT ", $crate::store::sql_channels::sms_columns!(), " FROM sms_messages WHERE message_id = $1"
-                ))
-                .bind(message_id)
-                .fetch_optional(&self.pool)
-                .await?)
-            }
         }
     };
 }
