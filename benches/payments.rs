@@ -39,6 +39,25 @@ fn report(name: &str, total: Duration, mut latencies: Vec<Duration>) {
     );
 }
 
+/// Sends one request per item, `CONCURRENCY` at a time, and reports throughput and latency.
+/// `request` answers its latency and what a later phase needs.
+async fn measure<I, F, Fut, T>(name: &str, items: I, request: F) -> Vec<T>
+where
+    I: IntoIterator,
+    F: FnMut(I::Item) -> Fut,
+    Fut: std::future::Future<Output = (Duration, T)>,
+{
+    let started = Instant::now();
+    let done: Vec<(Duration, T)> = futures::stream::iter(items)
+        .map(request)
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    let (latencies, outputs): (Vec<Duration>, Vec<T>) = done.into_iter().unzip();
+    report(name, started.elapsed(), latencies);
+    outputs
+}
+
 fn peak_rss_kib() -> String {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -77,9 +96,8 @@ async fn run(label: &str, database_url: String) {
     let run = uuid::Uuid::new_v4().simple().to_string();
     let phone_block = 100 + (uuid::Uuid::new_v4().as_u128() % 900) as u32;
 
-    let started = Instant::now();
-    let created: Vec<(Duration, serde_json::Value)> = futures::stream::iter(0..PAYMENTS)
-        .map(|i| {
+    let created: Vec<serde_json::Value> =
+        measure(&format!("{label}: POST /v1/payments"), 0..PAYMENTS, |i| {
             let http = http.clone();
             let base = base.clone();
             let key = key.clone();
@@ -104,18 +122,12 @@ async fn run(label: &str, database_url: String) {
                 (t.elapsed(), payment)
             }
         })
-        .buffer_unordered(CONCURRENCY)
-        .collect()
         .await;
-    report(
-        &format!("{label}: POST /v1/payments"),
-        started.elapsed(),
-        created.iter().map(|c| c.0).collect(),
-    );
 
-    let started = Instant::now();
-    let latencies: Vec<Duration> = futures::stream::iter(created.iter().map(|c| &c.1))
-        .map(|payment| {
+    measure(
+        &format!("{label}: POST /callbacks/robokassa/result"),
+        created.iter(),
+        |payment| {
             let http = http.clone();
             let base = base.clone();
             async move {
@@ -156,21 +168,16 @@ async fn run(label: &str, database_url: String) {
                     .await
                     .unwrap();
                 assert_eq!(answer, format!("OK{inv}"));
-                t.elapsed()
+                (t.elapsed(), ())
             }
-        })
-        .buffer_unordered(CONCURRENCY)
-        .collect()
-        .await;
-    report(
-        &format!("{label}: POST /callbacks/robokassa/result"),
-        started.elapsed(),
-        latencies,
-    );
+        },
+    )
+    .await;
 
-    let started = Instant::now();
-    let latencies: Vec<Duration> = futures::stream::iter(0..PAYMENTS)
-        .map(|i| {
+    measure(
+        &format!("{label}: POST /v1/public/payments"),
+        0..PAYMENTS,
+        |i| {
             let http = http.clone();
             let base = base.clone();
             let run = run.clone();
@@ -188,21 +195,13 @@ async fn run(label: &str, database_url: String) {
                     .await
                     .unwrap();
                 assert_eq!(response.status(), 201);
-                t.elapsed()
+                (t.elapsed(), ())
             }
-        })
-        .buffer_unordered(CONCURRENCY)
-        .collect()
-        .await;
-    report(
-        &format!("{label}: POST /v1/public/payments"),
-        started.elapsed(),
-        latencies,
-    );
+        },
+    )
+    .await;
 
-    let started = Instant::now();
-    let latencies: Vec<Duration> = futures::stream::iter(0..PAYMENTS)
-        .map(|i| {
+    measure(&format!("{label}: POST /v1/sms/inbound (help)"), 0..PAYMENTS, |i| {
             let http = http.clone();
             let base = base.clone();
             let key = sms_key.clone();
@@ -221,17 +220,10 @@ async fn run(label: &str, database_url: String) {
                     .await
                     .unwrap();
                 assert_eq!(response.status(), 200);
-                t.elapsed()
+                (t.elapsed(), ())
             }
-        })
-        .buffer_unordered(CONCURRENCY)
-        .collect()
-        .await;
-    report(
-        &format!("{label}: POST /v1/sms/inbound (help)"),
-        started.elapsed(),
-        latencies,
-    );
+    })
+    .await;
 }
 
 #[tokio::main]
