@@ -79,7 +79,11 @@ impl Application {
         if base_url.cannot_be_a_base() {
             return Err(StartError::BaseUrl(base_url.to_string()));
         }
-        let store = store::connect(&settings.database_url).await?;
+        let store = store::connect_with(
+            &settings.database_url,
+            Duration::from_millis(settings.database_acquire_timeout_ms),
+        )
+        .await?;
         let http = acquirer_http_client(Duration::from_secs(settings.acquirer_timeout_secs))?;
         let suppliers = SupplierDirectory::build(&settings, &base_url, &http)?;
         let sandboxes = settings
@@ -169,27 +173,45 @@ impl Application {
             return Vec::new();
         }
         let interval = Duration::from_millis(settings.workers.reconcile_interval_ms);
+        let max_backoff = Duration::from_secs(settings.workers.max_backoff_secs);
+        let purge_interval = Duration::from_secs(settings.personal_data.purge_interval_secs);
+        let services = self.services.clone();
+        let reconciliation = {
+            let (services, stop) = (services.clone(), stop.clone());
+            crate::workers::supervise("reconciliation", stop.clone(), move || {
+                crate::workers::reconciliation::run(
+                    services.clone(),
+                    interval,
+                    max_backoff,
+                    stop.clone(),
+                )
+            })
+        };
+        let webhooks = {
+            let (services, stop) = (services.clone(), stop.clone());
+            crate::workers::supervise("webhooks", stop.clone(), move || {
+                crate::workers::webhooks::run(services.clone(), interval, stop.clone())
+            })
+        };
+        let purge = {
+            let (services, stop) = (services, stop);
+            crate::workers::supervise("purge", stop.clone(), move || {
+                crate::workers::purge::run(services.clone(), purge_interval, stop.clone())
+            })
+        };
         vec![
-            tokio::spawn(crate::workers::reconciliation::run(
-                self.services.clone(),
-                interval,
-                Duration::from_secs(settings.workers.max_backoff_secs),
-                stop.clone(),
-            )),
-            tokio::spawn(crate::workers::webhooks::run(
-                self.services.clone(),
-                interval,
-                stop.clone(),
-            )),
-            tokio::spawn(crate::workers::purge::run(
-                self.services.clone(),
-                Duration::from_secs(settings.personal_data.purge_interval_secs),
-                stop,
-            )),
+            tokio::spawn(async move {
+                reconciliation.await;
+            }),
+            tokio::spawn(async move {
+                webhooks.await;
+            }),
+            tokio::spawn(async move {
+                purge.await;
+            }),
         ]
     }
 
-    /// Serves until Ctrl-C or SIGTERM.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.run_until(shutdown_signal()).await
     }

@@ -56,6 +56,9 @@ pub struct Settings {
     pub acquirer_timeout_secs: u64,
     /// How long idempotency keys are kept (at least 24).
     pub idempotency_ttl_hours: i64,
+    /// How long a request waits for a database connection before it is answered `503
+    /// service_unavailable` (the database is down or saturated).
+    pub database_acquire_timeout_ms: u64,
     pub suppliers: Vec<SupplierSettings>,
     pub sandbox: SandboxSettings,
     pub vault: VaultSettings,
@@ -349,6 +352,7 @@ impl Default for Settings {
             body_limit_bytes: 64 * 1024,
             acquirer_timeout_secs: 15,
             idempotency_ttl_hours: 24,
+            database_acquire_timeout_ms: 3000,
             suppliers: Vec::new(),
             sandbox: SandboxSettings {
                 enabled: true,

@@ -74,6 +74,9 @@ pub struct Capabilities {
     pub refunds: bool,
     /// Refund status can be queried.
     pub refund_status: bool,
+    /// A refund can be found by oplata's own refund reference (its `clientTransaction`), so a
+    /// refund whose answer was lost can be asked about even without the acquirer's refund id.
+    pub refund_lookup: bool,
     /// A saved token can be unbound at the acquirer.
     pub unbind: bool,
     /// The payment form has free fields that carry the payer's passport data (rule 8).
@@ -267,6 +270,9 @@ pub enum StatusOutcome {
     Failed(Decline),
     /// Not final yet (customer still on the page, money in transit…).
     Pending,
+    /// The acquirer has no operation for this order: the customer never reached its page, or a
+    /// charge never arrived. Past a deadline, it never happened.
+    NotFound,
     /// The acquirer did not give a readable answer: ask again later.
     Unknown { reason: String },
 }
@@ -429,6 +435,16 @@ pub trait Acquirer: Send + Sync + fmt::Debug {
         Err(ProviderError::Unsupported {
             acquirer: self.kind(),
             operation: "refunds",
+        })
+    }
+
+    /// Finds a refund by oplata's own reference (`RefundRequest::refund_ref`): `None` when the
+    /// acquirer has no such refund. Only where `capabilities.refund_lookup`.
+    async fn find_refund(&self, refund_ref: &str) -> Result<Option<RefundOutcome>, ProviderError> {
+        let _ = refund_ref;
+        Err(ProviderError::Unsupported {
+            acquirer: self.kind(),
+            operation: "refund lookup",
         })
     }
 

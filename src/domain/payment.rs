@@ -192,6 +192,33 @@ impl PaymentStatus {
 /// payment is checked and, if nothing happened, expired.
 pub const ACTION_WINDOW: time::Duration = time::Duration::minutes(30);
 
+/// How long after a charge was sent "the acquirer has no such operation" may still mean "not
+/// there yet". Past it, the charge never happened: the payment fails, and its order id is never
+/// sent again (a late notification for it goes to a person).
+pub const NEVER_HAPPENED_AFTER: time::Duration = time::Duration::minutes(15);
+
+/// What a status query's "no such operation" means for a payment sent to the acquirer at
+/// `submitted_at`.
+pub fn absent_operation_verdict(
+    submitted_at: time::OffsetDateTime,
+    now: time::OffsetDateTime,
+) -> AbsentOperation {
+    if now >= submitted_at + NEVER_HAPPENED_AFTER {
+        AbsentOperation::NeverHappened
+    } else {
+        AbsentOperation::AskAgainBy(submitted_at + NEVER_HAPPENED_AFTER)
+    }
+}
+
+/// See [`absent_operation_verdict`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AbsentOperation {
+    /// Settle it as never made.
+    NeverHappened,
+    /// Too early to tell: ask again, at this moment at the latest.
+    AskAgainBy(time::OffsetDateTime),
+}
+
 /// When the reconciliation worker should first ask about a payment that entered `status`.
 pub fn first_check_delay(status: PaymentStatus) -> Option<time::Duration> {
     match status {

@@ -5,6 +5,14 @@ use time::{Duration, OffsetDateTime};
 
 use super::payment::PaymentStatus;
 
+/// How long a pending refund without the acquirer's answer is left to the request that sent it
+/// before the reconciliation worker takes it up (that request died, or its answer was lost).
+pub const ANSWER_GRACE: time::Duration = time::Duration::minutes(2);
+
+/// Past this age, a refund the acquirer has no record of was never made: it fails and frees its
+/// amount, and its reference is never sent again.
+pub const REFUND_NEVER_HAPPENED_AFTER: time::Duration = time::Duration::minutes(15);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefundStatus {
     Pending,

@@ -510,7 +510,22 @@ pub async fn refund(
         },
     };
     let reason = form.reason.trim();
-    match refunds::create(&services, None, id, amount, reason, &operator.session.login).await {
+    // The desk form has no attempt id yet: each submission is a new refund attempt.
+    let attempt = crate::store::ClaimedKey {
+        resource_id: Uuid::now_v7(),
+        resumed: false,
+    };
+    match refunds::create(
+        &services,
+        None,
+        id,
+        amount,
+        reason,
+        &operator.session.login,
+        attempt,
+    )
+    .await
+    {
         Ok(_) => Redirect::to(&format!("/desk/payments/{id}?refunded=1")).into_response(),
         Err(ServiceError::Refund(rule)) => {
             use crate::domain::refunds::RefundRuleError as R;

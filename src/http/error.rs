@@ -102,8 +102,13 @@ pub enum ErrorCode {
     RequestTimeout,
     /// The service failed; nothing about the failure is disclosed.
     InternalError,
-    /// The database is not reachable.
+    /// The database is not reachable: try again after `Retry-After` seconds, with the same
+    /// `Idempotency-Key` (the retry resumes whatever the request had started).
     ServiceUnavailable,
+    /// The payment or refund is not on the review list (never flagged, or already settled).
+    NotInReview,
+    /// The review item cannot be settled that way (a final payment cannot become succeeded).
+    InvalidResolution,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -120,6 +125,9 @@ pub struct ErrorDetail {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub param: Option<String>,
 }
+
+/// How long a client is asked to wait when the database is out of reach.
+const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 2;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -153,6 +161,26 @@ impl ApiError {
             ErrorCode::NotFound,
             "no such resource",
         )
+    }
+
+    /// The database is out of reach: a clean 503 the client may retry after a short wait.
+    pub fn unavailable(cause: &dyn std::fmt::Display) -> Self {
+        tracing::warn!(%cause, "database unavailable");
+        let mut error = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ServiceUnavailable,
+            "the service is temporarily unavailable; retry with the same Idempotency-Key",
+        );
+        error.retry_after = Some(UNAVAILABLE_RETRY_AFTER_SECS);
+        error
+    }
+
+    fn from_store(error: &crate::store::StoreError) -> Self {
+        if error.is_unavailable() {
+            ApiError::unavailable(error)
+        } else {
+            ApiError::internal(error)
+        }
     }
 
     /// Logs the cause (which may name internals) and answers without it.
@@ -336,7 +364,23 @@ impl From<ServiceError> for ApiError {
                 }
             }
             ServiceError::NotFound => ApiError::not_found(),
-            ServiceError::Store(e) => ApiError::internal(&e),
+            ServiceError::NotInReview => ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::NotInReview,
+                "this item is not on the review list (never flagged, or already settled)",
+            ),
+            ServiceError::InvalidResolution => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::InvalidResolution,
+                "a refund is either paid back (happened) or not (never_happened)",
+            )
+            .with_param("outcome"),
+            ServiceError::Store(crate::store::StoreError::Refused(why)) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::InvalidResolution,
+                format!("the payment cannot be settled that way: {why}"),
+            ),
+            ServiceError::Store(e) => ApiError::from_store(&e),
             ServiceError::Internal(e) => ApiError::internal(&e),
         }
     }
@@ -344,6 +388,6 @@ impl From<ServiceError> for ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(error: crate::store::StoreError) -> Self {
-        ApiError::internal(&error)
+        ApiError::from_store(&error)
     }
 }

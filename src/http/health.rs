@@ -15,20 +15,31 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
+const READY_WITHIN: std::time::Duration = std::time::Duration::from_millis(900);
+
 /// The process can serve: the database answers.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200), (status = 503, body = super::error::ErrorBody)))]
 pub async fn readyz(
     State(services): State<Arc<Services>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    services.store.ping().await.map_err(|error| {
+    // A load balancer asks often and gives up quickly: answer within a second either way.
+    let answered = tokio::time::timeout(READY_WITHIN, services.store.ping()).await;
+    let failure = match answered {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some(error.to_string()),
+        Err(_) => Some(format!("no answer within {READY_WITHIN:?}")),
+    };
+    if let Some(error) = failure {
         tracing::warn!(%error, "readiness check failed");
-        ApiError::new(
+        let mut refused = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::ServiceUnavailable,
             "the database is not reachable",
-        )
-    })?;
+        );
+        refused.retry_after = Some(1);
+        return Err(refused);
+    }
     Ok(Json(
         serde_json::json!({"status": "ready", "database": services.store.backend()}),
     ))

@@ -5,7 +5,12 @@
 //! request runs in its own task, so a client that hangs up cannot leave it half done. Every
 //! answer is kept, a 5xx too: it may come after money moved (a charge whose outcome could not be
 //! recorded), and a retry under the same key must never start a second charge. Only a request
-//! that died without answering frees its key, after the lease.
+//! that died without answering frees its key, after the lease, and one that met a database
+//! outage gives it back at once (its `503` is not stored).
+//!
+//! A key is bound to what it creates: the first claim chooses the id of its payment or refund,
+//! and every later claim gets the same id. A retry after the first holder died finds that
+//! resource and resumes it from its last recovery point instead of creating another.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,7 +24,7 @@ use tracing::Instrument;
 use super::error::{ApiError, ErrorCode};
 use crate::service::Services;
 use crate::service::api_keys::ApiClient;
-use crate::store::{IdempotencyClaim, StoredResponse};
+use crate::store::{ClaimedKey, IdempotencyClaim, StoredResponse};
 
 const HEADER: &str = "idempotency-key";
 /// A request that has not answered in this time is presumed dead and its key may be retaken.
@@ -91,7 +96,9 @@ pub async fn claim(
         .await
 }
 
-/// Runs `work` at most once per key and request; see the module docs.
+/// Runs `work` at most once per key and request; see the module docs. `work` gets the claim:
+/// the id its payment or refund must take, and whether an earlier holder of the key may have
+/// started it already.
 pub async fn run<F, Fut>(
     services: Arc<Services>,
     client: ApiClient,
@@ -100,11 +107,11 @@ pub async fn run<F, Fut>(
     work: F,
 ) -> Result<Response, ApiError>
 where
-    F: FnOnce(Arc<Services>, ApiClient) -> Fut + Send + 'static,
+    F: FnOnce(Arc<Services>, ApiClient, ClaimedKey) -> Fut + Send + 'static,
     Fut: Future<Output = Result<(StatusCode, String), ApiError>> + Send + 'static,
 {
     let claim = claim(&services, client.id, &key.0, &fingerprint).await?;
-    match claim {
+    let claimed = match claim {
         IdempotencyClaim::Completed(stored) => {
             let status = StatusCode::from_u16(stored.status).map_err(|e| ApiError::internal(&e))?;
             return Ok(json_response(status, stored.body, true));
@@ -123,30 +130,43 @@ where
                 "a request with this Idempotency-Key is still being processed; retry shortly",
             ));
         }
-        IdempotencyClaim::Claimed => {}
-    }
+        IdempotencyClaim::Claimed(claimed) => claimed,
+    };
     let task = tokio::spawn(
         async move {
-            let (status, body, retry_after) = match work(services.clone(), client.clone()).await {
-                Ok((status, body)) => (status, body, None),
-                Err(error) => (error.status, error.body_json(), error.retry_after),
-            };
+            let (status, body, retry_after) =
+                match work(services.clone(), client.clone(), claimed).await {
+                    Ok((status, body)) => (status, body, None),
+                    Err(error) => (error.status, error.body_json(), error.retry_after),
+                };
             let response = StoredResponse {
                 status: status.as_u16(),
                 body: body.clone(),
             };
-            // A refusal by the abuse limits wrote nothing and moved nothing: the key stays free,
-            // so the same request may be sent again once the wait is over.
-            let stored = if status == StatusCode::TOO_MANY_REQUESTS {
-                services
-                    .store
-                    .release_idempotency_key(client.id, &key.0)
-                    .await
-            } else {
-                services
-                    .store
-                    .complete_idempotency_key(client.id, &key.0, &response)
-                    .await
+            let stored = match status {
+                // A refusal by the abuse limits wrote nothing and moved nothing: the key stays
+                // free, so the same request may be sent again once the wait is over.
+                StatusCode::TOO_MANY_REQUESTS => {
+                    services
+                        .store
+                        .release_idempotency_key(client.id, &key.0)
+                        .await
+                }
+                // The database went away mid-way: nothing is stored under the key, which is
+                // given back (when the database answers) so the retry resumes the resource the
+                // claim named, at once.
+                StatusCode::SERVICE_UNAVAILABLE => {
+                    services
+                        .store
+                        .reopen_idempotency_key(client.id, &key.0, OffsetDateTime::now_utc())
+                        .await
+                }
+                _ => {
+                    services
+                        .store
+                        .complete_idempotency_key(client.id, &key.0, &response)
+                        .await
+                }
             };
             if let Err(error) = stored {
                 tracing::error!(%error, "could not record the idempotent response");

@@ -13,6 +13,7 @@ pub mod pages;
 pub mod payments;
 pub mod public;
 pub mod refunds;
+pub mod review;
 pub mod sms;
 
 use std::sync::Arc;
@@ -86,6 +87,9 @@ pub fn router(services: Arc<Services>, extra: Router) -> Router {
             post(refunds::create).get(refunds::list),
         )
         .route("/v1/refunds/{id}", get(refunds::get))
+        .route("/v1/review", get(review::list))
+        .route("/v1/payments/{id}/review", post(review::resolve_payment))
+        .route("/v1/refunds/{id}/review", post(review::resolve_refund))
         .route("/v1/webhooks/dead", get(refunds::dead_webhooks))
         .route("/desk", get(desk::search))
         .route("/desk/login", get(desk::login_form).post(desk::login))

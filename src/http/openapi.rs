@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{cards, error, health, payments, public, refunds, sms};
+use super::{cards, error, health, payments, public, refunds, review, sms};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +20,9 @@ use super::{cards, error, health, payments, public, refunds, sms};
         refunds::list,
         refunds::get,
         refunds::dead_webhooks,
+        review::list,
+        review::resolve_payment,
+        review::resolve_refund,
         public::create,
         public::get,
         sms::inbound,

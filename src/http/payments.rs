@@ -219,7 +219,7 @@ pub async fn create(
         client,
         key,
         fingerprint,
-        move |services, client| async move {
+        move |services, client, claimed| async move {
             let request: CreatePaymentRequest = json::parse(&body)?;
             let draft = PaymentDraft {
                 supplier_id: &request.supplier_id,
@@ -248,7 +248,7 @@ pub async fn create(
                     .with_param("save_card"));
                 }
             };
-            let payment = payments::create(&services, &client, &draft, method).await?;
+            let payment = payments::create(&services, &client, &draft, method, claimed).await?;
             let view = PaymentView::try_from(payment)?;
             let body = serde_json::to_string(&view).map_err(|e| ApiError::internal(&e))?;
             Ok((StatusCode::CREATED, body))

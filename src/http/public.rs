@@ -124,7 +124,7 @@ pub async fn create(
         anonymous_client(),
         key,
         fingerprint,
-        move |services, _| async move {
+        move |services, _, claimed| async move {
             let request: PublicPaymentRequest = json::parse(&body)?;
             for (field, present) in [
                 ("save_card", request.save_card.is_some()),
@@ -154,7 +154,7 @@ pub async fn create(
                 return_url: request.return_url.as_deref(),
                 payer: request.payer.as_ref().map(PayerRequest::draft),
             };
-            let payment = public::create(&services, &client_ip, &draft).await?;
+            let payment = public::create(&services, &client_ip, &draft, claimed).await?;
             let view = PaymentView::try_from(payment)?;
             let body = serde_json::to_string(&view).map_err(|e| ApiError::internal(&e))?;
             Ok((StatusCode::CREATED, body))
@@ -540,8 +540,8 @@ pub async fn submit(
         .as_bytes(),
     );
     let owner = anonymous_client().id;
-    match idempotency::claim(&services, owner, &key, &fingerprint).await {
-        Ok(IdempotencyClaim::Claimed) => {}
+    let claimed = match idempotency::claim(&services, owner, &key, &fingerprint).await {
+        Ok(IdempotencyClaim::Claimed(claimed)) => claimed,
         Ok(IdempotencyClaim::Completed(stored)) => {
             let first = serde_json::from_str::<serde_json::Value>(&stored.body)
                 .ok()
@@ -574,8 +574,8 @@ pub async fn submit(
             tracing::error!(%error, "pay form idempotency");
             return pages::temporary_failure();
         }
-    }
-    let created = public::create(&services, &client_ip, &draft).await;
+    };
+    let created = public::create(&services, &client_ip, &draft, claimed).await;
     // Only a created payment keeps the key; after a refusal the form is shown again with a new
     // attempt id.
     let kept = match &created {

@@ -41,6 +41,14 @@ pub struct RefundView {
     pub reason: String,
     pub operator: String,
     pub failure: Option<super::payments::FailureView>,
+    /// Why the refund waits for a person (its outcome could not be learned from the acquirer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub review_reason: Option<String>,
+    /// The operator who settled it from the review list, and their note.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolution_note: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: time::OffsetDateTime,
@@ -65,6 +73,9 @@ impl TryFrom<RefundRecord> for RefundView {
                 code,
                 message: r.failure_message.unwrap_or_default(),
             }),
+            review_reason: r.review_reason,
+            resolved_by: r.resolved_by,
+            resolution_note: r.resolution_note,
             created_at: r.created_at,
             updated_at: r.updated_at,
         })
@@ -76,11 +87,11 @@ pub struct RefundList {
     pub refunds: Vec<RefundView>,
 }
 
-fn id(text: &str) -> Result<Uuid, ApiError> {
+pub(super) fn id(text: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(text).map_err(|_| ApiError::not_found())
 }
 
-fn bounded(text: &str, field: &str, max: usize) -> Result<(), ApiError> {
+pub(super) fn bounded(text: &str, field: &str, max: usize) -> Result<(), ApiError> {
     let chars = text.chars().count();
     if chars == 0 || chars > max || text.chars().any(char::is_control) || text.trim().is_empty() {
         return Err(ApiError::new(
@@ -124,7 +135,7 @@ pub async fn create(
         client,
         key,
         fingerprint,
-        move |services, client| async move {
+        move |services, client, claimed| async move {
             let payment_id = id(&payment_id)?;
             let request: CreateRefundRequest = json::parse(&body)?;
             bounded(&request.reason, "reason", 500)?;
@@ -149,6 +160,7 @@ pub async fn create(
                 amount,
                 &request.reason,
                 &request.operator,
+                claimed,
             )
             .await?;
             let body = serde_json::to_string(&RefundView::try_from(refund)?)

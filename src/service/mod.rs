@@ -9,6 +9,7 @@ pub mod payer;
 pub mod payments;
 pub mod public;
 pub mod refunds;
+pub mod review;
 pub mod sms;
 pub mod suppliers;
 pub mod throttle;
@@ -106,6 +107,10 @@ pub enum ServiceError {
     Sms(#[from] sms::SmsError),
     #[error("not found")]
     NotFound,
+    #[error("not on the review list")]
+    NotInReview,
+    #[error("the item cannot be settled that way")]
+    InvalidResolution,
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error("internal inconsistency: {0}")]

@@ -32,15 +32,33 @@ pub fn seal(
         serde_json::to_string(identity).map_err(|e| ServiceError::Internal(e.to_string()))?,
     );
     let sealed = vault.seal(&json, &binding(payment_id));
-    let mut secret = [0u8; 32];
-    rand::rng().fill_bytes(&mut secret);
-    let token = URL_SAFE_NO_PAD.encode(secret);
+    let token = new_token();
     let data = NewPayerData {
         key_id: sealed.key_id,
         ciphertext: sealed.bytes,
-        continue_token_hash: hash(&token),
+        continue_token_hash: hash(token.expose_secret()),
     };
-    Ok((data, SecretString::from(token)))
+    Ok((data, token))
+}
+
+fn new_token() -> SecretString {
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    SecretString::from(URL_SAFE_NO_PAD.encode(secret))
+}
+
+/// A new continue token for a payment whose first token was lost with the request that made it
+/// (the process died before answering); the old one stops working.
+pub async fn renew_continue_token(
+    services: &super::Services,
+    payment_id: Uuid,
+) -> Result<SecretString, ServiceError> {
+    let token = new_token();
+    services
+        .store
+        .replace_continue_token(payment_id, &hash(token.expose_secret()))
+        .await?;
+    Ok(token)
 }
 
 /// Compares in constant time.

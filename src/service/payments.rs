@@ -18,8 +18,14 @@ use crate::domain::payment::{PaymentEvent, PaymentStatus};
 use crate::domain::public_limits::PublicLimits;
 use crate::domain::supplier::PaymentType;
 use crate::store::{
-    NewPaymentRecord, PaymentRecord, PublicAttempt, StatusChange, TransitionResult,
+    ClaimedKey, NewPaymentRecord, PaymentRecord, PublicAttempt, SavedCardRecord, StatusChange,
+    TransitionResult,
 };
+
+/// How long after a saved-card charge was sent a resumed request may send it again when the
+/// acquirer has no such operation. Well inside [`crate::domain::payment::NEVER_HAPPENED_AFTER`],
+/// after which the reconciliation worker settles such a charge as never made.
+const CHARGE_RESEND_WINDOW: time::Duration = time::Duration::minutes(5);
 
 /// How the customer pays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,15 +81,76 @@ pub async fn create(
     client: &ApiClient,
     draft: &PaymentDraft<'_>,
     method: Method,
+    key: ClaimedKey,
 ) -> Result<PaymentRecord, ServiceError> {
-    create_as(
-        services,
-        &Origin::Api(client),
-        draft,
-        method,
-        Uuid::now_v7(),
-    )
-    .await
+    create_or_resume(services, &Origin::Api(client), draft, method, key).await
+}
+
+/// Creates the payment an idempotency key stands for, under the id the key's claim chose; when
+/// the key's first holder died, resumes the payment it left instead of making a second one.
+pub async fn create_or_resume(
+    services: &Services,
+    origin: &Origin<'_>,
+    draft: &PaymentDraft<'_>,
+    method: Method,
+    key: ClaimedKey,
+) -> Result<PaymentRecord, ServiceError> {
+    if key.resumed
+        && let Some(existing) = services.store.get_payment(key.resource_id).await?
+    {
+        return resume(services, existing, &origin.actor()).await;
+    }
+    create_as(services, origin, draft, method, key.resource_id).await
+}
+
+/// Takes up a payment whose request died, from its last recovery point: a payment still
+/// `created` never reached the acquirer and is started now; a saved-card charge `processing`
+/// may have reached it, so the acquirer is asked first and the charge is sent again (with the
+/// same order id, which the acquirer de-duplicates) only when it has no such operation and the
+/// charge is recent enough that nobody has declared it "never happened". Anything else is
+/// answered as it stands.
+#[tracing::instrument(skip_all, fields(payment_id = %payment.id))]
+pub async fn resume(
+    services: &Services,
+    payment: PaymentRecord,
+    actor: &str,
+) -> Result<PaymentRecord, ServiceError> {
+    let status = PaymentStatus::parse(&payment.status)
+        .ok_or_else(|| ServiceError::Internal(format!("payment status {:?}", payment.status)))?;
+    tracing::info!(
+        status = status.as_str(),
+        "resuming a payment whose request died"
+    );
+    let entry = services.supplier_of(&payment.supplier_id)?;
+    let adapter = entry.acquirer.as_ref();
+    match (status, payment.saved_card_id) {
+        (PaymentStatus::Created, Some(card_id)) => {
+            charge_saved_card(services, adapter, payment, card_id, actor).await
+        }
+        (PaymentStatus::Created, None) => {
+            if services.store.payer_data(payment.id).await?.is_some() {
+                let token = payer::renew_continue_token(services, payment.id).await?;
+                return send_to_continue_page(services, payment.id, &token, actor).await;
+            }
+            start_hosted_payment(services, adapter, payment, actor).await
+        }
+        (PaymentStatus::Processing, Some(card_id)) => {
+            let asked = refresh_from_acquirer(services, payment, actor).await?;
+            let not_found = asked.status == PaymentStatus::Processing.as_str()
+                && adapter.capabilities().status_query
+                && matches!(
+                    adapter.payment_status(&asked.acquirer_order_id).await,
+                    Ok(StatusOutcome::NotFound)
+                );
+            let submitted = asked.submitted_at.unwrap_or(asked.updated_at);
+            if not_found && OffsetDateTime::now_utc() < submitted + CHARGE_RESEND_WINDOW {
+                resend_saved_card_charge(services, adapter, asked, card_id, actor).await
+            } else {
+                Ok(asked)
+            }
+        }
+        _ => Ok(payment),
+    }
 }
 
 /// [`create`] for any origin, under an id the caller chose (the SMS flow records it first).
@@ -182,23 +249,7 @@ pub async fn create_as(
     metrics::counter!("oplata_payments_created_total", "acquirer" => created.acquirer.clone(), "method" => created.payment_method.clone())
         .increment(1);
     match (card, continue_token) {
-        (None, Some(token)) => {
-            // The acquirer's form would carry the passport data; it is built only when the
-            // browser comes for it, so no stored answer or response holds the data.
-            let next_action = serde_json::to_string(&NextAction::Redirect {
-                url: services.continue_url(created.id, &token),
-            })
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
-            let change = StatusChange {
-                event: PaymentEvent::ActionRequired,
-                next_action: Some(&next_action),
-                failure: None,
-                actor: &actor,
-                reason: "customer sent on to the acquirer's page through oplata",
-                acquirer_operation_id: None,
-            };
-            settle(services, created.id, &change).await
-        }
+        (None, Some(token)) => send_to_continue_page(services, created.id, &token, &actor).await,
         (None, None) => {
             start_hosted_payment(services, entry.acquirer.as_ref(), created, &actor).await
         }
@@ -206,6 +257,29 @@ pub async fn create_as(
             charge_saved_card(services, entry.acquirer.as_ref(), created, card_id, &actor).await
         }
     }
+}
+
+/// The acquirer's form would carry the passport data; it is built only when the browser comes
+/// for it, so no stored answer or response holds the data.
+async fn send_to_continue_page(
+    services: &Services,
+    payment_id: Uuid,
+    token: &secrecy::SecretString,
+    actor: &str,
+) -> Result<PaymentRecord, ServiceError> {
+    let next_action = serde_json::to_string(&NextAction::Redirect {
+        url: services.continue_url(payment_id, token),
+    })
+    .map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let change = StatusChange {
+        event: PaymentEvent::ActionRequired,
+        next_action: Some(&next_action),
+        failure: None,
+        actor,
+        reason: "customer sent on to the acquirer's page through oplata",
+        acquirer_operation_id: None,
+    };
+    settle(services, payment_id, &change).await
 }
 
 /// Where the customer must go now, while the payment waits for them.
@@ -375,7 +449,38 @@ async fn charge_saved_card(
         settle(services, created.id, &change).await?;
         return Err(CardRuleError::CardNotFound.into());
     };
-    let token = match cards::open_token(&services.vault, &card) {
+    send_charge(services, adapter, created, &card, actor).await
+}
+
+/// Sends a charge already recorded as `processing` again, after its first request died: the
+/// same order id, so the acquirer cannot debit twice. A card ended meanwhile is not used: the
+/// payment stays with the reconciliation worker.
+async fn resend_saved_card_charge(
+    services: &Services,
+    adapter: &dyn Acquirer,
+    payment: PaymentRecord,
+    card_id: Uuid,
+    actor: &str,
+) -> Result<PaymentRecord, ServiceError> {
+    match services.store.get_saved_card(card_id).await? {
+        Some(card) if card.status == CardStatus::Active.as_str() => {
+            services.store.mark_submitted(payment.id).await?;
+            send_charge(services, adapter, payment, &card, actor).await
+        }
+        _ => Ok(payment),
+    }
+}
+
+/// Opens the card's token and asks the acquirer to charge it.
+async fn send_charge(
+    services: &Services,
+    adapter: &dyn Acquirer,
+    created: PaymentRecord,
+    card: &SavedCardRecord,
+    actor: &str,
+) -> Result<PaymentRecord, ServiceError> {
+    let card_id = card.id;
+    let token = match cards::open_token(&services.vault, card) {
         Ok(token) => token,
         Err(error) => {
             // A ciphertext that does not open (tampered, moved from another row, key missing)
@@ -673,7 +778,9 @@ pub fn read_status<'a>(
             reason: "the acquirer's status query reports the payment failed",
             acquirer_operation_id: None,
         }),
-        StatusOutcome::Pending | StatusOutcome::Unknown { .. } => StatusReading::NotFinal,
+        StatusOutcome::Pending | StatusOutcome::NotFound | StatusOutcome::Unknown { .. } => {
+            StatusReading::NotFinal
+        }
     }
 }
 

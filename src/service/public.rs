@@ -2,10 +2,10 @@
 
 use uuid::Uuid;
 
-use super::payments::{Method, Origin, create_as};
+use super::payments::{Method, Origin, create_or_resume};
 use super::{ServiceError, Services};
 use crate::domain::new_payment::PaymentDraft;
-use crate::store::PaymentRecord;
+use crate::store::{ClaimedKey, PaymentRecord};
 
 /// A new-card payment without a user; never saves the card. The abuse limits are checked and the
 /// attempt recorded in the transaction that creates the payment.
@@ -13,18 +13,19 @@ pub async fn create(
     services: &Services,
     client_ip: &str,
     draft: &PaymentDraft<'_>,
+    key: ClaimedKey,
 ) -> Result<PaymentRecord, ServiceError> {
     debug_assert!(draft.user_id.is_none());
     let origin = Origin::Public {
         client_ip: client_ip.to_owned(),
         limits: services.settings.public_limits(),
     };
-    create_as(
+    create_or_resume(
         services,
         &origin,
         draft,
         Method::NewCard { save: false },
-        Uuid::now_v7(),
+        key,
     )
     .await
 }

@@ -34,6 +34,34 @@ pub enum StoreError {
     Corrupt(String),
     #[error("unsupported database URL {0:?}: use sqlite://… or postgres://…")]
     UnsupportedUrl(String),
+    /// The state machine refused a change a person asked for.
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+impl StoreError {
+    /// Whether the database could not be reached or gave no connection in time (as opposed to
+    /// refusing a statement): the request may be tried again once it is back.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Database(error) => {
+                matches!(
+                    error,
+                    sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::Io(_)
+                        | sqlx::Error::Tls(_)
+                        | sqlx::Error::Protocol(_)
+                        | sqlx::Error::WorkerCrashed
+                ) || matches!(error, sqlx::Error::Database(db) if db.code().is_some_and(|code| {
+                    // PostgreSQL: the server is shutting down or starting (57P0x), or cannot
+                    // connect (08xxx).
+                    code.starts_with("57P0") || code.starts_with("08")
+                }))
+            }
+            _ => false,
+        }
+    }
 }
 
 /// What a status change did.
@@ -62,11 +90,22 @@ pub struct StatusChange<'a> {
     pub acquirer_operation_id: Option<&'a str>,
 }
 
+/// A key this request now holds, and the resource it stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimedKey {
+    /// The id the key's payment or refund has (or will have): chosen at the first claim, kept
+    /// by every later one.
+    pub resource_id: Uuid,
+    /// The key was held before by a request that died (or gave it back): the resource may
+    /// exist and must be resumed, not created again.
+    pub resumed: bool,
+}
+
 /// What became of an attempt to claim an idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdempotencyClaim {
     /// This request owns the key now and must run.
-    Claimed,
+    Claimed(ClaimedKey),
     /// Another request with this key is running.
     InProgress,
     /// The key was used with a different request.
@@ -108,6 +147,16 @@ pub trait Store: ChannelStore + Send + Sync + std::fmt::Debug {
 
     /// Forgets a key whose request was refused without writing anything.
     async fn release_idempotency_key(&self, client_id: Uuid, key: &str) -> Result<(), StoreError>;
+    /// Gives a key back without an answer (its request met a database outage): the next request
+    /// with it takes over at once and resumes what this one started.
+    async fn reopen_idempotency_key(
+        &self,
+        client_id: Uuid,
+        key: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    /// Records that a `processing` payment was sent to the acquirer again now.
+    async fn mark_submitted(&self, payment_id: Uuid) -> Result<(), StoreError>;
 
     /// Allocates the acquirer order number and inserts the payment as `created`, with its audit
     /// and outbox rows, in one transaction.
@@ -135,6 +184,25 @@ pub trait Store: ChannelStore + Send + Sync + std::fmt::Debug {
         actor: &str,
         reason: &str,
     ) -> Result<(), StoreError>;
+    /// A person settles a payment on the review list: applies `event` (when given) and takes the
+    /// payment off the list, with an audit row carrying the note. `None` when it is not in review.
+    async fn resolve_payment_review(
+        &self,
+        id: Uuid,
+        event: Option<PaymentEvent>,
+        actor: &str,
+        note: &str,
+    ) -> Result<Option<PaymentRecord>, StoreError>;
+    /// Puts a pending refund whose outcome cannot be learned on the review list; it is no longer
+    /// asked about.
+    async fn flag_refund_for_review(
+        &self,
+        refund_id: Uuid,
+        actor: &str,
+        reason: &str,
+    ) -> Result<(), StoreError>;
+    /// Pending refunds a person must settle.
+    async fn refunds_for_review(&self) -> Result<Vec<RefundRecord>, StoreError>;
     async fn payment_audit(&self, payment_id: Uuid) -> Result<Vec<AuditRecord>, StoreError>;
     async fn outbox_for(&self, aggregate_id: Uuid) -> Result<Vec<OutboxRecord>, StoreError>;
     async fn count_payments(&self) -> Result<i64, StoreError>;
@@ -306,6 +374,12 @@ pub trait ChannelStore: Send + Sync {
         attempt: &PublicAttempt,
     ) -> Result<Result<PaymentRecord, crate::domain::public_limits::Limited>, StoreError>;
     async fn payer_data(&self, payment_id: Uuid) -> Result<Option<PayerDataRecord>, StoreError>;
+    /// Replaces the hash of a payment's continue token.
+    async fn replace_continue_token(
+        &self,
+        payment_id: Uuid,
+        token_hash: &str,
+    ) -> Result<(), StoreError>;
     /// Deletes the ciphertexts of final payments last changed before `before`; returns how many.
     async fn purge_payer_data(
         &self,
@@ -393,12 +467,24 @@ impl CardEnding {
     }
 }
 
+/// How long a request waits for a database connection by default before it is told the
+/// database is unavailable (`503`), rather than hanging while the database is down.
+pub const DEFAULT_ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Opens the database named by `url`, creating a SQLite file if needed, and applies migrations.
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    connect_with(url, DEFAULT_ACQUIRE_TIMEOUT).await
+}
+
+/// [`connect`] with the time a request may wait for a connection.
+pub async fn connect_with(
+    url: &str,
+    acquire_timeout: std::time::Duration,
+) -> Result<Arc<dyn Store>, StoreError> {
     let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
-        Arc::new(SqliteStore::connect(url).await?)
+        Arc::new(SqliteStore::connect(url, acquire_timeout).await?)
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Arc::new(PostgresStore::connect(url).await?)
+        Arc::new(PostgresStore::connect(url, acquire_timeout).await?)
     } else {
         return Err(StoreError::UnsupportedUrl(redact_url(url)));
     };

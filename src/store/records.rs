@@ -156,6 +156,8 @@ pub struct PaymentRecord {
     pub next_check_at: Option<OffsetDateTime>,
     pub check_attempts: i32,
     pub action_deadline: Option<OffsetDateTime>,
+    /// When the payment was last sent to the acquirer for an outcome.
+    pub submitted_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
@@ -279,6 +281,11 @@ pub struct RefundRecord {
     pub failure_message: Option<String>,
     pub next_check_at: Option<OffsetDateTime>,
     pub check_attempts: i32,
+    /// Why the refund waits for a person: its outcome could not be learned from the acquirer.
+    pub review_reason: Option<String>,
+    /// The operator who settled it from the review list, and their note.
+    pub resolved_by: Option<String>,
+    pub resolution_note: Option<String>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
@@ -286,6 +293,8 @@ pub struct RefundRecord {
 /// A refund to reserve.
 #[derive(Debug, Clone)]
 pub struct NewRefund<'a> {
+    /// Chosen with the idempotency key's claim, so a retried request finds this refund.
+    pub id: Uuid,
     pub payment_id: Uuid,
     /// `None`: the whole remainder.
     pub amount: Option<oplata_providers::Amount>,
@@ -305,6 +314,9 @@ pub struct RefundSettlement<'a> {
     pub acquirer_refund_id: Option<&'a str>,
     pub failure: Option<(&'a str, &'a str)>,
     pub actor: &'a str,
+    /// An operator's note when a person settled it from the review list (`actor` is then the
+    /// operator).
+    pub resolution_note: Option<&'a str>,
 }
 
 /// One event to deliver to one endpoint, with the event itself.

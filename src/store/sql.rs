@@ -15,7 +15,7 @@ macro_rules! payment_columns {
         "id, client_id, user_id, supplier_id, account_number, amount_minor, currency, description, \
          email, return_url, acquirer, acquirer_order_id, status, next_action, failure_code, \
          failure_message, review_reason, acquirer_operation_id, payment_method, saved_card_id, save_card, \
-         next_check_at, check_attempts, action_deadline, created_at, updated_at"
+         next_check_at, check_attempts, action_deadline, submitted_at, created_at, updated_at"
     };
 }
 
@@ -64,7 +64,8 @@ pub(super) fn new_row_id() -> Uuid {
 macro_rules! refund_columns {
     () => {
         "id, payment_id, amount_minor, status, reason, operator, client_id, acquirer_refund_id, \
-         failure_code, failure_message, next_check_at, check_attempts, created_at, updated_at"
+         failure_code, failure_message, next_check_at, check_attempts, review_reason, resolved_by, \
+         resolution_note, created_at, updated_at"
     };
 }
 
@@ -116,6 +117,7 @@ macro_rules! sql_store {
                      failure_code = COALESCE($4, failure_code), failure_message = COALESCE($5, failure_message), \
                      acquirer_operation_id = COALESCE($7, acquirer_operation_id), \
                      next_check_at = $8, check_attempts = 0, action_deadline = COALESCE($9, action_deadline), \
+                     submitted_at = CASE WHEN $2 = 'processing' THEN $6 ELSE submitted_at END, \
                      updated_at = $6 WHERE id = $1 RETURNING ",
                     $crate::store::sql::payment_columns!()
                 ))
@@ -419,10 +421,11 @@ macro_rules! sql_store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
+                let resource_id = $crate::store::sql::new_row_id();
                 let inserted = sqlx::query(
                     "INSERT INTO idempotency_keys \
-                     (client_id, idem_key, fingerprint, state, created_at, locked_until, expires_at) \
-                     VALUES ($1, $2, $3, 'in_progress', $4, $5, $6) \
+                     (client_id, idem_key, fingerprint, state, created_at, locked_until, expires_at, resource_id) \
+                     VALUES ($1, $2, $3, 'in_progress', $4, $5, $6, $7) \
                      ON CONFLICT (client_id, idem_key) DO NOTHING",
                 )
                 .bind(client_id)
@@ -431,15 +434,16 @@ macro_rules! sql_store {
                 .bind(now)
                 .bind(lock_until)
                 .bind(expires_at)
+                .bind(resource_id)
                 .execute(&mut *tx)
                 .await?;
                 if inserted.rows_affected() == 1 {
                     tx.commit().await?;
-                    return Ok(IdempotencyClaim::Claimed);
+                    return Ok(IdempotencyClaim::Claimed($crate::store::ClaimedKey { resource_id, resumed: false }));
                 }
-                let row: (String, String, Option<i32>, Option<String>, time::OffsetDateTime) =
+                let row: (String, String, Option<i32>, Option<String>, time::OffsetDateTime, Option<uuid::Uuid>) =
                     sqlx::query_as(concat!(
-                        "SELECT fingerprint, state, response_status, response_body, locked_until \
+                        "SELECT fingerprint, state, response_status, response_body, locked_until, resource_id \
                          FROM idempotency_keys WHERE client_id = $1 AND idem_key = $2",
                         $lock
                     ))
@@ -447,7 +451,7 @@ macro_rules! sql_store {
                     .bind(key)
                     .fetch_one(&mut *tx)
                     .await?;
-                let (stored_fingerprint, state, status, body, locked_until) = row;
+                let (stored_fingerprint, state, status, body, locked_until, stored_resource) = row;
                 let claim = if stored_fingerprint != fingerprint {
                     IdempotencyClaim::Mismatch
                 } else if state == "done" {
@@ -461,16 +465,20 @@ macro_rules! sql_store {
                 } else if locked_until > now {
                     IdempotencyClaim::InProgress
                 } else {
-                    // The request that held the key died before answering: take over.
+                    // The request that held the key died before answering (or gave the key back
+                    // after a database outage): take over, with the resource it was making.
+                    let resource_id = stored_resource.unwrap_or(resource_id);
                     sqlx::query(
-                        "UPDATE idempotency_keys SET locked_until = $3 WHERE client_id = $1 AND idem_key = $2",
+                        "UPDATE idempotency_keys SET locked_until = $3, resource_id = $4 \
+                         WHERE client_id = $1 AND idem_key = $2",
                     )
                     .bind(client_id)
                     .bind(key)
                     .bind(lock_until)
+                    .bind(resource_id)
                     .execute(&mut *tx)
                     .await?;
-                    IdempotencyClaim::Claimed
+                    IdempotencyClaim::Claimed($crate::store::ClaimedKey { resource_id, resumed: true })
                 };
                 tx.commit().await?;
                 Ok(claim)
@@ -499,6 +507,28 @@ macro_rules! sql_store {
                 sqlx::query("DELETE FROM idempotency_keys WHERE client_id = $1 AND idem_key = $2")
                     .bind(client_id)
                     .bind(key)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn reopen_idempotency_key(&self, client_id: uuid::Uuid, key: &str, now: time::OffsetDateTime) -> Result<(), $crate::store::StoreError> {
+                sqlx::query(
+                    "UPDATE idempotency_keys SET locked_until = $3 \
+                     WHERE client_id = $1 AND idem_key = $2 AND state = 'in_progress'",
+                )
+                .bind(client_id)
+                .bind(key)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn mark_submitted(&self, payment_id: uuid::Uuid) -> Result<(), $crate::store::StoreError> {
+                sqlx::query("UPDATE payments SET submitted_at = $2 WHERE id = $1 AND status = 'processing'")
+                    .bind(payment_id)
+                    .bind(time::OffsetDateTime::now_utc())
                     .execute(&self.pool)
                     .await?;
                 Ok(())
@@ -588,6 +618,108 @@ macro_rules! sql_store {
                 .await?;
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn resolve_payment_review(
+                &self,
+                id: uuid::Uuid,
+                event: Option<$crate::domain::payment::PaymentEvent>,
+                actor: &str,
+                note: &str,
+            ) -> Result<Option<$crate::store::PaymentRecord>, $crate::store::StoreError> {
+                use $crate::store::sql::new_row_id;
+                let mut tx = self.pool.begin_with($begin).await?;
+                let current: Option<$crate::store::PaymentRecord> = sqlx::query_as(concat!(
+                    "SELECT ", $crate::store::sql::payment_columns!(), " FROM payments WHERE id = $1", $lock
+                ))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if current.is_none_or(|p| p.review_reason.is_none()) {
+                    return Ok(None);
+                }
+                if let Some(event) = event {
+                    let change = $crate::store::StatusChange {
+                        event,
+                        next_action: None,
+                        failure: (event == $crate::domain::payment::PaymentEvent::Failed)
+                            .then_some(("settled_by_operator", "an operator found that the payment did not happen")),
+                        actor,
+                        reason: "settled from the review list",
+                        acquirer_operation_id: None,
+                    };
+                    if let $crate::store::TransitionResult::Refused(_, refused) = Self::transition_in(&mut tx, id, &change).await? {
+                        return Err($crate::store::StoreError::Refused(refused.to_string()));
+                    }
+                }
+                let now = time::OffsetDateTime::now_utc();
+                let updated: $crate::store::PaymentRecord = sqlx::query_as(concat!(
+                    "UPDATE payments SET review_reason = NULL, updated_at = $2 WHERE id = $1 RETURNING ",
+                    $crate::store::sql::payment_columns!()
+                ))
+                .bind(id)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO payment_audit (id, payment_id, from_status, to_status, actor, reason, created_at) \
+                     VALUES ($1, $2, $3, $3, $4, $5, $6)",
+                )
+                .bind(new_row_id())
+                .bind(id)
+                .bind(&updated.status)
+                .bind(actor)
+                .bind(format!("review resolved: {note}"))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(Some(updated))
+            }
+
+            async fn flag_refund_for_review(
+                &self,
+                refund_id: uuid::Uuid,
+                actor: &str,
+                reason: &str,
+            ) -> Result<(), $crate::store::StoreError> {
+                use $crate::store::sql::new_row_id;
+                let mut tx = self.pool.begin_with($begin).await?;
+                let now = time::OffsetDateTime::now_utc();
+                let flagged: Option<(uuid::Uuid,)> = sqlx::query_as(
+                    "UPDATE refunds SET review_reason = $2, next_check_at = NULL, updated_at = $3 \
+                     WHERE id = $1 AND status = 'pending' RETURNING payment_id",
+                )
+                .bind(refund_id)
+                .bind(reason)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((payment_id,)) = flagged else {
+                    return Ok(());
+                };
+                sqlx::query(
+                    "INSERT INTO payment_audit (id, payment_id, from_status, to_status, actor, reason, created_at) \
+                     SELECT $1, id, status, status, $3, $4, $5 FROM payments WHERE id = $2",
+                )
+                .bind(new_row_id())
+                .bind(payment_id)
+                .bind(actor)
+                .bind(format!("refund {refund_id} flagged for manual review: {reason}"))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn refunds_for_review(&self) -> Result<Vec<$crate::store::RefundRecord>, $crate::store::StoreError> {
+                Ok(sqlx::query_as(concat!(
+                    "SELECT ", $crate::store::sql::refund_columns!(),
+                    " FROM refunds WHERE review_reason IS NOT NULL AND status = 'pending' ORDER BY updated_at, id"
+                ))
+                .fetch_all(&self.pool)
+                .await?)
             }
 
             async fn payment_audit(
@@ -939,12 +1071,16 @@ macro_rules! sql_store {
                     Err(refused) => return Ok(Err(refused)),
                 };
                 let status = if r.awaiting_acquirer { RefundStatus::AwaitingAcquirer } else { RefundStatus::Pending };
+                // A refund whose request dies before the acquirer's answer is recorded is asked
+                // about (or handed to a person) once this grace has passed.
+                let first_check = (status == RefundStatus::Pending)
+                    .then(|| r.now + $crate::domain::refunds::ANSWER_GRACE);
                 let refund: $crate::store::RefundRecord = sqlx::query_as(concat!(
-                    "INSERT INTO refunds (id, payment_id, amount_minor, status, reason, operator, client_id, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING ",
+                    "INSERT INTO refunds (id, payment_id, amount_minor, status, reason, operator, client_id, created_at, updated_at, next_check_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) RETURNING ",
                     $crate::store::sql::refund_columns!()
                 ))
-                .bind($crate::store::sql::new_row_id())
+                .bind(r.id)
                 .bind(r.payment_id)
                 .bind(amount.minor())
                 .bind(status.as_str())
@@ -952,6 +1088,7 @@ macro_rules! sql_store {
                 .bind(r.operator)
                 .bind(r.client_id)
                 .bind(r.now)
+                .bind(first_check)
                 .fetch_one(&mut *tx)
                 .await?;
                 sqlx::query(
@@ -997,7 +1134,9 @@ macro_rules! sql_store {
                 let updated: Option<$crate::store::RefundRecord> = sqlx::query_as(concat!(
                     "UPDATE refunds SET status = $2, acquirer_refund_id = COALESCE($3, acquirer_refund_id), \
                      failure_code = $4, failure_message = $5, updated_at = $6, \
-                     next_check_at = CASE WHEN $2 = 'pending' THEN $7 ELSE NULL END \
+                     next_check_at = CASE WHEN $2 = 'pending' THEN $7 ELSE NULL END, \
+                     resolution_note = COALESCE($8, resolution_note), \
+                     resolved_by = CASE WHEN $8 IS NULL THEN resolved_by ELSE $9 END \
                      WHERE id = $1 AND status IN ('pending', 'awaiting_acquirer') RETURNING ",
                     $crate::store::sql::refund_columns!()
                 ))
@@ -1009,11 +1148,27 @@ macro_rules! sql_store {
                 .bind(now)
                 // A refund the acquirer accepted but has not finished is asked about again soon.
                 .bind(now + time::Duration::seconds(30))
+                .bind(s.resolution_note)
+                .bind(s.actor)
                 .fetch_optional(&mut *tx)
                 .await?;
                 let Some(updated) = updated else {
                     return Ok(current);
                 };
+                if let Some(note) = s.resolution_note {
+                    sqlx::query(
+                        "INSERT INTO payment_audit (id, payment_id, from_status, to_status, actor, reason, created_at) \
+                         VALUES ($1, $2, $3, $3, $4, $5, $6)",
+                    )
+                    .bind($crate::store::sql::new_row_id())
+                    .bind(payment.id)
+                    .bind(&payment.status)
+                    .bind(s.actor)
+                    .bind(format!("refund {} settled from review as {}: {note}", updated.id, updated.status))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 match s.status {
                     RefundStatus::Succeeded => {
                         let (succeeded,): (i64,) = sqlx::query_as(
@@ -1076,7 +1231,7 @@ macro_rules! sql_store {
                 let mut tx = self.pool.begin_with($begin).await?;
                 let claimed: Vec<$crate::store::RefundRecord> = sqlx::query_as(concat!(
                     "UPDATE refunds SET next_check_at = $2, check_attempts = check_attempts + 1 WHERE id IN (\
-                     SELECT id FROM refunds WHERE status = 'pending' AND acquirer_refund_id IS NOT NULL \
+                     SELECT id FROM refunds WHERE status = 'pending' AND review_reason IS NULL \
                      AND next_check_at IS NOT NULL AND next_check_at <= $1 ORDER BY next_check_at LIMIT $3", $skip,
                     ") RETURNING ", $crate::store::sql::refund_columns!()
                 ))

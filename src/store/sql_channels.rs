@@ -136,6 +136,15 @@ macro_rules! channel_store {
                 .await?)
             }
 
+            async fn replace_continue_token(&self, payment_id: uuid::Uuid, token_hash: &str) -> Result<(), $crate::store::StoreError> {
+                sqlx::query("UPDATE payer_data SET continue_token_hash = $2 WHERE payment_id = $1")
+                    .bind(payment_id)
+                    .bind(token_hash)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
             async fn purge_payer_data(
                 &self,
                 before: time::OffsetDateTime,

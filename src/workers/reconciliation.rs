@@ -11,10 +11,14 @@ use oplata_providers::StatusOutcome;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use crate::domain::payment::{ACTION_WINDOW, PaymentEvent, PaymentStatus};
-use crate::service::Services;
+use crate::domain::payment::{
+    ACTION_WINDOW, AbsentOperation, PaymentEvent, PaymentStatus, absent_operation_verdict,
+};
+use crate::domain::refunds::RefundStatus;
 use crate::service::payments::{StatusReading, read_status};
-use crate::store::{PaymentRecord, StatusChange, StoreError};
+use crate::service::{ServiceError, Services, refunds};
+use crate::store::{PaymentRecord, RefundRecord, RefundSettlement, StatusChange, StoreError};
+use oplata_providers::RefundOutcome;
 
 const ACTOR: &str = "worker:reconciliation";
 /// A claimed payment is left alone by other workers this long.
@@ -77,69 +81,101 @@ pub async fn reconcile_due(
     Ok(count)
 }
 
-/// One pass over pending refunds whose status is due: asks the acquirer's refund status and
-/// settles what became final (a failed refund frees its amount again).
+/// One pass over pending refunds whose check is due. A refund the acquirer accepted is asked
+/// about by its refund id, and settled when final (a failed refund frees its amount again); one
+/// still pending after [`REFUND_REVIEW_AFTER`] goes to a person. A refund whose answer was never
+/// recorded (its request died, or the answer was unreadable) is looked up by its reference,
+/// settled as never made past its deadline, or handed to a person.
 pub async fn reconcile_refunds(
     services: &Services,
     now: OffsetDateTime,
     max_backoff: Duration,
 ) -> Result<usize, StoreError> {
-    use crate::domain::refunds::RefundStatus;
-    use crate::store::RefundSettlement;
-    use oplata_providers::RefundOutcome;
     let due = services
         .store
         .claim_due_refunds(now, now + LEASE, BATCH)
         .await?;
     let count = due.len();
     for refund in due {
-        let (Some(acquirer_refund_id), Some(payment)) = (
-            refund.acquirer_refund_id.clone(),
-            services.store.get_payment(refund.payment_id).await?,
-        ) else {
-            continue;
-        };
-        let Some(entry) = services.suppliers.get(&payment.supplier_id) else {
-            continue;
-        };
-        let outcome = entry
-            .acquirer
-            .refund_status(&acquirer_refund_id)
-            .await
-            .unwrap_or_else(|e| RefundOutcome::Unknown {
-                reason: e.to_string(),
-            });
-        let settlement = match &outcome {
-            RefundOutcome::Succeeded { .. } => RefundSettlement {
-                status: RefundStatus::Succeeded,
-                acquirer_refund_id: None,
-                failure: None,
-                actor: ACTOR,
-            },
-            RefundOutcome::Declined(decline) => RefundSettlement {
-                status: RefundStatus::Failed,
-                acquirer_refund_id: None,
-                failure: Some((decline.code.as_str(), &decline.message)),
-                actor: ACTOR,
-            },
-            RefundOutcome::Pending { .. }
-            | RefundOutcome::Unknown { .. }
-            | RefundOutcome::NotSent { .. } => {
-                let again = now
-                    + backoff(
-                        u32::try_from(refund.check_attempts).unwrap_or(u32::MAX),
-                        max_backoff,
-                    );
-                services
-                    .store
-                    .schedule_refund_check(refund.id, again)
-                    .await?;
-                continue;
-            }
-        };
-        services.store.settle_refund(refund.id, &settlement).await?;
+        let id = refund.id;
+        if let Err(error) = reconcile_refund(services, refund, now, max_backoff).await {
+            tracing::error!(refund_id = %id, %error, "refund reconciliation failed; it will be retried after the lease");
+        }
     }
     Ok(count)
+}
+
+/// A refund the acquirer has not finished after this long is handed to a person.
+const REFUND_REVIEW_AFTER: time::Duration = time::Duration::days(3);
+
+#[tracing::instrument(skip_all, fields(refund_id = %refund.id))]
+async fn reconcile_refund(
+    services: &Services,
+    refund: RefundRecord,
+    now: OffsetDateTime,
+    max_backoff: Duration,
+) -> Result<(), ServiceError> {
+    let Some(acquirer_refund_id) = refund.acquirer_refund_id.clone() else {
+        refunds::resolve_unanswered(services, refund, ACTOR, now).await?;
+        return Ok(());
+    };
+    let payment = services
+        .store
+        .get_payment(refund.payment_id)
+        .await?
+        .ok_or(ServiceError::NotFound)?;
+    let entry = services.supplier_of(&payment.supplier_id)?;
+    let outcome = entry
+        .acquirer
+        .refund_status(&acquirer_refund_id)
+        .await
+        .unwrap_or_else(|e| RefundOutcome::Unknown {
+            reason: e.to_string(),
+        });
+    let settlement = match &outcome {
+        RefundOutcome::Succeeded { .. } => RefundSettlement {
+            status: RefundStatus::Succeeded,
+            acquirer_refund_id: None,
+            failure: None,
+            actor: ACTOR,
+            resolution_note: None,
+        },
+        RefundOutcome::Declined(decline) => RefundSettlement {
+            status: RefundStatus::Failed,
+            acquirer_refund_id: None,
+            failure: Some((decline.code.as_str(), &decline.message)),
+            actor: ACTOR,
+            resolution_note: None,
+        },
+        RefundOutcome::Pending { .. }
+        | RefundOutcome::Unknown { .. }
+        | RefundOutcome::NotSent { .. } => {
+            if now >= refund.created_at + REFUND_REVIEW_AFTER {
+                let reason = format!(
+                    "{} has not finished refund {acquirer_refund_id} after {} days: check it in the acquirer's cabinet",
+                    entry.acquirer.kind(),
+                    REFUND_REVIEW_AFTER.whole_days()
+                );
+                services
+                    .store
+                    .flag_refund_for_review(refund.id, ACTOR, &reason)
+                    .await?;
+                return Ok(());
+            }
+            let again = now
+                + backoff(
+                    u32::try_from(refund.check_attempts).unwrap_or(u32::MAX),
+                    max_backoff,
+                );
+            services
+                .store
+                .schedule_refund_check(refund.id, again)
+                .await?;
+            return Ok(());
+        }
+    };
+    services.store.settle_refund(refund.id, &settlement).await?;
+    Ok(())
 }
 
 #[tracing::instrument(skip_all, fields(payment_id = %payment.id))]
@@ -211,8 +247,34 @@ async fn reconcile(
                 .await?;
             return services.store.schedule_check(payment.id, None).await;
         }
+        // A charge sent to the acquirer that it has no record of: past the deadline it never
+        // happened, and its order id is never sent again.
+        StatusReading::NotFinal if outcome == StatusOutcome::NotFound && !waiting_for_customer => {
+            let submitted = payment.submitted_at.unwrap_or(payment.updated_at);
+            match absent_operation_verdict(submitted, now) {
+                AbsentOperation::NeverHappened => StatusChange {
+                    event: PaymentEvent::Failed,
+                    next_action: None,
+                    failure: Some((
+                        "not_received_by_acquirer",
+                        "the acquirer never received the charge; nothing was debited",
+                    )),
+                    actor: ACTOR,
+                    reason: "the acquirer has no such operation past the deadline: it never happened",
+                    acquirer_operation_id: None,
+                },
+                AbsentOperation::AskAgainBy(by) => {
+                    return services
+                        .store
+                        .schedule_check(payment.id, Some(again.min(by)))
+                        .await;
+                }
+            }
+        }
         StatusReading::NotFinal
-            if outcome == StatusOutcome::Pending && waiting_for_customer && now >= deadline =>
+            if matches!(outcome, StatusOutcome::Pending | StatusOutcome::NotFound)
+                && waiting_for_customer
+                && now >= deadline =>
         {
             StatusChange {
                 event: PaymentEvent::Expired,

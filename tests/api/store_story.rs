@@ -2,7 +2,7 @@
 
 use oplata::domain::payment::PaymentEvent;
 use oplata::store::{
-    IdempotencyClaim, NewPaymentRecord, StatusChange, StoredResponse, TransitionResult,
+    ClaimedKey, IdempotencyClaim, NewPaymentRecord, StatusChange, StoredResponse, TransitionResult,
 };
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
@@ -137,7 +137,10 @@ async fn a_dead_request_frees_its_key_and_an_expired_key_can_be_reused(backend: 
         }
     };
 
-    assert_eq!(claim(now, "a").await, IdempotencyClaim::Claimed);
+    let IdempotencyClaim::Claimed(first) = claim(now, "a").await else {
+        panic!("a fresh key is claimed");
+    };
+    assert!(!first.resumed);
     assert_eq!(
         claim(now + Duration::seconds(1), "a").await,
         IdempotencyClaim::InProgress
@@ -146,10 +149,14 @@ async fn a_dead_request_frees_its_key_and_an_expired_key_can_be_reused(backend: 
         claim(now + Duration::seconds(1), "b").await,
         IdempotencyClaim::Mismatch
     );
-    // The first request died: after its lock ran out another may take the key over.
+    // The first request died: after its lock ran out another may take the key over, bound to
+    // the resource the first one was making.
     assert_eq!(
         claim(now + Duration::minutes(3), "a").await,
-        IdempotencyClaim::Claimed
+        IdempotencyClaim::Claimed(ClaimedKey {
+            resource_id: first.resource_id,
+            resumed: true
+        })
     );
     let answer = StoredResponse {
         status: 201,
@@ -163,11 +170,12 @@ async fn a_dead_request_frees_its_key_and_an_expired_key_can_be_reused(backend: 
         claim(now + Duration::minutes(4), "a").await,
         IdempotencyClaim::Completed(answer)
     );
-    // Past its lifetime the key is free for a new request.
-    assert_eq!(
-        claim(now + Duration::hours(25), "b").await,
-        IdempotencyClaim::Claimed
-    );
+    // Past its lifetime the key is free for a new request, which makes a new resource.
+    let IdempotencyClaim::Claimed(reused) = claim(now + Duration::hours(25), "b").await else {
+        panic!("an expired key is claimed again");
+    };
+    assert!(!reused.resumed);
+    assert_ne!(reused.resource_id, first.resource_id);
 }
 
 async fn two_workers_claiming_at_once_never_take_the_same_payment(backend: Backend) {

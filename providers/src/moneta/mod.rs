@@ -14,7 +14,7 @@
 //!   `INPROGRESS` with `acsurl`, `pareq`, `md`; the browser posts them to the ACS with a
 //!   `TermUrl` of oplata's, and `ConfirmTransactionRequest` with `PARES` finishes the charge.
 //! - The status of an order whose notification was lost is found with
-//!   `FindOperationsListRequest` filtered by `MNT_TRANSACTION_ID` (operation ids are Moneta's
+//!   `FindOperationsListByCTIDRequest` (`accountId`, `clientTransaction` = `MNT_TRANSACTION_ID`) (operation ids are Moneta's
 //!   and arrive only with the notification).
 //! - Refunds: `RefundRequest`, full or partial, status by `GetOperationDetailsByIdRequest`.
 //! - Unbinding: none public; deleting a card crypto-shreds oplata's copy.
@@ -209,24 +209,42 @@ impl Moneta {
                 reason: "the charge is still in progress".into(),
             },
             (StatusOutcome::Unknown { reason }, _, _) => ChargeOutcome::Unknown { reason },
+            (StatusOutcome::NotFound, _, _) => ChargeOutcome::Unknown {
+                reason: "the charge's operation is not found".into(),
+            },
         }
     }
 
-    async fn find_by(&self, filter: Value) -> Result<Option<Value>, CallFailure> {
-        match self
-            .call("FindOperationsList", json!({ "filter": filter }))
-            .await?
-        {
+    /// The operations of one merchant transaction (`clientTransaction`: `MNT_TRANSACTION_ID` of
+    /// a form payment, the attempt id of a charge, the refund reference of a refund), the newest.
+    async fn find_by_client_transaction(
+        &self,
+        client_transaction: &str,
+    ) -> Result<Option<Value>, CallFailure> {
+        let account_id =
+            self.config.account_id.parse::<u64>().map_err(|_| {
+                CallFailure::NotSent("the Moneta account_id is not a number".into())
+            })?;
+        let request = json!({ "accountId": account_id, "clientTransaction": client_transaction });
+        match self.call("FindOperationsListByCTID", request).await? {
             ApiAnswer::Ok(body) => Ok(body
-                .get("operations")
+                .get("operation")
                 .and_then(Value::as_array)
                 .and_then(|ops| ops.last().cloned())),
             ApiAnswer::Fault {
                 detail, message, ..
             } => Err(CallFailure::Unknown(format!(
-                "FindOperationsList fault {detail}: {message}"
+                "FindOperationsListByCTID fault {detail}: {message}"
             ))),
         }
+    }
+
+    /// `GetOperationDetailsByIdRequest` takes the operation id as a bare integer.
+    async fn operation_by_id(&self, operation_id: &str) -> Result<ApiAnswer, CallFailure> {
+        let id = operation_id.parse::<u64>().map_err(|_| {
+            CallFailure::NotSent(format!("operation id {operation_id:?} is not a number"))
+        })?;
+        self.call("GetOperationDetailsById", json!(id)).await
     }
 }
 
@@ -245,6 +263,7 @@ impl Acquirer for Moneta {
             status_query: true,
             refunds: true,
             refund_status: true,
+            refund_lookup: true,
             unbind: false,
             personal_data: true,
         }
@@ -348,31 +367,21 @@ impl Acquirer for Moneta {
     }
 
     async fn payment_status(&self, order_id: &str) -> Result<StatusOutcome, ProviderError> {
-        Ok(
-            match self
-                .find_by(json!({ "MNT_TRANSACTION_ID": order_id }))
-                .await
-            {
-                Ok(Some(operation)) => Self::status_of(&operation),
-                // The customer never reached the form: no operation exists yet.
-                Ok(None) => StatusOutcome::Pending,
-                Err(CallFailure::NotSent(reason) | CallFailure::Unknown(reason)) => {
-                    StatusOutcome::Unknown { reason }
-                }
-            },
-        )
+        Ok(match self.find_by_client_transaction(order_id).await {
+            Ok(Some(operation)) => Self::status_of(&operation),
+            // The customer never reached the form, or a charge never arrived.
+            Ok(None) => StatusOutcome::NotFound,
+            Err(CallFailure::NotSent(reason) | CallFailure::Unknown(reason)) => {
+                StatusOutcome::Unknown { reason }
+            }
+        })
     }
 
     async fn operation_details(
         &self,
         operation_id: &str,
     ) -> Result<OperationDetails, ProviderError> {
-        let answer = self
-            .call(
-                "GetOperationDetailsById",
-                json!({ "operationId": operation_id }),
-            )
-            .await;
+        let answer = self.operation_by_id(operation_id).await;
         let operation = match answer {
             Ok(ApiAnswer::Ok(body)) => body.get("operation").cloned(),
             Ok(ApiAnswer::Fault {
@@ -423,10 +432,7 @@ impl Acquirer for Moneta {
             }
             // The same attempt was received before: report what became of it, never charge again.
             Ok(ApiAnswer::Fault { detail, .. }) if detail == "100.1" => {
-                match self
-                    .find_by(json!({ "clientTransaction": charge.attempt_id }))
-                    .await
-                {
+                match self.find_by_client_transaction(charge.attempt_id).await {
                     Ok(Some(operation)) => {
                         Self::charge_outcome(&operation, Some(charge.three_ds_return_url))
                     }
@@ -504,6 +510,16 @@ impl Acquirer for Moneta {
                     },
                 }
             }
+            // The same refund reference was received before: report what became of it, never
+            // refund twice.
+            Ok(ApiAnswer::Fault { detail, .. }) if detail == "100.1" => {
+                match self.find_refund(request.refund_ref).await? {
+                    Some(outcome) => outcome,
+                    None => RefundOutcome::Unknown {
+                        reason: "a repeated refund whose first operation is not found".into(),
+                    },
+                }
+            }
             Ok(ApiAnswer::Fault {
                 detail, message, ..
             }) => RefundOutcome::Declined(Self::decline(&detail, &message)),
@@ -511,18 +527,40 @@ impl Acquirer for Moneta {
             Err(CallFailure::Unknown(reason)) => RefundOutcome::Unknown { reason },
         })
     }
+
+    async fn find_refund(&self, refund_ref: &str) -> Result<Option<RefundOutcome>, ProviderError> {
+        Ok(match self.find_by_client_transaction(refund_ref).await {
+            Ok(Some(operation)) => {
+                let refund_id = operation.get("id").map(|v| {
+                    v.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| v.to_string())
+                });
+                Some(match (Self::status_of(&operation), refund_id) {
+                    (StatusOutcome::Succeeded { .. }, Some(refund_id)) => {
+                        RefundOutcome::Succeeded { refund_id }
+                    }
+                    (StatusOutcome::Pending, Some(refund_id)) => {
+                        RefundOutcome::Pending { refund_id }
+                    }
+                    (StatusOutcome::Failed(decline), _) => RefundOutcome::Declined(decline),
+                    (_, _) => RefundOutcome::Unknown {
+                        reason: "an unreadable refund operation".into(),
+                    },
+                })
+            }
+            Ok(None) => None,
+            Err(CallFailure::NotSent(reason) | CallFailure::Unknown(reason)) => {
+                Some(RefundOutcome::Unknown { reason })
+            }
+        })
+    }
 }
 
 impl Moneta {
     /// A refund operation's status, read as a refund outcome.
     async fn refund_outcome(&self, refund_id: &str) -> RefundOutcome {
-        match self
-            .call(
-                "GetOperationDetailsById",
-                json!({ "operationId": refund_id }),
-            )
-            .await
-        {
+        match self.operation_by_id(refund_id).await {
             Ok(ApiAnswer::Ok(body)) => match body.get("operation").map(Self::status_of) {
                 Some(StatusOutcome::Succeeded { .. }) => RefundOutcome::Succeeded {
                     refund_id: refund_id.to_owned(),
@@ -532,7 +570,7 @@ impl Moneta {
                 },
                 Some(StatusOutcome::Failed(decline)) => RefundOutcome::Declined(decline),
                 Some(StatusOutcome::Unknown { reason }) => RefundOutcome::Unknown { reason },
-                None => RefundOutcome::Unknown {
+                Some(StatusOutcome::NotFound) | None => RefundOutcome::Unknown {
                     reason: "an answer without an operation".into(),
                 },
             },

@@ -6,7 +6,7 @@
 //!   Pay URL is called until the shop answers a correctly signed `MNT_RESPONSE` with code 200
 //!   (then `SUCCEED`), and the browser goes to `MNT_SUCCESS_URL`.
 //! - `services`: the MerchantAPI JSON envelope with UsernameToken, for
-//!   `GetOperationDetailsById`, `FindOperationsList`, `Payment` (saved card, idempotent on
+//!   `GetOperationDetailsById`, `FindOperationsListByCTID`, `Payment` (saved card, idempotent on
 //!   `clientTransaction`), `ConfirmTransaction` (3-D Secure completion) and `Refund`.
 //! - `acs`: the issuer's 3-D Secure page for saved-card charges; posts `PaRes` and `MD` to the
 //!   shop's `TermUrl`.
@@ -120,7 +120,7 @@ fn error_page(message: &str) -> Response {
 fn operation_json(op: &SandboxOperation) -> Value {
     let mut attributes = vec![
         json!({"key": "statusid", "value": op.status.as_str()}),
-        json!({"key": "clienttransaction", "value": op.client_transaction.clone().unwrap_or_default()}),
+        json!({"key": "clienttransaction", "value": op.client_transaction.clone().unwrap_or_else(|| op.transaction_id.clone())}),
         json!({"key": "MNT_TRANSACTION_ID", "value": op.transaction_id}),
         json!({"key": "sourceamount", "value": op.amount.to_string()}),
         json!({"key": "isrefund", "value": op.is_refund.to_string()}),
@@ -521,7 +521,14 @@ impl MonetaSandbox {
         let respond = |payload: Value| (wire::response(&method, payload), false);
         match method.as_str() {
             "GetOperationDetailsById" => {
-                let id = text("operationId").parse::<u64>().unwrap_or_default();
+                // The schema types the request as a bare `long`: an object is refused.
+                let Some(id) = body.as_u64() else {
+                    return fault(
+                        "Client",
+                        "GetOperationDetailsByIdRequest must be an operation id (integer)",
+                        "500.1",
+                    );
+                };
                 match self
                     .operation(id)
                     .filter(|o| o.account_id == account.account_id)
@@ -530,24 +537,39 @@ impl MonetaSandbox {
                     None => fault("Client", "operation not found", "500.1.5"),
                 }
             }
-            "FindOperationsList" => {
-                let filter = body.get("filter").cloned().unwrap_or(Value::Null);
-                let by_transaction = filter.get("MNT_TRANSACTION_ID").and_then(Value::as_str);
-                let by_client = filter.get("clientTransaction").and_then(Value::as_str);
+            "FindOperationsListByCTID" => {
+                let account_id = body.get("accountId").and_then(Value::as_u64);
+                let client_transaction = body.get("clientTransaction").and_then(Value::as_str);
+                let (Some(account_id), Some(client_transaction)) = (account_id, client_transaction)
+                else {
+                    return fault(
+                        "Client",
+                        "FindOperationsListByCTIDRequest needs accountId (integer) and clientTransaction",
+                        "500.1",
+                    );
+                };
+                if account_id.to_string() != account.account_id {
+                    return fault("Client", "no access to this account", "500.1.3");
+                }
                 let book = self.book();
                 let mut found: Vec<&SandboxOperation> = book
                     .operations
                     .values()
-                    .filter(|o| o.account_id == account.account_id && !o.is_refund)
-                    .filter(|o| by_transaction.is_none_or(|t| o.transaction_id == t))
-                    .filter(|o| {
-                        by_client.is_none_or(|c| o.client_transaction.as_deref() == Some(c))
+                    .filter(|o| o.account_id == account.account_id)
+                    .filter(|o| match &o.client_transaction {
+                        Some(own) => own == client_transaction,
+                        None => o.transaction_id == client_transaction,
                     })
                     .collect();
                 found.sort_by_key(|o| o.id);
-                respond(
-                    json!({"operations": found.iter().map(|o| operation_json(o)).collect::<Vec<_>>()}),
-                )
+                respond(json!({
+                    "pageNumber": 1,
+                    "pageSize": 100,
+                    "pagesCount": 1,
+                    "size": found.len(),
+                    "totalSize": found.len(),
+                    "operation": found.iter().map(|o| operation_json(o)).collect::<Vec<_>>(),
+                }))
             }
             "Payment" => {
                 if text("paymentPassword") != account.payment_password {

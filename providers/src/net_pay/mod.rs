@@ -95,6 +95,7 @@ impl Acquirer for NetPay {
             status_query: false,
             refunds: false,
             refund_status: false,
+            refund_lookup: false,
             unbind: false,
             // `param1`/`value1` is one pair, and test mode spends it on the callback address.
             personal_data: false,

@@ -240,6 +240,7 @@ impl Acquirer for Robokassa {
             status_query: true,
             refunds: self.config.password3.is_some(),
             refund_status: self.config.password3.is_some(),
+            refund_lookup: false,
             unbind: false,
             personal_data: true,
         }
@@ -429,14 +430,21 @@ impl Acquirer for Robokassa {
             ChargeOutcome::Pending {
                 operation_id: charge.attempt_id.to_owned(),
             }
-        } else {
-            // Anything but OK{id} is a refusal (Robokassa's SDK reads it so).
-            let text: String = body.trim().chars().take(200).collect();
+        } else if let Some(refusal) = wire::recurring_refusal(&body) {
             ChargeOutcome::Declined(Decline {
-                acquirer_code: text.clone(),
+                acquirer_code: refusal,
                 code: DeclineCode::Refused,
-                message: format!("Robokassa refused the recurring charge: {text}"),
+                message: "Robokassa refused the recurring charge".into(),
             })
+        } else {
+            // Neither OK{id} nor a refusal (an HTML error page, an empty body): the charge may
+            // have been made. Only the status query can tell.
+            ChargeOutcome::Unknown {
+                reason: format!(
+                    "Recurring answered HTTP {} with an unreadable body",
+                    status.as_u16()
+                ),
+            }
         })
     }
 }
@@ -450,8 +458,8 @@ impl Robokassa {
         };
         match ResultCode::from_code(answer.result.code) {
             ResultCode::Ok => {}
-            // The customer never opened the page: Robokassa has no such invoice yet.
-            ResultCode::InvoiceNotFound => return (StatusOutcome::Pending, None, None),
+            // The customer never opened the page, or a charge never arrived.
+            ResultCode::InvoiceNotFound => return (StatusOutcome::NotFound, None, None),
             code @ (ResultCode::BadSignature
             | ResultCode::ShopNotFound
             | ResultCode::DuplicateInvoice

@@ -248,6 +248,24 @@ pub fn recurring_accepted(body: &str, invoice_id: &str) -> bool {
         .is_some_and(|id| id == invoice_id)
 }
 
+/// A refusal of a recurring charge: a short plain-text `ERROR…` line. Returns the acquirer's
+/// code (the line, trimmed to printable ASCII and 100 characters); anything else is not a refusal
+/// but an unreadable answer.
+pub fn recurring_refusal(body: &str) -> Option<String> {
+    let line = body.trim();
+    let refusal = line.len() <= 500
+        && !line.contains('\n')
+        && line
+            .get(..5)
+            .is_some_and(|head| head.eq_ignore_ascii_case("error"));
+    refusal.then(|| {
+        line.chars()
+            .filter(|c| c.is_ascii_graphic() || *c == ' ')
+            .take(100)
+            .collect()
+    })
+}
+
 impl OperationStateResponse {
     pub fn parse(xml: &str) -> Result<Self, String> {
         quick_xml::de::from_str(xml).map_err(|e| format!("unreadable OpStateExt answer: {e}"))
