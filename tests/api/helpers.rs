@@ -401,3 +401,57 @@ pub fn next_action_fields(payment: &Value) -> Vec<(String, String)> {
         .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
         .collect()
 }
+
+impl TestApp {
+    /// Runs one statement of the test's own making directly on the test's database.
+    pub async fn execute_sql(&self, sql: String) {
+        match self.backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.database_url).await.unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.database_url).await.unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    /// Puts an idempotency key back where a process killed before it stored its answer leaves
+    /// it: in progress, with a lease that has run out.
+    pub async fn forget_answer_as_if_the_process_died(&self, idempotency_key: &str) {
+        assert!(
+            idempotency_key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-'),
+            "test keys are plain"
+        );
+        let past = match self.backend {
+            Backend::Sqlite => "'2000-01-01 00:00:00.000000000+00:00'",
+            Backend::Postgres => "TIMESTAMPTZ '2000-01-01 00:00:00+00'",
+        };
+        self.execute_sql(format!(
+            "UPDATE idempotency_keys SET state = 'in_progress', response_status = NULL, \
+             response_body = NULL, locked_until = {past} WHERE idem_key = '{idempotency_key}'"
+        ))
+        .await;
+    }
+
+    /// Runs one reconciliation pass (payments and refunds) as if it were `minutes` from now.
+    pub async fn reconcile_at(&self, minutes: i64) {
+        let at = time::OffsetDateTime::now_utc() + time::Duration::minutes(minutes);
+        let max = std::time::Duration::from_secs(60);
+        oplata::workers::reconciliation::reconcile_due(&self.services, at, max)
+            .await
+            .unwrap();
+        oplata::workers::reconciliation::reconcile_refunds(&self.services, at, max)
+            .await
+            .unwrap();
+    }
+}
