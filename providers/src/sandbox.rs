@@ -35,10 +35,137 @@ pub enum ApiMode {
     Slow(Duration),
     /// Answers HTTP 500 without doing anything.
     ServerError,
+    /// Does the work, then answers HTTP 500.
+    ServerErrorAfterActing,
     /// Answers a body that is not the protocol's, after doing the work.
     Garbage,
-    /// Charges, then never answers.
+    /// Does the work, then drops the connection in the middle of the answer.
+    DropAfterActing,
+    /// Charges, then never answers (holds the connection for a minute).
     DropAfterCharging,
+}
+
+/// Shapes a server API answer as `mode` says; `acted` tells whether the call changed the
+/// simulator's books (a charge, a refund). `ServerError` is answered before any work, by the
+/// caller.
+pub(crate) async fn shape_answer(mode: ApiMode, acted: bool, answer: Response) -> Response {
+    match mode {
+        ApiMode::Normal | ApiMode::ServerError => answer,
+        ApiMode::Slow(delay) => {
+            tokio::time::sleep(delay).await;
+            answer
+        }
+        ApiMode::ServerErrorAfterActing => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+        ApiMode::Garbage => {
+            (StatusCode::OK, "<html>Service Temporarily Unavailable").into_response()
+        }
+        ApiMode::DropAfterActing => dropped_connection(),
+        ApiMode::DropAfterCharging if acted => {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            StatusCode::GATEWAY_TIMEOUT.into_response()
+        }
+        ApiMode::DropAfterCharging => answer,
+    }
+}
+
+/// A response whose body fails as it is sent: the server closes the connection mid-answer.
+fn dropped_connection() -> Response {
+    let failing = futures_util::stream::once(async {
+        Err::<axum::body::Bytes, std::io::Error>(std::io::Error::other(
+            "the simulator drops the connection",
+        ))
+    });
+    (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "text/plain")],
+        axum::body::Body::from_stream(failing),
+    )
+        .into_response()
+}
+
+/// A change of a simulator's behaviour, posted as JSON to `<simulator>/control` by tests, the
+/// demo and the crash suite, so every outcome the adapters map can be produced from outside.
+/// Each field left out keeps its current setting.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Control {
+    /// How the server API (charges, refunds, and for Moneta every MerchantAPI call) answers
+    /// from now on.
+    pub api: Option<ApiControl>,
+    /// What the next saved-card charge meets at the issuer.
+    pub next_charge: Option<NextCharge>,
+    /// `false`: paid operations are never notified (a lost notification); `true` again
+    /// restores delivery for later operations.
+    pub notifications: Option<bool>,
+    /// `true`: new refunds stay in progress; `false` releases them (they finish).
+    pub hold_refunds: Option<bool>,
+    /// `true`: the next refund is refused.
+    pub refuse_next_refund: Option<bool>,
+}
+
+/// [`ApiMode`] as the control endpoint takes it: `{"mode": "hold", "ms": 5000}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ApiControl {
+    Normal,
+    /// Hold every answer this many milliseconds.
+    Hold {
+        ms: u64,
+    },
+    /// Answer 500 without doing anything.
+    ServerError,
+    /// Do the work, then answer 500.
+    ActThenServerError,
+    /// Do the work, then answer a body that is not the protocol's.
+    ActThenGarbage,
+    /// Do the work, then drop the connection.
+    ActThenDrop,
+    /// Charge, then never answer.
+    ActThenHang,
+}
+
+impl From<ApiControl> for ApiMode {
+    fn from(control: ApiControl) -> Self {
+        match control {
+            ApiControl::Normal => ApiMode::Normal,
+            ApiControl::Hold { ms } => ApiMode::Slow(Duration::from_millis(ms)),
+            ApiControl::ServerError => ApiMode::ServerError,
+            ApiControl::ActThenServerError => ApiMode::ServerErrorAfterActing,
+            ApiControl::ActThenGarbage => ApiMode::Garbage,
+            ApiControl::ActThenDrop => ApiMode::DropAfterActing,
+            ApiControl::ActThenHang => ApiMode::DropAfterCharging,
+        }
+    }
+}
+
+/// The issuer's answer to the next saved-card charge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NextCharge {
+    Approve,
+    Decline,
+    InsufficientFunds,
+    /// The issuer demands 3-D Secure.
+    Challenge,
+}
+
+/// The control endpoint's answers: 204, or 422 naming what this simulator cannot do.
+pub(crate) fn control_answer(result: Result<(), String>) -> Response {
+    match result {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(message) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            axum::Json(serde_json::json!({ "error": message })),
+        )
+            .into_response(),
+    }
+}
+
+/// Reads a control request; a malformed one is refused with the reason.
+pub(crate) fn parse_control(body: &[u8]) -> Result<Control, Response> {
+    serde_json::from_slice(body).map_err(|e| control_answer(Err(format!("bad control: {e}"))))
 }
 
 pub(crate) fn escape_html(text: &str) -> String {

@@ -66,7 +66,10 @@ pub fn scenarios_needing(capabilities: Capabilities) -> Vec<&'static str> {
         ruled_out.push("a_saved_card_charge_meets_a_three_ds_challenge");
     }
     if !capabilities.refunds {
-        ruled_out.extend(["refunds_full_partial_repeated_and_over_the_remainder"]);
+        ruled_out.extend([
+            "refunds_full_partial_repeated_and_over_the_remainder",
+            "a_refund_whose_answer_is_lost_or_unreadable_is_unknown_never_a_decline",
+        ]);
     }
     if capabilities.three_ds != oplata_providers::ThreeDsAssurance::ReportedPerPayment {
         ruled_out.push("a_card_without_three_ds_is_reported_as_such");

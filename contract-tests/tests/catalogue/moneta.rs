@@ -217,6 +217,7 @@ mod catalogue {
             a_saved_card_charge_meets_a_three_ds_challenge,
             a_charge_retried_after_a_timeout_never_charges_twice,
             refunds_full_partial_repeated_and_over_the_remainder,
+            a_refund_whose_answer_is_lost_or_unreadable_is_unknown_never_a_decline,
             a_card_without_three_ds_is_reported_as_such,
         ],
         skip: []

@@ -170,6 +170,7 @@ mod catalogue {
             a_saved_card_charge_meets_a_three_ds_challenge = "NetPay has no saved-card charges at all (capabilities.saved_card_challenge = false)",
             a_charge_retried_after_a_timeout_never_charges_twice = "NetPay's recurring protocol is not public (capabilities.saved_cards = false)",
             refunds_full_partial_repeated_and_over_the_remainder = "NetPay has no refund API: refunds are done in its cabinet (capabilities.refunds = false)",
+            a_refund_whose_answer_is_lost_or_unreadable_is_unknown_never_a_decline = "NetPay has no refund API: refunds are done in its cabinet (capabilities.refunds = false)",
             a_card_without_three_ds_is_reported_as_such = "NetPay enforces 3-D Secure on its page (three_ds = EnforcedByContract)",
         ]
     );

@@ -197,6 +197,7 @@ mod catalogue {
             a_saved_card_charge_can_be_declined,
             a_charge_retried_after_a_timeout_never_charges_twice,
             refunds_full_partial_repeated_and_over_the_remainder,
+            a_refund_whose_answer_is_lost_or_unreadable_is_unknown_never_a_decline,
         ],
         skip: [
             a_saved_card_charge_meets_a_three_ds_challenge = "Robokassa has no merchant-side 3-D Secure for recurring charges (capabilities.saved_card_challenge = false)",

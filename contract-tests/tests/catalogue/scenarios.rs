@@ -470,7 +470,9 @@ pub async fn a_charge_retried_after_a_timeout_never_charges_twice<H: Harness>(h:
     for mode in [
         ApiMode::Slow(std::time::Duration::from_secs(3)),
         ApiMode::ServerError,
+        ApiMode::ServerErrorAfterActing,
         ApiMode::Garbage,
+        ApiMode::DropAfterActing,
     ] {
         h.set_api_mode(mode);
         let outcome = h
@@ -525,6 +527,40 @@ pub async fn refunds_full_partial_repeated_and_over_the_remainder<H: Harness>(h:
         matches!(refund(Some("0.01"), "r5").await, RefundOutcome::Declined(_)),
         "nothing left"
     );
+}
+
+pub async fn a_refund_whose_answer_is_lost_or_unreadable_is_unknown_never_a_decline<H: Harness>(
+    h: &H,
+) {
+    let (operation_id, _) = bind_card(h, "706").await;
+    for (i, mode) in [
+        ApiMode::Slow(std::time::Duration::from_secs(3)),
+        ApiMode::ServerError,
+        ApiMode::ServerErrorAfterActing,
+        ApiMode::Garbage,
+        ApiMode::DropAfterActing,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        h.set_api_mode(mode);
+        let reference = format!("lost-{i}");
+        let outcome = h
+            .adapter()
+            .refund(&RefundRequest {
+                operation_id: &operation_id,
+                refund_ref: &reference,
+                amount: Some(amount("0.50")),
+                reason: "overpaid",
+            })
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, RefundOutcome::Unknown { .. }),
+            "{mode:?}: the money may have gone back, so it is unknown: {outcome:?}"
+        );
+    }
+    h.set_api_mode(ApiMode::Normal);
 }
 
 pub async fn a_card_without_three_ds_is_reported_as_such<H: Harness>(h: &H) {

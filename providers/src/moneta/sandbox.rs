@@ -180,6 +180,8 @@ impl MonetaSandbox {
             .route("/services", post(services))
             .route("/acs", post(acs_page))
             .route("/acs/submit", post(acs_submit))
+            .route("/control", post(control))
+            .route("/ledger", get(ledger))
             .with_state(self.clone())
     }
 
@@ -758,7 +760,7 @@ impl MonetaSandbox {
                 };
                 book.operations.insert(id, refund.clone());
                 drop(book);
-                respond(operation_json(&refund))
+                (wire::response(&method, operation_json(&refund)), true)
             }
             _ => fault("Client", "unknown method", "500.1.4"),
         }
@@ -881,29 +883,13 @@ async fn services(State(sandbox): State<MonetaSandbox>, body: axum::body::Bytes)
         return MonetaSandbox::api_fault("Client", "the request is not JSON", "500.1");
     };
     let (answer, charged) = sandbox.api(&request);
-    match mode {
-        ApiMode::Slow(delay) => {
-            tokio::time::sleep(delay).await;
-            Json(answer).into_response()
-        }
-        ApiMode::Garbage => {
-            (StatusCode::OK, "<html>Service Temporarily Unavailable").into_response()
-        }
-        // The debit happened; the answer never leaves.
-        ApiMode::DropAfterCharging if charged => {
-            tokio::time::sleep(Duration::from_secs(60)).await;
-            StatusCode::GATEWAY_TIMEOUT.into_response()
-        }
-        ApiMode::DropAfterCharging | ApiMode::Normal | ApiMode::ServerError => {
-            let is_fault = answer.pointer("/Envelope/Body/fault").is_some();
-            let status = if is_fault {
-                StatusCode::INTERNAL_SERVER_ERROR
-            } else {
-                StatusCode::OK
-            };
-            (status, Json(answer)).into_response()
-        }
-    }
+    let is_fault = answer.pointer("/Envelope/Body/fault").is_some();
+    let status = if is_fault {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::OK
+    };
+    crate::sandbox::shape_answer(mode, charged, (status, Json(answer)).into_response()).await
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -950,4 +936,61 @@ async fn acs_submit(Form(submit): Form<AcsSubmit>) -> Response {
         md = escape_html(&submit.md),
     );
     Html(page(BRAND, "3-D Secure", &body)).into_response()
+}
+
+impl MonetaSandbox {
+    /// Applies a behaviour change (see [`crate::sandbox::Control`]).
+    pub fn control(&self, control: &crate::sandbox::Control) -> Result<(), String> {
+        use crate::sandbox::NextCharge;
+        if let Some(api) = control.api {
+            self.set_api_mode(api.into());
+        }
+        if let Some(next) = control.next_charge {
+            self.set_next_charge(match next {
+                NextCharge::Approve => ChargeBehaviour::Approve,
+                NextCharge::Decline | NextCharge::InsufficientFunds => {
+                    ChargeBehaviour::InsufficientFunds
+                }
+                NextCharge::Challenge => ChargeBehaviour::Challenge,
+            });
+        }
+        if let Some(notify) = control.notifications {
+            self.set_drop_notifications(!notify);
+        }
+        if control.hold_refunds.is_some() {
+            return Err("Moneta refunds are final at once: there is nothing to hold".into());
+        }
+        if control.refuse_next_refund == Some(true) {
+            self.refuse_next_refund();
+        }
+        Ok(())
+    }
+
+    /// Every operation the simulator made: what the acquirer actually did, for comparing with
+    /// oplata's books.
+    pub fn ledger(&self) -> Value {
+        let book = self.book();
+        let mut operations: Vec<&SandboxOperation> = book.operations.values().collect();
+        operations.sort_by_key(|o| o.id);
+        json!({"operations": operations.iter().map(|o| json!({
+            "id": o.id,
+            "transaction_id": o.transaction_id,
+            "client_transaction": o.client_transaction,
+            "amount": o.amount.to_string(),
+            "status": o.status.as_str(),
+            "is_refund": o.is_refund,
+            "parent": o.parent,
+        })).collect::<Vec<_>>()})
+    }
+}
+
+async fn control(State(sandbox): State<MonetaSandbox>, body: axum::body::Bytes) -> Response {
+    match crate::sandbox::parse_control(&body) {
+        Ok(control) => crate::sandbox::control_answer(sandbox.control(&control)),
+        Err(refused) => refused,
+    }
+}
+
+async fn ledger(State(sandbox): State<MonetaSandbox>) -> Json<Value> {
+    Json(sandbox.ledger())
 }

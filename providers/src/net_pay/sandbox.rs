@@ -103,6 +103,8 @@ impl NetPaySandbox {
         Router::new()
             .route("/billingService/paypage/", get(page_get).post(page_post))
             .route("/billingService/sandbox/decide", post(decide))
+            .route("/control", post(control))
+            .route("/ledger", get(ledger))
             .with_state(self.clone())
     }
 
@@ -389,4 +391,53 @@ async fn decide(State(sandbox): State<NetPaySandbox>, Form(decision): Form<Decis
         }
         Err(message) => error_page(&message),
     }
+}
+
+impl NetPaySandbox {
+    /// Applies a behaviour change (see [`crate::sandbox::Control`]). NetPay has no server API
+    /// oplata calls, no saved cards and no refund API: only notifications can be changed.
+    pub fn control(&self, control: &crate::sandbox::Control) -> Result<(), String> {
+        if control.api.is_some()
+            || control.next_charge.is_some()
+            || control.hold_refunds.is_some()
+            || control.refuse_next_refund.is_some()
+        {
+            return Err(
+                "NetPay has no server API, saved cards or refund API: only notifications can be changed"
+                    .into(),
+            );
+        }
+        if let Some(notify) = control.notifications {
+            self.set_drop_notifications(!notify);
+        }
+        Ok(())
+    }
+
+    /// Every order the simulator holds: what the acquirer actually did.
+    pub fn ledger(&self) -> serde_json::Value {
+        let orders = self.orders();
+        let mut listed: Vec<_> = orders.iter().collect();
+        listed.sort_by(|a, b| a.0.cmp(b.0));
+        serde_json::json!({"orders": listed.iter().map(|((auth, order_id), o)| serde_json::json!({
+            "auth": auth,
+            "order_id": order_id,
+            "amount": o.amount.to_string(),
+            "state": match o.state {
+                OrderState::Open => "open",
+                OrderState::Paid => "paid",
+                OrderState::Declined => "declined",
+            },
+        })).collect::<Vec<_>>()})
+    }
+}
+
+async fn control(State(sandbox): State<NetPaySandbox>, body: axum::body::Bytes) -> Response {
+    match crate::sandbox::parse_control(&body) {
+        Ok(control) => crate::sandbox::control_answer(sandbox.control(&control)),
+        Err(refused) => refused,
+    }
+}
+
+async fn ledger(State(sandbox): State<NetPaySandbox>) -> axum::Json<serde_json::Value> {
+    axum::Json(sandbox.ledger())
 }

@@ -135,6 +135,8 @@ impl RobokassaSandbox {
                 "/Merchant/WebService/Service.asmx/OpStateExt",
                 get(op_state_ext),
             )
+            .route("/control", post(control))
+            .route("/ledger", get(ledger))
             .with_state(self.clone())
     }
 
@@ -690,20 +692,7 @@ async fn recurring(State(sandbox): State<RobokassaSandbox>, body: axum::body::By
             ));
         }
     }
-    match mode {
-        ApiMode::Slow(delay) => {
-            tokio::time::sleep(delay).await;
-            answer.into_response()
-        }
-        ApiMode::Garbage => "<html>Service Temporarily Unavailable".into_response(),
-        ApiMode::DropAfterCharging if charged => {
-            tokio::time::sleep(Duration::from_secs(60)).await;
-            axum::http::StatusCode::GATEWAY_TIMEOUT.into_response()
-        }
-        ApiMode::DropAfterCharging | ApiMode::Normal | ApiMode::ServerError => {
-            answer.into_response()
-        }
-    }
+    crate::sandbox::shape_answer(mode, charged, answer.into_response()).await
 }
 
 impl RobokassaSandbox {
@@ -786,11 +775,101 @@ impl RobokassaSandbox {
     }
 }
 
-async fn refund_create(
-    State(sandbox): State<RobokassaSandbox>,
-    body: String,
-) -> axum::Json<serde_json::Value> {
-    axum::Json(sandbox.create_refund(&body))
+async fn refund_create(State(sandbox): State<RobokassaSandbox>, body: String) -> Response {
+    let mode = sandbox.api_mode();
+    if mode == ApiMode::ServerError {
+        return (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error",
+        )
+            .into_response();
+    }
+    let answer = sandbox.create_refund(&body);
+    let refunded = answer["success"] == serde_json::Value::Bool(true);
+    crate::sandbox::shape_answer(mode, refunded, axum::Json(answer).into_response()).await
+}
+
+async fn control(State(sandbox): State<RobokassaSandbox>, body: axum::body::Bytes) -> Response {
+    match crate::sandbox::parse_control(&body) {
+        Ok(control) => crate::sandbox::control_answer(sandbox.control(&control)),
+        Err(refused) => refused,
+    }
+}
+
+async fn ledger(State(sandbox): State<RobokassaSandbox>) -> axum::Json<serde_json::Value> {
+    axum::Json(sandbox.ledger())
+}
+
+impl RobokassaSandbox {
+    fn api_mode(&self) -> ApiMode {
+        *self
+            .inner
+            .recurring_mode
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies a behaviour change (see [`crate::sandbox::Control`]).
+    pub fn control(&self, control: &crate::sandbox::Control) -> Result<(), String> {
+        use crate::sandbox::NextCharge;
+        match control.next_charge {
+            Some(NextCharge::Challenge) => {
+                return Err(
+                    "Robokassa runs 3-D Secure on its own page; a recurring charge is never challenged"
+                        .into(),
+                );
+            }
+            Some(NextCharge::Decline | NextCharge::InsufficientFunds) => {
+                self.decline_next_recurring()
+            }
+            Some(NextCharge::Approve) => self
+                .inner
+                .decline_next_recurring
+                .store(false, Ordering::SeqCst),
+            None => {}
+        }
+        if control.refuse_next_refund.is_some() {
+            return Err("refuse_next_refund is not simulated for Robokassa".into());
+        }
+        if let Some(api) = control.api {
+            self.set_recurring_mode(api.into());
+        }
+        if let Some(notify) = control.notifications {
+            self.set_drop_result_notifications(!notify);
+        }
+        match control.hold_refunds {
+            Some(true) => self.hold_refunds(true),
+            Some(false) => {
+                self.hold_refunds(false);
+                self.finish_refunds();
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// Every invoice and refund the simulator made: what the acquirer actually did.
+    pub fn ledger(&self) -> serde_json::Value {
+        let book = self.book();
+        let mut invoices: Vec<_> = book.invoices.iter().collect();
+        invoices.sort_by(|a, b| a.0.cmp(b.0));
+        let mut refunds: Vec<_> = book.refunds.iter().collect();
+        refunds.sort_by(|a, b| a.0.cmp(b.0));
+        serde_json::json!({
+            "invoices": invoices.iter().map(|((login, inv_id), i)| serde_json::json!({
+                "shop": login,
+                "inv_id": inv_id,
+                "amount": i.out_sum.to_string(),
+                "state": i.state.code(),
+                "paid": i.state == OperationState::Paid,
+                "parent": i.parent,
+                "refunded": Amount::from_minor(i.refunded_minor).map(|a| a.to_string()).unwrap_or_default(),
+            })).collect::<Vec<_>>(),
+            "refunds": refunds.iter().map(|(id, (amount, label))| serde_json::json!({
+                "request_id": id, "amount": amount.to_string(), "label": label,
+            })).collect::<Vec<_>>(),
+        })
+    }
 }
 
 #[derive(Debug, serde::Deserialize)]
