@@ -151,9 +151,16 @@ pub enum NextCharge {
     Challenge,
 }
 
-/// The control endpoint's answers: 204, or 422 naming what this simulator cannot do.
-pub(crate) fn control_answer(result: Result<(), String>) -> Response {
-    match result {
+/// Answers a control request: reads it and applies it with `apply`; 204, or 422 with the reason
+/// (a malformed request, or something this simulator cannot do).
+pub(crate) fn handle_control(
+    body: &[u8],
+    apply: impl FnOnce(&Control) -> Result<(), String>,
+) -> Response {
+    let applied = serde_json::from_slice::<Control>(body)
+        .map_err(|e| format!("bad control: {e}"))
+        .and_then(|control| apply(&control));
+    match applied {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(message) => (
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -161,11 +168,6 @@ pub(crate) fn control_answer(result: Result<(), String>) -> Response {
         )
             .into_response(),
     }
-}
-
-/// Reads a control request; a malformed one is refused with the reason.
-pub(crate) fn parse_control(body: &[u8]) -> Result<Control, Response> {
-    serde_json::from_slice(body).map_err(|e| control_answer(Err(format!("bad control: {e}"))))
 }
 
 pub(crate) fn escape_html(text: &str) -> String {

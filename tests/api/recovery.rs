@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::*;
-use crate::saved_cards::{bind_card, card_app, code, saved_card_payment};
+use crate::saved_cards::{bind_card, card_app, code, post, saved_card_payment};
 
 on_both_backends!(
     a_charge_whose_process_died_after_the_debit_is_resumed_not_charged_twice,
@@ -25,6 +25,7 @@ on_both_backends!(
     a_refund_the_acquirer_never_received_fails_after_the_deadline_and_frees_its_amount,
     a_refund_that_cannot_be_looked_up_goes_to_a_person_who_settles_it,
     a_payment_in_review_is_settled_by_an_operator_with_a_note,
+    every_simulator_behaviour_is_reachable_over_http,
 );
 
 async fn post_with_key(app: &TestApp, key: &str, body: &Value) -> (u16, Value) {
@@ -458,4 +459,66 @@ async fn a_payment_in_review_is_settled_by_an_operator_with_a_note(backend: Back
     assert_eq!(listed["payments"], json!([]));
     let (status, again) = resolve("happened", "changed my mind").await;
     assert_eq!(status, 409, "{again}");
+}
+
+async fn control(app: &TestApp, acquirer: &str, body: Value) -> (u16, Value) {
+    let response = app
+        .http
+        .post(app.url(&format!("/sandbox/{acquirer}/control")))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn every_simulator_behaviour_is_reachable_over_http(backend: Backend) {
+    let app = card_app(backend).await;
+    let card = bind_card(&app, "heat", "alice").await;
+
+    assert_eq!(
+        control(&app, "moneta", json!({"next_charge": "decline"}))
+            .await
+            .0,
+        204
+    );
+    let (_, declined) = post(&app, &saved_card_payment("heat", "alice", card)).await;
+    assert_eq!(declined["status"], "failed", "{declined}");
+    control(&app, "moneta", json!({"next_charge": "challenge"})).await;
+    let (_, challenged) = post(&app, &saved_card_payment("heat", "alice", card)).await;
+    assert_eq!(challenged["status"], "requires_action", "{challenged}");
+    control(&app, "moneta", json!({"api": {"mode": "act_then_drop"}})).await;
+    let (_, dropped) = post(&app, &saved_card_payment("heat", "alice", card)).await;
+    assert_eq!(dropped["status"], "processing", "{dropped}");
+    control(&app, "moneta", json!({"api": {"mode": "normal"}})).await;
+
+    let ledger: Value = app
+        .http
+        .get(app.url("/sandbox/moneta/ledger"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let order = app
+        .payment_record(dropped["id"].as_str().unwrap())
+        .await
+        .acquirer_order_id;
+    assert!(
+        ledger["operations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["transaction_id"] == order.as_str() && o["status"] == "SUCCEED"),
+        "the acquirer's books show the charge whose answer was dropped: {ledger}"
+    );
+    let (status, refused) = control(&app, "robokassa", json!({"next_charge": "challenge"})).await;
+    assert_eq!(status, 422, "{refused}");
+    let (status, _) = control(&app, "net_pay", json!({"notifications": false})).await;
+    assert_eq!(status, 204);
+    let (status, malformed) = control(&app, "moneta", json!({"api": "sometimes"})).await;
+    assert_eq!(status, 422, "{malformed}");
 }

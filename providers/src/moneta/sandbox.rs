@@ -985,10 +985,7 @@ impl MonetaSandbox {
 }
 
 async fn control(State(sandbox): State<MonetaSandbox>, body: axum::body::Bytes) -> Response {
-    match crate::sandbox::parse_control(&body) {
-        Ok(control) => crate::sandbox::control_answer(sandbox.control(&control)),
-        Err(refused) => refused,
-    }
+    crate::sandbox::handle_control(&body, |control| sandbox.control(control))
 }
 
 async fn ledger(State(sandbox): State<MonetaSandbox>) -> Json<Value> {

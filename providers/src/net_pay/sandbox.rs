@@ -432,10 +432,7 @@ impl NetPaySandbox {
 }
 
 async fn control(State(sandbox): State<NetPaySandbox>, body: axum::body::Bytes) -> Response {
-    match crate::sandbox::parse_control(&body) {
-        Ok(control) => crate::sandbox::control_answer(sandbox.control(&control)),
-        Err(refused) => refused,
-    }
+    crate::sandbox::handle_control(&body, |control| sandbox.control(control))
 }
 
 async fn ledger(State(sandbox): State<NetPaySandbox>) -> axum::Json<serde_json::Value> {

@@ -790,10 +790,7 @@ async fn refund_create(State(sandbox): State<RobokassaSandbox>, body: String) ->
 }
 
 async fn control(State(sandbox): State<RobokassaSandbox>, body: axum::body::Bytes) -> Response {
-    match crate::sandbox::parse_control(&body) {
-        Ok(control) => crate::sandbox::control_answer(sandbox.control(&control)),
-        Err(refused) => refused,
-    }
+    crate::sandbox::handle_control(&body, |control| sandbox.control(control))
 }
 
 async fn ledger(State(sandbox): State<RobokassaSandbox>) -> axum::Json<serde_json::Value> {
