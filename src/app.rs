@@ -88,7 +88,7 @@ impl Application {
         let suppliers = SupplierDirectory::build(&settings, &base_url, &http)?;
         let sandboxes = settings
             .sandbox_mounted()
-            .then(|| sandboxes(&settings, &base_url))
+            .then(|| sandboxes(&settings, &base_url, &base_url))
             .transpose()?;
         let vault = Vault::new(&settings.vault.active_key, &settings.vault.keys)?;
         let return_query_interval_ms = settings.public.return_query_interval_ms;
@@ -105,10 +105,7 @@ impl Application {
             )),
         });
         let extra = match &sandboxes {
-            Some(s) => Router::new()
-                .nest(sandbox_mount(AcquirerKind::Robokassa), s.robokassa.router())
-                .nest(sandbox_mount(AcquirerKind::NetPay), s.net_pay.router())
-                .nest(sandbox_mount(AcquirerKind::Moneta), s.moneta.router()),
+            Some(s) => s.router(),
             None => Router::new(),
         };
         let router = crate::http::router(services.clone(), extra);
@@ -215,10 +212,67 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.run_until(shutdown_signal()).await
     }
+
+    /// The signal (Ctrl-C, SIGTERM) that stops the service, for other servers of this binary.
+    pub async fn shutdown_signal() {
+        shutdown_signal().await;
+    }
 }
 
 /// The in-process simulators, with an account for each supplier that has no real base URL.
-fn sandboxes(settings: &Settings, base_url: &Url) -> Result<Sandboxes, StartError> {
+impl Sandboxes {
+    /// The three simulators, each under its mount.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .nest(
+                sandbox_mount(AcquirerKind::Robokassa),
+                self.robokassa.router(),
+            )
+            .nest(sandbox_mount(AcquirerKind::NetPay), self.net_pay.router())
+            .nest(sandbox_mount(AcquirerKind::Moneta), self.moneta.router())
+    }
+}
+
+/// The simulators alone, in a process of their own (`oplata sandbox`): they listen where
+/// `sandbox.url` says and notify oplata at its `public_base_url`, and keep their books when
+/// oplata dies, as a real acquirer does.
+pub async fn serve_sandboxes(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    settings.check()?;
+    let settings = settings.with_demo_defaults();
+    let Some(own) = settings
+        .sandbox
+        .url
+        .clone()
+        .filter(|_| settings.sandbox_in_use())
+    else {
+        return Err(StartError::BaseUrl(
+            "oplata sandbox needs demo mode and sandbox.url (where it listens)".into(),
+        ));
+    };
+    let oplata = match &settings.public_base_url {
+        Some(url) => url.clone(),
+        None => Url::parse(&format!("http://{}/", settings.listen))
+            .map_err(|e| StartError::BaseUrl(e.to_string()))?,
+    };
+    let address = own
+        .socket_addrs(|| None)
+        .map_err(|e| StartError::BaseUrl(format!("sandbox.url: {e}")))?;
+    let listener = TcpListener::bind(&*address).await?;
+    let simulators = sandboxes(&settings, &oplata, &own)?;
+    tracing::info!(address = %own, oplata = %oplata, "acquirer simulators are listening");
+    axum::serve(listener, simulators.router())
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+/// `oplata` is where the simulators send notifications and browsers back; `own` is where the
+/// simulators themselves are reached.
+fn sandboxes(settings: &Settings, oplata: &Url, own: &Url) -> Result<Sandboxes, StartError> {
+    let base_url = oplata;
     let join = |path: &str| {
         base_url
             .join(path)
@@ -276,7 +330,12 @@ fn sandboxes(settings: &Settings, base_url: &Url) -> Result<Sandboxes, StartErro
     Ok(Sandboxes {
         robokassa: RobokassaSandbox::new(robokassa, policy),
         net_pay: NetPaySandbox::new(net_pay, policy),
-        moneta: MonetaSandbox::new(moneta, policy, &join(sandbox_mount(AcquirerKind::Moneta))?),
+        moneta: MonetaSandbox::new(
+            moneta,
+            policy,
+            &own.join(sandbox_mount(AcquirerKind::Moneta))
+                .map_err(|e| StartError::BaseUrl(e.to_string()))?,
+        ),
     })
 }
 

@@ -253,6 +253,10 @@ pub struct RobokassaSettings {
 pub struct SandboxSettings {
     /// Mount the acquirer simulators under `/sandbox/…` (demo mode only).
     pub enabled: bool,
+    /// Where the simulators run in a process of their own (`oplata sandbox` listens here):
+    /// oplata then talks to them there instead of mounting them, so they outlive oplata's
+    /// crashes as a real acquirer does. Unset: mounted in oplata itself.
+    pub url: Option<Url>,
     /// Pause between ResultURL re-deliveries.
     pub retry_interval_ms: u64,
     pub max_attempts: u32,
@@ -356,6 +360,7 @@ impl Default for Settings {
             suppliers: Vec::new(),
             sandbox: SandboxSettings {
                 enabled: true,
+                url: None,
                 retry_interval_ms: 2000,
                 max_attempts: 30,
             },
@@ -589,8 +594,24 @@ impl Settings {
         jiff::tz::TimeZone::get(&self.sms.time_zone).unwrap_or(jiff::tz::TimeZone::UTC)
     }
 
+    /// The simulators are served by this process (demo mode, not run separately).
     pub fn sandbox_mounted(&self) -> bool {
+        self.sandbox_in_use() && self.sandbox.url.is_none()
+    }
+
+    /// Accounts without a `base_url` talk to the simulators (demo mode only).
+    pub fn sandbox_in_use(&self) -> bool {
         self.mode == Mode::Demo && self.sandbox.enabled
+    }
+
+    /// Where the simulators are reached: their own process, or this one.
+    pub fn sandbox_base(&self, public_base_url: &Url) -> Option<Url> {
+        self.sandbox_in_use().then(|| {
+            self.sandbox
+                .url
+                .clone()
+                .unwrap_or_else(|| public_base_url.clone())
+        })
     }
 
     /// In demo mode: with no suppliers configured, one demo supplier per acquirer, paid

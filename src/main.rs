@@ -46,6 +46,10 @@ enum Command {
     /// Outbound webhooks: make a secret, or check a received event's signature.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
+    /// Run the acquirer simulators alone, at `sandbox.url` (demo mode): start `oplata serve`
+    /// with the same `sandbox.url` and it talks to them there, as to a real acquirer that
+    /// does not die with it.
+    Sandbox,
 }
 
 #[derive(Debug, Subcommand)]
@@ -144,6 +148,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 print_demo_help(&app).await?;
             }
             app.run_until_stopped().await?;
+        }
+        Command::Sandbox => {
+            oplata::telemetry::init(
+                settings.mode,
+                settings.log_format,
+                &settings.log_filter,
+                std::io::IsTerminal::is_terminal(&std::io::stdout()),
+                std::io::stdout,
+            );
+            oplata::app::serve_sandboxes(settings, Application::shutdown_signal()).await?;
         }
         Command::Migrate => {
             oplata::store::connect(&settings.database_url).await?;

@@ -47,7 +47,8 @@ pub enum DirectoryError {
 
 impl SupplierDirectory {
     /// Builds every supplier's adapter. An account without a `base_url` talks to the
-    /// in-process sandbox (demo mode only: production settings refuse that earlier).
+    /// simulators, in this process or their own (demo mode only: production settings refuse
+    /// that earlier).
     pub fn build(
         settings: &Settings,
         public_base_url: &Url,
@@ -60,12 +61,13 @@ impl SupplierDirectory {
                 reason,
             };
             // An account without a base URL talks to the in-process simulator (demo mode only).
-            let base = |configured: &Option<Url>, kind: AcquirerKind| match configured {
-                Some(url) => Ok(url.clone()),
-                None if settings.sandbox_mounted() => public_base_url
+            let sandbox = settings.sandbox_base(public_base_url);
+            let base = |configured: &Option<Url>, kind: AcquirerKind| match (configured, &sandbox) {
+                (Some(url), _) => Ok(url.clone()),
+                (None, Some(sandbox)) => sandbox
                     .join(sandbox_mount(kind))
                     .map_err(|e| configuration(e.to_string())),
-                None => Err(configuration(format!(
+                (None, None) => Err(configuration(format!(
                     "{kind} base_url is not set and the sandbox is off"
                 ))),
             };
