@@ -56,6 +56,10 @@ pub struct Settings {
     pub acquirer_timeout_secs: u64,
     /// How long idempotency keys are kept (at least 24).
     pub idempotency_ttl_hours: i64,
+    /// A request that has not answered in this time is presumed dead: a retry with its key
+    /// takes over and resumes what it started. Longer than any request can run (at least
+    /// `acquirer_timeout_secs` + 5).
+    pub idempotency_lease_secs: u64,
     /// How long a request waits for a database connection before it is answered `503
     /// service_unavailable` (the database is down or saturated).
     pub database_acquire_timeout_ms: u64,
@@ -356,6 +360,7 @@ impl Default for Settings {
             body_limit_bytes: 64 * 1024,
             acquirer_timeout_secs: 15,
             idempotency_ttl_hours: 24,
+            idempotency_lease_secs: 120,
             database_acquire_timeout_ms: 3000,
             suppliers: Vec::new(),
             sandbox: SandboxSettings {
@@ -442,6 +447,13 @@ impl Settings {
         if self.idempotency_ttl_hours < 24 {
             return Err(ConfigError::Invalid(
                 "idempotency_ttl_hours must be at least 24".into(),
+            ));
+        }
+        if self.idempotency_lease_secs < self.acquirer_timeout_secs + 5 {
+            return Err(ConfigError::Invalid(
+                "idempotency_lease_secs must exceed acquirer_timeout_secs by at least 5: a key \
+                 must not be taken over while its request may still be waiting for an acquirer"
+                    .into(),
             ));
         }
         if oplata_providers::Amount::parse_api(&self.refunds.operator_daily_limit).is_err() {

@@ -27,8 +27,6 @@ use crate::service::api_keys::ApiClient;
 use crate::store::{ClaimedKey, IdempotencyClaim, StoredResponse};
 
 const HEADER: &str = "idempotency-key";
-/// A request that has not answered in this time is presumed dead and its key may be retaken.
-const LOCK: Duration = Duration::seconds(120);
 
 /// A checked `Idempotency-Key` header value.
 #[derive(Debug, Clone)]
@@ -90,9 +88,14 @@ pub async fn claim(
 ) -> Result<IdempotencyClaim, crate::store::StoreError> {
     let now = OffsetDateTime::now_utc();
     let ttl = Duration::hours(services.settings.idempotency_ttl_hours);
+    // A request that has not answered within the lease is presumed dead: its key may be
+    // retaken, and the taker resumes what it started.
+    let lease = Duration::seconds(
+        i64::try_from(services.settings.idempotency_lease_secs).unwrap_or(i64::MAX),
+    );
     services
         .store
-        .claim_idempotency_key(client_id, key, fingerprint, now, now + LOCK, now + ttl)
+        .claim_idempotency_key(client_id, key, fingerprint, now, now + lease, now + ttl)
         .await
 }
 
