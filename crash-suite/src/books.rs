@@ -94,17 +94,7 @@ struct Ledger {
 async fn ledger(client: &Client) -> anyhow::Result<Ledger> {
     let get = |acquirer: &str| {
         let url = format!("{}/sandbox/{acquirer}/ledger", client.sandbox());
-        async move {
-            anyhow::Ok(
-                client
-                    .http()
-                    .get(url)
-                    .send()
-                    .await?
-                    .json::<Value>()
-                    .await?,
-            )
-        }
+        async move { anyhow::Ok(client.http().get(url).send().await?.json::<Value>().await?) }
     };
     let mut ledger = Ledger::default();
     let moneta = get("moneta").await?;
@@ -159,6 +149,26 @@ pub async fn check(
     let store = oplata::store::connect(&database.url).await?;
     let books = read(&store).await?;
     let ledger = ledger(client).await?;
+    let mut events = BTreeMap::new();
+    for payment in &books.payments {
+        let types = store
+            .outbox_for(payment.id)
+            .await?
+            .into_iter()
+            .map(|e| e.event_type)
+            .collect();
+        events.insert(payment.id, types);
+    }
+    Ok(judge(&books, &ledger, counts, &events))
+}
+
+/// The invariants (see the module docs), on books already read.
+fn judge(
+    books: &Books,
+    ledger: &Ledger,
+    counts: &Counts,
+    events: &BTreeMap<Uuid, Vec<String>>,
+) -> Vec<String> {
     let mut violations = Vec::new();
 
     // One resource per accepted key; nothing no key stands for.
@@ -186,11 +196,13 @@ pub async fn check(
         ));
     }
 
-    // Debits against payments.
     let mut known_orders = BTreeSet::new();
     for payment in &books.payments {
         let order = (payment.acquirer.clone(), payment.acquirer_order_id.clone());
         known_orders.insert(order.clone());
+        let status = payment.status.as_str();
+
+        // Debits against payments.
         let debits = ledger.debits.get(&order).copied().unwrap_or(0);
         if debits > 1 {
             violations.push(format!(
@@ -198,7 +210,6 @@ pub async fn check(
                 payment.id
             ));
         }
-        let status = payment.status.as_str();
         if debits > 0 && FINAL_FAILURES.contains(&status) && payment.review_reason.is_none() {
             violations.push(format!(
                 "payment {} is {status} but {} took the money for order {}",
@@ -265,10 +276,15 @@ pub async fn check(
 
         // Events.
         if PAID.contains(&status) || FINAL_FAILURES.contains(&status) {
-            let events = store.outbox_for(payment.id).await?;
             let wanted = format!("payment.{status}");
-            if !events.iter().any(|e| e.event_type == wanted) {
-                violations.push(format!("payment {} is {status} without {wanted}", payment.id));
+            let has = events
+                .get(&payment.id)
+                .is_some_and(|types| types.iter().any(|t| *t == wanted));
+            if !has {
+                violations.push(format!(
+                    "payment {} is {status} without {wanted}",
+                    payment.id
+                ));
             }
         }
     }
@@ -279,5 +295,189 @@ pub async fn check(
             ));
         }
     }
-    Ok(violations)
+    violations
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payment(order: &str, status: &str, amount_minor: i64) -> PaymentRecord {
+        let now = time::OffsetDateTime::now_utc();
+        PaymentRecord {
+            id: Uuid::now_v7(),
+            client_id: None,
+            user_id: None,
+            supplier_id: "demo-gibdd".into(),
+            account_number: "1".into(),
+            amount_minor,
+            currency: "RUB".into(),
+            description: "test".into(),
+            email: None,
+            return_url: None,
+            acquirer: "moneta".into(),
+            acquirer_order_id: order.into(),
+            status: status.into(),
+            next_action: None,
+            failure_code: None,
+            failure_message: None,
+            review_reason: None,
+            acquirer_operation_id: None,
+            payment_method: "saved_card".into(),
+            saved_card_id: None,
+            save_card: false,
+            next_check_at: None,
+            check_attempts: 0,
+            action_deadline: None,
+            submitted_at: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn refund(payment: &PaymentRecord, status: &str, amount_minor: i64) -> RefundRecord {
+        let now = time::OffsetDateTime::now_utc();
+        RefundRecord {
+            id: Uuid::now_v7(),
+            payment_id: payment.id,
+            amount_minor,
+            status: status.into(),
+            reason: "r".into(),
+            operator: "o".into(),
+            client_id: None,
+            acquirer_refund_id: None,
+            failure_code: None,
+            failure_message: None,
+            next_check_at: None,
+            check_attempts: 0,
+            review_reason: None,
+            resolved_by: None,
+            resolution_note: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// Books of one paid payment that agree with the ledger: no violation. Each case below
+    /// changes one fact and must be caught.
+    fn agreeing() -> (Books, Ledger, Counts, BTreeMap<Uuid, Vec<String>>) {
+        let paid = payment("100", "partially_refunded", 150_000);
+        let refunded = refund(&paid, "succeeded", 10_000);
+        let mut counts = Counts::default();
+        counts.resources.insert("k1".into(), vec![paid.id]);
+        counts.resources.insert("k2".into(), vec![refunded.id]);
+        let mut ledger = Ledger::default();
+        ledger.debits.insert(("moneta".into(), "100".into()), 1);
+        ledger
+            .refunded
+            .insert(("moneta".into(), "100".into()), 10_000);
+        let events = BTreeMap::from([(paid.id, vec!["payment.partially_refunded".into()])]);
+        let books = Books {
+            refunds: BTreeMap::from([(paid.id, vec![refunded])]),
+            payments: vec![paid],
+        };
+        (books, ledger, counts, events)
+    }
+
+    #[test]
+    fn books_that_agree_with_the_ledger_pass() {
+        let (books, ledger, counts, events) = agreeing();
+        assert_eq!(
+            judge(&books, &ledger, &counts, &events),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn every_kind_of_disagreement_is_a_violation() {
+        let cases: Vec<(&str, Box<dyn Fn(&mut Books, &mut Ledger, &mut Counts)>)> = vec![
+            (
+                "debited twice",
+                Box::new(|_, l, _| {
+                    l.debits.insert(("moneta".into(), "100".into()), 2);
+                }),
+            ),
+            (
+                "refunded more than oplata knows",
+                Box::new(|_, l, _| {
+                    l.refunded.insert(("moneta".into(), "100".into()), 20_000);
+                }),
+            ),
+            (
+                "oplata counts a refund the acquirer never made",
+                Box::new(|_, l, _| {
+                    l.refunded.clear();
+                }),
+            ),
+            (
+                "paid but failed",
+                Box::new(|b, _, _| b.payments[0].status = "failed".into()),
+            ),
+            (
+                "succeeded without a debit",
+                Box::new(|_, l, _| l.debits.clear()),
+            ),
+            (
+                "a debit oplata does not know",
+                Box::new(|_, l, _| {
+                    l.debits.insert(("moneta".into(), "999".into()), 1);
+                }),
+            ),
+            (
+                "a second payment for one key",
+                Box::new(|b, _, _| {
+                    let mut second = payment("101", "processing", 100);
+                    second.next_check_at = Some(time::OffsetDateTime::now_utc());
+                    b.payments.push(second);
+                }),
+            ),
+            (
+                "one key answered with two resources",
+                Box::new(|_, _, c| {
+                    c.resources
+                        .insert("k1".into(), vec![Uuid::now_v7(), Uuid::now_v7()]);
+                }),
+            ),
+            (
+                "processing with no exit",
+                Box::new(|b, _, c| {
+                    let stuck = payment("102", "processing", 100);
+                    c.resources.insert("k3".into(), vec![stuck.id]);
+                    b.payments.push(stuck);
+                }),
+            ),
+            (
+                "a pending refund with no exit",
+                Box::new(|b, _, c| {
+                    let id = b.payments[0].id;
+                    let stuck = refund(&b.payments[0], "pending", 100);
+                    c.resources.insert("k4".into(), vec![stuck.id]);
+                    b.refunds.get_mut(&id).map(|r| r.push(stuck));
+                }),
+            ),
+            (
+                "refunds beyond the payment",
+                Box::new(|b, l, c| {
+                    let id = b.payments[0].id;
+                    let over = refund(&b.payments[0], "succeeded", 150_000);
+                    c.resources.insert("k5".into(), vec![over.id]);
+                    b.refunds.get_mut(&id).map(|r| r.push(over));
+                    l.refunded.insert(("moneta".into(), "100".into()), 160_000);
+                }),
+            ),
+        ];
+        for (name, break_it) in cases {
+            let (mut books, mut ledger, mut counts, events) = agreeing();
+            break_it(&mut books, &mut ledger, &mut counts);
+            assert!(
+                !judge(&books, &ledger, &counts, &events).is_empty(),
+                "not caught: {name}"
+            );
+        }
+        let (books, ledger, counts, _) = agreeing();
+        assert!(
+            !judge(&books, &ledger, &counts, &BTreeMap::new()).is_empty(),
+            "not caught: a final payment without its event"
+        );
+    }
 }

@@ -32,6 +32,9 @@ pub struct Counts {
     pub server_errors: u64,
     /// Keys that never got a definitive answer.
     pub abandoned: u64,
+    /// Keys whose request was cut (connection lost to a kill) or found in progress, and that
+    /// were answered on a retry.
+    pub retried: u64,
     /// Every resource id a key was answered with, by key.
     pub resources: BTreeMap<String, Vec<Uuid>>,
 }
@@ -75,10 +78,24 @@ enum Answer {
 impl Client {
     pub async fn new(world: &World) -> anyhow::Result<Client> {
         let portal = world
-            .cli(&["api-key", "create", "--client", "crash-portal", "--scope", "portal"])
+            .cli(&[
+                "api-key",
+                "create",
+                "--client",
+                "crash-portal",
+                "--scope",
+                "portal",
+            ])
             .await?;
         let desk = world
-            .cli(&["api-key", "create", "--client", "crash-desk", "--scope", "desk"])
+            .cli(&[
+                "api-key",
+                "create",
+                "--client",
+                "crash-desk",
+                "--scope",
+                "desk",
+            ])
             .await?;
         // No redirects followed: a browser's next stop is read, not fetched.
         let http = oplata_providers::http_client(Duration::from_secs(30))?;
@@ -99,7 +116,11 @@ impl Client {
     }
 
     pub fn counts(&self) -> Counts {
-        self.0.counts.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.0
+            .counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn sandbox(&self) -> &str {
@@ -120,6 +141,7 @@ impl Client {
     async fn keyed(&self, path: &str, api_key: &str, body: &Value) -> Answer {
         let key = Uuid::new_v4().to_string();
         let deadline = Instant::now() + KEY_DEADLINE;
+        let mut interrupted = false;
         loop {
             self.0.requests.fetch_add(1, Ordering::Relaxed);
             let sent = self
@@ -143,9 +165,13 @@ impl Client {
                     if let Some(id) = answer["id"].as_str().and_then(|id| id.parse().ok()) {
                         self.count(|c| c.resources.entry(key.clone()).or_default().push(id));
                     }
+                    if interrupted {
+                        self.count(|c| c.retried += 1);
+                    }
                     return Answer::Definitive(status, answer);
                 }
             }
+            interrupted = true;
             if Instant::now() > deadline {
                 self.count(|c| c.abandoned += 1);
                 return Answer::Abandoned;
@@ -390,7 +416,8 @@ impl Client {
             }
             paid[rand::random_range(0..paid.len())]
         };
-        let body = json!({"amount": Self::amount(1, 60), "reason": "переплата", "operator": "crash"});
+        let body =
+            json!({"amount": Self::amount(1, 60), "reason": "переплата", "operator": "crash"});
         let path = format!("/v1/payments/{candidate}/refunds");
         if let Answer::Definitive(201, _) = self.keyed(&path, &self.0.desk_key, &body).await {
             self.count(|c| c.refunds += 1);

@@ -113,7 +113,8 @@ fn print_report(backend: Backend, report: &Report) {
     let c = &report.operations;
     eprintln!(
         "crash-suite [{backend:?}]: {} kills, {} HTTP requests in {} s; keys answered: {} hosted payments \
-         ({} paid), {} saved-card charges, {} refunds; {} answers 5xx replayed, {} keys abandoned; {} violations",
+         ({} paid), {} saved-card charges, {} refunds; {} keys answered on a retry after a kill or \
+         while in progress; {} answers 5xx replayed, {} keys abandoned; {} violations",
         report.kills,
         report.http_requests,
         report.seconds,
@@ -121,6 +122,7 @@ fn print_report(backend: Backend, report: &Report) {
         c.hosted_paid,
         c.charges,
         c.refunds,
+        c.retried,
         c.server_errors,
         c.abandoned,
         report.violations.len()

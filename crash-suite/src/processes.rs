@@ -47,7 +47,11 @@ impl Database {
 
     pub async fn drop_it(&self) {
         if let Some((server, name)) = &self.postgres {
-            let _ = admin(server, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+            let _ = admin(
+                server,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            )
+            .await;
         }
     }
 }

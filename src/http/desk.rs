@@ -396,6 +396,26 @@ async fn payment_page(
             )
         })
         .collect();
+    let refund_reviews: String = refund_list
+        .iter()
+        .filter(|r| r.status == "pending" && r.review_reason.is_some())
+        .map(|r| {
+            review_form(
+                &format!("/desk/refunds/{}/review", r.id),
+                &format!("refund-review-{}", r.id),
+                &format!(
+                    "Возврат {} ₽ на проверке: {}",
+                    kopecks(r.amount_minor),
+                    r.review_reason.as_deref().unwrap_or_default()
+                ),
+                &[
+                    ("happened", "Эквайер вернул деньги"),
+                    ("never_happened", "Возврата не было (сумма освободится)"),
+                ],
+                &operator.session.csrf_token,
+            )
+        })
+        .collect();
     let refundable = matches!(
         PaymentStatus::parse(&payment.status),
         Some(PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded)
@@ -404,12 +424,14 @@ async fn payment_page(
         format!(
             "<h2>Возврат</h2><p>Можно вернуть: <strong id=\"remaining\">{} ₽</strong></p>\
 <form method=\"post\" action=\"/desk/payments/{}/refunds\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+<input type=\"hidden\" name=\"attempt\" value=\"{}\">\
 <label>Сумма <input id=\"amount\" name=\"amount\" inputmode=\"decimal\" placeholder=\"{}\"></label>\
 <label>Причина <input id=\"reason\" name=\"reason\" required maxlength=\"500\"></label>\
 <button id=\"refund\" type=\"submit\">Вернуть</button></form>",
             kopecks(remaining),
             payment.id,
             escape(&operator.session.csrf_token),
+            Uuid::now_v7(),
             kopecks(remaining)
         )
     } else {
@@ -418,7 +440,19 @@ async fn payment_page(
     let review = payment
         .review_reason
         .as_deref()
-        .map(|r| format!("<p class=\"error\">На проверке: {}</p>", escape(r)))
+        .map(|reason| {
+            review_form(
+                &format!("/desk/payments/{}/review", payment.id),
+                "payment-review",
+                &format!("На проверке: {reason}"),
+                &[
+                    ("happened", "Эквайер провёл платёж (оплачен)"),
+                    ("never_happened", "Платежа не было"),
+                    ("acknowledged", "Проверено, без изменений"),
+                ],
+                &operator.session.csrf_token,
+            )
+        })
         .unwrap_or_default();
     let body = format!(
         "{message}{review}<table><tr><th>Статус</th><td id=\"status\" data-status=\"{status}\">{status_ru}</td></tr>\
@@ -426,7 +460,7 @@ async fn payment_page(
 <tr><th>Лицевой счёт</th><td>{account}</td></tr><tr><th>Эквайер, заказ</th><td>{acquirer} {order}</td></tr>\
 <tr><th>Создан</th><td>{created}</td></tr></table>\
 <h2>История</h2><table id=\"timeline\"><tr><th>Когда</th><th>Статус</th><th>Кто</th><th>Что</th></tr>{timeline}</table>\
-<h2>Возвраты</h2><table id=\"refunds\"><tr><th>Когда</th><th>Сумма</th><th>Статус</th><th>Оператор</th><th>Причина</th></tr>{refunds_rows}</table>{form}",
+<h2>Возвраты</h2><table id=\"refunds\"><tr><th>Когда</th><th>Сумма</th><th>Статус</th><th>Оператор</th><th>Причина</th></tr>{refunds_rows}</table>{refund_reviews}{form}",
         status = escape(&payment.status),
         status_ru = status_ru(&payment.status),
         amount = kopecks(payment.amount_minor),
@@ -460,15 +494,22 @@ pub async fn payment(
         )
             .into_response();
     };
-    let message = query
-        .contains_key("refunded")
-        .then_some(("Возврат оформлен.", true));
+    let message = if query.contains_key("refunded") {
+        Some(("Возврат оформлен.", true))
+    } else if query.contains_key("resolved") {
+        Some(("Решение записано.", true))
+    } else {
+        None
+    };
     payment_page(&services, &operator, id, message, StatusCode::OK).await
 }
 
 #[derive(Debug, serde::Deserialize)]
 pub struct RefundForm {
     csrf: String,
+    /// The form's rendering: a second post of the same form finds the first refund.
+    #[serde(default)]
+    attempt: String,
     amount: String,
     reason: String,
 }
@@ -510,12 +551,61 @@ pub async fn refund(
         },
     };
     let reason = form.reason.trim();
-    // The desk form has no attempt id yet: each submission is a new refund attempt.
-    let attempt = crate::store::ClaimedKey {
-        resource_id: Uuid::now_v7(),
-        resumed: false,
+    let Ok(attempt) = Uuid::parse_str(&form.attempt) else {
+        return payment_page(
+            &services,
+            &operator,
+            id,
+            Some(("Форма устарела: обновите страницу.", false)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
     };
-    match refunds::create(
+    // Each rendering of the form is one refund: a double click or a repost finds the refund the
+    // first post made (or resumes it if that request died) instead of making a second.
+    let owner = operator.session.operator_id;
+    let key = format!("desk-refund:{attempt}");
+    let fingerprint = super::idempotency::fingerprint(
+        "POST /desk/payments/refunds",
+        format!("{id}\n{}\n{reason}", form.amount.trim()).as_bytes(),
+    );
+    let attempt = match super::idempotency::claim(&services, owner, &key, &fingerprint).await {
+        Ok(crate::store::IdempotencyClaim::Claimed(claimed)) => claimed,
+        Ok(crate::store::IdempotencyClaim::Completed(_)) => {
+            return Redirect::to(&format!("/desk/payments/{id}?refunded=1")).into_response();
+        }
+        Ok(crate::store::IdempotencyClaim::InProgress) => {
+            return payment_page(
+                &services,
+                &operator,
+                id,
+                Some((
+                    "Этот возврат уже оформляется: обновите страницу через минуту.",
+                    false,
+                )),
+                StatusCode::CONFLICT,
+            )
+            .await;
+        }
+        Ok(crate::store::IdempotencyClaim::Mismatch) => {
+            return payment_page(
+                &services,
+                &operator,
+                id,
+                Some((
+                    "Форма уже отправлена с другими данными: заполните её заново.",
+                    false,
+                )),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await;
+        }
+        Err(error) => {
+            tracing::error!(%error, "desk refund idempotency");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    };
+    let created = refunds::create(
         &services,
         None,
         id,
@@ -524,8 +614,30 @@ pub async fn refund(
         &operator.session.login,
         attempt,
     )
-    .await
-    {
+    .await;
+    // A refusal wrote nothing: the same form may be corrected and sent again.
+    let kept = match &created {
+        Ok(refund) => {
+            let body = serde_json::json!({ "refund_id": refund.id }).to_string();
+            services
+                .store
+                .complete_idempotency_key(
+                    owner,
+                    &key,
+                    &crate::store::StoredResponse { status: 201, body },
+                )
+                .await
+        }
+        Err(ServiceError::Refund(_) | ServiceError::NotFound) => {
+            services.store.release_idempotency_key(owner, &key).await
+        }
+        // Anything else may have moved money: the key stays, and its lease lets a repost resume.
+        Err(_) => Ok(()),
+    };
+    if let Err(error) = kept {
+        tracing::error!(%error, "desk refund idempotency");
+    }
+    match created {
         Ok(_) => Redirect::to(&format!("/desk/payments/{id}?refunded=1")).into_response(),
         Err(ServiceError::Refund(rule)) => {
             use crate::domain::refunds::RefundRuleError as R;
@@ -562,16 +674,195 @@ pub async fn refund(
     }
 }
 
+/// A settlement form for an item on the review list: what was found, and a note.
+fn review_form(
+    action: &str,
+    id: &str,
+    title: &str,
+    outcomes: &[(&str, &str)],
+    csrf: &str,
+) -> String {
+    let choices: String = outcomes
+        .iter()
+        .map(|(value, label)| {
+            format!(
+                "<label><input type=\"radio\" name=\"outcome\" value=\"{value}\" required> {label}</label><br>",
+                label = escape(label),
+            )
+        })
+        .collect();
+    format!(
+        "<section class=\"review\" id=\"{id}\"><p class=\"error\">{title}</p>\
+<form method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+<fieldset><legend>Что показал кабинет эквайера</legend>{choices}</fieldset>\
+<label>Примечание <input name=\"note\" required maxlength=\"1000\"></label>\
+<button type=\"submit\">Записать решение</button></form></section>",
+        id = escape(id),
+        title = escape(title),
+        action = escape(action),
+        csrf = escape(csrf),
+    )
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct ReviewForm {
+    csrf: String,
+    #[serde(default)]
+    outcome: String,
+    #[serde(default)]
+    note: String,
+}
+
+impl ReviewForm {
+    fn resolution(&self) -> Option<crate::service::review::Resolution> {
+        use crate::service::review::Resolution;
+        match self.outcome.as_str() {
+            "happened" => Some(Resolution::Happened),
+            "never_happened" => Some(Resolution::NeverHappened),
+            "acknowledged" => Some(Resolution::Acknowledged),
+            _ => None,
+        }
+    }
+
+    fn note(&self) -> Option<&str> {
+        let note = self.note.trim();
+        (!note.is_empty() && note.chars().count() <= 1000 && !note.chars().any(char::is_control))
+            .then_some(note)
+    }
+}
+
+/// An operator settles a payment, or one of its refunds, on the review list.
+async fn settle_review(
+    services: &Services,
+    operator: &Operator,
+    payment_id: Uuid,
+    refund_id: Option<Uuid>,
+    form: &ReviewForm,
+) -> Response {
+    if !same(&form.csrf, &operator.session.csrf_token) {
+        return (
+            StatusCode::FORBIDDEN,
+            Html(page(
+                "Форма устарела",
+                Some(&operator.session),
+                "<p>Обновите страницу.</p>",
+            )),
+        )
+            .into_response();
+    }
+    let (Some(resolution), Some(note)) = (form.resolution(), form.note()) else {
+        return payment_page(
+            services,
+            operator,
+            payment_id,
+            Some(("Выберите решение и напишите примечание.", false)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    };
+    let login = &operator.session.login;
+    let settled = match refund_id {
+        Some(refund_id) => {
+            crate::service::review::resolve_refund(services, refund_id, resolution, login, note)
+                .await
+                .map(|_| ())
+        }
+        None => {
+            crate::service::review::resolve_payment(services, payment_id, resolution, login, note)
+                .await
+                .map(|_| ())
+        }
+    };
+    let text = match settled {
+        Ok(()) => {
+            return Redirect::to(&format!("/desk/payments/{payment_id}?resolved=1"))
+                .into_response();
+        }
+        Err(ServiceError::NotInReview) => "Это уже не на проверке.",
+        Err(ServiceError::InvalidResolution) => "Возврат либо был, либо нет: выберите одно.",
+        Err(ServiceError::Store(crate::store::StoreError::Refused(_))) => {
+            "Такое решение невозможно для платежа в этом статусе."
+        }
+        Err(ServiceError::NotFound) => return StatusCode::NOT_FOUND.into_response(),
+        Err(error) => {
+            tracing::error!(%error, "desk review settlement failed");
+            "Не удалось записать решение, попробуйте позже."
+        }
+    };
+    payment_page(
+        services,
+        operator,
+        payment_id,
+        Some((text, false)),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await
+}
+
+pub async fn review_payment(
+    State(services): State<Arc<Services>>,
+    operator: Operator,
+    Path(id): Path<String>,
+    Form(form): Form<ReviewForm>,
+) -> Response {
+    let Ok(id) = Uuid::parse_str(&id) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    settle_review(&services, &operator, id, None, &form).await
+}
+
+pub async fn review_refund(
+    State(services): State<Arc<Services>>,
+    operator: Operator,
+    Path(id): Path<String>,
+    Form(form): Form<ReviewForm>,
+) -> Response {
+    let refund = match Uuid::parse_str(&id) {
+        Ok(id) => services.store.get_refund(id).await,
+        Err(_) => Ok(None),
+    };
+    match refund {
+        Ok(Some(refund)) => {
+            settle_review(
+                &services,
+                &operator,
+                refund.payment_id,
+                Some(refund.id),
+                &form,
+            )
+            .await
+        }
+        Ok(None) => StatusCode::NOT_FOUND.into_response(),
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
+
 pub async fn review(State(services): State<Arc<Services>>, operator: Operator) -> Response {
     let store = &services.store;
-    let (payments, awaiting, dead) = match (
+    let (payments, in_review, awaiting, dead) = match (
         store.payments_for_review().await,
+        store.refunds_for_review().await,
         store.refunds_awaiting().await,
         store.dead_webhooks().await,
     ) {
-        (Ok(payments), Ok(awaiting), Ok(dead)) => (payments, awaiting, dead),
+        (Ok(payments), Ok(in_review), Ok(awaiting), Ok(dead)) => {
+            (payments, in_review, awaiting, dead)
+        }
         _ => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
     };
+    let in_review_rows: String = in_review
+        .iter()
+        .map(|r| {
+            format!(
+                "<tr><td><a href=\"/desk/payments/{p}#refund-review-{id}\">{p}</a></td><td>{amount} ₽</td><td>{reason}</td><td>{at}</td></tr>",
+                p = r.payment_id,
+                id = r.id,
+                amount = kopecks(r.amount_minor),
+                reason = escape(r.review_reason.as_deref().unwrap_or_default()),
+                at = moment(r.created_at),
+            )
+        })
+        .collect();
     let awaiting_rows: String = awaiting
         .iter()
         .map(|r| {
@@ -597,7 +888,10 @@ pub async fn review(State(services): State<Arc<Services>>, operator: Operator) -
         })
         .collect();
     let body = format!(
-        "<h2>Платежи на проверке</h2>{}<h2>Возвраты, ожидающие эквайера</h2>\
+        "<h2>Платежи на проверке</h2>{}<h2>Возвраты на проверке</h2>\
+<p>Исход неизвестен: проверьте в кабинете эквайера и запишите решение на странице платежа.</p>\
+<table id=\"refunds-in-review\"><tr><th>Платёж</th><th>Сумма</th><th>Почему</th><th>Когда</th></tr>{in_review_rows}</table>\
+<h2>Возвраты, ожидающие эквайера</h2>\
 <p>Выполните их в кабинете эквайера; его уведомление закроет возврат.</p>\
 <table id=\"awaiting\"><tr><th>Платёж</th><th>Сумма</th><th>Оператор</th><th>Когда</th></tr>{awaiting_rows}</table>\
 <h2>Недоставленные события для биллинга</h2>\

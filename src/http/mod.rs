@@ -97,6 +97,8 @@ pub fn router(services: Arc<Services>, extra: Router) -> Router {
         .route("/desk/review", get(desk::review))
         .route("/desk/payments/{id}", get(desk::payment))
         .route("/desk/payments/{id}/refunds", post(desk::refund))
+        .route("/desk/payments/{id}/review", post(desk::review_payment))
+        .route("/desk/refunds/{id}/review", post(desk::review_refund))
         .route("/v1/public/payments", post(public::create))
         .route("/v1/public/payments/{id}", get(public::get))
         .route("/pay", get(public::page).post(public::submit))

@@ -7,6 +7,8 @@ on_both_backends!(
     nothing_on_the_desk_is_shown_without_signing_in,
     guessing_passwords_is_stopped_after_five_failures,
     a_refund_form_without_the_sessions_csrf_token_is_refused,
+    a_refund_form_sent_twice_refunds_once,
+    an_operator_settles_a_refund_on_the_review_list_from_the_payment_page,
     disabling_an_operator_ends_their_session,
     the_review_page_lists_refunds_waiting_for_the_acquirer,
 );
@@ -34,6 +36,14 @@ fn browser() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
+}
+
+fn hidden_attempt(html: &str) -> String {
+    html.split("name=\"attempt\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the refund form carries its attempt id")
+        .to_owned()
 }
 
 fn hidden_csrf(html: &str) -> String {
@@ -143,6 +153,7 @@ async fn a_refund_form_without_the_sessions_csrf_token_is_refused(backend: Backe
             ("amount", "10.00"),
             ("reason", "r"),
             ("csrf", hidden_csrf(&page).as_str()),
+            ("attempt", hidden_attempt(&page).as_str()),
         ])
         .send()
         .await
@@ -212,6 +223,7 @@ async fn the_review_page_lists_refunds_waiting_for_the_acquirer(backend: Backend
             ("amount", "100.00"),
             ("reason", "переплата"),
             ("csrf", hidden_csrf(&page).as_str()),
+            ("attempt", hidden_attempt(&page).as_str()),
         ])
         .send()
         .await
@@ -228,4 +240,141 @@ async fn the_review_page_lists_refunds_waiting_for_the_acquirer(backend: Backend
 
     assert!(review.contains(&format!("/desk/payments/{id}")), "{review}");
     assert!(review.contains("100.00 ₽"));
+}
+
+async fn payment_page(app: &TestApp, client: &reqwest::Client, id: &str) -> String {
+    client
+        .get(app.url(&format!("/desk/payments/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn a_refund_form_sent_twice_refunds_once(backend: Backend) {
+    let app = with_operator(backend).await;
+    let client = browser();
+    sign_in(&app, &client, PASSWORD).await;
+    let (payment, inv_id) = app.paid_demo_payment().await;
+    let id = payment["id"].as_str().unwrap();
+    let page = payment_page(&app, &client, id).await;
+    let form = [
+        ("amount", "10.00".to_owned()),
+        ("reason", "двойной щелчок".to_owned()),
+        ("csrf", hidden_csrf(&page)),
+        ("attempt", hidden_attempt(&page)),
+    ];
+
+    let first = client
+        .post(app.url(&format!("/desk/payments/{id}/refunds")))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let second = client
+        .post(app.url(&format!("/desk/payments/{id}/refunds")))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(first.status(), 303);
+    assert_eq!(
+        second.status(),
+        303,
+        "the second post finds the first refund"
+    );
+    let refunds = app.store.list_refunds(id.parse().unwrap()).await.unwrap();
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(app.sandbox.refunded(DEMO_LOGIN, &inv_id), 1_000);
+    let next = payment_page(&app, &client, id).await;
+    assert_ne!(
+        hidden_attempt(&next),
+        hidden_attempt(&page),
+        "a new rendering is a new refund"
+    );
+}
+
+async fn an_operator_settles_a_refund_on_the_review_list_from_the_payment_page(backend: Backend) {
+    let app = with_operator(backend).await;
+    let client = browser();
+    sign_in(&app, &client, PASSWORD).await;
+    let (payment, inv_id) = app.paid_demo_payment().await;
+    let id = payment["id"].as_str().unwrap();
+    app.sandbox
+        .set_recurring_mode(oplata_providers::sandbox::ApiMode::Garbage);
+    let page = payment_page(&app, &client, id).await;
+    client
+        .post(app.url(&format!("/desk/payments/{id}/refunds")))
+        .form(&[
+            ("amount", "10.00"),
+            ("reason", "ответ потерян"),
+            ("csrf", hidden_csrf(&page).as_str()),
+            ("attempt", hidden_attempt(&page).as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    app.sandbox
+        .set_recurring_mode(oplata_providers::sandbox::ApiMode::Normal);
+    let review = client
+        .get(app.url("/desk/review"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(review.contains("refunds-in-review"), "{review}");
+    assert!(review.contains(&format!("/desk/payments/{id}")), "{review}");
+    let refund = app.store.list_refunds(id.parse().unwrap()).await.unwrap()[0].clone();
+    assert!(refund.review_reason.is_some(), "{refund:?}");
+    let page = payment_page(&app, &client, id).await;
+    assert!(
+        page.contains(&format!("refund-review-{}", refund.id)),
+        "{page}"
+    );
+    let settle = |note: &'static str| {
+        let (client, app, csrf) = (&client, &app, hidden_csrf(&page));
+        async move {
+            client
+                .post(app.url(&format!("/desk/refunds/{}/review", refund.id)))
+                .form(&[
+                    ("csrf", csrf.as_str()),
+                    ("outcome", "happened"),
+                    ("note", note),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+
+    let without_note = settle("  ").await;
+    let settled = settle("в кабинете Robokassa возврат 10,00 ₽ есть").await;
+
+    assert_eq!(without_note.status(), 422);
+    assert_eq!(settled.status(), 303);
+    let refund = app.store.get_refund(refund.id).await.unwrap().unwrap();
+    assert_eq!(refund.status, "succeeded");
+    assert_eq!(refund.resolved_by.as_deref(), Some("operator:olga"));
+    assert_eq!(
+        app.sandbox.refunded(DEMO_LOGIN, &inv_id),
+        1_000,
+        "paid back once"
+    );
+    let review = client
+        .get(app.url("/desk/review"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !review.contains(&format!("refund-review-{}", refund.id)),
+        "settled items leave the list"
+    );
 }
