@@ -279,7 +279,7 @@ fn judge(
             let wanted = format!("payment.{status}");
             let has = events
                 .get(&payment.id)
-                .is_some_and(|types| types.iter().any(|t| *t == wanted));
+                .is_some_and(|types| types.contains(&wanted));
             if !has {
                 violations.push(format!(
                     "payment {} is {status} without {wanted}",
@@ -390,7 +390,8 @@ mod tests {
 
     #[test]
     fn every_kind_of_disagreement_is_a_violation() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Books, &mut Ledger, &mut Counts)>)> = vec![
+        type Break = Box<dyn Fn(&mut Books, &mut Ledger, &mut Counts)>;
+        let cases: Vec<(&str, Break)> = vec![
             (
                 "debited twice",
                 Box::new(|_, l, _| {
@@ -452,7 +453,9 @@ mod tests {
                     let id = b.payments[0].id;
                     let stuck = refund(&b.payments[0], "pending", 100);
                     c.resources.insert("k4".into(), vec![stuck.id]);
-                    b.refunds.get_mut(&id).map(|r| r.push(stuck));
+                    if let Some(refunds) = b.refunds.get_mut(&id) {
+                        refunds.push(stuck);
+                    }
                 }),
             ),
             (
@@ -461,7 +464,9 @@ mod tests {
                     let id = b.payments[0].id;
                     let over = refund(&b.payments[0], "succeeded", 150_000);
                     c.resources.insert("k5".into(), vec![over.id]);
-                    b.refunds.get_mut(&id).map(|r| r.push(over));
+                    if let Some(refunds) = b.refunds.get_mut(&id) {
+                        refunds.push(over);
+                    }
                     l.refunded.insert(("moneta".into(), "100".into()), 160_000);
                 }),
             ),
