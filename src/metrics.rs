@@ -20,16 +20,9 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
-/// Counts from the database, as gauges in Prometheus' text format.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct StoreGauges {
-    pub webhooks_dead: i64,
-    pub payments_in_review: i64,
-    pub refunds_awaiting_acquirer: i64,
-}
-
-/// The scrape: the recorder's counters, then the gauges (integers: no floats involved).
-pub fn render(gauges: StoreGauges) -> String {
+/// The scrape: the recorder's counters, then the gauges read from the database (integers: no
+/// floats involved).
+pub fn render(gauges: crate::store::AttentionCounts) -> String {
     let mut out = handle().render();
     for (name, help, value) in [
         (
@@ -46,6 +39,11 @@ pub fn render(gauges: StoreGauges) -> String {
             "oplata_refunds_awaiting_acquirer",
             "Refunds waiting to be done in an acquirer's cabinet.",
             gauges.refunds_awaiting_acquirer,
+        ),
+        (
+            "oplata_refunds_in_review",
+            "Refunds whose outcome could not be learned from the acquirer: a person must settle them.",
+            gauges.refunds_in_review,
         ),
     ] {
         let _ = write!(

@@ -51,13 +51,7 @@ pub async fn metrics(
     auth: super::auth::Authenticated,
 ) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
     auth.require(crate::service::api_keys::Scope::Admin)?;
-    let (webhooks_dead, payments_in_review, refunds_awaiting_acquirer) =
-        services.store.attention_counts().await?;
-    let gauges = crate::metrics::StoreGauges {
-        webhooks_dead,
-        payments_in_review,
-        refunds_awaiting_acquirer,
-    };
+    let gauges = services.store.attention_counts().await?;
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,

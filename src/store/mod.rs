@@ -357,9 +357,8 @@ pub trait Store: ChannelStore + Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
     async fn webhook_deliveries(&self, event_id: Uuid) -> Result<Vec<DeliveryRecord>, StoreError>;
     async fn dead_webhooks(&self) -> Result<Vec<DeliveryRecord>, StoreError>;
-    /// How many things wait for a person: (dead webhooks, payments in review, refunds awaiting
-    /// the acquirer), counted in the database.
-    async fn attention_counts(&self) -> Result<(i64, i64, i64), StoreError>;
+    /// How many things wait for a person, counted in the database.
+    async fn attention_counts(&self) -> Result<AttentionCounts, StoreError>;
 }
 
 /// What the anonymous page, the SMS flow and the personal-data rule keep.
@@ -420,6 +419,16 @@ pub trait ChannelStore: Send + Sync {
         reply: &str,
         now: OffsetDateTime,
     ) -> Result<(), StoreError>;
+}
+
+/// What waits for a person.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttentionCounts {
+    pub webhooks_dead: i64,
+    pub payments_in_review: i64,
+    pub refunds_awaiting_acquirer: i64,
+    /// Pending refunds whose outcome could not be learned.
+    pub refunds_in_review: i64,
 }
 
 /// The refunds desk's search; every given field must match.

@@ -1471,14 +1471,21 @@ macro_rules! sql_store {
                 .await?)
             }
 
-            async fn attention_counts(&self) -> Result<(i64, i64, i64), $crate::store::StoreError> {
-                Ok(sqlx::query_as(
+            async fn attention_counts(&self) -> Result<$crate::store::AttentionCounts, $crate::store::StoreError> {
+                let (webhooks_dead, payments_in_review, refunds_awaiting_acquirer, refunds_in_review): (i64, i64, i64, i64) = sqlx::query_as(
                     "SELECT (SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'dead'), \
                      (SELECT COUNT(*) FROM payments WHERE review_reason IS NOT NULL), \
-                     (SELECT COUNT(*) FROM refunds WHERE status = 'awaiting_acquirer')",
+                     (SELECT COUNT(*) FROM refunds WHERE status = 'awaiting_acquirer'), \
+                     (SELECT COUNT(*) FROM refunds WHERE review_reason IS NOT NULL AND status = 'pending')",
                 )
                 .fetch_one(&self.pool)
-                .await?)
+                .await?;
+                Ok($crate::store::AttentionCounts {
+                    webhooks_dead,
+                    payments_in_review,
+                    refunds_awaiting_acquirer,
+                    refunds_in_review,
+                })
             }
 
             async fn dead_webhooks(&self) -> Result<Vec<$crate::store::DeliveryRecord>, $crate::store::StoreError> {
