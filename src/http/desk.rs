@@ -631,8 +631,14 @@ pub async fn refund(
         Err(ServiceError::Refund(_) | ServiceError::NotFound) => {
             services.store.release_idempotency_key(owner, &key).await
         }
-        // Anything else may have moved money: the key stays, and its lease lets a repost resume.
-        Err(_) => Ok(()),
+        // Anything else may have left the refund half made: the key stays bound to it, given
+        // back at once, so a repost of the form resumes it.
+        Err(_) => {
+            services
+                .store
+                .reopen_idempotency_key(owner, &key, OffsetDateTime::now_utc())
+                .await
+        }
     };
     if let Err(error) = kept {
         tracing::error!(%error, "desk refund idempotency");

@@ -1,12 +1,10 @@
 //! `Idempotency-Key` handling for every request that can move money.
 //!
-//! The same key and the same request replay the first answer (errors included); the same key
+//! The same key and the same request replay the first answer (refusals included); the same key
 //! with another request is refused; while the first is still running, a second is told so. The
-//! request runs in its own task, so a client that hangs up cannot leave it half done. Every
-//! answer is kept, a 5xx too: it may come after money moved (a charge whose outcome could not be
-//! recorded), and a retry under the same key must never start a second charge. Only a request
-//! that died without answering frees its key, after the lease, and one that met a database
-//! outage gives it back at once (its `503` is not stored).
+//! request runs in its own task, so a client that hangs up cannot leave it half done. A request
+//! that died without answering frees its key after the lease; one that failed (a 5xx: the
+//! database went away, a bug) gives it back at once, its answer not stored.
 //!
 //! A key is bound to what it creates: the first claim chooses the id of its payment or refund,
 //! and every later claim gets the same id. A retry after the first holder died finds that
@@ -155,10 +153,11 @@ where
                         .release_idempotency_key(client.id, &key.0)
                         .await
                 }
-                // The database went away mid-way: nothing is stored under the key, which is
-                // given back (when the database answers) so the retry resumes the resource the
-                // claim named, at once.
-                StatusCode::SERVICE_UNAVAILABLE => {
+                // The database went away mid-way, or the service failed: nothing is stored
+                // under the key, which is given back (when the database answers) so that the
+                // retry resumes the resource the claim named, at once. Resuming never moves
+                // money twice; a stored failure would hide a payment from its client for good.
+                status if status.is_server_error() => {
                     services
                         .store
                         .reopen_idempotency_key(client.id, &key.0, OffsetDateTime::now_utc())

@@ -586,7 +586,21 @@ pub async fn submit(
                 .complete_idempotency_key(owner, &key, &StoredResponse { status: 201, body })
                 .await
         }
-        Err(_) => services.store.release_idempotency_key(owner, &key).await,
+        // A refusal wrote nothing: the form is shown again with a new attempt id.
+        Err(
+            ServiceError::Rule(_)
+            | ServiceError::Card(_)
+            | ServiceError::Limited(_)
+            | ServiceError::Refund(_),
+        ) => services.store.release_idempotency_key(owner, &key).await,
+        // A failure may have left the payment half made: the key stays bound to it, given back
+        // at once, so sending the form again resumes that payment.
+        Err(_) => {
+            services
+                .store
+                .reopen_idempotency_key(owner, &key, time::OffsetDateTime::now_utc())
+                .await
+        }
     };
     if let Err(error) = kept {
         tracing::error!(%error, "pay form idempotency");
