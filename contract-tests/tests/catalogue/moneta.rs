@@ -28,6 +28,7 @@ pub struct MonetaHarness {
     sandbox: MonetaSandbox,
     shop: Shop,
     shop_base: Url,
+    sandbox_base: Url,
 }
 
 async fn pay_url(
@@ -111,7 +112,8 @@ impl Harness for MonetaHarness {
             .with_state((shop.clone(), verifier));
         tokio::spawn(async move { axum::serve(shop_listener, router).await });
         MonetaHarness {
-            adapter: adapter(sandbox_base),
+            adapter: adapter(sandbox_base.clone()),
+            sandbox_base,
             sandbox,
             shop,
             shop_base,
@@ -221,6 +223,73 @@ mod catalogue {
             a_card_without_three_ds_is_reported_as_such,
         ],
         skip: []
+    );
+}
+
+/// The simulator refuses what the real MerchantAPI refuses (PROTOCOLS.md §3.7), so a wrong shape
+/// in the adapter cannot pass the contract tests: a `Client` fault for each.
+#[tokio::test]
+async fn merchant_api_requests_of_another_shape_are_refused_with_a_client_fault() {
+    let h = MonetaHarness::start().await;
+    let http = oplata_providers::http_client(Duration::from_secs(5)).unwrap();
+    let services = h.sandbox_base.join("services").unwrap();
+    let call = |method: &'static str, body: serde_json::Value| {
+        let (http, services) = (http.clone(), services.clone());
+        async move {
+            let envelope = wire::envelope("contract", "contract-api-password", method, body);
+            let answer: serde_json::Value = http
+                .post(services)
+                .json(&envelope)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            answer
+                .pointer("/Envelope/Body/fault/faultcode")
+                .and_then(|c| c.as_str())
+                .map(str::to_owned)
+        }
+    };
+
+    for (case, method, body) in [
+        (
+            "an operation id wrapped in an object",
+            "GetOperationDetailsById",
+            serde_json::json!({"operationId": "9000001"}),
+        ),
+        (
+            "a filter by MNT_TRANSACTION_ID",
+            "FindOperationsList",
+            serde_json::json!({"filter": {"MNT_TRANSACTION_ID": "1"}}),
+        ),
+        (
+            "no accountId",
+            "FindOperationsListByCTID",
+            serde_json::json!({"clientTransaction": "1"}),
+        ),
+        (
+            "accountId as text",
+            "FindOperationsListByCTID",
+            serde_json::json!({"accountId": ACCOUNT, "clientTransaction": "1"}),
+        ),
+    ] {
+        assert_eq!(
+            call(method, body).await.as_deref(),
+            Some("Client"),
+            "{case}"
+        );
+    }
+    let account: u64 = ACCOUNT.parse().unwrap();
+    assert_eq!(
+        call(
+            "FindOperationsListByCTID",
+            serde_json::json!({"accountId": account, "clientTransaction": "1"})
+        )
+        .await,
+        None,
+        "the documented shape is answered"
     );
 }
 
