@@ -131,6 +131,17 @@ impl Client {
         &self.0.http
     }
 
+    /// A payment the refunds may pick from (one not yet paid is simply refused by oplata).
+    fn remember_paid(&self, payment: &Value) {
+        if let Some(id) = payment["id"].as_str().and_then(|id| id.parse().ok()) {
+            self.0
+                .paid
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(id);
+        }
+    }
+
     fn count(&self, update: impl FnOnce(&mut Counts)) {
         update(&mut self.0.counts.lock().unwrap_or_else(|p| p.into_inner()));
     }
@@ -315,13 +326,7 @@ impl Client {
             robokassa: self.card_of("robokassa").await?,
         };
         for payment in [&moneta, &robokassa] {
-            if let Some(id) = payment["id"].as_str().and_then(|id| id.parse().ok()) {
-                self.0
-                    .paid
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(id);
-            }
+            self.remember_paid(payment);
         }
         Ok(cards)
     }
@@ -375,13 +380,7 @@ impl Client {
         // Most customers pay; some leave the page.
         if rand::random_range(0..10) < 8 && self.pay_robokassa(&payment).await {
             self.count(|c| c.hosted_paid += 1);
-            if let Some(id) = payment["id"].as_str().and_then(|id| id.parse().ok()) {
-                self.0
-                    .paid
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(id);
-            }
+            self.remember_paid(&payment);
         }
     }
 
@@ -398,13 +397,7 @@ impl Client {
         });
         if let Some(payment) = self.create_payment(&body).await {
             self.count(|c| c.charges += 1);
-            if let Some(id) = payment["id"].as_str().and_then(|id| id.parse().ok()) {
-                self.0
-                    .paid
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(id);
-            }
+            self.remember_paid(&payment);
         }
     }
 

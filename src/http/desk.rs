@@ -521,15 +521,7 @@ pub async fn refund(
     Form(form): Form<RefundForm>,
 ) -> Response {
     if !same(&form.csrf, &operator.session.csrf_token) {
-        return (
-            StatusCode::FORBIDDEN,
-            Html(page(
-                "Форма устарела",
-                Some(&operator.session),
-                "<p>Обновите страницу.</p>",
-            )),
-        )
-            .into_response();
+        return stale_form(&operator);
     }
     let Ok(id) = Uuid::parse_str(&id) else {
         return StatusCode::NOT_FOUND.into_response();
@@ -680,6 +672,19 @@ pub async fn refund(
     }
 }
 
+/// The answer to a form whose CSRF token is not the session's.
+fn stale_form(operator: &Operator) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        Html(page(
+            "Форма устарела",
+            Some(&operator.session),
+            "<p>Обновите страницу.</p>",
+        )),
+    )
+        .into_response()
+}
+
 /// A settlement form for an item on the review list: what was found, and a note.
 fn review_form(
     action: &str,
@@ -746,15 +751,7 @@ async fn settle_review(
     form: &ReviewForm,
 ) -> Response {
     if !same(&form.csrf, &operator.session.csrf_token) {
-        return (
-            StatusCode::FORBIDDEN,
-            Html(page(
-                "Форма устарела",
-                Some(&operator.session),
-                "<p>Обновите страницу.</p>",
-            )),
-        )
-            .into_response();
+        return stale_form(operator);
     }
     let (Some(resolution), Some(note)) = (form.resolution(), form.note()) else {
         return payment_page(
