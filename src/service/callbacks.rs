@@ -260,6 +260,17 @@ async fn without_three_ds(
     operation_id: &str,
     actor: &str,
 ) -> Result<(), Failure> {
+    // A person is told before anything else is done: should this process die between the
+    // failure and the refund, the money the acquirer took is still on the review list.
+    services
+        .store
+        .flag_payment_for_review(
+            payment.id,
+            actor,
+            "paid without 3-D Secure: the payment fails and the money is refunded automatically; \
+             check that the refund reached the customer",
+        )
+        .await?;
     let change = StatusChange {
         event: PaymentEvent::Failed,
         next_action: None,
