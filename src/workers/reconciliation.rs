@@ -24,6 +24,8 @@ const ACTOR: &str = "worker:reconciliation";
 /// A claimed payment is left alone by other workers this long.
 const LEASE: time::Duration = time::Duration::minutes(2);
 const BATCH: i64 = 20;
+/// A charge still unfinished at the acquirer this long after it was sent goes to a person.
+const PROCESSING_REVIEW_AFTER: time::Duration = time::Duration::hours(1);
 
 /// How long to wait before the `attempt`-th next question (0-based): 10 s doubling, capped,
 /// with jitter so that many payments do not ask at the same moment.
@@ -291,6 +293,27 @@ async fn reconcile(
         StatusReading::NotFinal => {
             if let StatusOutcome::Unknown { reason } = &outcome {
                 tracing::warn!(%reason, "status query gave no answer; asking again later");
+            }
+            // A charge the acquirer keeps calling unfinished (or cannot be asked about) for an
+            // hour goes in front of a person, and is still asked about: it settles by itself
+            // if the acquirer finishes it.
+            let submitted = payment.submitted_at.unwrap_or(payment.updated_at);
+            if status == PaymentStatus::Processing
+                && payment.review_reason.is_none()
+                && now >= submitted + PROCESSING_REVIEW_AFTER
+            {
+                let reason = format!(
+                    "{} has not finished this charge an hour after it was sent ({}): check it in the acquirer's cabinet",
+                    entry.acquirer.kind(),
+                    match &outcome {
+                        StatusOutcome::Unknown { .. } => "its status query gives no answer",
+                        _ => "its status query says it is in progress",
+                    }
+                );
+                services
+                    .store
+                    .flag_payment_for_review(payment.id, ACTOR, &reason)
+                    .await?;
             }
             // Before the deadline a pending answer is normal; ask again, but at the deadline at
             // the latest, when an abandoned payment expires.

@@ -19,6 +19,7 @@ on_both_backends!(
     a_charge_whose_process_died_after_the_debit_is_resumed_not_charged_twice,
     a_charge_that_never_reached_the_acquirer_is_sent_once_more_under_the_same_order,
     a_charge_the_acquirer_never_received_fails_after_the_deadline,
+    a_charge_that_cannot_be_asked_about_for_an_hour_goes_to_a_person,
     a_payment_whose_process_died_before_the_acquirer_page_is_resumed_not_duplicated,
     an_unreadable_recurring_answer_is_unknown_and_never_shown_to_the_client,
     a_refund_whose_answer_was_lost_is_found_by_its_reference_on_retry,
@@ -130,6 +131,33 @@ async fn a_charge_the_acquirer_never_received_fails_after_the_deadline(backend: 
         Some("not_received_by_acquirer")
     );
     assert_eq!(app.moneta.charges_made(), before, "nothing was debited");
+}
+
+async fn a_charge_that_cannot_be_asked_about_for_an_hour_goes_to_a_person(backend: Backend) {
+    let app = card_app(backend).await;
+    let card = bind_card(&app, "heat", "alice").await;
+    app.moneta.set_api_mode(ApiMode::ServerError);
+    let (_, charge) = post(&app, &saved_card_payment("heat", "alice", card)).await;
+    let id = charge["id"].as_str().unwrap();
+
+    app.reconcile_at(30).await;
+    assert!(app.payment_record(id).await.review_reason.is_none());
+    app.reconcile_at(61).await;
+
+    let record = app.payment_record(id).await;
+    assert_eq!(record.status, "processing");
+    assert!(
+        record
+            .review_reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("an hour"),
+        "{record:?}"
+    );
+    assert!(
+        record.next_check_at.is_some(),
+        "and it is still asked about"
+    );
 }
 
 async fn a_payment_whose_process_died_before_the_acquirer_page_is_resumed_not_duplicated(
