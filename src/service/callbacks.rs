@@ -131,6 +131,26 @@ async fn process(
         if !within {
             return Err(CallbackError::AmountMismatch.into());
         }
+    } else if !amount_matches && verified.event == CallbackEvent::PaymentSucceeded {
+        // Validly signed: the acquirer really took this other amount. The payment is not
+        // marked paid; the fact is kept and a person told, and the notification is accepted so
+        // that the acquirer stops re-sending it.
+        let reason = format!(
+            "the acquirer's signed notification reports {} paid for order {}, the payment is for {}",
+            verified.amount_text,
+            payment.acquirer_order_id,
+            Amount::from_minor(payment.amount_minor)
+                .map(|a| a.to_string())
+                .unwrap_or_default()
+        );
+        tracing::error!(payment_id = %payment.id, %reason, "notification amount differs from the payment's");
+        metrics::counter!("oplata_notification_amount_mismatches_total", "acquirer" => kind.as_str())
+            .increment(1);
+        services
+            .store
+            .flag_payment_for_review(payment.id, &format!("acquirer:{kind}"), &reason)
+            .await?;
+        return Ok(Accepted::Done);
     } else if !amount_matches {
         tracing::error!(
             payment_id = %payment.id,

@@ -166,7 +166,6 @@ async fn forged_or_changed_netpay_notifications_change_nothing(backend: Backend)
     for (case, query) in [
         ("forged", forged),
         ("changed amount", changed),
-        ("signed wrong amount", cheap),
         ("unknown order", unknown),
         ("reordered", reordered),
     ] {
@@ -174,6 +173,14 @@ async fn forged_or_changed_netpay_notifications_change_nothing(backend: Backend)
         assert!(answer.contains("<status>0</status>"), "{case}: {answer}");
     }
     assert_eq!(app.payment_record(&id).await.status, "requires_action");
+
+    // Validly signed with another amount: accepted, not paid, in front of a person.
+    let answer = notify(&app, &cheap).await;
+    assert!(answer.contains("<status>1</status>"), "{answer}");
+    let record = app.payment_record(&id).await;
+    assert_eq!(record.status, "requires_action");
+    let reason = record.review_reason.unwrap_or_default();
+    assert!(reason.contains("1.00 paid") && reason.contains("1500.00"), "{reason}");
 }
 
 async fn a_refund_done_in_the_netpay_cabinet_is_flagged_for_a_person(backend: Backend) {

@@ -217,7 +217,6 @@ async fn forged_changed_or_unknown_notifications_change_nothing(backend: Backend
 
     for (case, form) in [
         ("forged signature", forged),
-        ("changed amount", changed_amount),
         ("unknown InvId", unknown_order),
         ("another payment's reference", other_payment),
         ("duplicated OutSum", duplicated),
@@ -235,6 +234,15 @@ async fn forged_changed_or_unknown_notifications_change_nothing(backend: Backend
         .unwrap()
         .len();
     assert_eq!(audit_before, audit_after);
+
+    // Validly signed with another amount: Robokassa took that money. Accepted (so it stops
+    // re-sending), not paid, and in front of a person with both amounts.
+    let (status, body) = app.post_result(&changed_amount).await;
+    assert_eq!((status, body), (200, format!("OK{inv_id}")));
+    let record = app.payment_record(&id).await;
+    assert_eq!(record.status, "requires_action");
+    let reason = record.review_reason.unwrap_or_default();
+    assert!(reason.contains("1.000000") && reason.contains("1500.00"), "{reason}");
 }
 
 async fn the_browser_return_alone_never_marks_a_payment_paid(backend: Backend) {
