@@ -194,6 +194,11 @@ pub enum RefundOutcome {
 #[derive(Debug, Clone)]
 pub struct OperationDetails {
     pub status: StatusOutcome,
+    /// The merchant's order the operation belongs to, where the acquirer reports it (Moneta's
+    /// `clienttransaction`): a notification is bound to its own order's operation.
+    pub order_id: Option<String>,
+    /// The operation's currency, where reported (ISO 4217 letters).
+    pub currency: Option<String>,
     /// `Some(true)` only when the acquirer reports 3-D Secure passed.
     pub three_ds_passed: Option<bool>,
     /// What may be shown of the card: `411111******1111`.
@@ -325,6 +330,8 @@ pub struct VerifiedCallback {
     pub payment_ref: Option<String>,
     /// The acquirer's own id of the operation, when the notification carries one.
     pub operation_id: Option<String>,
+    /// The currency the notification names, where its protocol carries one (ISO 4217 letters).
+    pub currency: Option<String>,
 }
 
 /// The HTTP answer an acquirer's protocol expects to a notification.

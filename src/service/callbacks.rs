@@ -119,8 +119,13 @@ async fn process(
         )
         .into());
     }
-    let amount_matches = Amount::from_decimal(verified.amount)
-        .is_ok_and(|amount| amount.minor() == payment.amount_minor);
+    let currency_matches = verified
+        .currency
+        .as_deref()
+        .is_none_or(|currency| currency.eq_ignore_ascii_case(&payment.currency));
+    let amount_matches = currency_matches
+        && Amount::from_decimal(verified.amount)
+            .is_ok_and(|amount| amount.minor() == payment.amount_minor);
     if verified.event == CallbackEvent::CheckRequested {
         return Ok(Accepted::Check(check_result(&payment, amount_matches)));
     }
@@ -135,22 +140,20 @@ async fn process(
         // Validly signed: the acquirer really took this other amount. The payment is not
         // marked paid; the fact is kept and a person told, and the notification is accepted so
         // that the acquirer stops re-sending it.
-        let reason = format!(
-            "the acquirer's signed notification reports {} paid for order {}, the payment is for {}",
+        let reported = format!(
+            "{} {}",
             verified.amount_text,
+            verified.currency.as_deref().unwrap_or(&payment.currency)
+        );
+        let reason = format!(
+            "the acquirer's signed notification reports {reported} paid for order {}, the payment is for {} {}",
             payment.acquirer_order_id,
             Amount::from_minor(payment.amount_minor)
                 .map(|a| a.to_string())
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            payment.currency
         );
-        tracing::error!(payment_id = %payment.id, %reason, "notification amount differs from the payment's");
-        metrics::counter!("oplata_notification_amount_mismatches_total", "acquirer" => kind.as_str())
-            .increment(1);
-        services
-            .store
-            .flag_payment_for_review(payment.id, &format!("acquirer:{kind}"), &reason)
-            .await?;
-        return Ok(Accepted::Done);
+        return paid_other_than_asked(services, kind, &payment, &reason).await;
     } else if !amount_matches {
         tracing::error!(
             payment_id = %payment.id,
@@ -209,6 +212,25 @@ async fn process(
     Ok(Accepted::Done)
 }
 
+/// Validly signed, money taken, facts that disagree with the payment (another amount or
+/// currency): the payment is not marked paid; the fact is kept on the review list and counted,
+/// and the notification accepted so that the acquirer stops re-sending it.
+async fn paid_other_than_asked(
+    services: &Services,
+    kind: AcquirerKind,
+    payment: &PaymentRecord,
+    reason: &str,
+) -> Result<Accepted, Failure> {
+    tracing::error!(payment_id = %payment.id, %reason, "the acquirer took another sum than the payment's");
+    metrics::counter!("oplata_notification_amount_mismatches_total", "acquirer" => kind.as_str())
+        .increment(1);
+    services
+        .store
+        .flag_payment_for_review(payment.id, &format!("acquirer:{kind}"), reason)
+        .await?;
+    Ok(Accepted::Done)
+}
+
 /// May this payment be paid now? (Moneta asks before the customer pays.)
 fn check_result(payment: &PaymentRecord, amount_matches: bool) -> CheckResult {
     match PaymentStatus::parse(&payment.status) {
@@ -241,11 +263,52 @@ async fn payment_succeeded(
             .operation_details(asked)
             .await
             .map_err(|e| Failure::Internal(e.to_string()))?;
-        if let StatusOutcome::Unknown { reason } = &fetched.status {
-            // Answering "retry" keeps the notification coming until the acquirer can be asked.
-            return Err(Failure::Internal(format!(
-                "operation details unavailable: {reason}"
-            )));
+        // The operation read back must be this order's, paid, in its amount and currency.
+        if let Some(order) = &fetched.order_id
+            && *order != payment.acquirer_order_id
+        {
+            return Err(CallbackError::Malformed(
+                "the notified operation belongs to another order".into(),
+            )
+            .into());
+        }
+        match &fetched.status {
+            // Answering "retry" keeps the notification coming until the acquirer can be asked,
+            // or until the operation is finished there.
+            StatusOutcome::Unknown { reason } => {
+                return Err(Failure::Internal(format!(
+                    "operation details unavailable: {reason}"
+                )));
+            }
+            StatusOutcome::Pending | StatusOutcome::NotFound => {
+                return Err(Failure::Internal(
+                    "the notified operation is not finished at the acquirer yet".into(),
+                ));
+            }
+            StatusOutcome::Failed(_) => {
+                return Err(CallbackError::Malformed(
+                    "the acquirer reports the notified operation as not paid".into(),
+                )
+                .into());
+            }
+            StatusOutcome::Succeeded { amount } => {
+                let currency = fetched.currency.as_deref().unwrap_or(&payment.currency);
+                if amount.minor() != payment.amount_minor
+                    || !currency.eq_ignore_ascii_case(&payment.currency)
+                {
+                    let reason = format!(
+                        "the acquirer's operation {} for order {} is {amount} {currency}, the payment is for {} {}",
+                        operation_id.unwrap_or("?"),
+                        payment.acquirer_order_id,
+                        Amount::from_minor(payment.amount_minor)
+                            .map(|a| a.to_string())
+                            .unwrap_or_default(),
+                        payment.currency
+                    );
+                    paid_other_than_asked(services, adapter.kind(), payment, &reason).await?;
+                    return Ok(());
+                }
+            }
         }
         if reported && fetched.three_ds_passed != Some(true) {
             let operation_id = operation_id

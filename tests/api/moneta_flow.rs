@@ -16,6 +16,7 @@ on_both_backends!(
     the_same_pay_notification_100_times_at_once_moves_the_payment_once,
     forged_or_changed_pay_notifications_change_nothing,
     a_notification_is_not_accepted_until_the_acquirer_can_be_asked,
+    a_signed_notification_is_bound_to_its_own_paid_operation_and_currency,
 );
 
 const ACCOUNT: &str = oplata::config::DEMO_MONETA_ACCOUNT;
@@ -86,13 +87,27 @@ fn pay_notification(
     code: &str,
     command: Option<&str>,
 ) -> String {
+    pay_notification_in(
+        "RUB", order_id, operation, amount, payment_id, code, command,
+    )
+}
+
+fn pay_notification_in(
+    currency: &str,
+    order_id: &str,
+    operation: &str,
+    amount: &str,
+    payment_id: &str,
+    code: &str,
+    command: Option<&str>,
+) -> String {
     let signature = wire::md5_hex(&[
         command.unwrap_or(""),
         ACCOUNT,
         order_id,
         operation,
         amount,
-        "RUB",
+        currency,
         "",
         "1",
         code,
@@ -105,7 +120,7 @@ fn pay_notification(
         .append_pair("MNT_TRANSACTION_ID", order_id)
         .append_pair("MNT_OPERATION_ID", operation)
         .append_pair("MNT_AMOUNT", amount)
-        .append_pair("MNT_CURRENCY_CODE", "RUB")
+        .append_pair("MNT_CURRENCY_CODE", currency)
         .append_pair("MNT_SUBSCRIBER_ID", "")
         .append_pair("MNT_TEST_MODE", "1")
         .append_pair("MNT_SIGNATURE", &signature)
@@ -318,7 +333,10 @@ async fn forged_or_changed_pay_notifications_change_nothing(backend: Backend) {
     let record = app.payment_record(&id).await;
     assert_eq!(record.status, "requires_action");
     let reason = record.review_reason.unwrap_or_default();
-    assert!(reason.contains("1.00 paid") && reason.contains("1500.00"), "{reason}");
+    assert!(
+        reason.contains("1.00 RUB paid") && reason.contains("1500.00"),
+        "{reason}"
+    );
 }
 
 async fn a_notification_is_not_accepted_until_the_acquirer_can_be_asked(backend: Backend) {
@@ -347,4 +365,67 @@ async fn a_notification_is_not_accepted_until_the_acquirer_can_be_asked(backend:
 
     assert_eq!(status, 200);
     assert_eq!(app.payment_record(&id).await.status, "succeeded");
+}
+
+async fn a_signed_notification_is_bound_to_its_own_paid_operation_and_currency(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.moneta.set_drop_notifications(true);
+    let unpaid = app.create_payment(&fine_payment()).await;
+    let unpaid_id = unpaid["id"].as_str().unwrap().to_owned();
+    let unpaid_operation = open_form(&app, &unpaid).await;
+    let paid = app.create_payment(&fine_payment()).await;
+    let paid_operation = open_form(&app, &paid).await;
+    pay_with_code(&app, paid_operation, DEMO_OTP).await;
+    let order_id = app.payment_record(&unpaid_id).await.acquirer_order_id;
+    let notify = |currency: &'static str, operation: u64| {
+        let (app, order_id, id) = (&app, order_id.clone(), unpaid_id.clone());
+        async move {
+            post_callback(
+                app,
+                "/callbacks/moneta/pay",
+                pay_notification_in(
+                    currency,
+                    &order_id,
+                    &operation.to_string(),
+                    "1500.00",
+                    &id,
+                    CODE,
+                    None,
+                ),
+            )
+            .await
+        }
+    };
+
+    let (another_order, _) = notify("RUB", paid_operation).await;
+    let (in_progress, _) = notify("RUB", unpaid_operation).await;
+
+    assert_eq!(
+        another_order, 400,
+        "another order's operation proves nothing"
+    );
+    assert_eq!(
+        in_progress, 500,
+        "not finished at the acquirer: delivered again later"
+    );
+    assert_eq!(
+        app.payment_record(&unpaid_id).await.status,
+        "requires_action"
+    );
+    assert!(
+        app.moneta.refunds_of(unpaid_operation).is_empty(),
+        "no refund of an operation that is not paid"
+    );
+    pay_with_code(&app, unpaid_operation, DEMO_OTP).await;
+    let (dollars, _) = notify("USD", unpaid_operation).await;
+    assert_eq!(dollars, 200, "validly signed: accepted so that it stops");
+    let record = app.payment_record(&unpaid_id).await;
+    assert_eq!(record.status, "requires_action", "not paid in roubles");
+    assert!(
+        record.review_reason.unwrap_or_default().contains("USD"),
+        "in front of a person"
+    );
+    let (roubles, _) = notify("RUB", unpaid_operation).await;
+    assert_eq!(roubles, 200);
+    assert_eq!(app.payment_record(&unpaid_id).await.status, "succeeded");
 }

@@ -180,7 +180,10 @@ async fn forged_or_changed_netpay_notifications_change_nothing(backend: Backend)
     let record = app.payment_record(&id).await;
     assert_eq!(record.status, "requires_action");
     let reason = record.review_reason.unwrap_or_default();
-    assert!(reason.contains("1.00 paid") && reason.contains("1500.00"), "{reason}");
+    assert!(
+        reason.contains("1.00 RUB paid") && reason.contains("1500.00"),
+        "{reason}"
+    );
 }
 
 async fn a_refund_done_in_the_netpay_cabinet_is_flagged_for_a_person(backend: Backend) {

@@ -242,7 +242,10 @@ async fn forged_changed_or_unknown_notifications_change_nothing(backend: Backend
     let record = app.payment_record(&id).await;
     assert_eq!(record.status, "requires_action");
     let reason = record.review_reason.unwrap_or_default();
-    assert!(reason.contains("1.000000") && reason.contains("1500.00"), "{reason}");
+    assert!(
+        reason.contains("1.000000") && reason.contains("1500.00"),
+        "{reason}"
+    );
 }
 
 async fn the_browser_return_alone_never_marks_a_payment_paid(backend: Backend) {

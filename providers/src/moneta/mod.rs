@@ -340,6 +340,7 @@ impl Acquirer for Moneta {
             amount,
             payment_ref,
             operation_id: (!notice.operation_id.is_empty()).then_some(notice.operation_id),
+            currency: Some(notice.currency),
         })
     }
 
@@ -402,6 +403,8 @@ impl Acquirer for Moneta {
         };
         Ok(OperationDetails {
             status: Self::status_of(&operation),
+            order_id: wire::attribute(&operation, "clienttransaction").map(str::to_owned),
+            currency: wire::attribute(&operation, "sourcecurrencycode").map(str::to_owned),
             three_ds_passed: wire::attribute(&operation, "threedsecure").map(|v| v == "true"),
             masked_card: wire::attribute(&operation, "cardnumber").map(str::to_owned),
             card_expiry: wire::attribute(&operation, "cardexpiration").map(str::to_owned),
@@ -590,6 +593,8 @@ impl OperationDetails {
     fn unknown(reason: String) -> Self {
         OperationDetails {
             status: StatusOutcome::Unknown { reason },
+            order_id: None,
+            currency: None,
             three_ds_passed: None,
             masked_card: None,
             card_expiry: None,

@@ -123,6 +123,7 @@ fn operation_json(op: &SandboxOperation) -> Value {
         json!({"key": "clienttransaction", "value": op.client_transaction.clone().unwrap_or_else(|| op.transaction_id.clone())}),
         json!({"key": "MNT_TRANSACTION_ID", "value": op.transaction_id}),
         json!({"key": "sourceamount", "value": op.amount.to_string()}),
+        json!({"key": "sourcecurrencycode", "value": "RUB"}),
         json!({"key": "isrefund", "value": op.is_refund.to_string()}),
     ];
     if !op.is_refund {

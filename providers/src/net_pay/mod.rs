@@ -179,6 +179,7 @@ impl Acquirer for NetPay {
             amount,
             payment_ref: notice.order_number,
             operation_id: None,
+            currency: None,
         })
     }
 }

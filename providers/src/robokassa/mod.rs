@@ -266,6 +266,8 @@ impl Acquirer for Robokassa {
             event: CallbackEvent::PaymentSucceeded,
             amount_text: notice.out_sum,
             amount,
+            // Sums are in roubles unless the shop asked for another currency (oplata never does).
+            currency: None,
         })
     }
 
@@ -357,6 +359,8 @@ impl Acquirer for Robokassa {
         let paid = matches!(status, StatusOutcome::Succeeded { .. });
         Ok(OperationDetails {
             status,
+            order_id: Some(operation_id.to_owned()),
+            currency: None,
             // On Robokassa's page by contract: not reported per payment.
             three_ds_passed: None,
             masked_card,
