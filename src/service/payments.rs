@@ -134,19 +134,20 @@ pub async fn resume(
             }
             start_hosted_payment(services, adapter, payment, actor).await
         }
-        (PaymentStatus::Processing, Some(card_id)) => {
-            let asked = refresh_from_acquirer(services, payment, actor).await?;
-            let not_found = asked.status == PaymentStatus::Processing.as_str()
-                && adapter.capabilities().status_query
-                && matches!(
-                    adapter.payment_status(&asked.acquirer_order_id).await,
-                    Ok(StatusOutcome::NotFound)
-                );
-            let submitted = asked.submitted_at.unwrap_or(asked.updated_at);
-            if not_found && OffsetDateTime::now_utc() < submitted + CHARGE_RESEND_WINDOW {
-                resend_saved_card_charge(services, adapter, asked, card_id, actor).await
+        (PaymentStatus::Processing, Some(card_id)) if adapter.capabilities().status_query => {
+            let outcome = adapter
+                .payment_status(&payment.acquirer_order_id)
+                .await
+                .unwrap_or_else(|error| StatusOutcome::Unknown {
+                    reason: error.to_string(),
+                });
+            let submitted = payment.submitted_at.unwrap_or(payment.updated_at);
+            if outcome == StatusOutcome::NotFound
+                && OffsetDateTime::now_utc() < submitted + CHARGE_RESEND_WINDOW
+            {
+                resend_saved_card_charge(services, adapter, payment, card_id, actor).await
             } else {
-                Ok(asked)
+                record_status_answer(services, payment, &outcome, actor).await
             }
         }
         _ => Ok(payment),
@@ -707,7 +708,18 @@ pub async fn refresh_from_acquirer(
             return Ok(payment);
         }
     };
-    let change = match read_status(&outcome, payment.amount_minor, actor) {
+    record_status_answer(services, payment, &outcome, actor).await
+}
+
+/// Records what a status query answered about a payment that is not final: a final answer
+/// moves it, a paid amount that differs goes to a person, anything else changes nothing.
+async fn record_status_answer(
+    services: &Services,
+    payment: PaymentRecord,
+    outcome: &StatusOutcome,
+    actor: &str,
+) -> Result<PaymentRecord, ServiceError> {
+    let change = match read_status(outcome, payment.amount_minor, actor) {
         StatusReading::Final(change) => change,
         StatusReading::AmountMismatch(reason) => {
             tracing::error!(%reason, "amount mismatch in status query");
@@ -718,7 +730,7 @@ pub async fn refresh_from_acquirer(
             return Ok(payment);
         }
         StatusReading::NotFinal => {
-            if let StatusOutcome::Unknown { reason } = &outcome {
+            if let StatusOutcome::Unknown { reason } = outcome {
                 tracing::warn!(%reason, "status query gave no answer");
             }
             return Ok(payment);
