@@ -104,21 +104,7 @@ pub async fn resume(
         return Ok(refund);
     }
     tracing::info!(refund_id = %refund.id, "resuming a refund whose request died");
-    let now = OffsetDateTime::now_utc();
-    let payment = services
-        .store
-        .get_payment(refund.payment_id)
-        .await?
-        .ok_or(ServiceError::NotFound)?;
-    let entry = services.supplier_of(&payment.supplier_id)?;
-    let adapter = entry.acquirer.as_ref();
-    if adapter.capabilities().refund_lookup
-        && now < refund.created_at + RESEND_WINDOW
-        && matches!(adapter.find_refund(&refund.id.to_string()).await, Ok(None))
-    {
-        return send(services, adapter, &payment, refund).await;
-    }
-    resolve_unanswered(services, refund, actor, now).await
+    answer_lost(services, refund, actor, OffsetDateTime::now_utc(), true).await
 }
 
 /// How long after its reservation a refund the acquirer has no record of may be sent again by a
@@ -141,6 +127,18 @@ pub async fn resolve_unanswered(
     refund: RefundRecord,
     actor: &str,
     now: OffsetDateTime,
+) -> Result<RefundRecord, ServiceError> {
+    answer_lost(services, refund, actor, now, false).await
+}
+
+/// [`resolve_unanswered`], where a retried request (`may_resend`) also sends a recent refund
+/// again, under the same reference, when the acquirer has none: one lookup decides.
+async fn answer_lost(
+    services: &Services,
+    refund: RefundRecord,
+    actor: &str,
+    now: OffsetDateTime,
+    may_resend: bool,
 ) -> Result<RefundRecord, ServiceError> {
     let payment = services
         .store
@@ -165,6 +163,9 @@ pub async fn resolve_unanswered(
     }
     match adapter.find_refund(&refund.id.to_string()).await {
         Ok(Some(outcome)) => record_outcome(services, adapter, refund, &outcome, actor).await,
+        Ok(None) if may_resend && now < refund.created_at + RESEND_WINDOW => {
+            send(services, adapter, &payment, refund).await
+        }
         Ok(None) if now >= refund.created_at + REFUND_NEVER_HAPPENED_AFTER => {
             let settlement = RefundSettlement {
                 status: RefundStatus::Failed,
