@@ -15,7 +15,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
 use url::Url;
 
+use crate::domain::receipt::ReceiptPolicy;
 use crate::domain::supplier::PaymentType;
+use oplata_providers::receipt::{SettlementMethod, SubjectKind, TaxSystem, Vat};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -176,7 +178,58 @@ pub struct SupplierSettings {
     /// day); unset: `sms.time_zone`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_zone: Option<String>,
+    /// Fiscal receipts (54-FZ) through the acquirer's cashbox; unset: none are sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<ReceiptSettings>,
     pub acquirer: AcquirerSettings,
+}
+
+/// A supplier's fiscal settings: what its receipts say. Every payment then needs the customer's
+/// e-mail or phone, where the cashbox sends the receipt.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptSettings {
+    /// `osn`, `usn_income`, `usn_income_outcome`, `esn` or `patent`.
+    pub tax_system: TaxSystem,
+    /// `none`, `vat0`, `vat10`, `vat20`, `vat110` or `vat120`.
+    pub vat: Vat,
+    /// The receipt line; `{account}` is replaced by the account number.
+    pub item_name: String,
+    /// `full_payment`, `full_prepayment`, `prepayment` or `advance`.
+    pub payment_method: SettlementMethod,
+    /// `service`, `commodity`, `payment` or `another`.
+    pub payment_object: SubjectKind,
+    /// The supplier's ИНН.
+    pub inn: String,
+    /// Where the sale takes place: the portal's host.
+    pub payment_address: String,
+}
+
+impl ReceiptSettings {
+    pub fn policy(&self) -> ReceiptPolicy {
+        ReceiptPolicy {
+            tax_system: self.tax_system,
+            vat: self.vat,
+            item_name: self.item_name.clone(),
+            method: self.payment_method,
+            subject: self.payment_object,
+            seller_inn: self.inn.clone(),
+            payment_address: self.payment_address.clone(),
+        }
+    }
+}
+
+/// The demo suppliers' receipts: a utility's line without VAT.
+fn demo_receipt(item_name: &str) -> Option<ReceiptSettings> {
+    Some(ReceiptSettings {
+        tax_system: TaxSystem::Osn,
+        vat: Vat::None,
+        item_name: item_name.to_owned(),
+        payment_method: SettlementMethod::FullPayment,
+        payment_object: SubjectKind::Service,
+        inn: "7700000000".to_owned(),
+        payment_address: "localhost".to_owned(),
+    })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -490,6 +543,14 @@ impl Settings {
                     supplier.id
                 )));
             }
+            if let Some(receipt) = &supplier.receipt
+                && let Err(error) = receipt.policy().check()
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "supplier {:?}: {error}",
+                    supplier.id
+                )));
+            }
         }
         if self.personal_data.retention_days < 1 || self.personal_data.purge_interval_secs < 1 {
             return Err(ConfigError::Invalid(
@@ -639,6 +700,7 @@ impl Settings {
             self.suppliers.push(SupplierSettings {
                 time_zone: None,
                 id: DEMO_SUPPLIER_ID.to_owned(),
+                receipt: demo_receipt("Электроэнергия, лицевой счёт {account}"),
                 name: "Демо-Энергосбыт".to_owned(),
                 payment_type: PaymentType::Utilities,
                 account_pattern: r"\d{10}".to_owned(),
@@ -657,6 +719,7 @@ impl Settings {
             self.suppliers.push(SupplierSettings {
                 time_zone: None,
                 id: DEMO_NETPAY_SUPPLIER_ID.to_owned(),
+                receipt: demo_receipt("Водоснабжение, лицевой счёт {account}"),
                 name: "Демо-Водоканал".to_owned(),
                 payment_type: PaymentType::Utilities,
                 account_pattern: r"[0-9]{6,12}".to_owned(),
@@ -672,6 +735,7 @@ impl Settings {
             self.suppliers.push(SupplierSettings {
                 time_zone: None,
                 id: DEMO_MONETA_SUPPLIER_ID.to_owned(),
+                receipt: demo_receipt("Штраф ГИБДД, УИН {account}"),
                 name: "Демо-ГИБДД (штрафы)".to_owned(),
                 payment_type: PaymentType::Fines,
                 // УИН: 20 or 25 digits.
@@ -682,6 +746,7 @@ impl Settings {
             self.suppliers.push(SupplierSettings {
                 time_zone: None,
                 id: DEMO_BUDGET_SUPPLIER_ID.to_owned(),
+                receipt: demo_receipt("Родительская плата, лицевой счёт {account}"),
                 name: "Демо-детский сад (бюджетное учреждение)".to_owned(),
                 payment_type: PaymentType::Budget,
                 account_pattern: r"[0-9]{8}".to_owned(),
@@ -711,6 +776,7 @@ mod tests {
             )]),
         };
         settings.suppliers.push(SupplierSettings {
+            receipt: None,
             time_zone: None,
             id: "mosenergo".into(),
             name: "Энергосбыт".into(),

@@ -289,7 +289,7 @@ async fn print_demo_help(app: &Application) -> anyhow::Result<()> {
          Create a demo payment:\n\n  \
          curl -s {base}/v1/payments -H 'Authorization: Bearer {key}' \\\n    \
          -H 'Idempotency-Key: demo-1' -H 'Content-Type: application/json' \\\n    \
-         -d '{{\"supplier_id\":\"demo-electro\",\"account_number\":\"1234567890\",\"amount\":\"1500.00\",\"currency\":\"RUB\",\"description\":\"Электроэнергия\"}}'\n\n\
+         -d '{{\"supplier_id\":\"demo-electro\",\"account_number\":\"1234567890\",\"amount\":\"1500.00\",\"currency\":\"RUB\",\"description\":\"Электроэнергия\",\"email\":\"ivan@example.ru\"}}'\n\n\
          Open next_action.url in a browser and press «Оплатить»; then\n  \
          curl -s {base}/v1/payments/<id> -H 'Authorization: Bearer {key}'\n\n\
          Other demo suppliers: demo-water (NetPay, account 00123456) and demo-gibdd (Moneta with\n\

@@ -314,6 +314,7 @@ mod tests {
             currency: "RUB".into(),
             description: "test".into(),
             email: None,
+            phone: None,
             return_url: None,
             acquirer: "moneta".into(),
             acquirer_order_id: order.into(),

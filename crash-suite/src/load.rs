@@ -306,7 +306,7 @@ impl Client {
         let moneta = self
             .create_payment(&json!({
                 "supplier_id": "demo-gibdd", "account_number": MONETA_ACCOUNT, "amount": "700.00",
-                "currency": "RUB", "description": "Штраф", "user_id": USER, "save_card": true
+                "currency": "RUB", "description": "Штраф", "user_id": USER, "email": "crash@example.ru", "save_card": true
             }))
             .await
             .context("the Moneta binding payment")?;
@@ -314,7 +314,7 @@ impl Client {
         let robokassa = self
             .create_payment(&json!({
                 "supplier_id": "demo-electro", "account_number": ROBOKASSA_ACCOUNT, "amount": "900.00",
-                "currency": "RUB", "description": "Электроэнергия", "user_id": USER, "save_card": true
+                "currency": "RUB", "description": "Электроэнергия", "user_id": USER, "email": "crash@example.ru", "save_card": true
             }))
             .await
             .context("the Robokassa binding payment")?;
@@ -371,7 +371,8 @@ impl Client {
         let account: u64 = rand::random_range(1_000_000_000..9_999_999_999);
         let body = json!({
             "supplier_id": "demo-electro", "account_number": account.to_string(),
-            "amount": Self::amount(10, 900), "currency": "RUB", "description": "Электроэнергия"
+            "amount": Self::amount(10, 900), "currency": "RUB", "description": "Электроэнергия",
+            "email": "crash@example.ru"
         });
         let Some(payment) = self.create_payment(&body).await else {
             return;
@@ -392,7 +393,7 @@ impl Client {
         };
         let body = json!({
             "supplier_id": supplier, "account_number": account, "amount": Self::amount(10, 500),
-            "currency": "RUB", "description": "Оплата", "user_id": USER,
+            "currency": "RUB", "description": "Оплата", "user_id": USER, "phone": "+79001234567",
             "payment_method": {"type": "saved_card", "card_id": card}
         });
         if let Some(payment) = self.create_payment(&body).await {

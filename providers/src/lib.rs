@@ -12,6 +12,7 @@
 pub mod moneta;
 pub mod money;
 pub mod net_pay;
+pub mod receipt;
 pub mod robokassa;
 pub mod sandbox;
 pub mod signing;
@@ -21,6 +22,7 @@ use std::fmt;
 use async_trait::async_trait;
 
 pub use money::{Amount, AmountError};
+pub use receipt::Receipt;
 
 /// The acquirers oplata can talk to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -81,6 +83,18 @@ pub struct Capabilities {
     pub unbind: bool,
     /// The payment form has free fields that carry the payer's passport data (rule 8).
     pub personal_data: bool,
+    /// How the fiscal receipt (54-FZ) reaches the acquirer's cashbox.
+    pub receipts: ReceiptChannel,
+}
+
+/// Where an acquirer takes the fiscal receipt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptChannel {
+    /// With the payment request, covered by its signature or encryption (Robokassa's
+    /// `Receipt`, NetPay's `cashbox_data`), and with refunds where the refund API takes lines.
+    WithPaymentRequest,
+    /// In the merchant's answer to the paid notification (Moneta's `MNT_ATTRIBUTES`).
+    InNotificationAnswer,
 }
 
 /// How oplata knows that a new-card payment passed 3-D Secure.
@@ -112,6 +126,8 @@ pub struct PaymentRequest<'a> {
     /// The payer's passport data, which budget payments must carry (only where
     /// `capabilities.personal_data`).
     pub payer: Option<Payer<'a>>,
+    /// The fiscal receipt, when the supplier issues them through the acquirer.
+    pub receipt: Option<&'a Receipt>,
 }
 
 /// Passport data for the acquirer's free fields. `Debug` shows none of it.
@@ -141,6 +157,8 @@ pub struct RecurringCharge<'a> {
     pub token: &'a secrecy::SecretString,
     /// Where the issuer's 3-D Secure page sends its answer, if it demands a challenge.
     pub three_ds_return_url: &'a str,
+    /// The fiscal receipt, when the supplier issues them through the acquirer.
+    pub receipt: Option<&'a Receipt>,
 }
 
 /// The outcome of a saved-card charge or of a 3-D Secure completion.
@@ -179,6 +197,8 @@ pub struct RefundRequest<'a> {
     /// `None` refunds the whole payment.
     pub amount: Option<Amount>,
     pub reason: &'a str,
+    /// The lines of the refund receipt, where the acquirer's refund API takes them.
+    pub receipt: Option<&'a Receipt>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -332,6 +352,9 @@ pub struct VerifiedCallback {
     pub operation_id: Option<String>,
     /// The currency the notification names, where its protocol carries one (ISO 4217 letters).
     pub currency: Option<String>,
+    /// Whether the payer's passport data oplata sent came back in the echoed parameters, where
+    /// the protocol echoes them (Robokassa's `Shp_`); `None` elsewhere.
+    pub personal_data_echoed: Option<bool>,
 }
 
 /// The HTTP answer an acquirer's protocol expects to a notification.
@@ -501,7 +524,7 @@ pub fn signed_callback_answer(
     match (adapter.signed_answer(raw, verdict), verdict) {
         (Some(answer), _) => answer,
         (None, AnswerVerdict::Rejected(error)) => callback_rejected(adapter.kind(), raw, error),
-        (None, AnswerVerdict::Accepted | AnswerVerdict::Check(_)) => {
+        (None, AnswerVerdict::Accepted { .. } | AnswerVerdict::Check { .. }) => {
             callback_accepted(adapter.kind(), raw)
         }
     }
@@ -510,10 +533,19 @@ pub fn signed_callback_answer(
 /// What the service decided about a notification, for the protocol's answer.
 #[derive(Debug, Clone, Copy)]
 pub enum AnswerVerdict<'a> {
-    Accepted,
+    /// Accepted; a protocol that takes the fiscal receipt in its answer (Moneta's Pay URL)
+    /// gets it here.
+    Accepted {
+        receipt: Option<&'a Receipt>,
+    },
     Rejected(&'a CallbackError),
-    /// The answer to a pre-payment check (Moneta's Check URL).
-    Check(CheckResult),
+    /// The answer to a pre-payment check (Moneta's Check URL), which must name the order's
+    /// amount and description.
+    Check {
+        result: CheckResult,
+        amount: Option<Amount>,
+        description: &'a str,
+    },
 }
 
 /// May the customer pay this order now?

@@ -230,3 +230,35 @@ pub(crate) fn decision_forms(action: &str, hidden: &[(&str, &str)]) -> String {
         action = escape_html(action)
     )
 }
+
+/// The receipt lines a simulator's cashbox accepted, as its payment page shows them.
+pub(crate) fn receipt_html(lines: &[crate::receipt::ReadItem]) -> String {
+    let rows: String = lines
+        .iter()
+        .map(|line| {
+            format!(
+                "<li><span class=\"receipt-name\">{}</span> × {} — {} ₽, НДС: {}</li>",
+                escape_html(&line.name),
+                escape_html(&line.quantity),
+                line.sum,
+                line.vat.as_str()
+            )
+        })
+        .collect();
+    format!("<section id=\"receipt\"><h2>Чек (54-ФЗ)</h2><ul>{rows}</ul></section>")
+}
+
+/// The receipt lines for a simulator's ledger.
+pub(crate) fn receipt_json(lines: &[crate::receipt::ReadItem]) -> serde_json::Value {
+    lines
+        .iter()
+        .map(|line| {
+            serde_json::json!({
+                "name": line.name,
+                "quantity": line.quantity,
+                "sum": line.sum.to_string(),
+                "vat": line.vat.as_str(),
+            })
+        })
+        .collect()
+}

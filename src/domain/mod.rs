@@ -7,6 +7,7 @@ pub mod new_payment;
 pub mod payer;
 pub mod payment;
 pub mod public_limits;
+pub mod receipt;
 pub mod refunds;
 pub mod sms;
 pub mod supplier;

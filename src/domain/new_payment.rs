@@ -16,6 +16,8 @@ pub struct PaymentDraft<'a> {
     pub description: &'a str,
     pub user_id: Option<&'a str>,
     pub email: Option<&'a str>,
+    /// Where the receipt goes when there is no e-mail address: `+7XXXXXXXXXX`.
+    pub phone: Option<&'a str>,
     pub return_url: Option<&'a str>,
     /// Passport data: required for budget suppliers, refused for the rest (rule 8).
     pub payer: Option<PayerDraft<'a>>,
@@ -31,6 +33,7 @@ pub struct ValidPayment {
     pub description: String,
     pub user_id: Option<String>,
     pub email: Option<String>,
+    pub phone: Option<String>,
     pub return_url: Option<Url>,
     pub payer: Option<PayerIdentity>,
 }
@@ -54,6 +57,12 @@ pub enum PaymentRuleError {
     InvalidUserId,
     #[error("the e-mail address is not valid")]
     InvalidEmail,
+    #[error("the phone number must be +7 followed by 10 digits")]
+    InvalidPhone,
+    #[error(
+        "this supplier issues a fiscal receipt for every payment: give the customer's email (or phone) to send it to"
+    )]
+    ReceiptContactRequired,
     #[error("the return URL must be an absolute http or https URL of at most 2048 characters")]
     InvalidReturnUrl,
     #[error("{0}")]
@@ -72,7 +81,8 @@ impl PaymentRuleError {
             PaymentRuleError::UnsupportedCurrency => "currency",
             PaymentRuleError::InvalidDescription => "description",
             PaymentRuleError::InvalidUserId => "user_id",
-            PaymentRuleError::InvalidEmail => "email",
+            PaymentRuleError::InvalidEmail | PaymentRuleError::ReceiptContactRequired => "email",
+            PaymentRuleError::InvalidPhone => "phone",
             PaymentRuleError::InvalidReturnUrl => "return_url",
             PaymentRuleError::Payer(error) => error.field(),
         }
@@ -132,6 +142,11 @@ pub fn validate<'s>(
     {
         return Err(PaymentRuleError::InvalidEmail);
     }
+    if let Some(phone) = draft.phone
+        && !super::receipt::plausible_phone(phone)
+    {
+        return Err(PaymentRuleError::InvalidPhone);
+    }
     let return_url = draft
         .return_url
         .map(|text| {
@@ -147,6 +162,9 @@ pub fn validate<'s>(
         .transpose()?;
     let payer = check_payer(supplier.payment_type, draft.payer.as_ref())
         .map_err(PaymentRuleError::Payer)?;
+    if supplier.receipt.is_some() && super::receipt::contact(draft.email, draft.phone).is_none() {
+        return Err(PaymentRuleError::ReceiptContactRequired);
+    }
     Ok(ValidPayment {
         supplier: supplier.clone(),
         account_number: draft.account_number.to_owned(),
@@ -155,6 +173,7 @@ pub fn validate<'s>(
         description: draft.description.to_owned(),
         user_id: draft.user_id.map(str::to_owned),
         email: draft.email.map(str::to_owned),
+        phone: draft.phone.map(str::to_owned),
         return_url,
         payer,
     })
@@ -187,6 +206,7 @@ mod tests {
             description: "Электроэнергия, октябрь",
             user_id: Some("user-1"),
             email: Some("ivan@example.ru"),
+            phone: None,
             return_url: Some("https://portal.example.ru/paid"),
             payer: None,
         }

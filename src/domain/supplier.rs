@@ -44,6 +44,8 @@ pub struct Supplier {
     pub account_pattern: Regex,
     pub max_amount: Amount,
     pub acquirer: AcquirerKind,
+    /// Fiscal settings: when set, every payment carries a receipt (54-FZ).
+    pub receipt: Option<super::receipt::ReceiptPolicy>,
 }
 
 /// Why a supplier definition is unusable.
@@ -93,7 +95,14 @@ impl Supplier {
             account_pattern,
             max_amount,
             acquirer,
+            receipt: None,
         })
+    }
+
+    /// The supplier issues receipts with these settings.
+    pub fn with_receipt(mut self, policy: super::receipt::ReceiptPolicy) -> Self {
+        self.receipt = Some(policy);
+        self
     }
 
     pub fn accepts_account(&self, account_number: &str) -> bool {

@@ -51,6 +51,9 @@ pub enum ErrorCode {
     InvalidDescription,
     InvalidUserId,
     InvalidEmail,
+    /// The supplier issues fiscal receipts and the payment names no e-mail or phone to send
+    /// one to.
+    ReceiptContactRequired,
     InvalidReturnUrl,
     /// No such card for this user (never saved, someone else's, deleted or revoked).
     CardNotFound,
@@ -239,6 +242,8 @@ impl From<PaymentRuleError> for ApiError {
             PaymentRuleError::InvalidDescription => ErrorCode::InvalidDescription,
             PaymentRuleError::InvalidUserId => ErrorCode::InvalidUserId,
             PaymentRuleError::InvalidEmail => ErrorCode::InvalidEmail,
+            PaymentRuleError::InvalidPhone => ErrorCode::InvalidPhone,
+            PaymentRuleError::ReceiptContactRequired => ErrorCode::ReceiptContactRequired,
             PaymentRuleError::InvalidReturnUrl => ErrorCode::InvalidReturnUrl,
             PaymentRuleError::Payer(PayerError::Required) => ErrorCode::PersonalDataRequired,
             PaymentRuleError::Payer(PayerError::NotAllowed | PayerError::NeedsCardEntry) => {

@@ -40,6 +40,9 @@ pub struct CreatePaymentRequest {
     pub user_id: Option<String>,
     /// Where to send the receipt.
     pub email: Option<String>,
+    /// Where to send the receipt when there is no e-mail address: `+7XXXXXXXXXX`. A supplier
+    /// that issues receipts needs one of the two.
+    pub phone: Option<String>,
     /// Where the browser goes after the acquirer's page; `payment_id` is appended.
     pub return_url: Option<String>,
     /// Keep the card for later payments (portal users, acquirers that can).
@@ -123,6 +126,8 @@ pub struct PaymentView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub return_url: Option<String>,
     /// Present while the status is `requires_action`.
     pub next_action: Option<NextActionView>,
@@ -177,6 +182,7 @@ impl TryFrom<PaymentRecord> for PaymentView {
             description: p.description,
             user_id: p.user_id,
             email: p.email,
+            phone: p.phone,
             return_url: p.return_url,
             next_action,
             failure,
@@ -229,6 +235,7 @@ pub async fn create(
                 description: &request.description,
                 user_id: request.user_id.as_deref(),
                 email: request.email.as_deref(),
+                phone: request.phone.as_deref(),
                 return_url: request.return_url.as_deref(),
                 payer: request.payer.as_ref().map(PayerRequest::draft),
             };

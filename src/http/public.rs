@@ -83,6 +83,8 @@ pub struct PublicPaymentRequest {
     pub description: Option<String>,
     /// Where to send the receipt.
     pub email: Option<String>,
+    /// Where to send the receipt when there is no e-mail address: `+7XXXXXXXXXX`.
+    pub phone: Option<String>,
     pub return_url: Option<String>,
     /// Passport data, for budget suppliers only.
     pub payer: Option<PayerRequest>,
@@ -151,6 +153,7 @@ pub async fn create(
                 description: &description,
                 user_id: None,
                 email: request.email.as_deref(),
+                phone: request.phone.as_deref(),
                 return_url: request.return_url.as_deref(),
                 payer: request.payer.as_ref().map(PayerRequest::draft),
             };
@@ -352,13 +355,27 @@ fn pay_form(
             "inputmode=\"decimal\" maxlength=\"15\" required",
             error
         ),
-        email = field(
-            "email",
-            "E-mail для чека (необязательно)",
-            &form.email,
-            "type=\"email\" maxlength=\"254\" autocomplete=\"email\"",
-            error
-        ),
+        email = if supplier.receipt.is_some() {
+            // 54-FZ: the supplier's cashbox sends the receipt there.
+            format!(
+                "{}<p class=\"hint\" id=\"receipt-note\">Кассовый чек придёт на этот адрес сразу после оплаты.</p>",
+                field(
+                    "email",
+                    "E-mail для кассового чека",
+                    &form.email,
+                    "type=\"email\" maxlength=\"254\" required autocomplete=\"email\" aria-describedby=\"receipt-note\"",
+                    error
+                )
+            )
+        } else {
+            field(
+                "email",
+                "E-mail для уведомления об оплате (необязательно)",
+                &form.email,
+                "type=\"email\" maxlength=\"254\" autocomplete=\"email\"",
+                error,
+            )
+        },
     )
 }
 
@@ -407,6 +424,13 @@ fn explain(error: &ServiceError) -> Option<(String, String)> {
                 ),
             ),
             PaymentRuleError::InvalidEmail => ("email", "Неверный адрес e-mail.".to_owned()),
+            PaymentRuleError::ReceiptContactRequired => (
+                "email",
+                "Укажите e-mail: на него придёт кассовый чек.".to_owned(),
+            ),
+            PaymentRuleError::InvalidPhone => {
+                ("email", "Телефон — в формате +7 и 10 цифр.".to_owned())
+            }
             PaymentRuleError::Payer(P::InvalidSeries) => {
                 ("passport_series", "Серия паспорта — 4 цифры.".to_owned())
             }
@@ -515,6 +539,7 @@ pub async fn submit(
         description: &description,
         user_id: None,
         email,
+        phone: None,
         return_url: None,
         payer: budget.then_some(PayerDraft {
             passport_series: &form.passport_series,

@@ -14,6 +14,7 @@ use oplata_providers::{
 
 use super::{Services, cards};
 use crate::domain::payment::{PaymentEvent, PaymentStatus};
+use crate::domain::supplier::PaymentType;
 use crate::store::{PaymentRecord, StatusChange, TransitionResult};
 
 enum Failure {
@@ -37,8 +38,14 @@ impl From<crate::store::StoreError> for Failure {
 
 /// What to answer an accepted notification.
 enum Accepted {
-    Done,
-    Check(CheckResult),
+    /// The receipt goes into the answer where the protocol carries it (Moneta's Pay URL).
+    Done(Option<oplata_providers::Receipt>),
+    /// The Check URL answer names the order's own amount and description, when it is known.
+    Check {
+        result: CheckResult,
+        amount: Option<Amount>,
+        description: String,
+    },
 }
 
 /// Handles one notification and returns the answer its protocol expects.
@@ -57,8 +64,18 @@ pub async fn handle_notification(
     };
     metrics::counter!("oplata_notifications_total", "acquirer" => kind.as_str(), "result" => result).increment(1);
     let verdict = match &outcome {
-        Ok(Accepted::Done) => AnswerVerdict::Accepted,
-        Ok(Accepted::Check(result)) => AnswerVerdict::Check(*result),
+        Ok(Accepted::Done(receipt)) => AnswerVerdict::Accepted {
+            receipt: receipt.as_ref(),
+        },
+        Ok(Accepted::Check {
+            result,
+            amount,
+            description,
+        }) => AnswerVerdict::Check {
+            result: *result,
+            amount: *amount,
+            description,
+        },
         Err(Failure::Rejected(error)) => {
             tracing::warn!(%error, "notification rejected");
             AnswerVerdict::Rejected(error)
@@ -119,6 +136,16 @@ async fn process(
         )
         .into());
     }
+    // oplata's own echoed parameters come back exactly as sent: the passport fields with a
+    // budget payment (which always has them), with no other.
+    if let Some(echoed) = verified.personal_data_echoed
+        && echoed != (entry.supplier.payment_type == PaymentType::Budget)
+    {
+        return Err(CallbackError::Malformed(
+            "the echoed parameters are not the ones oplata sent with this payment".into(),
+        )
+        .into());
+    }
     let currency_matches = verified
         .currency
         .as_deref()
@@ -127,7 +154,11 @@ async fn process(
         && Amount::from_decimal(verified.amount)
             .is_ok_and(|amount| amount.minor() == payment.amount_minor);
     if verified.event == CallbackEvent::CheckRequested {
-        return Ok(Accepted::Check(check_result(&payment, amount_matches)));
+        return Ok(Accepted::Check {
+            result: check_result(&payment, amount_matches),
+            amount: Amount::from_minor(payment.amount_minor).ok(),
+            description: payment.description.clone(),
+        });
     }
     if verified.event == CallbackEvent::RefundSettled {
         // A refund is part (or all) of the payment, never more.
@@ -209,7 +240,13 @@ async fn process(
         }
         CallbackEvent::CheckRequested => {}
     }
-    Ok(Accepted::Done)
+    let receipt = match &verified.event {
+        CallbackEvent::PaymentSucceeded => Amount::from_minor(payment.amount_minor)
+            .ok()
+            .and_then(|amount| super::receipts::for_payment(services, &payment, amount)),
+        _ => None,
+    };
+    Ok(Accepted::Done(receipt))
 }
 
 /// Validly signed, money taken, facts that disagree with the payment (another amount or
@@ -228,7 +265,8 @@ async fn paid_other_than_asked(
         .store
         .flag_payment_for_review(payment.id, &format!("acquirer:{kind}"), reason)
         .await?;
-    Ok(Accepted::Done)
+    // No receipt for a sum the payment does not hold: a person settles it.
+    Ok(Accepted::Done(None))
 }
 
 /// May this payment be paid now? (Moneta asks before the customer pays.)
@@ -377,12 +415,16 @@ async fn without_three_ds(
         return Ok(());
     }
     let refund_ref = format!("{}-3ds", payment.id);
+    let receipt = Amount::from_minor(payment.amount_minor)
+        .ok()
+        .and_then(|amount| super::receipts::for_payment(services, payment, amount));
     let outcome = adapter
         .refund(&RefundRequest {
             operation_id,
             refund_ref: &refund_ref,
             amount: None,
             reason: "payment without 3-D Secure",
+            receipt: receipt.as_ref(),
         })
         .await;
     let note = match outcome {

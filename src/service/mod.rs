@@ -8,6 +8,7 @@ pub mod operators;
 pub mod payer;
 pub mod payments;
 pub mod public;
+pub mod receipts;
 pub mod refunds;
 pub mod review;
 pub mod sms;

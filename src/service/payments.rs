@@ -219,6 +219,7 @@ pub async fn create_as(
         currency: valid.currency.as_str().to_owned(),
         description: valid.description.clone(),
         email: valid.email.clone(),
+        phone: valid.phone.clone(),
         return_url: valid.return_url.as_ref().map(|u| u.to_string()),
         acquirer: entry.acquirer.kind().as_str().to_owned(),
         payment_method: if card.is_some() {
@@ -345,6 +346,7 @@ async fn start_on_acquirer(
     let (success_url, fail_url) =
         services.browser_returns(adapter.kind(), &payment.acquirer_order_id);
     let payment_ref = payment.id.to_string();
+    let receipt = super::receipts::for_payment(services, payment, amount);
     Ok(adapter
         .start_payment(&PaymentRequest {
             payment_ref: &payment_ref,
@@ -357,6 +359,7 @@ async fn start_on_acquirer(
             save_card: payment.save_card,
             customer_ref: payment.user_id.as_deref(),
             payer,
+            receipt: receipt.as_ref(),
         })
         .await)
 }
@@ -513,6 +516,7 @@ async fn send_charge(
         .map_err(|e| ServiceError::Internal(e.to_string()))?;
     let term_url = services.three_ds_return_url(created.id);
     let payment_ref = created.id.to_string();
+    let receipt = super::receipts::for_payment(services, &created, amount);
     let outcome = adapter
         .charge_saved_card(&RecurringCharge {
             attempt_id: &created.acquirer_order_id,
@@ -522,6 +526,7 @@ async fn send_charge(
             description: &created.description,
             token: &token,
             three_ds_return_url: &term_url,
+            receipt: receipt.as_ref(),
         })
         .await
         .map_err(|e| ServiceError::Internal(e.to_string()))?;

@@ -72,12 +72,15 @@ async fn send(
         .clone()
         .unwrap_or_else(|| payment.acquirer_order_id.clone());
     let refund_ref = refund.id.to_string();
+    // A refund's receipt ("возврат прихода") has the payment's line for the sum given back.
+    let receipt = super::receipts::for_payment(services, payment, amount);
     let outcome = adapter
         .refund(&RefundRequest {
             operation_id: &operation_id,
             refund_ref: &refund_ref,
             amount: Some(amount),
             reason: &refund.reason,
+            receipt: receipt.as_ref(),
         })
         .await
         .map_err(|e| ServiceError::Internal(e.to_string()))?;

@@ -56,6 +56,8 @@ struct Plan {
     card_id: Uuid,
     /// Today in the supplier's time zone.
     account_day: String,
+    /// The sender, where the fiscal receipt goes (a Russian number; others have none).
+    receipt_phone: Option<String>,
 }
 
 /// Answers one inbound SMS; a redelivered `message_id` gets the first reply and nothing else.
@@ -229,6 +231,9 @@ async fn plan_payment(
         supplier_id: supplier.id.clone(),
         card_id: card.id,
         account_day: local_day(now, &entry.time_zone),
+        receipt_phone: Some(phone)
+            .filter(|p| crate::domain::receipt::plausible_phone(p))
+            .map(str::to_owned),
     }))
 }
 
@@ -251,6 +256,7 @@ async fn charge(
         description: "Оплата по SMS",
         user_id: Some(&plan.user_id),
         email: None,
+        phone: plan.receipt_phone.as_deref(),
         return_url: None,
         payer: None,
     };

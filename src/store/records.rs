@@ -26,6 +26,8 @@ pub struct NewPaymentRecord {
     pub currency: String,
     pub description: String,
     pub email: Option<String>,
+    /// Where the receipt goes when there is no e-mail address (`+7XXXXXXXXXX`).
+    pub phone: Option<String>,
     pub return_url: Option<String>,
     pub acquirer: String,
     pub payment_method: String,
@@ -140,6 +142,7 @@ pub struct PaymentRecord {
     pub currency: String,
     pub description: String,
     pub email: Option<String>,
+    pub phone: Option<String>,
     pub return_url: Option<String>,
     pub acquirer: String,
     pub acquirer_order_id: String,

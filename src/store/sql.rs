@@ -13,7 +13,7 @@ use super::{PaymentRecord, StoreError};
 macro_rules! payment_columns {
     () => {
         "id, client_id, user_id, supplier_id, account_number, amount_minor, currency, description, \
-         email, return_url, acquirer, acquirer_order_id, status, next_action, failure_code, \
+         email, phone, return_url, acquirer, acquirer_order_id, status, next_action, failure_code, \
          failure_message, review_reason, acquirer_operation_id, payment_method, saved_card_id, save_card, \
          next_check_at, check_attempts, action_deadline, submitted_at, created_at, updated_at"
     };
@@ -183,8 +183,8 @@ macro_rules! sql_store {
                     concat!(
                     "INSERT INTO payments (id, client_id, user_id, supplier_id, account_number, amount_minor, \
                      currency, description, email, return_url, acquirer, acquirer_order_id, status, \
-                     created_at, updated_at, payment_method, saved_card_id, save_card, next_check_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'created', $13, $13, $14, $15, $16, $17) \
+                     created_at, updated_at, payment_method, saved_card_id, save_card, next_check_at, phone) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'created', $13, $13, $14, $15, $16, $17, $18) \
                      RETURNING ",
                     $crate::store::sql::payment_columns!()
                 ),
@@ -208,6 +208,7 @@ macro_rules! sql_store {
                 // A payment that never leaves `created` (the process died) is checked too.
                 .bind($crate::domain::payment::first_check_delay($crate::domain::payment::PaymentStatus::Created)
                     .map(|delay| p.created_at + delay))
+                .bind(&p.phone)
                 .fetch_one(&mut *tx)
                 .await?;
                 sqlx::query(

@@ -54,7 +54,8 @@ async fn cargo_run_starts_the_demo_and_a_payment_can_be_made_with_what_it_prints
         .bearer_auth(&key)
         .header("idempotency-key", "demo-1")
         .json(&serde_json::json!({"supplier_id": "demo-gibdd", "account_number": "18810177230000012345",
-            "amount": "1500.00", "currency": "RUB", "description": "Штраф", "user_id": "u", "save_card": true}))
+            "amount": "1500.00", "currency": "RUB", "description": "Штраф", "user_id": "u", "save_card": true,
+            "email": "ivan@example.ru"}))
         .send()
         .await
         .unwrap();

@@ -291,6 +291,11 @@ async fn a_person_pays_an_account_on_the_public_page_and_sees_it_paid() {
     assert!(browser.text("h1").await.contains("Демо-Энергосбыт"));
     browser.type_into("#account_number", "12345").await;
     browser.type_into("#amount", "1500,50").await;
+    assert_eq!(
+        browser.text("#receipt-note").await,
+        "Кассовый чек придёт на этот адрес сразу после оплаты."
+    );
+    browser.type_into("#email", "anna@example.ru").await;
     browser.click_and_wait("#pay").await;
     assert_eq!(
         browser.text("#error-account_number").await,
@@ -303,6 +308,13 @@ async fn a_person_pays_an_account_on_the_public_page_and_sees_it_paid() {
     browser.click_and_wait("#pay").await;
     assert!(browser.url().await.contains("/sandbox/robokassa/"));
     assert_eq!(browser.text("#amount").await, "1500.50 ₽");
+    // The acquirer's page shows the receipt oplata sent (54-FZ).
+    assert!(
+        browser
+            .text("#receipt")
+            .await
+            .contains("Электроэнергия, лицевой счёт 1234567890"),
+    );
     browser.click_and_wait("#pay").await;
 
     assert_eq!(browser.text("#status").await, "Оплачено");
@@ -320,6 +332,7 @@ async fn a_budget_payment_carries_passport_data_through_the_self_submitting_form
         .await;
     browser.type_into("#account_number", "12345678").await;
     browser.type_into("#amount", "3200").await;
+    browser.type_into("#email", "maria@example.ru").await;
     browser.type_into("#passport_series", "4510").await;
     browser.type_into("#passport_number", "98765").await;
     browser

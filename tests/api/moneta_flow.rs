@@ -161,11 +161,16 @@ async fn a_customer_pays_through_the_moneta_form_with_a_three_ds_code(backend: B
     let record = app.payment_record(payment["id"].as_str().unwrap()).await;
     assert_eq!(record.status, "succeeded");
     assert_eq!(record.acquirer_operation_id, Some(operation.to_string()));
+    let operation = app.moneta.operation(operation).unwrap();
     assert_eq!(
-        app.moneta.operation(operation).unwrap().status,
+        operation.status,
         wire::OperationStatus::Succeed,
         "the signed answer was accepted"
     );
+    // The Pay URL answer carried the receipt (INVENTORY, CUSTOMER), which the cashbox accepted.
+    let fiscal = operation.receipt.expect("the answer carried the receipt");
+    assert_eq!(fiscal[0].sum.to_string(), "1500.00");
+    assert_eq!(operation.receipt_refusal, None);
 }
 
 async fn a_wrong_three_ds_code_fails_the_payment(backend: Backend) {
@@ -247,6 +252,16 @@ async fn the_check_url_says_whether_the_order_may_be_paid(backend: Backend) {
         wire::read_mnt_response(&wrong_amount, ACCOUNT, &order_id, CODE).as_deref(),
         Some("500")
     );
+    // §3.4: the Check answer names the order's own amount and description, even when it
+    // refuses another amount.
+    for answer in [&before, &wrong_amount] {
+        let read = wire::read_mnt_answer(answer, ACCOUNT, &order_id, CODE).unwrap();
+        assert_eq!(read.amount.as_deref(), Some("1500.00"), "{answer}");
+        assert_eq!(
+            read.description.as_deref(),
+            Some("Электроэнергия, октябрь 2026")
+        );
+    }
     assert_eq!(
         app.payment_record(&id).await.status,
         "requires_action",

@@ -104,7 +104,12 @@ async fn a_customer_pays_through_the_netpay_page_and_the_payment_succeeds(backen
     assert!(page.text().await.unwrap().contains("Оплачено"));
     let id = payment["id"].as_str().unwrap();
     assert_eq!(app.payment_record(id).await.status, "succeeded");
-    assert!(app.net_pay.order(AUTH, &order_id).unwrap().acknowledged);
+    let order = app.net_pay.order(AUTH, &order_id).unwrap();
+    assert!(order.acknowledged);
+    // The receipt travelled encrypted in `cashbox_data` and the cashbox accepted it.
+    let fiscal = order.receipt.expect("cashbox_data was sent and accepted");
+    assert_eq!(fiscal[0].name, "Водоснабжение, лицевой счёт 00123456");
+    assert_eq!(fiscal[0].sum.to_string(), "1500.00");
 }
 
 async fn a_netpay_decline_notification_fails_the_payment(backend: Backend) {

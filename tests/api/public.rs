@@ -20,7 +20,7 @@ on_both_backends!(
 );
 
 fn anonymous(account: &str) -> Value {
-    json!({"supplier_id": "demo-electro", "account_number": account, "amount": "1500.00"})
+    json!({"supplier_id": "demo-electro", "account_number": account, "amount": "1500.00", "email": "anna@example.ru"})
 }
 
 async fn post_public(
@@ -256,7 +256,7 @@ async fn declines_from_one_address_make_it_wait(backend: Backend) {
 async fn budget_payments_carry_sealed_passport_data_that_is_purged_later(backend: Backend) {
     let app = spawn_app(backend).await;
     let passport = json!({"passport_series": "4510", "passport_number": "987654", "full_name": "Кузнецова Мария Петровна"});
-    let budget = json!({"supplier_id": "demo-kindergarten", "account_number": "12345678", "amount": "3200.00"});
+    let budget = json!({"supplier_id": "demo-kindergarten", "account_number": "12345678", "amount": "3200.00", "email": "maria@example.ru"});
 
     let missing = post_public(&app, &budget, None).await;
     assert_eq!(
@@ -418,7 +418,7 @@ async fn the_pay_page_checks_its_csrf_token_and_shows_errors_beside_fields(backe
                 ("supplier_id", "demo-electro"),
                 ("account_number", account),
                 ("amount", "1500,50"),
-                ("email", ""),
+                ("email", "anna@example.ru"),
             ]);
             if let Some(cookie) = cookie {
                 request = request.header("cookie", format!("oplata_pay_csrf={cookie}"));
@@ -492,6 +492,7 @@ async fn passport_data_in_robokassa_custom_parameters_is_signed_and_verified_bot
     .await;
     let body = json!({
         "supplier_id": "school", "account_number": "1234567890", "amount": "700.00",
+        "email": "anna@example.ru",
         "payer": {"passport_series": "4510", "passport_number": "987654", "full_name": "Ёлкина Анна-Мария Сергеевна"}
     });
     let payment = created(&app, &body).await;

@@ -59,6 +59,23 @@ fn signed_result(
     ]
 }
 
+/// A ResultURL validly signed with Password#2 over these `Shp_` parameters, whatever they are.
+fn signed_with_shp(inv_id: &str, out_sum: &str, shp: &[(&str, &str)]) -> Vec<(String, String)> {
+    let shp: Vec<(String, String)> = shp
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let signature =
+        wire::result_signature(HashAlgorithm::Md5, out_sum, inv_id, DEMO_PASSWORD2, &shp);
+    let mut form = vec![
+        ("OutSum".to_owned(), out_sum.to_owned()),
+        ("InvId".to_owned(), inv_id.to_owned()),
+        ("SignatureValue".to_owned(), signature),
+    ];
+    form.extend(shp);
+    form
+}
+
 async fn a_customer_pays_through_the_hosted_page_and_the_payment_succeeds(backend: Backend) {
     let app = spawn_app(backend).await;
 
@@ -69,16 +86,24 @@ async fn a_customer_pays_through_the_hosted_page_and_the_payment_succeeds(backen
     let url = payment["next_action"]["url"].as_str().unwrap();
     assert_eq!(payment["next_action"]["type"], "redirect");
     let params = query_params(url);
-    let expected_signature = wire::payment_signature(
-        HashAlgorithm::Md5,
-        DEMO_LOGIN,
-        "1500.00",
-        &param(&params, "InvId"),
-        DEMO_PASSWORD1,
-        &[(
-            "Shp_payment".to_owned(),
-            payment["id"].as_str().unwrap().to_owned(),
-        )],
+    // The demo supplier issues receipts: the URL-encoded `Receipt` is signed between InvId and
+    // the password, and says what the customer bought, for the whole amount.
+    let receipt = param(&params, "Receipt");
+    assert_eq!(
+        wire::decode_receipt(&receipt),
+        "{\"sno\":\"osn\",\"items\":[{\"name\":\"Электроэнергия, лицевой счёт 1234567890\",\"quantity\":1,\"sum\":1500.00,\"tax\":\"none\",\"payment_method\":\"full_payment\",\"payment_object\":\"service\"}]}"
+    );
+    assert!(
+        receipt.contains('+') && !receipt.contains(' '),
+        "form-encoded: {receipt}"
+    );
+    let shp = format!("Shp_payment={}", payment["id"].as_str().unwrap());
+    let expected_signature = HashAlgorithm::Md5.hex_digest(
+        format!(
+            "{DEMO_LOGIN}:1500.00:{}:{receipt}:{DEMO_PASSWORD1}:{shp}",
+            param(&params, "InvId")
+        )
+        .as_bytes(),
     );
     assert_eq!(param(&params, "SignatureValue"), expected_signature);
 
@@ -88,6 +113,13 @@ async fn a_customer_pays_through_the_hosted_page_and_the_payment_succeeds(backen
 
     assert_eq!(result_page.status(), 200);
     assert!(result_page.text().await.unwrap().contains("Оплачено"));
+    let fiscal = app
+        .sandbox
+        .invoice(DEMO_LOGIN, &inv_id)
+        .and_then(|invoice| invoice.receipt)
+        .expect("the cashbox accepted the receipt");
+    assert_eq!(fiscal.len(), 1);
+    assert_eq!(fiscal[0].sum.to_string(), "1500.00");
     let id = payment["id"].as_str().unwrap();
     let read: serde_json::Value = app
         .get_payment(id, Some("user-42"))
@@ -225,6 +257,28 @@ async fn forged_changed_or_unknown_notifications_change_nothing(backend: Backend
         let (status, body) = app.post_result(&form).await;
         assert_eq!(status, 400, "{case}: {body}");
         assert!(!body.starts_with("OK"), "{case}: {body}");
+    }
+    // Validly signed, but oplata's own parameters did not come back exactly as it sent them.
+    for (case, shp) in [
+        ("without Shp_payment", vec![]),
+        ("Shp_payment renamed", vec![("Shp_Payment", id.as_str())]),
+        (
+            "an extra Shp_",
+            vec![("Shp_payment", id.as_str()), ("Shp_x", "1")],
+        ),
+        (
+            "passport fields on a utility payment",
+            vec![
+                ("Shp_payment", id.as_str()),
+                ("Shp_passport", "4510 987654"),
+                ("Shp_payer", "Иванов Иван"),
+            ],
+        ),
+    ] {
+        let form = signed_with_shp(&inv_id, "1500.000000", &shp);
+        let form: Vec<(&str, String)> = form.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let (status, body) = app.post_result(&form).await;
+        assert_eq!(status, 400, "{case}: {body}");
     }
     assert_eq!(app.payment_record(&id).await.status, "requires_action");
     let audit_after = app

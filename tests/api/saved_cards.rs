@@ -31,6 +31,7 @@ on_both_backends!(
 
 fn moneta(id: &str, payment_type: PaymentType) -> SupplierSettings {
     SupplierSettings {
+        receipt: None,
         time_zone: None,
         id: id.into(),
         name: id.into(),
@@ -65,7 +66,7 @@ pub(crate) async fn card_app(backend: Backend) -> TestApp {
 pub(crate) fn payment(supplier: &str, user: &str) -> Value {
     json!({
         "supplier_id": supplier, "account_number": "12345678", "amount": "1500.00", "currency": "RUB",
-        "description": "Отопление", "user_id": user
+        "description": "Отопление", "user_id": user, "email": "alice@example.ru"
     })
 }
 

@@ -18,6 +18,7 @@ on_both_backends!(
 
 fn new_payment(acquirer: &str) -> NewPaymentRecord {
     NewPaymentRecord {
+        phone: None,
         id: Uuid::now_v7(),
         client_id: None,
         user_id: None,

@@ -45,6 +45,8 @@ pub trait Harness: Send + Sync + Sized {
     fn charges_made(&self) -> u64 {
         unreachable!("only for adapters with saved cards")
     }
+    /// The fiscal receipt the simulator's cashbox accepted for an order, if any.
+    fn receipt_seen(&self, order_id: &str) -> Option<Vec<oplata_providers::receipt::ReadItem>>;
     /// The names of the protocol's amount, order and signature parameters.
     const AMOUNT_PARAM: &'static str;
     const ORDER_PARAM: &'static str;
@@ -108,4 +110,25 @@ pub async fn follow(action: &NextAction) -> (u16, String) {
         NextAction::FormPost { url, fields } => http().post(url).form(fields).send().await.unwrap(),
     };
     (response.status().as_u16(), response.text().await.unwrap())
+}
+
+/// A utility's receipt of one line for `total`, sent to an e-mail address.
+pub fn receipt(total: &str) -> oplata_providers::Receipt {
+    use oplata_providers::receipt::{
+        ReceiptContact, ReceiptItem, SettlementMethod, SubjectKind, TaxSystem, Vat,
+    };
+    oplata_providers::Receipt {
+        tax_system: TaxSystem::Osn,
+        contact: ReceiptContact::Email("buyer@example.ru".into()),
+        items: vec![ReceiptItem {
+            name: "Электроэнергия, лицевой счёт 1234567890".into(),
+            quantity: 1,
+            price: Amount::parse_api(total).unwrap(),
+            vat: Vat::None,
+            method: SettlementMethod::FullPayment,
+            subject: SubjectKind::Service,
+        }],
+        seller_inn: "7700000000".into(),
+        payment_address: "pay.example.ru".into(),
+    }
 }

@@ -43,7 +43,17 @@ async fn pay_url(
     let refuse = shop.record(verified.clone());
     let answer = match &verified {
         _ if refuse => return (StatusCode::INTERNAL_SERVER_ERROR, "FAIL".into()),
-        Ok(_) => signed_callback_answer(adapter.as_ref(), &raw, AnswerVerdict::Accepted),
+        // The shop returns the receipt for the sum paid, as oplata does.
+        Ok(verified) => {
+            let receipt = harness::receipt(&verified.amount.round_dp(2).to_string());
+            signed_callback_answer(
+                adapter.as_ref(),
+                &raw,
+                AnswerVerdict::Accepted {
+                    receipt: Some(&receipt),
+                },
+            )
+        }
         Err(error) => {
             signed_callback_answer(adapter.as_ref(), &raw, AnswerVerdict::Rejected(error))
         }
@@ -200,6 +210,10 @@ impl Harness for MonetaHarness {
     fn shop_base(&self) -> &Url {
         &self.shop_base
     }
+
+    fn receipt_seen(&self, order_id: &str) -> Option<Vec<oplata_providers::receipt::ReadItem>> {
+        self.sandbox.operation_by_transaction(order_id)?.receipt
+    }
 }
 
 mod catalogue {
@@ -221,6 +235,7 @@ mod catalogue {
             refunds_full_partial_repeated_and_over_the_remainder,
             a_refund_whose_answer_is_lost_or_unreadable_is_unknown_never_a_decline,
             a_card_without_three_ds_is_reported_as_such,
+            the_cashbox_gets_the_receipt_and_refuses_a_wrong_one,
         ],
         skip: []
     );
@@ -305,4 +320,108 @@ fn the_answer_signature_matches_the_documented_worked_example() {
         "{}",
         answer.body
     );
+}
+
+/// §3.4 and §3.9 from the acquirer's side: a Check answer that does not name the order's amount
+/// and description stops the payment, and a Pay answer whose receipt does not add up is no
+/// answer at all (the operation stays "notification not sent" and the notification comes again).
+#[tokio::test]
+async fn a_check_answer_without_amount_stops_the_payment_and_a_wrong_receipt_is_no_answer() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let (shop_listener, shop_base) = harness::reserve().await;
+    let (sandbox_listener, sandbox_base) = harness::reserve().await;
+    let sandbox = MonetaSandbox::new(
+        vec![SandboxAccount {
+            account_id: ACCOUNT.into(),
+            integrity_code: CODE.into(),
+            api_username: "contract".into(),
+            api_password: "contract-api-password".into(),
+            payment_password: "contract-payment-password".into(),
+            pay_url: shop_base.join("pay").unwrap(),
+            check_url: Some(shop_base.join("check").unwrap()),
+        }],
+        DeliveryPolicy {
+            retry_interval: Duration::from_millis(20),
+            max_attempts: 3,
+            browser_wait: Duration::from_secs(2),
+        },
+        &sandbox_base,
+    );
+    let router = sandbox.router();
+    tokio::spawn(async move { axum::serve(sandbox_listener, router).await });
+    let names_amount = Arc::new(AtomicBool::new(false));
+    let answer = |command: &'static str| {
+        let names_amount = names_amount.clone();
+        move |body: Bytes| async move {
+            let raw = RawCallback {
+                query: String::new(),
+                body: body.to_vec(),
+            };
+            let notice = wire::PayNotice::parse(&raw).unwrap();
+            let extras = if command == "check" {
+                wire::MntExtras {
+                    amount: names_amount
+                        .load(Ordering::SeqCst)
+                        .then(|| notice.amount.clone()),
+                    description: Some("Штраф".into()),
+                    attributes: Vec::new(),
+                }
+            } else {
+                // A receipt for 1.00 against a 15.00 payment.
+                let wrong = harness::receipt("1.00");
+                wire::MntExtras {
+                    attributes: vec![
+                        ("INVENTORY".into(), wrong.moneta_inventory()),
+                        ("CUSTOMER".into(), "buyer@example.ru".into()),
+                    ],
+                    ..wire::MntExtras::default()
+                }
+            };
+            let code = if command == "check" { "402" } else { "200" };
+            wire::mnt_response_with(code, ACCOUNT, &notice.transaction_id, CODE, &extras).body
+        }
+    };
+    let shop = Router::new()
+        .route("/check", post(answer("check")))
+        .route("/pay", post(answer("pay")));
+    tokio::spawn(async move { axum::serve(shop_listener, shop).await });
+    let success = shop_base.join("success").unwrap().to_string();
+    let request = oplata_providers::PaymentRequest {
+        payment_ref: "ref",
+        order_id: "951",
+        amount: Amount::parse_api("15.00").unwrap(),
+        description: "Штраф",
+        email: None,
+        success_url: &success,
+        fail_url: &success,
+        save_card: false,
+        customer_ref: None,
+        payer: None,
+        receipt: None,
+    };
+    let (status, _) = harness::open_page(&adapter(sandbox_base.clone()), &request).await;
+    assert_eq!(status, 200);
+    let operation = sandbox.operation_by_transaction("951").unwrap().id;
+
+    let stopped = sandbox.decide(operation, "no3ds").await;
+    names_amount.store(true, Ordering::SeqCst);
+    let paid = sandbox.decide(operation, "no3ds").await;
+
+    assert!(
+        matches!(&stopped, Err(message) if message.contains("MNT_AMOUNT")),
+        "{stopped:?}"
+    );
+    assert!(paid.is_ok(), "{paid:?}");
+    let operation = sandbox.operation(operation).unwrap();
+    assert_eq!(operation.status, wire::OperationStatus::TakenInNotSent);
+    assert!(
+        operation
+            .receipt_refusal
+            .as_deref()
+            .is_some_and(|why| why.contains("не равна сумме платежа")),
+        "{:?}",
+        operation.receipt_refusal
+    );
+    assert!(operation.receipt.is_none());
 }

@@ -149,6 +149,10 @@ impl Harness for NetPayHarness {
     fn shop_base(&self) -> &Url {
         &self.shop_base
     }
+
+    fn receipt_seen(&self, order_id: &str) -> Option<Vec<oplata_providers::receipt::ReadItem>> {
+        self.sandbox.order(AUTH, order_id)?.receipt
+    }
 }
 
 mod catalogue {
@@ -161,6 +165,7 @@ mod catalogue {
             notification_is_redelivered_until_the_shop_acknowledges_it,
             a_tampered_payment_request_is_refused_by_the_acquirer,
             forged_changed_truncated_or_duplicated_notifications_are_refused,
+            the_cashbox_gets_the_receipt_and_refuses_a_wrong_one,
         ],
         skip: [
             status_query_reports_an_abandoned_payment_as_pending = "NetPay has no status query (capabilities.status_query = false)",

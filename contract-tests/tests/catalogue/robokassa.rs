@@ -164,6 +164,10 @@ impl Harness for RobokassaHarness {
         &self.shop_base
     }
 
+    fn receipt_seen(&self, order_id: &str) -> Option<Vec<oplata_providers::receipt::ReadItem>> {
+        self.sandbox.invoice(LOGIN, order_id)?.receipt
+    }
+
     fn set_next_charge(&self, behaviour: ChargeBehaviour) {
         match behaviour {
             ChargeBehaviour::Approve => {}
@@ -198,6 +202,7 @@ mod catalogue {
             a_charge_retried_after_a_timeout_never_charges_twice,
             refunds_full_partial_repeated_and_over_the_remainder,
             a_refund_whose_answer_is_lost_or_unreadable_is_unknown_never_a_decline,
+            the_cashbox_gets_the_receipt_and_refuses_a_wrong_one,
         ],
         skip: [
             a_saved_card_charge_meets_a_three_ds_challenge = "Robokassa has no merchant-side 3-D Secure for recurring charges (capabilities.saved_card_challenge = false)",
@@ -271,5 +276,227 @@ async fn status_query_with_wrong_credentials_or_no_acquirer_is_unknown_not_a_gue
 impl RobokassaHarness {
     fn adapter_base(&self) -> Url {
         self.sandbox_base.clone()
+    }
+}
+
+/// The page URL of a payment request signed over `signed` optional parameters, carrying `sent`.
+fn page_url(
+    h: &RobokassaHarness,
+    inv_id: &str,
+    signed: &wire::SignedExtras<'_>,
+    sent: &[(&str, &str)],
+) -> String {
+    let signature = wire::payment_signature_with(
+        HashAlgorithm::Sha256,
+        LOGIN,
+        "15.00",
+        inv_id,
+        signed,
+        PASSWORD1,
+        &[],
+    );
+    let mut url = h.sandbox_base.join("Merchant/Index.aspx").unwrap();
+    {
+        let mut query = url.query_pairs_mut();
+        query
+            .append_pair("MerchantLogin", LOGIN)
+            .append_pair("OutSum", "15.00")
+            .append_pair("InvId", inv_id)
+            .append_pair("SignatureValue", &signature);
+        for (name, value) in sent {
+            query.append_pair(name, value);
+        }
+    }
+    url.to_string()
+}
+
+async fn page(url: &str) -> (u16, String) {
+    let response = harness::http().get(url).send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+/// §2.2.1: `OutSumCurrency`, `UserIp`, `Receipt` and `StepByStep` are part of the signature.
+/// The simulator takes correctly signed requests that carry them and refuses any of them added
+/// (or changed) after signing, as Robokassa does.
+#[tokio::test]
+async fn every_optional_signed_parameter_is_in_the_signature_and_none_can_be_added_later() {
+    let h = RobokassaHarness::start().await;
+    let receipt = wire::encode_receipt(&harness::receipt("15.00"));
+    let all = wire::SignedExtras {
+        out_sum_currency: None,
+        user_ip: Some("203.0.113.7"),
+        receipt: Some(&receipt),
+        step_by_step: true,
+    };
+    let sent = [
+        ("UserIp", "203.0.113.7"),
+        ("Receipt", receipt.as_str()),
+        ("StepByStep", "true"),
+    ];
+    let (status, html) = page(&page_url(&h, "901", &all, &sent)).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("id=\"receipt\""), "{html}");
+    assert!(
+        h.sandbox.invoice(LOGIN, "901").unwrap().hold,
+        "StepByStep holds"
+    );
+
+    let unsigned = wire::SignedExtras::default();
+    for (case, signed, sent) in [
+        (
+            "Receipt added after signing",
+            &unsigned,
+            vec![("Receipt", receipt.as_str())],
+        ),
+        (
+            "UserIp added after signing",
+            &unsigned,
+            vec![("UserIp", "203.0.113.7")],
+        ),
+        (
+            "StepByStep added after signing",
+            &unsigned,
+            vec![("StepByStep", "true")],
+        ),
+        (
+            "OutSumCurrency added after signing",
+            &unsigned,
+            vec![("OutSumCurrency", "USD")],
+        ),
+        (
+            "UserIp changed after signing",
+            &wire::SignedExtras {
+                user_ip: Some("203.0.113.7"),
+                ..wire::SignedExtras::default()
+            },
+            vec![("UserIp", "198.51.100.1")],
+        ),
+    ] {
+        let (status, html) = page(&page_url(&h, "902", signed, &sent)).await;
+        assert_eq!(status, 400, "{case}: {html}");
+        assert!(html.contains("Неверная подпись"), "{case}: {html}");
+    }
+    // Signed correctly, the currency is checked for what it says, not refused as a forgery.
+    let usd = wire::SignedExtras {
+        out_sum_currency: Some("USD"),
+        ..wire::SignedExtras::default()
+    };
+    let (status, html) = page(&page_url(&h, "903", &usd, &[("OutSumCurrency", "USD")])).await;
+    assert_eq!(status, 400);
+    assert!(html.contains("только в рублях"), "{html}");
+    assert!(h.sandbox.invoice(LOGIN, "902").is_none() && h.sandbox.invoice(LOGIN, "903").is_none());
+}
+
+/// The Refund API takes the refund's receipt lines (`InvoiceItems`) and checks that they add up
+/// to the sum given back.
+#[tokio::test]
+async fn a_refund_carries_its_receipt_lines_and_lines_for_another_sum_are_refused() {
+    let h = RobokassaHarness::start().await;
+    let success = h.shop_base.join("success").unwrap().to_string();
+    let paid = harness::receipt("15.00");
+    let request = oplata_providers::PaymentRequest {
+        payment_ref: "ref",
+        order_id: "904",
+        amount: Amount::parse_api("15.00").unwrap(),
+        description: "Электроэнергия",
+        email: None,
+        success_url: &success,
+        fail_url: &success,
+        save_card: false,
+        customer_ref: None,
+        payer: None,
+        receipt: Some(&paid),
+    };
+    let (status, _) = harness::open_page(&h.adapter, &request).await;
+    assert_eq!(status, 200);
+    h.decide("904", true).await;
+    let refund = |reference: &'static str, receipt: oplata_providers::Receipt| {
+        let adapter = &h.adapter;
+        async move {
+            adapter
+                .refund(&oplata_providers::RefundRequest {
+                    operation_id: "904",
+                    refund_ref: reference,
+                    amount: Some(Amount::parse_api("5.00").unwrap()),
+                    reason: "overpaid",
+                    receipt: Some(&receipt),
+                })
+                .await
+                .unwrap()
+        }
+    };
+
+    let wrong = refund("r1", harness::receipt("4.00")).await;
+    let right = refund("r2", harness::receipt("5.00")).await;
+
+    assert!(
+        matches!(&wrong, oplata_providers::RefundOutcome::Declined(d) if d.acquirer_code == "InvalidInvoiceItems"),
+        "{wrong:?}"
+    );
+    assert!(
+        matches!(right, oplata_providers::RefundOutcome::Succeeded { .. }),
+        "{right:?}"
+    );
+    assert_eq!(
+        h.sandbox.refunded(LOGIN, "904"),
+        500,
+        "only the right one refunded"
+    );
+    let ledger = h.sandbox.ledger();
+    assert_eq!(
+        ledger["refunds"][0]["receipt"][0]["sum"], "5.00",
+        "{ledger}"
+    );
+}
+
+/// A validly signed ResultURL is accepted only with oplata's own `Shp_` parameters, exactly as
+/// it sends them: `Shp_payment` always, the passport pair together or not at all, nothing else.
+#[test]
+fn a_notification_must_echo_exactly_oplatas_own_parameters() {
+    let adapter = adapter(Url::parse("http://127.0.0.1:9/").unwrap(), PASSWORD2);
+    let notify = |shp: &[(&str, &str)]| {
+        let shp: Vec<(String, String)> = shp
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let signature =
+            wire::result_signature(HashAlgorithm::Sha256, "15.000000", "77", PASSWORD2, &shp);
+        let mut body = form_urlencoded::Serializer::new(String::new());
+        body.append_pair("OutSum", "15.000000")
+            .append_pair("InvId", "77")
+            .append_pair("SignatureValue", &signature);
+        for (k, v) in &shp {
+            body.append_pair(k, v);
+        }
+        adapter.verify_callback(&RawCallback {
+            query: String::new(),
+            body: body.finish().into_bytes(),
+        })
+    };
+
+    let plain = notify(&[("Shp_payment", "p-1")]).unwrap();
+    let budget = notify(&[
+        ("Shp_payment", "p-1"),
+        ("Shp_passport", "4510 987654"),
+        ("Shp_payer", "Иванов Иван"),
+    ])
+    .unwrap();
+
+    assert_eq!(plain.personal_data_echoed, Some(false));
+    assert_eq!(budget.personal_data_echoed, Some(true));
+    for shp in [
+        vec![],
+        vec![("Shp_Payment", "p-1")],
+        vec![("Shp_payment", "")],
+        vec![("Shp_payment", "p-1"), ("Shp_extra", "1")],
+        vec![("Shp_payment", "p-1"), ("Shp_passport", "4510 987654")],
+    ] {
+        assert!(
+            matches!(
+                notify(&shp),
+                Err(oplata_providers::CallbackError::Malformed(_))
+            ),
+            "{shp:?}"
+        );
     }
 }

@@ -27,6 +27,7 @@ async fn open<H: Harness>(h: &H, order_id: &str, sum: Amount) {
         save_card: false,
         customer_ref: None,
         payer: None,
+        receipt: None,
     };
     let (status, html) = open_page(h.adapter(), &request).await;
     assert_eq!(status, 200, "{html}");
@@ -150,6 +151,7 @@ pub async fn a_tampered_payment_request_is_refused_by_the_acquirer<H: Harness>(h
         save_card: false,
         customer_ref: None,
         payer: None,
+        receipt: None,
     };
     let StartOutcome::RequiresAction(action) = h.adapter().start_payment(&request).await else {
         panic!("expected a next action");
@@ -278,6 +280,7 @@ async fn bind_card<H: Harness>(h: &H, order_id: &str) -> (String, secrecy::Secre
         save_card: true,
         customer_ref: Some("user-42"),
         payer: None,
+        receipt: None,
     };
     let (status, _) = open_page(h.adapter(), &request).await;
     assert_eq!(status, 200);
@@ -312,6 +315,7 @@ fn charge<'a>(
         description: "Электроэнергия",
         token,
         three_ds_return_url: term_url,
+        receipt: None,
     }
 }
 
@@ -498,6 +502,7 @@ pub async fn refunds_full_partial_repeated_and_over_the_remainder<H: Harness>(h:
                     refund_ref: reference,
                     amount: amount.map(crate::scenarios::amount),
                     reason: "overpaid",
+                    receipt: None,
                 })
                 .await
                 .unwrap()
@@ -552,6 +557,7 @@ pub async fn a_refund_whose_answer_is_lost_or_unreadable_is_unknown_never_a_decl
                 refund_ref: &reference,
                 amount: Some(amount("0.50")),
                 reason: "overpaid",
+                receipt: None,
             })
             .await
             .unwrap();
@@ -600,4 +606,51 @@ pub fn check_skips(capabilities: Capabilities, declared: &[&str]) {
     expected.sort_unstable();
     declared.sort_unstable();
     assert_eq!(declared, expected);
+}
+
+/// 54-FZ: the receipt reaches the acquirer's cashbox in the acquirer's own format and the
+/// cashbox accepts it; where it travels with the payment request, one whose lines do not add
+/// up to the amount is refused before the customer can pay.
+pub async fn the_cashbox_gets_the_receipt_and_refuses_a_wrong_one<H: Harness>(h: &H) {
+    let success = h.shop_base().join("success").unwrap().to_string();
+    let right = crate::harness::receipt("15.00");
+    let request = |order_id, receipt| PaymentRequest {
+        payment_ref: "ref",
+        order_id,
+        amount: amount("15.00"),
+        description: "Электроэнергия",
+        email: Some("buyer@example.ru"),
+        success_url: &success,
+        fail_url: &success,
+        save_card: false,
+        customer_ref: None,
+        payer: None,
+        receipt,
+    };
+    let (status, html) = open_page(h.adapter(), &request("801", Some(&right))).await;
+    assert_eq!(status, 200, "{html}");
+    h.decide("801", true).await;
+    let mut seen = None;
+    for _ in 0..100 {
+        seen = h.receipt_seen("801");
+        if seen.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let seen = seen.expect("the cashbox got the receipt");
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].sum, amount("15.00"));
+    assert_eq!(seen[0].name, "Электроэнергия, лицевой счёт 1234567890");
+
+    if h.adapter().capabilities().receipts == oplata_providers::ReceiptChannel::WithPaymentRequest {
+        assert!(
+            html.contains("id=\"receipt\""),
+            "the page shows the receipt: {html}"
+        );
+        let wrong = crate::harness::receipt("14.99");
+        let (status, html) = open_page(h.adapter(), &request("802", Some(&wrong))).await;
+        assert_eq!(status, 400, "{html}");
+        assert!(html.contains("Чек отклонён"), "{html}");
+    }
 }

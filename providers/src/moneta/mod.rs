@@ -266,6 +266,7 @@ impl Acquirer for Moneta {
             refund_lookup: true,
             unbind: false,
             personal_data: true,
+            receipts: crate::ReceiptChannel::InNotificationAnswer,
         }
     }
 
@@ -341,6 +342,7 @@ impl Acquirer for Moneta {
             payment_ref,
             operation_id: (!notice.operation_id.is_empty()).then_some(notice.operation_id),
             currency: Some(notice.currency),
+            personal_data_echoed: None,
         })
     }
 
@@ -350,20 +352,43 @@ impl Acquirer for Moneta {
         verdict: AnswerVerdict<'_>,
     ) -> Option<CallbackAnswer> {
         let notice = PayNotice::parse(raw).ok()?;
-        let code = match verdict {
-            AnswerVerdict::Accepted => "200",
+        let (code, extras) = match verdict {
+            // The Pay URL answer carries the fiscal receipt: PayAnyWay's cashbox prints it from
+            // these attributes (§3.9).
+            AnswerVerdict::Accepted { receipt } => ("200", receipt_attributes(receipt)),
             // Unverified requests get the plain refusal: oplata signs nothing it did not check.
             AnswerVerdict::Rejected(_) => return None,
-            AnswerVerdict::Check(CheckResult::Payable) => "402",
-            AnswerVerdict::Check(CheckResult::AlreadyPaid) => "200",
-            AnswerVerdict::Check(CheckResult::InProgress) => "302",
-            AnswerVerdict::Check(CheckResult::NotPayable) => "500",
+            // The Check URL answer must name the order's amount and description (§3.4).
+            AnswerVerdict::Check {
+                result,
+                amount,
+                description,
+            } => {
+                let code = match result {
+                    CheckResult::Payable => "402",
+                    CheckResult::AlreadyPaid => "200",
+                    CheckResult::InProgress => "302",
+                    CheckResult::NotPayable => "500",
+                };
+                let extras = wire::MntExtras {
+                    // An unknown order has no amount of its own: the one asked about is echoed.
+                    amount: Some(
+                        amount
+                            .map(|a| a.to_string())
+                            .unwrap_or_else(|| notice.amount.clone()),
+                    ),
+                    description: Some(description.chars().take(250).collect()),
+                    attributes: Vec::new(),
+                };
+                (code, extras)
+            }
         };
-        Some(wire::mnt_response(
+        Some(wire::mnt_response_with(
             code,
             &self.config.account_id,
             &notice.transaction_id,
             self.code(),
+            &extras,
         ))
     }
 
@@ -600,5 +625,21 @@ impl OperationDetails {
             card_expiry: None,
             token: None,
         }
+    }
+}
+
+/// `INVENTORY` and `CUSTOMER`, the receipt attributes of a Pay URL answer.
+fn receipt_attributes(receipt: Option<&crate::Receipt>) -> wire::MntExtras {
+    wire::MntExtras {
+        attributes: receipt
+            .map(|receipt| {
+                vec![
+                    ("INVENTORY".to_owned(), receipt.moneta_inventory()),
+                    ("CUSTOMER".to_owned(), receipt.contact.as_str().to_owned()),
+                    ("DELIVERY".to_owned(), "0".to_owned()),
+                ]
+            })
+            .unwrap_or_default(),
+        ..wire::MntExtras::default()
     }
 }

@@ -27,6 +27,7 @@ use serde_json::{Value, json};
 use url::Url;
 
 use super::wire::{self, OperationStatus};
+use crate::receipt::{ReadItem, read_moneta};
 use crate::sandbox::{DeliveryPolicy, escape_html, page};
 use crate::{Amount, RawCallback};
 
@@ -83,6 +84,11 @@ pub struct SandboxOperation {
     pub fail_url: Option<String>,
     pub notification_attempts: u32,
     pub decline_code: Option<String>,
+    /// The fiscal receipt the shop returned in its Pay URL answer, as the cashbox read it.
+    pub receipt: Option<Vec<ReadItem>>,
+    /// Why the cashbox refused the last receipt the shop returned (the answer then does not
+    /// count, and the notification is sent again).
+    pub receipt_refusal: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -323,6 +329,8 @@ impl MonetaSandbox {
             fail_url: optional("MNT_FAIL_URL"),
             notification_attempts: 0,
             decline_code: None,
+            receipt: None,
+            receipt_refusal: None,
         };
         self.book()
             .operations
@@ -336,6 +344,9 @@ impl MonetaSandbox {
         let op = self.operation(operation_id).ok_or("Операция не найдена")?;
         if op.status != OperationStatus::InProgress {
             return Err("Операция уже завершена".into());
+        }
+        if matches!(action, "pay" | "no3ds") {
+            self.check_with_shop(&op).await?;
         }
         match action {
             "pay" => Ok(FormStep::ThreeDs(operation_id)),
@@ -399,17 +410,77 @@ impl MonetaSandbox {
         Ok(FormStep::Redirect(op.success_url))
     }
 
-    async fn deliver_pay_url(self, operation_id: u64) {
-        let Some(op) = self.operation(operation_id) else {
-            return;
-        };
+    /// The Check URL request (§3.4), where the account has one: before the card is debited the
+    /// shop must confirm the order, in a signed `MNT_RESPONSE` that names its amount and
+    /// description. Anything else stops the payment, as Moneta does.
+    async fn check_with_shop(&self, op: &SandboxOperation) -> Result<(), String> {
         let Some(account) = self.inner.accounts.get(&op.account_id).cloned() else {
-            return;
+            return Err("Неизвестный счёт".into());
         };
+        let Some(check_url) = account.check_url.clone() else {
+            return Ok(());
+        };
+        let mut form = self.notification_form(&account, op, "CHECK");
+        form.push(("paymentSystem.unitId", "card".into()));
+        let mut last = String::from("магазин не ответил");
+        for attempt in 0..3 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let Ok(response) = self
+                .inner
+                .http
+                .post(check_url.clone())
+                .form(&form)
+                .send()
+                .await
+            else {
+                continue;
+            };
+            let Ok(body) = response.text().await else {
+                continue;
+            };
+            let Some(answer) = wire::read_mnt_answer(
+                &body,
+                &account.account_id,
+                &op.transaction_id,
+                &account.integrity_code,
+            ) else {
+                last = "ответ магазина не MNT_RESPONSE с верной подписью".into();
+                continue;
+            };
+            let amount_named = answer
+                .amount
+                .as_deref()
+                .and_then(|a| Amount::parse_api(a).ok())
+                == Some(op.amount);
+            if !amount_named || answer.description.as_deref().is_none_or(str::is_empty) {
+                return Err(
+                    "Магазин не подтвердил заказ: в ответе на Check URL нет суммы заказа (MNT_AMOUNT) или описания (MNT_DESCRIPTION)"
+                        .into(),
+                );
+            }
+            return match answer.result_code.as_str() {
+                "402" => Ok(()),
+                "200" => Err("Заказ уже оплачен".into()),
+                "302" => Err("Заказ уже оплачивается".into()),
+                _ => Err("Магазин отклонил заказ".into()),
+            };
+        }
+        Err(format!("Магазин не подтвердил заказ: {last}"))
+    }
+
+    /// The signed fields of a Pay URL (`command` empty) or Check URL (`CHECK`) request.
+    fn notification_form(
+        &self,
+        account: &SandboxAccount,
+        op: &SandboxOperation,
+        command: &str,
+    ) -> Vec<(&'static str, String)> {
         let amount = op.amount.to_string();
         let test_mode = "1";
         let signature = wire::md5_hex(&[
-            "",
+            command,
             &account.account_id,
             &op.transaction_id,
             &op.id.to_string(),
@@ -419,7 +490,11 @@ impl MonetaSandbox {
             test_mode,
             &account.integrity_code,
         ]);
-        let form = [
+        let mut form = Vec::new();
+        if !command.is_empty() {
+            form.push(("MNT_COMMAND", command.to_owned()));
+        }
+        form.extend([
             ("MNT_ID", account.account_id.clone()),
             ("MNT_TRANSACTION_ID", op.transaction_id.clone()),
             ("MNT_OPERATION_ID", op.id.to_string()),
@@ -431,7 +506,59 @@ impl MonetaSandbox {
             ("MNT_CUSTOM1", op.custom1.clone()),
             ("MNT_CUSTOM2", op.custom2.clone()),
             ("MNT_CUSTOM3", op.custom3.clone()),
-        ];
+        ]);
+        form
+    }
+
+    /// Reads the shop's answer to a Pay URL notification: acknowledged, with the fiscal
+    /// receipt it returned (checked by the cashbox), or not.
+    fn pay_answer_accepted(
+        &self,
+        account: &SandboxAccount,
+        op: &SandboxOperation,
+        body: &str,
+    ) -> bool {
+        if body.trim() == "SUCCESS" {
+            return true;
+        }
+        let Some(answer) = wire::read_mnt_answer(
+            body,
+            &account.account_id,
+            &op.transaction_id,
+            &account.integrity_code,
+        )
+        .filter(|a| a.result_code == "200") else {
+            return false;
+        };
+        let receipt = answer
+            .attribute("INVENTORY")
+            .map(|inventory| read_moneta(inventory, answer.attribute("CUSTOMER"), op.amount))
+            .transpose();
+        let mut book = self.book();
+        let Some(stored) = book.operations.get_mut(&op.id) else {
+            return false;
+        };
+        match receipt {
+            Ok(receipt) => {
+                stored.receipt = receipt;
+                stored.receipt_refusal = None;
+                true
+            }
+            Err(refusal) => {
+                stored.receipt_refusal = Some(refusal.to_string());
+                false
+            }
+        }
+    }
+
+    async fn deliver_pay_url(self, operation_id: u64) {
+        let Some(op) = self.operation(operation_id) else {
+            return;
+        };
+        let Some(account) = self.inner.accounts.get(&op.account_id).cloned() else {
+            return;
+        };
+        let form = self.notification_form(&account, &op, "");
         for attempt in 1..=self.inner.policy.max_attempts {
             if let Some(stored) = self.book().operations.get_mut(&operation_id) {
                 stored.notification_attempts += 1;
@@ -445,15 +572,7 @@ impl MonetaSandbox {
                 .await;
             if let Ok(response) = answer
                 && let Ok(body) = response.text().await
-                && (wire::read_mnt_response(
-                    &body,
-                    &account.account_id,
-                    &op.transaction_id,
-                    &account.integrity_code,
-                )
-                .as_deref()
-                    == Some("200")
-                    || body.trim() == "SUCCESS")
+                && self.pay_answer_accepted(&account, &op, &body)
             {
                 if let Some(stored) = self.book().operations.get_mut(&operation_id) {
                     stored.status = OperationStatus::Succeed;
@@ -635,6 +754,8 @@ impl MonetaSandbox {
                     notification_attempts: 0,
                     decline_code: (behaviour == ChargeBehaviour::InsufficientFunds)
                         .then(|| "insufficient_funds".to_owned()),
+                    receipt: None,
+                    receipt_refusal: None,
                 };
                 self.book().operations.insert(id, op.clone());
                 let charged = status == OperationStatus::Succeed;
@@ -758,6 +879,8 @@ impl MonetaSandbox {
                     fail_url: None,
                     notification_attempts: 0,
                     decline_code: None,
+                    receipt: None,
+                    receipt_refusal: None,
                 };
                 book.operations.insert(id, refund.clone());
                 drop(book);
@@ -981,6 +1104,8 @@ impl MonetaSandbox {
             "status": o.status.as_str(),
             "is_refund": o.is_refund,
             "parent": o.parent,
+            "receipt": o.receipt.as_deref().map(crate::sandbox::receipt_json),
+            "receipt_refusal": o.receipt_refusal,
         })).collect::<Vec<_>>()})
     }
 }

@@ -133,6 +133,23 @@ impl PayNotice {
     }
 }
 
+/// What an `MNT_RESPONSE` carries besides its result code: the Check URL answer names the
+/// order's amount and description (§3.4), the Pay URL answer the fiscal receipt's attributes
+/// (§3.9). None of these is signed.
+#[derive(Debug, Clone, Default)]
+pub struct MntExtras {
+    pub amount: Option<String>,
+    pub description: Option<String>,
+    /// `(KEY, VALUE)` pairs of `MNT_ATTRIBUTES`.
+    pub attributes: Vec<(String, String)>,
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 /// `MNT_RESPONSE`, the XML answer to Pay URL and Check URL requests.
 pub fn mnt_response(
     result_code: &str,
@@ -140,49 +157,142 @@ pub fn mnt_response(
     transaction_id: &str,
     code: &str,
 ) -> CallbackAnswer {
-    let escape = |t: &str| {
-        t.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-    };
+    mnt_response_with(
+        result_code,
+        account_id,
+        transaction_id,
+        code,
+        &MntExtras::default(),
+    )
+}
+
+/// `MNT_RESPONSE` with the amount, description and attributes its request needs.
+pub fn mnt_response_with(
+    result_code: &str,
+    account_id: &str,
+    transaction_id: &str,
+    code: &str,
+    extras: &MntExtras,
+) -> CallbackAnswer {
+    let mut optional = String::new();
+    if let Some(description) = &extras.description {
+        optional.push_str(&format!(
+            "<MNT_DESCRIPTION>{}</MNT_DESCRIPTION>",
+            xml_escape(description)
+        ));
+    }
+    if let Some(amount) = &extras.amount {
+        optional.push_str(&format!("<MNT_AMOUNT>{}</MNT_AMOUNT>", xml_escape(amount)));
+    }
+    if !extras.attributes.is_empty() {
+        optional.push_str("<MNT_ATTRIBUTES>");
+        for (key, value) in &extras.attributes {
+            optional.push_str(&format!(
+                "<ATTRIBUTE><KEY>{}</KEY><VALUE>{}</VALUE></ATTRIBUTE>",
+                xml_escape(key),
+                xml_escape(value)
+            ));
+        }
+        optional.push_str("</MNT_ATTRIBUTES>");
+    }
     CallbackAnswer {
         status: 200,
         content_type: "application/xml; charset=utf-8",
         body: format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><MNT_RESPONSE><MNT_ID>{}</MNT_ID>\
 <MNT_TRANSACTION_ID>{}</MNT_TRANSACTION_ID><MNT_RESULT_CODE>{result_code}</MNT_RESULT_CODE>\
-<MNT_SIGNATURE>{}</MNT_SIGNATURE></MNT_RESPONSE>",
-            escape(account_id),
-            escape(transaction_id),
+{optional}<MNT_SIGNATURE>{}</MNT_SIGNATURE></MNT_RESPONSE>",
+            xml_escape(account_id),
+            xml_escape(transaction_id),
             response_signature(result_code, account_id, transaction_id, code)
         ),
     }
 }
 
-/// Reads an `MNT_RESPONSE` (for the simulator): the result code and whether its signature is
-/// right.
+#[derive(Debug, serde::Deserialize)]
+struct MntResponseXml {
+    #[serde(rename = "MNT_ID")]
+    id: String,
+    #[serde(rename = "MNT_TRANSACTION_ID")]
+    transaction_id: String,
+    #[serde(rename = "MNT_RESULT_CODE")]
+    result_code: String,
+    #[serde(rename = "MNT_SIGNATURE")]
+    signature: String,
+    #[serde(rename = "MNT_AMOUNT")]
+    amount: Option<String>,
+    #[serde(rename = "MNT_DESCRIPTION")]
+    description: Option<String>,
+    #[serde(rename = "MNT_ATTRIBUTES")]
+    attributes: Option<MntAttributesXml>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct MntAttributesXml {
+    #[serde(rename = "ATTRIBUTE", default)]
+    items: Vec<MntAttributeXml>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct MntAttributeXml {
+    #[serde(rename = "KEY")]
+    key: String,
+    #[serde(rename = "VALUE", default)]
+    value: String,
+}
+
+/// A read `MNT_RESPONSE` whose id, transaction and signature checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MntAnswer {
+    pub result_code: String,
+    pub amount: Option<String>,
+    pub description: Option<String>,
+    pub attributes: Vec<(String, String)>,
+}
+
+impl MntAnswer {
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads an `MNT_RESPONSE` (for the simulator), refusing one for another account or
+/// transaction or with a wrong signature.
+pub fn read_mnt_answer(
+    body: &str,
+    account_id: &str,
+    transaction_id: &str,
+    code: &str,
+) -> Option<MntAnswer> {
+    let xml: MntResponseXml = quick_xml::de::from_str(body.trim()).ok()?;
+    let consistent = xml.id == account_id
+        && xml.transaction_id == transaction_id
+        && hex_signature_matches(
+            &xml.signature,
+            &response_signature(&xml.result_code, account_id, transaction_id, code),
+        );
+    consistent.then(|| MntAnswer {
+        result_code: xml.result_code,
+        amount: xml.amount,
+        description: xml.description,
+        attributes: xml
+            .attributes
+            .map(|a| a.items.into_iter().map(|i| (i.key, i.value)).collect())
+            .unwrap_or_default(),
+    })
+}
+
+/// Reads an `MNT_RESPONSE`'s result code (see [`read_mnt_answer`]).
 pub fn read_mnt_response(
     body: &str,
     account_id: &str,
     transaction_id: &str,
     code: &str,
 ) -> Option<String> {
-    let tag = |name: &str| {
-        let open = format!("<{name}>");
-        let close = format!("</{name}>");
-        let start = body.find(&open)? + open.len();
-        let end = start + body[start..].find(&close)?;
-        Some(body[start..end].to_owned())
-    };
-    let result = tag("MNT_RESULT_CODE")?;
-    let signature = tag("MNT_SIGNATURE")?;
-    let consistent = tag("MNT_ID").as_deref() == Some(account_id)
-        && tag("MNT_TRANSACTION_ID").as_deref() == Some(transaction_id)
-        && hex_signature_matches(
-            &signature,
-            &response_signature(&result, account_id, transaction_id, code),
-        );
-    consistent.then_some(result)
+    read_mnt_answer(body, account_id, transaction_id, code).map(|a| a.result_code)
 }
 
 /// Moneta's operation statuses.

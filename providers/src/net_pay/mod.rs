@@ -99,6 +99,7 @@ impl Acquirer for NetPay {
             unbind: false,
             // `param1`/`value1` is one pair, and test mode spends it on the callback address.
             personal_data: false,
+            receipts: crate::ReceiptChannel::WithPaymentRequest,
         }
     }
 
@@ -118,6 +119,11 @@ impl Acquirer for NetPay {
         ];
         if let Some(email) = request.email {
             items.push(("email", email));
+        }
+        // The receipt travels encrypted with the rest, as the official ATOL helper sends it.
+        let cashbox_data = request.receipt.map(crate::Receipt::net_pay_json);
+        if let Some(cashbox_data) = &cashbox_data {
+            items.push(("cashbox_data", cashbox_data));
         }
         let callback = self.config.notification_url.as_ref().map(Url::to_string);
         if let (true, Some(callback)) = (self.config.test_mode, callback.as_deref()) {
@@ -180,6 +186,7 @@ impl Acquirer for NetPay {
             payment_ref: notice.order_number,
             operation_id: None,
             currency: None,
+            personal_data_echoed: None,
         })
     }
 }

@@ -7,6 +7,7 @@
 //! a fixed order, ending in `token`) until the answer says `<status>1</status>`, then sends the
 //! browser to `successUrl` or `failUrl`.
 
+use crate::receipt::{ReadItem, read_net_pay};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -52,6 +53,8 @@ pub struct SandboxOrder {
     pub fail_url: Option<String>,
     pub notification_attempts: u32,
     pub acknowledged: bool,
+    /// The fiscal receipt (`cashbox_data`) as the cashbox read it.
+    pub receipt: Option<Vec<ReadItem>>,
 }
 
 #[derive(Debug)]
@@ -165,6 +168,10 @@ impl NetPaySandbox {
         if item("currency").as_deref() != Some("RUB") {
             return Err("Поддерживается только валюта RUB".into());
         }
+        let receipt = item("cashbox_data")
+            .map(|json| read_net_pay(&json, amount))
+            .transpose()
+            .map_err(|refusal| format!("Чек отклонён: {refusal}"))?;
         let notification_url = match (item("param1").as_deref(), item("value1")) {
             (Some("callback"), Some(url)) => Url::parse(&url).ok(),
             _ => merchant.notification_url.clone(),
@@ -179,6 +186,7 @@ impl NetPaySandbox {
             fail_url: item("failUrl"),
             notification_attempts: 0,
             acknowledged: false,
+            receipt,
         };
         let mut orders = self.orders();
         let key = (auth.clone(), order_id.clone());
@@ -333,9 +341,14 @@ fn show_page(sandbox: &NetPaySandbox, params: Vec<(String, String)>) -> Response
                 "../sandbox/decide",
                 &[("auth", &auth), ("order_id", &order_id)],
             );
+            let receipt = order
+                .receipt
+                .as_deref()
+                .map(crate::sandbox::receipt_html)
+                .unwrap_or_default();
             let body = format!(
                 "<h1>Оплата заказа {order}</h1><p id=\"description\">{desc}</p>\
-<p>Сумма: <strong id=\"amount\">{sum} ₽</strong></p>\
+<p>Сумма: <strong id=\"amount\">{sum} ₽</strong></p>{receipt}\
 <p>Карта и 3-D Secure проверяются на этой странице (имитация).</p>{forms}",
                 order = escape_html(&order_id),
                 desc = escape_html(&order.description),
@@ -427,6 +440,7 @@ impl NetPaySandbox {
                 OrderState::Paid => "paid",
                 OrderState::Declined => "declined",
             },
+            "receipt": o.receipt.as_deref().map(crate::sandbox::receipt_json),
         })).collect::<Vec<_>>()})
     }
 }

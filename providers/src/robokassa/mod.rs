@@ -134,11 +134,17 @@ impl Robokassa {
                 payer.full_name.to_owned(),
             ));
         }
-        let signature = wire::payment_signature(
+        // The URL-encoded receipt is what is signed and what is sent (the form encodes it again).
+        let receipt = request.receipt.map(wire::encode_receipt);
+        let signature = wire::payment_signature_with(
             self.config.hash,
             &self.config.merchant_login,
             &out_sum,
             request.order_id,
+            &wire::SignedExtras {
+                receipt: receipt.as_deref(),
+                ..wire::SignedExtras::default()
+            },
             self.config.password1.expose_secret(),
             &shp,
         );
@@ -160,6 +166,9 @@ impl Robokassa {
                 .append_pair("Encoding", "utf-8");
             if let Some(email) = request.email {
                 query.append_pair("Email", email);
+            }
+            if let Some(receipt) = &receipt {
+                query.append_pair("Receipt", receipt);
             }
             if self.config.test_mode {
                 query.append_pair("IsTest", "1");
@@ -243,6 +252,7 @@ impl Acquirer for Robokassa {
             refund_lookup: false,
             unbind: false,
             personal_data: true,
+            receipts: crate::ReceiptChannel::WithPaymentRequest,
         }
     }
 
@@ -257,8 +267,10 @@ impl Acquirer for Robokassa {
         if !notice.signature_is_valid(self.config.hash, self.config.password2.expose_secret()) {
             return Err(CallbackError::BadSignature);
         }
+        let personal_data_echoed = notice.own_parameters_echoed()?;
         let amount = notice.amount()?;
         Ok(VerifiedCallback {
+            personal_data_echoed: Some(personal_data_echoed),
             payment_ref: notice.shp_value(wire::PAYMENT_REF_PARAM).map(str::to_owned),
             operation_id: None,
             order_id: notice.inv_id,
@@ -292,10 +304,15 @@ impl Acquirer for Robokassa {
         // Compact JSON; the amount is written as Robokassa reads it, a plain decimal.
         let op_key_json = serde_json::to_string(&op_key)
             .map_err(|e| ProviderError::Configuration(e.to_string()))?;
-        let payload = match request.amount {
-            Some(amount) => format!("{{\"OpKey\":{op_key_json},\"RefundSum\":{amount}}}"),
-            None => format!("{{\"OpKey\":{op_key_json}}}"),
-        };
+        let refund_sum = request
+            .amount
+            .map(|amount| format!(",\"RefundSum\":{amount}"))
+            .unwrap_or_default();
+        let invoice_items = request
+            .receipt
+            .map(|receipt| format!(",\"InvoiceItems\":{}", receipt.robokassa_invoice_items()))
+            .unwrap_or_default();
+        let payload = format!("{{\"OpKey\":{op_key_json}{refund_sum}{invoice_items}}}");
         let token = wire::refund_jwt(&payload, password3.expose_secret());
         let answer = self
             .http
@@ -379,11 +396,16 @@ impl Acquirer for Robokassa {
             wire::PAYMENT_REF_PARAM.to_owned(),
             charge.payment_ref.to_owned(),
         )];
-        let signature = wire::payment_signature(
+        let receipt = charge.receipt.map(wire::encode_receipt);
+        let signature = wire::payment_signature_with(
             self.config.hash,
             &self.config.merchant_login,
             &out_sum,
             charge.attempt_id,
+            &wire::SignedExtras {
+                receipt: receipt.as_deref(),
+                ..wire::SignedExtras::default()
+            },
             self.config.password1.expose_secret(),
             &shp,
         );
@@ -392,7 +414,7 @@ impl Acquirer for Robokassa {
             .chars()
             .take(DESCRIPTION_MAX_CHARS)
             .collect();
-        let form = [
+        let mut form = vec![
             ("MerchantLogin", self.config.merchant_login.as_str()),
             ("InvoiceID", charge.attempt_id),
             ("PreviousInvoiceID", charge.token.expose_secret()),
@@ -401,6 +423,9 @@ impl Acquirer for Robokassa {
             ("SignatureValue", signature.as_str()),
             (wire::PAYMENT_REF_PARAM, charge.payment_ref),
         ];
+        if let Some(receipt) = &receipt {
+            form.push(("Receipt", receipt.as_str()));
+        }
         let answer = self
             .http
             .post(self.endpoint("/Merchant/Recurring"))

@@ -22,6 +22,7 @@ use axum::routing::{get, post};
 use url::Url;
 
 use super::wire::{self, OperationState};
+use crate::receipt::{ReadItem, read_robokassa, read_robokassa_refund_items};
 use crate::sandbox::{ApiMode, DeliveryPolicy, decision_forms, escape_html, page};
 use crate::signing::{HashAlgorithm, hex_signature_matches};
 use crate::{Amount, RawCallback};
@@ -57,6 +58,10 @@ pub struct SandboxInvoice {
     /// ResultURL deliveries attempted and the one acknowledged, if any.
     pub result_attempts: u32,
     pub result_acknowledged: bool,
+    /// The fiscal receipt's lines, when the request carried one.
+    pub receipt: Option<Vec<ReadItem>>,
+    /// Opened with `StepByStep=true`: paying holds the money (state 20) instead of charging.
+    pub hold: bool,
 }
 
 #[derive(Debug, Default)]
@@ -64,6 +69,8 @@ struct Book {
     invoices: HashMap<(String, String), SandboxInvoice>,
     /// Refund API requests: request id → (amount, label).
     refunds: HashMap<String, (Amount, &'static str)>,
+    /// The receipt lines of refunds that carried `InvoiceItems`: request id → lines.
+    refund_receipts: HashMap<String, Vec<ReadItem>>,
 }
 
 /// The operation key OpStateExt reports for a paid invoice (the Refund API asks for it).
@@ -198,7 +205,9 @@ impl RobokassaSandbox {
             if invoice.state != OperationState::Initiated {
                 return Err("the invoice is no longer open".to_owned());
             }
-            invoice.state = if pay {
+            invoice.state = if pay && invoice.hold {
+                OperationState::Held
+            } else if pay {
                 OperationState::Paid
             } else {
                 OperationState::Canceled
@@ -351,18 +360,40 @@ impl RobokassaSandbox {
             return Err("InvId должен быть целым положительным числом".into());
         }
         let shp = sorted_shp(params);
-        let expected = wire::payment_signature(
+        let receipt_text = get("Receipt")?;
+        let hold = match get("StepByStep")? {
+            None => false,
+            Some(value) if value.eq_ignore_ascii_case("true") => true,
+            Some(_) => return Err("StepByStep может быть только true".into()),
+        };
+        // Every signed optional parameter the request carries is part of the formula: a
+        // parameter added (or changed) after signing breaks the signature.
+        let extras = wire::SignedExtras {
+            out_sum_currency: get("OutSumCurrency")?,
+            user_ip: get("UserIp")?,
+            receipt: receipt_text,
+            step_by_step: hold,
+        };
+        let expected = wire::payment_signature_with(
             merchant.hash,
             login,
             out_sum_text,
             inv_id,
+            &extras,
             &merchant.password1,
             &shp,
         );
         if !hex_signature_matches(signature, &expected) {
             return Err("Неверная подпись запроса (SignatureValue)".into());
         }
+        if extras.out_sum_currency.is_some() {
+            return Err("Магазин принимает оплату только в рублях (OutSumCurrency)".into());
+        }
         let out_sum = Amount::parse_api(out_sum_text).map_err(|_| "Неверная сумма OutSum")?;
+        let receipt = receipt_text
+            .map(|text| read_robokassa(&wire::decode_receipt(text), out_sum))
+            .transpose()
+            .map_err(|refusal| format!("Чек отклонён: {refusal}"))?;
         let description = get("Description")?.unwrap_or_default().to_owned();
         let is_test = get("IsTest")? == Some("1");
         let recurring = get("Recurring")? == Some("true");
@@ -390,6 +421,8 @@ impl RobokassaSandbox {
                         refunded_minor: 0,
                         result_attempts: 0,
                         result_acknowledged: false,
+                        receipt: receipt.clone(),
+                        hold,
                     },
                 );
             }
@@ -399,6 +432,7 @@ impl RobokassaSandbox {
             inv_id: inv_id.to_owned(),
             out_sum,
             description,
+            receipt,
         })
     }
 }
@@ -419,6 +453,7 @@ struct OpenedInvoice {
     inv_id: String,
     out_sum: Amount,
     description: String,
+    receipt: Option<Vec<ReadItem>>,
 }
 
 const BRAND: &str = "Robokassa";
@@ -435,9 +470,14 @@ fn payment_page(sandbox: &RobokassaSandbox, params: Vec<(String, String)>) -> Re
                 "Decide",
                 &[("login", &invoice.login), ("inv_id", &invoice.inv_id)],
             );
+            let receipt = invoice
+                .receipt
+                .as_deref()
+                .map(crate::sandbox::receipt_html)
+                .unwrap_or_default();
             let body = format!(
                 "<h1>Оплата счёта № {inv}</h1><p id=\"description\">{desc}</p>\
-<p>Сумма: <strong id=\"amount\">{sum} ₽</strong></p>\
+<p>Сумма: <strong id=\"amount\">{sum} ₽</strong></p>{receipt}\
 <p>Карта и 3-D Secure проверяются на этой странице (имитация).</p>{forms}",
                 inv = escape_html(&invoice.inv_id),
                 desc = escape_html(&invoice.description),
@@ -576,12 +616,21 @@ impl RobokassaSandbox {
         };
         let (inv_id, parent_id, out_sum_text) =
             (get("InvoiceID"), get("PreviousInvoiceID"), get("OutSum"));
+        let receipt_text = params
+            .iter()
+            .find(|(k, _)| k == "Receipt")
+            .map(|(_, v)| v.as_str());
         let shp = sorted_shp(params);
-        let expected = wire::payment_signature(
+        // `PreviousInvoiceID` is not signed; `Receipt` is.
+        let expected = wire::payment_signature_with(
             merchant.hash,
             &merchant.login,
             out_sum_text,
             inv_id,
+            &wire::SignedExtras {
+                receipt: receipt_text,
+                ..wire::SignedExtras::default()
+            },
             &merchant.password1,
             &shp,
         );
@@ -593,6 +642,13 @@ impl RobokassaSandbox {
         }
         let Ok(out_sum) = Amount::parse_api(out_sum_text) else {
             return refuse("bad OutSum");
+        };
+        let receipt = match receipt_text
+            .map(|text| read_robokassa(&wire::decode_receipt(text), out_sum))
+            .transpose()
+        {
+            Ok(receipt) => receipt,
+            Err(refusal) => return refuse(&format!("receipt refused: {refusal}")),
         };
         let mut book = self.book();
         let parent = book
@@ -634,6 +690,8 @@ impl RobokassaSandbox {
                 refunded_minor: 0,
                 result_attempts: 0,
                 result_acknowledged: false,
+                receipt,
+                hold: false,
             },
         );
         if declined {
@@ -763,8 +821,25 @@ impl RobokassaSandbox {
         let Some(amount) = asked.filter(|a| a.minor() <= left) else {
             return refused("NotEnoughOperationFunds");
         };
+        // Read as raw JSON text: the lines' amounts never pass through a float.
+        #[derive(serde::Deserialize)]
+        struct Lines<'a> {
+            #[serde(rename = "InvoiceItems", borrow)]
+            items: Option<&'a serde_json::value::RawValue>,
+        }
+        let lines: Option<Lines<'_>> = serde_json::from_str(&payload).ok();
+        let receipt = match lines.and_then(|l| l.items) {
+            None => None,
+            Some(items) => match read_robokassa_refund_items(items.get(), amount) {
+                Ok(lines) => Some(lines),
+                Err(_) => return refused("InvalidInvoiceItems"),
+            },
+        };
         invoice.refunded_minor += amount.minor();
         let request_id = format!("rq-{}-{}", op, book.refunds.len() + 1);
+        if let Some(lines) = receipt {
+            book.refund_receipts.insert(request_id.clone(), lines);
+        }
         let label = if self.inner.hold_refunds.load(Ordering::SeqCst) {
             "processing"
         } else {
@@ -861,9 +936,11 @@ impl RobokassaSandbox {
                 "paid": i.state == OperationState::Paid,
                 "parent": i.parent,
                 "refunded": Amount::from_minor(i.refunded_minor).map(|a| a.to_string()).unwrap_or_default(),
+                "receipt": i.receipt.as_deref().map(crate::sandbox::receipt_json),
             })).collect::<Vec<_>>(),
             "refunds": refunds.iter().map(|(id, (amount, label))| serde_json::json!({
                 "request_id": id, "amount": amount.to_string(), "label": label,
+                "receipt": book.refund_receipts.get(*id).map(|lines| crate::sandbox::receipt_json(lines)),
             })).collect::<Vec<_>>(),
         })
     }

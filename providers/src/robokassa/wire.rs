@@ -23,6 +23,16 @@ fn shp_suffix(shp: &[(String, String)]) -> String {
     sorted.iter().map(|(k, v)| format!(":{k}={v}")).collect()
 }
 
+/// The optional signed parameters of a payment request, in the order the formula takes them:
+/// `OutSumCurrency`, `UserIp`, `Receipt` (its URL-encoded text), then `true` for `StepByStep`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SignedExtras<'a> {
+    pub out_sum_currency: Option<&'a str>,
+    pub user_ip: Option<&'a str>,
+    pub receipt: Option<&'a str>,
+    pub step_by_step: bool,
+}
+
 /// `SignatureValue` of a payment page request: `MerchantLogin:OutSum:InvId:Password#1[:Shp_…]`.
 pub fn payment_signature(
     hash: HashAlgorithm,
@@ -32,9 +42,61 @@ pub fn payment_signature(
     password1: &str,
     shp: &[(String, String)],
 ) -> String {
-    let base = format!("{login}:{out_sum}:{inv_id}:{password1}{}", shp_suffix(shp));
+    payment_signature_with(
+        hash,
+        login,
+        out_sum,
+        inv_id,
+        &SignedExtras::default(),
+        password1,
+        shp,
+    )
+}
+
+/// `SignatureValue` of a payment request with its optional signed parameters:
+/// `MerchantLogin:OutSum:InvId[:OutSumCurrency][:UserIp][:Receipt][:true]:Password#1[:Shp_…]`.
+pub fn payment_signature_with(
+    hash: HashAlgorithm,
+    login: &str,
+    out_sum: &str,
+    inv_id: &str,
+    extras: &SignedExtras<'_>,
+    password1: &str,
+    shp: &[(String, String)],
+) -> String {
+    let mut base = format!("{login}:{out_sum}:{inv_id}");
+    for part in [extras.out_sum_currency, extras.user_ip, extras.receipt]
+        .into_iter()
+        .flatten()
+    {
+        base.push(':');
+        base.push_str(part);
+    }
+    if extras.step_by_step {
+        base.push_str(":true");
+    }
+    base.push(':');
+    base.push_str(password1);
+    base.push_str(&shp_suffix(shp));
     hash.hex_digest(base.as_bytes())
 }
+
+/// The `Receipt` parameter: the receipt's JSON form-URL-encoded (`+` for spaces, as the
+/// documentation's example), the text that is both signed and sent.
+pub fn encode_receipt(receipt: &crate::Receipt) -> String {
+    form_urlencoded::byte_serialize(receipt.robokassa_json().as_bytes()).collect()
+}
+
+/// The receipt's JSON back from the `Receipt` parameter's text.
+pub fn decode_receipt(encoded: &str) -> String {
+    form_urlencoded::parse(format!("r={encoded}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// Every custom parameter oplata sends with a payment; the notification echoes exactly these.
+pub const OWN_PARAMS: [&str; 3] = [PAYMENT_REF_PARAM, PASSPORT_PARAM, PAYER_NAME_PARAM];
 
 /// `SignatureValue` of a ResultURL notification: `OutSum:InvId:Password#2[:Shp_…]`.
 pub fn result_signature(
@@ -132,6 +194,36 @@ impl ResultNotice {
     /// The amount as a number; the text must be a plain non-negative decimal.
     pub fn amount(&self) -> Result<Decimal, CallbackError> {
         crate::money::notified_amount(&self.out_sum, "OutSum")
+    }
+
+    /// Checks that the `Shp_` parameters are exactly the ones oplata sends: the payment id
+    /// always, the payer's two passport fields together or not at all, nothing else. Returns
+    /// whether the passport fields came back.
+    pub fn own_parameters_echoed(&self) -> Result<bool, CallbackError> {
+        if let Some((name, _)) = self
+            .shp
+            .iter()
+            .find(|(k, _)| !OWN_PARAMS.contains(&k.as_str()))
+        {
+            return Err(CallbackError::Malformed(format!(
+                "{name} is not a parameter oplata sends"
+            )));
+        }
+        if self.shp_value(PAYMENT_REF_PARAM).is_none_or(str::is_empty) {
+            return Err(CallbackError::Malformed(format!(
+                "{PAYMENT_REF_PARAM}, sent with every payment, did not come back"
+            )));
+        }
+        match (
+            self.shp_value(PASSPORT_PARAM),
+            self.shp_value(PAYER_NAME_PARAM),
+        ) {
+            (Some(_), Some(_)) => Ok(true),
+            (None, None) => Ok(false),
+            _ => Err(CallbackError::Malformed(
+                "the payer's passport fields came back incomplete".into(),
+            )),
+        }
     }
 
     pub fn shp_value(&self, name: &str) -> Option<&str> {
