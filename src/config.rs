@@ -822,6 +822,20 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configuration_reads_and_shows_a_complete_receipt_setting() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("oplata.example.toml");
+        let settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::file(&example))
+            .extract()
+            .expect("oplata.example.toml parses");
+        let receipt = settings.suppliers[0]
+            .receipt
+            .as_ref()
+            .expect("the example shows the receipt settings");
+        assert_eq!(receipt.policy().check(), Ok(()));
+    }
+
+    #[test]
     fn production_refuses_the_sandbox_demo_suppliers_and_demo_credentials() {
         let mut sandbox = production();
         sandbox.sandbox.enabled = true;
