@@ -92,6 +92,10 @@ impl Application {
             .transpose()?;
         let vault = Vault::new(&settings.vault.active_key, &settings.vault.keys)?;
         let return_query_interval_ms = settings.public.return_query_interval_ms;
+        // `check` has refused an unreadable list.
+        let trusted_proxies =
+            crate::http::client_address::TrustedProxies::parse(&settings.public.trusted_proxies)
+                .unwrap_or_default();
         crate::metrics::handle();
         let services = Arc::new(Services {
             vault,
@@ -103,6 +107,7 @@ impl Application {
             return_throttle: crate::service::throttle::QueryThrottle::new(Duration::from_millis(
                 return_query_interval_ms,
             )),
+            trusted_proxies,
         });
         let extra = match &sandboxes {
             Some(s) => s.router(),

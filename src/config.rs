@@ -88,6 +88,10 @@ pub struct PublicSettings {
     /// (`X-Real-IP`); unset: the TCP peer's address. Never set it without such a proxy: clients
     /// could then choose their own address.
     pub client_ip_header: Option<String>,
+    /// The proxies (addresses or networks) whose `client_ip_header` is believed; the client is
+    /// the right-most address in it that is not one of them. Default: loopback.
+    #[serde(default = "default_trusted_proxies")]
+    pub trusted_proxies: Vec<String>,
     /// The browser's return from an acquirer asks the acquirer about the payment at most once
     /// in this interval per payment (0: every time).
     pub return_query_interval_ms: u64,
@@ -279,6 +283,10 @@ pub struct NetPaySettings {
     pub base_url: Option<Url>,
 }
 
+fn default_trusted_proxies() -> Vec<String> {
+    vec!["127.0.0.1/32".to_owned(), "::1/128".to_owned()]
+}
+
 fn default_link_lifetime_minutes() -> u64 {
     60
 }
@@ -447,6 +455,7 @@ impl Default for Settings {
                 attempts_per_account_per_hour: 20,
                 declines_per_ip_per_10_minutes: 10,
                 client_ip_header: None,
+                trusted_proxies: default_trusted_proxies(),
                 return_query_interval_ms: 5000,
             },
             sms: SmsSettings {
@@ -564,12 +573,45 @@ impl Settings {
                 "public limits must be at least 1".into(),
             ));
         }
+        if let Err(entry) =
+            crate::http::client_address::TrustedProxies::parse(&self.public.trusted_proxies)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "public.trusted_proxies: {entry:?} is not an address or network"
+            )));
+        }
         if self.body_limit_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "body_limit_bytes must be at least 1024".into(),
             ));
         }
         if self.mode == Mode::Production {
+            // Card tokens and passport data travel only over an encrypted connection: the
+            // addresses given to browsers and acquirers must be https.
+            match &self.public_base_url {
+                Some(url) if url.scheme() == "https" => {}
+                Some(_) => {
+                    return Err(ConfigError::UnsafeForProduction(
+                        "public_base_url must be an https:// address".into(),
+                    ));
+                }
+                None => {
+                    return Err(ConfigError::UnsafeForProduction(
+                        "public_base_url is not set (the https:// address customers reach)".into(),
+                    ));
+                }
+            }
+            if self
+                .vault
+                .keys
+                .values()
+                .any(|key| key.expose_secret() == DEMO_VAULT_KEY)
+            {
+                return Err(ConfigError::UnsafeForProduction(
+                    "a vault key is the public demo key (make one with `oplata keys generate`)"
+                        .into(),
+                ));
+            }
             if self.sandbox.enabled {
                 return Err(ConfigError::UnsafeForProduction(
                     "the acquirer sandbox is enabled (set sandbox.enabled = false)".into(),
@@ -768,6 +810,7 @@ mod tests {
             ..Settings::default()
         };
         settings.sandbox.enabled = false;
+        settings.public_base_url = Url::parse("https://pay.example.ru/").ok();
         settings.vault = VaultSettings {
             active_key: "k1".into(),
             keys: std::collections::BTreeMap::from([(
@@ -869,6 +912,24 @@ mod tests {
         let mut nothing = production();
         nothing.suppliers.clear();
         assert!(refusal(&nothing).contains("no suppliers"));
+    }
+
+    #[test]
+    fn production_refuses_the_demo_vault_key_and_an_unencrypted_public_address() {
+        let mut demo_key = production();
+        demo_key
+            .vault
+            .keys
+            .insert("old".into(), SecretString::from(DEMO_VAULT_KEY));
+        assert!(refusal(&demo_key).contains("demo key"));
+
+        let mut plain_http = production();
+        plain_http.public_base_url = Url::parse("http://pay.example.ru/").ok();
+        assert!(refusal(&plain_http).contains("https"));
+
+        let mut unset = production();
+        unset.public_base_url = None;
+        assert!(refusal(&unset).contains("public_base_url"));
     }
 
     #[test]

@@ -410,8 +410,7 @@ impl Client {
             }
             paid[rand::random_range(0..paid.len())]
         };
-        let body =
-            json!({"amount": Self::amount(1, 60), "reason": "переплата", "operator": "crash"});
+        let body = json!({"amount": Self::amount(1, 60), "reason": "переплата"});
         let path = format!("/v1/payments/{candidate}/refunds");
         if let Answer::Definitive(201, _) = self.keyed(&path, &self.0.desk_key, &body).await {
             self.count(|c| c.refunds += 1);

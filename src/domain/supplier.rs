@@ -105,8 +105,10 @@ impl Supplier {
         self
     }
 
+    /// Account numbers are ASCII: a configured `\d` would otherwise take full-width or
+    /// Arabic-Indic digits, which no billing system can match to an account.
     pub fn accepts_account(&self, account_number: &str) -> bool {
-        self.account_pattern.is_match(account_number)
+        account_number.is_ascii() && self.account_pattern.is_match(account_number)
     }
 }
 
@@ -124,6 +126,15 @@ mod tests {
             AcquirerKind::Robokassa,
         )
         .expect("valid supplier")
+    }
+
+    #[test]
+    fn only_ascii_digits_make_an_account_number() {
+        let supplier = electro();
+        assert!(supplier.accepts_account("1234567890"));
+        for unicode in ["１２３４５６７８９０", "١٢٣٤٥٦٧٨٩٠", "12345６7890"] {
+            assert!(!supplier.accepts_account(unicode), "{unicode}");
+        }
     }
 
     #[test]

@@ -15,6 +15,21 @@ use crate::service::api_keys::{self, ApiClient, Scope};
 #[derive(Debug, Clone)]
 pub struct Authenticated(pub ApiClient);
 
+/// The operator behind a desk API key is the key's holder (its name): the daily refund limit
+/// and the audit trail name them. A name the caller writes in the request is accepted only when
+/// it is that one.
+pub fn desk_operator(client: &ApiClient, claimed: Option<&str>) -> Result<String, ApiError> {
+    match claimed {
+        Some(name) if name != client.name => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::OperatorMismatch,
+            "the operator is the holder of the API key; another name cannot be given",
+        )
+        .with_param("operator")),
+        _ => Ok(client.name.clone()),
+    }
+}
+
 impl Authenticated {
     pub fn require(self, scope: Scope) -> Result<ApiClient, ApiError> {
         if self.0.scope == scope {

@@ -147,6 +147,7 @@ pub struct LoginForm {
 
 pub async fn login(
     State(services): State<Arc<Services>>,
+    super::public::ClientIp(client): super::public::ClientIp,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
@@ -163,6 +164,7 @@ pub async fn login(
         &services,
         form.login.trim(),
         &password,
+        &client,
         OffsetDateTime::now_utc(),
     )
     .await

@@ -39,6 +39,8 @@ pub enum ErrorCode {
     Unauthorized,
     /// The API key's scope does not allow this endpoint.
     ForbiddenScope,
+    /// A desk request names another operator than the holder of its API key.
+    OperatorMismatch,
     /// No such resource (or not yours).
     NotFound,
     /// The method is not allowed on this path.

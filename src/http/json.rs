@@ -89,6 +89,21 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 (StatusCode::BAD_REQUEST, ErrorCode::InvalidFieldType)
             }
         };
+        // serde's own text quotes the value it refused ("invalid type: integer `4510`…"):
+        // a passport number sent as a number would be echoed, and stored with the answer. Only
+        // the field and what was expected are said.
+        let message = if code == ErrorCode::InvalidFieldType {
+            let expected = message
+                .split_once(", expected ")
+                .map(|(_, rest)| rest.rsplit_once(" at line ").map_or(rest, |(e, _)| e))
+                .filter(|e| !e.contains('`') || e.starts_with("one of"));
+            match expected {
+                Some(expected) => format!("{path}: expected {expected}"),
+                None => format!("{path}: the value has the wrong type or form"),
+            }
+        } else {
+            message
+        };
         let api = ApiError::new(status, code, message);
         let field = if code == ErrorCode::MissingField || code == ErrorCode::UnknownField {
             quoted_name(&api.message)

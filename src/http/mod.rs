@@ -3,6 +3,7 @@
 pub mod acquirers;
 pub mod auth;
 pub mod cards;
+pub mod client_address;
 pub mod desk;
 pub mod error;
 pub mod health;
@@ -123,6 +124,7 @@ pub fn router(services: Arc<Services>, extra: Router) -> Router {
                 "this method is not allowed here",
             )
         })
+        .layer(axum::middleware::map_response(security_headers))
         .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
         .layer(
             ServiceBuilder::new()
@@ -158,4 +160,38 @@ pub fn router(services: Arc<Services>, extra: Router) -> Router {
                     Duration::from_secs(settings.request_timeout_secs),
                 )),
         )
+}
+
+/// What every answer tells the browser: no sniffing, no framing, no referrer (some addresses
+/// carry one-time tokens), nothing cached (pages and answers carry personal and payment data),
+/// and for HTML a content policy that allows nothing from elsewhere unless the handler set a
+/// stricter-tailored one of its own.
+async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
+    use axum::http::HeaderValue;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    let html = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if html && !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'",
+            ),
+        );
+    }
+    response
 }

@@ -49,24 +49,22 @@ impl FromRequestParts<Arc<Services>> for ClientIp {
         parts: &mut Parts,
         services: &Arc<Services>,
     ) -> Result<Self, Self::Rejection> {
-        if let Some(name) = &services.settings.public.client_ip_header {
-            let forwarded = parts
-                .headers
-                .get(name.as_str())
-                .and_then(|v| v.to_str().ok())
-                // X-Forwarded-For lists the proxies after the client: the first is the client.
-                .and_then(|v| v.split(',').next())
-                .and_then(|v| v.trim().parse::<IpAddr>().ok());
-            if let Some(ip) = forwarded {
-                return Ok(ClientIp(ip.to_string()));
-            }
-        }
-        let peer = parts
+        let peer: Option<IpAddr> = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string())
-            .unwrap_or_else(|| "unknown".to_owned());
-        Ok(ClientIp(peer))
+            .map(|ConnectInfo(addr)| addr.ip());
+        let forwarded = services
+            .settings
+            .public
+            .client_ip_header
+            .as_deref()
+            .and_then(|name| parts.headers.get(name))
+            .and_then(|v| v.to_str().ok());
+        let address =
+            super::client_address::client_address(peer, forwarded, &services.trusted_proxies);
+        Ok(ClientIp(
+            address.map_or_else(|| "unknown".to_owned(), |a| a.to_string()),
+        ))
     }
 }
 

@@ -25,8 +25,8 @@ pub struct CreateRefundRequest {
     /// Decimal string; omit to refund the whole remainder.
     pub amount: Option<String>,
     pub reason: String,
-    /// The operator asking, as the desk knows them.
-    pub operator: String,
+    /// Optional: the operator is the holder of the API key (its name); another name is refused.
+    pub operator: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -139,7 +139,7 @@ pub async fn create(
             let payment_id = id(&payment_id)?;
             let request: CreateRefundRequest = json::parse(&body)?;
             bounded(&request.reason, "reason", 500)?;
-            bounded(&request.operator, "operator", 128)?;
+            let operator = super::auth::desk_operator(&client, request.operator.as_deref())?;
             let amount = request
                 .amount
                 .as_deref()
@@ -159,7 +159,7 @@ pub async fn create(
                 payment_id,
                 amount,
                 &request.reason,
-                &request.operator,
+                &operator,
                 claimed,
             )
             .await?;

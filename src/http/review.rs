@@ -38,8 +38,8 @@ pub struct ResolveRequest {
     pub outcome: Resolution,
     /// What the operator found, for the audit trail.
     pub note: String,
-    /// The operator settling it, as the desk knows them.
-    pub operator: String,
+    /// Optional: the operator is the holder of the API key (its name); another name is refused.
+    pub operator: Option<String>,
 }
 
 /// What waits for a person.
@@ -71,7 +71,6 @@ pub async fn list(
 fn checked(body: &[u8]) -> Result<ResolveRequest, ApiError> {
     let request: ResolveRequest = json::parse(body)?;
     bounded(&request.note, "note", 1000)?;
-    bounded(&request.operator, "operator", 128)?;
     Ok(request)
 }
 
@@ -89,14 +88,15 @@ pub async fn resolve_payment(
     Path(payment_id): Path<String>,
     Body(body): Body,
 ) -> Result<Json<PaymentView>, ApiError> {
-    auth.require(Scope::Desk)?;
+    let client = auth.require(Scope::Desk)?;
     let payment_id = id(&payment_id)?;
     let request = checked(&body)?;
+    let operator = super::auth::desk_operator(&client, request.operator.as_deref())?;
     let payment = review::resolve_payment(
         &services,
         payment_id,
         request.outcome,
-        &request.operator,
+        &operator,
         &request.note,
     )
     .await?;
@@ -117,14 +117,15 @@ pub async fn resolve_refund(
     Path(refund_id): Path<String>,
     Body(body): Body,
 ) -> Result<Json<RefundView>, ApiError> {
-    auth.require(Scope::Desk)?;
+    let client = auth.require(Scope::Desk)?;
     let refund_id = id(&refund_id)?;
     let request = checked(&body)?;
+    let operator = super::auth::desk_operator(&client, request.operator.as_deref())?;
     let refund = review::resolve_refund(
         &services,
         refund_id,
         request.outcome,
-        &request.operator,
+        &operator,
         &request.note,
     )
     .await?;

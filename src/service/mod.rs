@@ -34,6 +34,8 @@ pub struct Services {
     pub clock: crate::clock::Clock,
     /// Bounds the status queries that browser returns cause.
     pub return_throttle: throttle::QueryThrottle,
+    /// The reverse proxies whose forwarding header names the client.
+    pub trusted_proxies: crate::http::client_address::TrustedProxies,
 }
 
 impl Services {

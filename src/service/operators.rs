@@ -14,6 +14,10 @@ use crate::store::{OperatorRecord, SessionRecord, Store, StoreError};
 
 /// Failed logins for one login within `LOCKOUT_WINDOW` before further attempts are refused.
 pub const MAX_FAILURES: i64 = 5;
+/// Failed logins from one client address within `LOCKOUT_WINDOW` (all logins together).
+pub const MAX_FAILURES_PER_ADDRESS: i64 = 20;
+/// Longer names are no login: refused without being checked or stored.
+pub const MAX_LOGIN_LEN: usize = 64;
 pub const LOCKOUT_WINDOW: Duration = Duration::minutes(15);
 pub const SESSION_LIFETIME: Duration = Duration::hours(8);
 
@@ -113,32 +117,66 @@ pub struct NewSession {
     pub csrf_token: String,
 }
 
+/// Counts an attempt against `key` before anything is checked; the count includes every
+/// attempt already recorded, so of N concurrent attempts only the first `max` to be recorded
+/// pass. Returns the attempt's id when it may go on.
+async fn reserve_attempt(
+    store: &dyn Store,
+    key: &str,
+    max: i64,
+    now: OffsetDateTime,
+) -> Result<Result<Uuid, Uuid>, StoreError> {
+    let id = store.record_login_failure(key, now).await?;
+    let counted = store
+        .login_failures_since(key, now - LOCKOUT_WINDOW)
+        .await?;
+    Ok(if counted > max { Err(id) } else { Ok(id) })
+}
+
+/// The brake key of a client address (logins cannot contain ':').
+fn address_key(client: &str) -> String {
+    format!("addr:{client}")
+}
+
+/// Signs an operator in. Each attempt is counted as a failure before its password is checked,
+/// per login and per client address, and forgotten only when it succeeds: at most
+/// `MAX_FAILURES` wrong passwords are ever checked per login per window, however many arrive at
+/// once. The hash is checked on the blocking pool, never on the async runtime.
 pub async fn login(
     services: &Services,
     login: &str,
     password: &SecretString,
+    client: &str,
     now: OffsetDateTime,
 ) -> Result<Result<NewSession, LoginError>, StoreError> {
     let store = services.store.as_ref();
-    if store
-        .login_failures_since(login, now - LOCKOUT_WINDOW)
-        .await?
-        >= MAX_FAILURES
-    {
-        return Ok(Err(LoginError::TooManyAttempts));
+    if login.is_empty() || login.len() > MAX_LOGIN_LEN {
+        return Ok(Err(LoginError::Invalid));
     }
+    let by_address =
+        match reserve_attempt(store, &address_key(client), MAX_FAILURES_PER_ADDRESS, now).await? {
+            Ok(id) => id,
+            Err(_) => return Ok(Err(LoginError::TooManyAttempts)),
+        };
+    let by_login = match reserve_attempt(store, login, MAX_FAILURES, now).await? {
+        Ok(id) => id,
+        Err(_) => return Ok(Err(LoginError::TooManyAttempts)),
+    };
     let operator = store.find_operator(login).await?;
     let hash = operator
         .as_ref()
-        .map_or(decoy_hash(), |o| o.password_hash.as_str());
-    let matches = password_matches(hash, password);
+        .map_or(decoy_hash(), |o| o.password_hash.as_str())
+        .to_owned();
+    let secret = password.clone();
+    let matches = tokio::task::spawn_blocking(move || password_matches(&hash, &secret))
+        .await
+        .unwrap_or(false);
     let operator = match operator {
         Some(o) if matches && o.disabled_at.is_none() => o,
-        Some(_) | None => {
-            store.record_login_failure(login, now).await?;
-            return Ok(Err(LoginError::Invalid));
-        }
+        Some(_) | None => return Ok(Err(LoginError::Invalid)),
     };
+    store.forget_login_failure(by_login).await?;
+    store.forget_login_failure(by_address).await?;
     let token = random_token();
     let csrf_token = random_token();
     store

@@ -308,8 +308,14 @@ pub trait Store: ChannelStore + Send + Sync + std::fmt::Debug {
     async fn find_operator(&self, login: &str) -> Result<Option<OperatorRecord>, StoreError>;
     /// Disables an operator and ends their sessions; false when no such active operator.
     async fn disable_operator(&self, login: &str, at: OffsetDateTime) -> Result<bool, StoreError>;
-    async fn record_login_failure(&self, login: &str, at: OffsetDateTime)
-    -> Result<(), StoreError>;
+    /// Records a sign-in attempt as failed (before its password is checked: the brake counts it
+    /// at once, whatever the concurrency); returns its id, to forget it if the password was right.
+    async fn record_login_failure(
+        &self,
+        login: &str,
+        at: OffsetDateTime,
+    ) -> Result<Uuid, StoreError>;
+    async fn forget_login_failure(&self, id: Uuid) -> Result<(), StoreError>;
     async fn login_failures_since(
         &self,
         login: &str,

@@ -1293,11 +1293,20 @@ macro_rules! sql_store {
                 Ok(done.rows_affected() == 1)
             }
 
-            async fn record_login_failure(&self, login: &str, at: time::OffsetDateTime) -> Result<(), $crate::store::StoreError> {
+            async fn record_login_failure(&self, login: &str, at: time::OffsetDateTime) -> Result<uuid::Uuid, $crate::store::StoreError> {
+                let id = $crate::store::sql::new_row_id();
                 sqlx::query("INSERT INTO login_failures (id, login, failed_at) VALUES ($1, $2, $3)")
-                    .bind($crate::store::sql::new_row_id())
+                    .bind(id)
                     .bind(login)
                     .bind(at)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(id)
+            }
+
+            async fn forget_login_failure(&self, id: uuid::Uuid) -> Result<(), $crate::store::StoreError> {
+                sqlx::query("DELETE FROM login_failures WHERE id = $1")
+                    .bind(id)
                     .execute(&self.pool)
                     .await?;
                 Ok(())

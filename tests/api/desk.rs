@@ -11,6 +11,8 @@ on_both_backends!(
     an_operator_settles_a_refund_on_the_review_list_from_the_payment_page,
     disabling_an_operator_ends_their_session,
     the_review_page_lists_refunds_waiting_for_the_acquirer,
+    every_page_carries_the_security_headers_and_nothing_is_cached,
+    concurrent_guesses_check_at_most_five_passwords_and_one_address_is_braked_too,
 );
 
 const PASSWORD: &str = "correct horse battery";
@@ -376,5 +378,143 @@ async fn an_operator_settles_a_refund_on_the_review_list_from_the_payment_page(b
     assert!(
         !review.contains(&format!("refund-review-{}", refund.id)),
         "settled items leave the list"
+    );
+}
+
+async fn every_page_carries_the_security_headers_and_nothing_is_cached(backend: Backend) {
+    let app = with_operator(backend).await;
+    let operator = browser();
+    assert_eq!(sign_in(&app, &operator, PASSWORD).await, 303);
+    let payment = app.create_payment(&demo_payment_body()).await;
+    let id = payment["id"].as_str().unwrap();
+
+    for (who, path) in [
+        (&operator, "/desk".to_owned()),
+        (&operator, "/desk/review".to_owned()),
+        (&operator, format!("/desk/payments/{id}")),
+        (&operator, "/desk/login".to_owned()),
+        (&app.http, "/pay".to_owned()),
+        (&app.http, format!("/pay/result/{id}")),
+        (&app.http, "/return/robokassa/fail?InvId=1".to_owned()),
+    ] {
+        let answer = who.get(app.url(&path)).send().await.unwrap();
+        let headers = answer.headers();
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(header("x-frame-options"), "DENY", "{path}");
+        assert_eq!(header("referrer-policy"), "no-referrer", "{path}");
+        assert!(header("cache-control").contains("no-store"), "{path}");
+        if header("content-type").starts_with("text/html") {
+            let policy = header("content-security-policy");
+            assert!(
+                policy.contains("default-src 'none'") && policy.contains("frame-ancestors 'none'"),
+                "{path}: {policy}"
+            );
+        }
+    }
+    let api = app.get_payment(id, Some("user-42")).await;
+    assert_eq!(api.headers()["cache-control"], "no-store");
+}
+
+async fn concurrent_guesses_check_at_most_five_passwords_and_one_address_is_braked_too(
+    backend: Backend,
+) {
+    let app = with_operator(backend).await;
+    let client = browser();
+    let form = client
+        .get(app.url("/desk/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = hidden_csrf(&form);
+    // 25 guesses at once, the right password the 9th: the brake reserves each attempt before
+    // its password is checked, so at most five are checked and the right one is not let in.
+    let guesses = (0..25).map(|i| {
+        let password = if i == 8 {
+            PASSWORD.to_owned()
+        } else {
+            format!("wrong guess {i}")
+        };
+        let (client, csrf, app) = (&client, &csrf, &app);
+        async move {
+            client
+                .post(app.url("/desk/login"))
+                .form(&[
+                    ("login", "olga"),
+                    ("password", password.as_str()),
+                    ("csrf", csrf.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = futures::future::join_all(guesses).await;
+    let checked = statuses.iter().filter(|s| **s != 429).count();
+    assert!(checked <= 5, "{statuses:?}");
+    assert!(!statuses.contains(&303) || checked <= 5, "{statuses:?}");
+    let right_let_in = statuses[8] == 303;
+    let wrong_checked = statuses.iter().filter(|s| **s == 401).count();
+    assert!(
+        wrong_checked + usize::from(right_let_in) <= 5,
+        "{statuses:?}"
+    );
+
+    // One address guessing at many logins is braked too (20 attempts per window), and an
+    // oversized login is refused without being stored.
+    let app = with_operator(backend).await;
+    let long_login = "a".repeat(60_000);
+    let mut statuses = Vec::new();
+    for i in 0..22 {
+        // Each answer brings a new form token.
+        let form = client
+            .get(app.url("/desk/login"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let csrf = hidden_csrf(&form);
+        let login = if i == 0 {
+            long_login.clone()
+        } else {
+            format!("nobody{i}")
+        };
+        let status = client
+            .post(app.url("/desk/login"))
+            .form(&[
+                ("login", login.as_str()),
+                ("password", "x"),
+                ("csrf", csrf.as_str()),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        statuses.push(status);
+    }
+    assert_eq!(statuses[0], 401, "an oversized login is simply wrong");
+    assert!(statuses[1..21].iter().all(|s| *s == 401), "{statuses:?}");
+    assert_eq!(statuses[21], 429, "{statuses:?}");
+    let since = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    assert_eq!(
+        app.store
+            .login_failures_since(&long_login, since)
+            .await
+            .unwrap(),
+        0
     );
 }

@@ -264,6 +264,14 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    /// A desk API key issued to one operator: the operator of its refunds and settlements.
+    pub async fn desk_key_for(&self, operator: &str) -> String {
+        let (_, key) = api_keys::create(self.store.as_ref(), operator, Scope::Desk)
+            .await
+            .unwrap();
+        key.expose_secret().to_owned()
+    }
+
     pub async fn key_with_scope(&self, scope: Scope) -> String {
         let (_, key) = api_keys::create(self.store.as_ref(), "another client", scope)
             .await

@@ -277,6 +277,24 @@ async fn budget_payments_carry_sealed_passport_data_that_is_purged_later(backend
         code(&invalid.json().await.unwrap()),
         ("invalid_personal_data", "payer.passport_series")
     );
+    // Sent as JSON numbers, the passport is still never echoed (nor kept with the answer).
+    let mut as_numbers = budget.clone();
+    as_numbers["payer"] =
+        json!({"passport_series": 4510, "passport_number": 987654, "full_name": "Кузнецова Мария"});
+    let key = Uuid::new_v4().to_string();
+    for _ in 0..2 {
+        let answer = app
+            .http
+            .post(app.url("/v1/public/payments"))
+            .header("idempotency-key", &key)
+            .json(&as_numbers)
+            .send()
+            .await
+            .unwrap();
+        let text = answer.text().await.unwrap();
+        assert!(text.contains("invalid_field_type"), "{text}");
+        assert!(!text.contains("4510") && !text.contains("987654"), "{text}");
+    }
     assert_eq!(app.store.count_payments().await.unwrap(), 0);
 
     let mut good = budget.clone();

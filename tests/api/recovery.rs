@@ -7,7 +7,6 @@
 //! A crash is reproduced exactly as a killed process leaves the database: the key still in
 //! progress with its lease run out, and the rows as far as the last committed recovery point.
 
-use oplata::service::api_keys::Scope;
 use oplata_providers::moneta::sandbox::ApiMode;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -288,7 +287,7 @@ fn refund_body(amount: &str) -> Value {
 
 async fn a_refund_whose_answer_was_lost_is_found_by_its_reference_on_retry(backend: Backend) {
     let app = card_app(backend).await;
-    let desk = app.key_with_scope(Scope::Desk).await;
+    let desk = app.desk_key_for("olga").await;
     let (id, operation) = paid_charge(&app).await;
     let path = format!("/v1/payments/{id}/refunds");
     let key = Uuid::new_v4().to_string();
@@ -312,7 +311,7 @@ async fn a_refund_the_acquirer_never_received_fails_after_the_deadline_and_frees
     backend: Backend,
 ) {
     let app = card_app(backend).await;
-    let desk = app.key_with_scope(Scope::Desk).await;
+    let desk = app.desk_key_for("olga").await;
     let (id, operation) = paid_charge(&app).await;
     let path = format!("/v1/payments/{id}/refunds");
     app.moneta.set_api_mode(ApiMode::ServerError);
@@ -359,7 +358,7 @@ async fn a_refund_the_acquirer_never_received_fails_after_the_deadline_and_frees
 
 async fn a_refund_that_cannot_be_looked_up_goes_to_a_person_who_settles_it(backend: Backend) {
     let app = spawn_app(backend).await;
-    let desk = app.key_with_scope(Scope::Desk).await;
+    let desk = app.desk_key_for("olga").await;
     let (payment, inv_id) = app.paid_demo_payment().await;
     let id = payment["id"].as_str().unwrap().to_owned();
     let path = format!("/v1/payments/{id}/refunds");
@@ -443,7 +442,7 @@ async fn a_refund_that_cannot_be_looked_up_goes_to_a_person_who_settles_it(backe
 
 async fn a_payment_in_review_is_settled_by_an_operator_with_a_note(backend: Backend) {
     let app = spawn_app(backend).await;
-    let desk = app.key_with_scope(Scope::Desk).await;
+    let desk = app.desk_key_for("olga").await;
     let mut water = demo_payment_body();
     water["supplier_id"] = "demo-water".into();
     water["account_number"] = "00123456".into();

@@ -1,7 +1,6 @@
 //! Refunds (rule 13) through the real service on both databases: concurrency, failures that
 //! free the amount, full/partial/repeated refunds, NetPay's cabinet refunds, and the desk scope.
 
-use oplata::service::api_keys::Scope;
 use oplata_providers::moneta::sandbox::DEMO_OTP;
 use serde_json::{Value, json};
 
@@ -72,7 +71,7 @@ fn code(answer: &Value) -> &str {
 
 async fn fifty_concurrent_refunds_of_30_against_100_accept_exactly_3(backend: Backend) {
     let app = spawn_app(backend).await;
-    let desk = app.key_with_scope(Scope::Desk).await;
+    let desk = app.desk_key_for("olga").await;
     let (payment, operation) = paid_fine(&app, "100.00").await;
 
     let answers = futures::future::join_all((0..50).map(|_| {
@@ -115,7 +114,7 @@ async fn fifty_concurrent_refunds_of_30_against_100_accept_exactly_3(backend: Ba
 
 async fn a_failed_refund_frees_its_amount(backend: Backend) {
     let app = spawn_app(backend).await;
-    let desk = app.key_with_scope(Scope::Desk).await;
+    let desk = app.desk_key_for("olga").await;
     let (payment, _) = paid_fine(&app, "100.00").await;
     app.moneta.refuse_next_refund();
 
@@ -159,7 +158,7 @@ async fn partial_then_full_refunds_move_the_payment_and_nothing_more_can_be_refu
     backend: Backend,
 ) {
     let app = spawn_app(backend).await;
-    let desk = app.key_with_scope(Scope::Desk).await;
+    let desk = app.desk_key_for("olga").await;
     let (payment, _) = paid_fine(&app, "100.00").await;
 
     let (_, first) = refund(
@@ -218,7 +217,7 @@ async fn partial_then_full_refunds_move_the_payment_and_nothing_more_can_be_refu
 
 async fn a_netpay_refund_waits_for_the_cabinet_and_its_notification_settles_it(backend: Backend) {
     let app = spawn_app(backend).await;
-    let desk = app.key_with_scope(Scope::Desk).await;
+    let desk = app.desk_key_for("olga").await;
     let mut body = demo_payment_body();
     body["supplier_id"] = "demo-water".into();
     body["account_number"] = "00123456".into();
@@ -272,7 +271,7 @@ async fn a_netpay_refund_waits_for_the_cabinet_and_its_notification_settles_it(b
 
 async fn refunds_need_the_desk_scope_a_paid_payment_and_a_reason(backend: Backend) {
     let app = spawn_app(backend).await;
-    let desk = app.key_with_scope(Scope::Desk).await;
+    let desk = app.desk_key_for("olga").await;
     let (paid, _) = paid_fine(&app, "100.00").await;
     let unpaid = app.create_payment(&demo_payment_body()).await;
     let unpaid = unpaid["id"].as_str().unwrap();
@@ -281,23 +280,33 @@ async fn refunds_need_the_desk_scope_a_paid_payment_and_a_reason(backend: Backen
         &app,
         &app.portal_key,
         &paid,
-        json!({"reason": "r", "operator": "o"}),
+        json!({"reason": "r", "operator": "olga"}),
     )
     .await;
     assert_eq!((status, code(&answer)), (403, "forbidden_scope"));
-    let (status, answer) =
-        refund(&app, &desk, unpaid, json!({"reason": "r", "operator": "o"})).await;
+    let (status, answer) = refund(
+        &app,
+        &desk,
+        unpaid,
+        json!({"reason": "r", "operator": "olga"}),
+    )
+    .await;
     assert_eq!((status, code(&answer)), (422, "payment_not_refundable"));
-    let (status, answer) = refund(&app, &desk, &paid, json!({"operator": "o"})).await;
+    let (status, answer) = refund(&app, &desk, &paid, json!({"operator": "olga"})).await;
     assert_eq!((status, code(&answer)), (400, "missing_field"));
-    let (status, answer) =
-        refund(&app, &desk, &paid, json!({"reason": "  ", "operator": "o"})).await;
+    let (status, answer) = refund(
+        &app,
+        &desk,
+        &paid,
+        json!({"reason": "  ", "operator": "olga"}),
+    )
+    .await;
     assert_eq!((status, code(&answer)), (422, "refund_reason_required"));
     let (status, answer) = refund(
         &app,
         &desk,
         &paid,
-        json!({"amount": "1.001", "reason": "r", "operator": "o"}),
+        json!({"amount": "1.001", "reason": "r", "operator": "olga"}),
     )
     .await;
     assert_eq!((status, code(&answer)), (422, "invalid_amount"));
@@ -305,7 +314,7 @@ async fn refunds_need_the_desk_scope_a_paid_payment_and_a_reason(backend: Backen
         &app,
         &desk,
         &uuid::Uuid::now_v7().to_string(),
-        json!({"reason": "r", "operator": "o"}),
+        json!({"reason": "r", "operator": "olga"}),
     )
     .await;
     assert_eq!((status, code(&answer)), (404, "not_found"));
@@ -332,7 +341,7 @@ async fn refunds_need_the_desk_scope_a_paid_payment_and_a_reason(backend: Backen
 
 async fn an_operator_cannot_refund_more_than_the_daily_limit(backend: Backend) {
     let app = spawn_app_with(backend, |s| s.refunds.operator_daily_limit = "50.00".into()).await;
-    let desk = app.key_with_scope(Scope::Desk).await;
+    let desk = app.desk_key_for("olga").await;
     let (payment, _) = paid_fine(&app, "100.00").await;
 
     let (first, _) = refund(
@@ -349,11 +358,21 @@ async fn an_operator_cannot_refund_more_than_the_daily_limit(backend: Backend) {
         json!({"amount": "30.00", "reason": "r", "operator": "olga"}),
     )
     .await;
-    let (other, _) = refund(
+    // Writing another operator's name does not escape the limit: the key's holder is the
+    // operator. Another operator's own key refunds on.
+    let (claimed, claimed_answer) = refund(
         &app,
         &desk,
         &payment,
         json!({"amount": "30.00", "reason": "r", "operator": "ivan"}),
+    )
+    .await;
+    let ivan = app.desk_key_for("ivan").await;
+    let (other, _) = refund(
+        &app,
+        &ivan,
+        &payment,
+        json!({"amount": "30.00", "reason": "r"}),
     )
     .await;
 
@@ -362,12 +381,13 @@ async fn an_operator_cannot_refund_more_than_the_daily_limit(backend: Backend) {
         (status, code(&over)),
         (422, "operator_daily_limit_exceeded")
     );
+    assert_eq!((claimed, code(&claimed_answer)), (403, "operator_mismatch"));
     assert_eq!(other, 201, "the limit is per operator");
 }
 
 async fn a_robokassa_payment_is_refunded_through_the_refund_api(backend: Backend) {
     let app = spawn_app(backend).await;
-    let desk = app.key_with_scope(Scope::Desk).await;
+    let desk = app.desk_key_for("olga").await;
     let (payment, inv_id) = app.paid_demo_payment().await;
     let id = payment["id"].as_str().unwrap().to_owned();
 
@@ -399,7 +419,7 @@ async fn a_robokassa_payment_is_refunded_through_the_refund_api(backend: Backend
 
 async fn a_refund_still_processing_is_settled_by_the_refund_status_query(backend: Backend) {
     let app = spawn_app(backend).await;
-    let desk = app.key_with_scope(Scope::Desk).await;
+    let desk = app.desk_key_for("olga").await;
     let (payment, _) = app.paid_demo_payment().await;
     let id = payment["id"].as_str().unwrap().to_owned();
     app.sandbox.hold_refunds(true);
