@@ -118,8 +118,8 @@ pub async fn list(
     auth: Authenticated,
     Path(user_id): Path<String>,
 ) -> Result<Json<CardList>, ApiError> {
-    auth.require(Scope::Portal)?;
-    let cards = cards::list(&services, user(&user_id)?).await?;
+    let client = auth.require(Scope::Portal)?;
+    let cards = cards::list(&services, client.id, user(&user_id)?).await?;
     Ok(Json(CardList {
         cards: cards.into_iter().map(CardView::from).collect(),
     }))
@@ -138,7 +138,7 @@ pub async fn delete(
     let client = auth.require(Scope::Portal)?;
     let card_id = Uuid::parse_str(&card_id).map_err(|_| card_not_found())?;
     let actor = format!("client:{}", client.id);
-    match cards::delete(&services, &actor, user(&user_id)?, card_id).await {
+    match cards::delete(&services, &actor, client.id, user(&user_id)?, card_id).await {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
         Err(crate::service::ServiceError::NotFound) => Err(card_not_found()),
         Err(other) => Err(other.into()),
@@ -157,7 +157,7 @@ pub async fn password_reset(
 ) -> Result<Json<PasswordResetAnswer>, ApiError> {
     let client = auth.require(Scope::Portal)?;
     let actor = format!("client:{}", client.id);
-    let revoked = cards::password_reset(&services, &actor, user(&user_id)?).await?;
+    let revoked = cards::password_reset(&services, &actor, client.id, user(&user_id)?).await?;
     Ok(Json(PasswordResetAnswer {
         revoked_cards: revoked.len(),
     }))
@@ -173,9 +173,9 @@ pub async fn events(
     auth: Authenticated,
     Path((user_id, card_id)): Path<(String, String)>,
 ) -> Result<Json<CardEvents>, ApiError> {
-    auth.require(Scope::Portal)?;
+    let client = auth.require(Scope::Portal)?;
     let card_id = Uuid::parse_str(&card_id).map_err(|_| card_not_found())?;
-    match cards::events(&services, user(&user_id)?, card_id).await {
+    match cards::events(&services, client.id, user(&user_id)?, card_id).await {
         Ok(events) => Ok(Json(CardEvents {
             events: events.into_iter().map(CardEventView::from).collect(),
         })),

@@ -123,11 +123,11 @@ pub async fn link(
     headers: axum::http::HeaderMap,
     Body(body): Body,
 ) -> Result<Json<LinkedPhone>, ApiError> {
-    auth.require(Scope::Portal)?;
+    let client = auth.require(Scope::Portal)?;
     json::require_json_content_type(&headers)?;
     let user_id = user(&user_id)?;
     let request: LinkPhoneRequest = json::parse(&body)?;
-    let linked_at = sms::link_phone(&services, user_id, &request.phone).await?;
+    let linked_at = sms::link_phone(&services, client.id, user_id, &request.phone).await?;
     Ok(Json(LinkedPhone {
         user_id: user_id.to_owned(),
         phone: request.phone,

@@ -44,6 +44,7 @@ pub async fn keep_token(
     let sealed = services.vault.seal(token, &card_binding(user_id, card_id));
     let card = NewSavedCard {
         id: card_id,
+        client_id: payment.client_id,
         user_id: user_id.to_owned(),
         payment_type: supplier.payment_type.as_str().to_owned(),
         acquirer: payment.acquirer.clone(),
@@ -78,23 +79,40 @@ pub fn open_token(
         .map_err(|e| ServiceError::Internal(format!("card {}: {e}", card.id)))
 }
 
+/// A user's active cards; a user is one of the calling client's users, as with payments.
 pub async fn list(
     services: &Services,
+    client_id: Uuid,
     user_id: &str,
 ) -> Result<Vec<SavedCardRecord>, ServiceError> {
-    Ok(services.store.list_saved_cards(user_id).await?)
+    Ok(services
+        .store
+        .list_saved_cards(Some(client_id), user_id)
+        .await?)
+}
+
+/// Whether a card belongs to this client's user: another client's card is "not found".
+pub fn owned_by(card: &SavedCardRecord, client_id: Option<Uuid>, user_id: &str) -> bool {
+    card.user_id == user_id && card.client_id.is_some() && card.client_id == client_id
 }
 
 /// Rule 5: the owner deletes a card; its token is erased at once.
 pub async fn delete(
     services: &Services,
     actor: &str,
+    client_id: Uuid,
     user_id: &str,
     card_id: Uuid,
 ) -> Result<(), ServiceError> {
     let ended = services
         .store
-        .end_cards(user_id, Some(card_id), CardEnding::Deleted, actor)
+        .end_cards(
+            client_id,
+            user_id,
+            Some(card_id),
+            CardEnding::Deleted,
+            actor,
+        )
         .await?;
     if ended.is_empty() {
         return Err(ServiceError::NotFound);
@@ -109,11 +127,12 @@ pub async fn delete(
 pub async fn password_reset(
     services: &Services,
     actor: &str,
+    client_id: Uuid,
     user_id: &str,
 ) -> Result<Vec<Uuid>, ServiceError> {
     let revoked = services
         .store
-        .end_cards(user_id, None, CardEnding::Revoked, actor)
+        .end_cards(client_id, user_id, None, CardEnding::Revoked, actor)
         .await?;
     tracing::info!(revoked = revoked.len(), "password reset: cards revoked");
     Ok(revoked)
@@ -122,11 +141,14 @@ pub async fn password_reset(
 /// The audit trail of one of the user's cards (also after it was deleted or revoked).
 pub async fn events(
     services: &Services,
+    client_id: Uuid,
     user_id: &str,
     card_id: Uuid,
 ) -> Result<Vec<CardEventRecord>, ServiceError> {
     match services.store.get_saved_card(card_id).await? {
-        Some(card) if card.user_id == user_id => Ok(services.store.card_events(card_id).await?),
+        Some(card) if owned_by(&card, Some(client_id), user_id) => {
+            Ok(services.store.card_events(card_id).await?)
+        }
         _ => Err(ServiceError::NotFound),
     }
 }

@@ -180,6 +180,13 @@ pub async fn create_as(
                 .as_deref()
                 .ok_or(CardRuleError::SavedCardNeedsUser)?;
             let card = services.store.get_saved_card(card_id).await?;
+            // A card is its client's user's, as payments are: another portal's card is not
+            // found. The SMS flow picks the card itself from the linking portal's cards.
+            let card = card.filter(|c| match origin {
+                Origin::Api(client) => super::cards::owned_by(c, Some(client.id), user_id),
+                Origin::Sms { .. } => true,
+                Origin::Public { .. } => false,
+            });
             let facts = card.as_ref().and_then(|c| {
                 Some(CardFacts {
                     owner: &c.user_id,

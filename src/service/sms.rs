@@ -169,7 +169,7 @@ async fn plan_payment(
     amount: oplata_providers::Amount,
     now: OffsetDateTime,
 ) -> Result<Result<Plan, Reply>, ServiceError> {
-    let Some(user_id) = services.store.sms_phone_user(phone).await? else {
+    let Some((user_id, linked_by)) = services.store.sms_phone_user(phone).await? else {
         return Ok(Err(Reply::PhoneNotLinked));
     };
     let matching: Vec<_> = services
@@ -180,7 +180,10 @@ async fn plan_payment(
     if matching.is_empty() {
         return Ok(Err(Reply::UnknownAccount));
     }
-    let history = services.store.full_entry_accounts(&user_id).await?;
+    let history = services
+        .store
+        .full_entry_accounts(linked_by, &user_id)
+        .await?;
     let paid_before: Vec<_> = matching
         .iter()
         .filter(|e| history.iter().any(|(s, _)| *s == e.supplier.id))
@@ -215,7 +218,7 @@ async fn plan_payment(
     }
     let card = services
         .store
-        .list_saved_cards(&user_id)
+        .list_saved_cards(linked_by, &user_id)
         .await?
         .into_iter()
         .filter(|c| {
@@ -338,6 +341,7 @@ async fn charge(
 /// Links a phone to a portal user (`PUT /v1/users/{user_id}/sms-phone`).
 pub async fn link_phone(
     services: &Services,
+    client_id: Uuid,
     user_id: &str,
     phone: &str,
 ) -> Result<OffsetDateTime, ServiceError> {
@@ -345,7 +349,11 @@ pub async fn link_phone(
         return Err(SmsError::InvalidPhone.into());
     }
     let at = OffsetDateTime::now_utc();
-    if services.store.link_sms_phone(user_id, phone, at).await? {
+    if services
+        .store
+        .link_sms_phone(client_id, user_id, phone, at)
+        .await?
+    {
         Ok(at)
     } else {
         Err(SmsError::PhoneTaken.into())

@@ -222,8 +222,12 @@ pub trait Store: ChannelStore + Send + Sync + std::fmt::Debug {
         actor: &str,
     ) -> Result<SavedCardRecord, StoreError>;
     async fn get_saved_card(&self, id: Uuid) -> Result<Option<SavedCardRecord>, StoreError>;
-    /// The user's active cards.
-    async fn list_saved_cards(&self, user_id: &str) -> Result<Vec<SavedCardRecord>, StoreError>;
+    /// The active cards of a user of `client_id` (`None`: of that user id at any client).
+    async fn list_saved_cards(
+        &self,
+        client_id: Option<Uuid>,
+        user_id: &str,
+    ) -> Result<Vec<SavedCardRecord>, StoreError>;
     /// Takes the card for a charge in one transaction: checks it is still active (under a lock
     /// that a revocation must wait for), moves the payment to `processing`, records the use.
     /// `None` when the card is no longer active: nothing was written.
@@ -237,6 +241,7 @@ pub trait Store: ChannelStore + Send + Sync + std::fmt::Debug {
     /// events and outbox rows, in one transaction. Returns the ids ended.
     async fn end_cards(
         &self,
+        client_id: Uuid,
         user_id: &str,
         only: Option<Uuid>,
         ending: CardEnding,
@@ -396,15 +401,24 @@ pub trait ChannelStore: Send + Sync {
     /// belongs to another user: nothing was written.
     async fn link_sms_phone(
         &self,
+        client_id: Uuid,
         user_id: &str,
         phone: &str,
         at: OffsetDateTime,
     ) -> Result<bool, StoreError>;
     async fn unlink_sms_phone(&self, user_id: &str) -> Result<bool, StoreError>;
-    async fn sms_phone_user(&self, phone: &str) -> Result<Option<String>, StoreError>;
-    /// The distinct (supplier, account) pairs of the user's succeeded full-card-entry payments.
-    async fn full_entry_accounts(&self, user_id: &str)
-    -> Result<Vec<(String, String)>, StoreError>;
+    /// The user a phone is linked to, and the client that linked it (`None` for old links).
+    async fn sms_phone_user(
+        &self,
+        phone: &str,
+    ) -> Result<Option<(String, Option<Uuid>)>, StoreError>;
+    /// The distinct (supplier, account) pairs of the user's succeeded full-card-entry payments
+    /// (at `client_id`, or at any client).
+    async fn full_entry_accounts(
+        &self,
+        client_id: Option<Uuid>,
+        user_id: &str,
+    ) -> Result<Vec<(String, String)>, StoreError>;
     /// Under a lock on the phone (and the account): replays a known `message_id`, or judges the
     /// SMS against today's counts (rule 14) and records it with its reply, or as accepted.
     async fn claim_sms(&self, claim: &SmsClaim<'_>) -> Result<SmsClaimResult, StoreError>;

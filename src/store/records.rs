@@ -196,6 +196,8 @@ pub struct StoredResponse {
 #[derive(Clone, sqlx::FromRow)]
 pub struct SavedCardRecord {
     pub id: Uuid,
+    /// The API client (portal) whose user the card belongs to.
+    pub client_id: Option<Uuid>,
     pub user_id: String,
     pub payment_type: String,
     pub acquirer: String,
@@ -236,6 +238,7 @@ impl std::fmt::Debug for SavedCardRecord {
 #[derive(Clone)]
 pub struct NewSavedCard {
     pub id: Uuid,
+    pub client_id: Option<Uuid>,
     pub user_id: String,
     pub payment_type: String,
     pub acquirer: String,

@@ -72,7 +72,7 @@ macro_rules! refund_columns {
 /// The columns of a saved card.
 macro_rules! card_columns {
     () => {
-        "id, user_id, payment_type, acquirer, binding_payment_id, key_id, token_ciphertext, brand, \
+        "id, client_id, user_id, payment_type, acquirer, binding_payment_id, key_id, token_ciphertext, brand, \
          last4, exp_month, exp_year, status, created_at, last_used_at, ended_at"
     };
 }
@@ -776,8 +776,8 @@ macro_rules! sql_store {
                 let mut tx = self.pool.begin_with($begin).await?;
                 let inserted = sqlx::query(
                     "INSERT INTO saved_cards (id, user_id, payment_type, acquirer, binding_payment_id, key_id, \
-                     token_ciphertext, brand, last4, exp_month, exp_year, status, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'active', $12) \
+                     token_ciphertext, brand, last4, exp_month, exp_year, status, created_at, client_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'active', $12, $13) \
                      ON CONFLICT (binding_payment_id) DO NOTHING",
                 )
                 .bind(card.id)
@@ -792,6 +792,7 @@ macro_rules! sql_store {
                 .bind(card.exp_month)
                 .bind(card.exp_year)
                 .bind(card.created_at)
+                .bind(card.client_id)
                 .execute(&mut *tx)
                 .await?;
                 let stored: $crate::store::SavedCardRecord = sqlx::query_as(concat!(
@@ -827,12 +828,14 @@ macro_rules! sql_store {
                     .await?)
             }
 
-            async fn list_saved_cards(&self, user_id: &str) -> Result<Vec<$crate::store::SavedCardRecord>, $crate::store::StoreError> {
+            async fn list_saved_cards(&self, client_id: Option<uuid::Uuid>, user_id: &str) -> Result<Vec<$crate::store::SavedCardRecord>, $crate::store::StoreError> {
                 Ok(sqlx::query_as(concat!(
                     "SELECT ", $crate::store::sql::card_columns!(),
-                    " FROM saved_cards WHERE user_id = $1 AND status = 'active' ORDER BY created_at, id"
+                    " FROM saved_cards WHERE user_id = $1 AND status = 'active' AND ($2 IS NULL OR client_id = $2) \
+                     ORDER BY created_at, id"
                 ))
                 .bind(user_id)
+                .bind(client_id)
                 .fetch_all(&self.pool)
                 .await?)
             }
@@ -895,6 +898,7 @@ macro_rules! sql_store {
 
             async fn end_cards(
                 &self,
+                client_id: uuid::Uuid,
                 user_id: &str,
                 only: Option<uuid::Uuid>,
                 ending: $crate::store::CardEnding,
@@ -904,23 +908,26 @@ macro_rules! sql_store {
                 // Take the rows first: a charge holding one finishes before we go on, so the
                 // time recorded below is after every use that won the race.
                 sqlx::query(concat!(
-                    "SELECT id FROM saved_cards WHERE user_id = $1 AND status = 'active' AND ($2 IS NULL OR id = $2)",
+                    "SELECT id FROM saved_cards WHERE user_id = $1 AND status = 'active' AND ($2 IS NULL OR id = $2) \
+                     AND client_id = $3",
                     $lock
                 ))
                 .bind(user_id)
                 .bind(only)
+                .bind(client_id)
                 .fetch_all(&mut *tx)
                 .await?;
                 let now = time::OffsetDateTime::now_utc();
                 let ended: Vec<$crate::store::SavedCardRecord> = sqlx::query_as(concat!(
                     "UPDATE saved_cards SET status = $3, key_id = NULL, token_ciphertext = NULL, ended_at = $4 \
-                     WHERE user_id = $1 AND status = 'active' AND ($2 IS NULL OR id = $2) RETURNING ",
+                     WHERE user_id = $1 AND status = 'active' AND ($2 IS NULL OR id = $2) AND client_id = $5 RETURNING ",
                     $crate::store::sql::card_columns!()
                 ))
                 .bind(user_id)
                 .bind(only)
                 .bind(ending.status())
                 .bind(now)
+                .bind(client_id)
                 .fetch_all(&mut *tx)
                 .await?;
                 let detail = match ending {

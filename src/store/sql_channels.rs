@@ -166,6 +166,7 @@ macro_rules! channel_store {
 
             async fn link_sms_phone(
                 &self,
+                client_id: uuid::Uuid,
                 user_id: &str,
                 phone: &str,
                 at: time::OffsetDateTime,
@@ -180,12 +181,14 @@ macro_rules! channel_store {
                     return Ok(false);
                 }
                 let linked = sqlx::query(
-                    "INSERT INTO sms_phones (user_id, phone, linked_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (user_id) DO UPDATE SET phone = excluded.phone, linked_at = excluded.linked_at",
+                    "INSERT INTO sms_phones (user_id, phone, linked_at, client_id) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (user_id) DO UPDATE SET phone = excluded.phone, linked_at = excluded.linked_at, \
+                     client_id = excluded.client_id",
                 )
                 .bind(user_id)
                 .bind(phone)
                 .bind(at)
+                .bind(client_id)
                 .execute(&mut *tx)
                 .await;
                 match linked {
@@ -206,21 +209,22 @@ macro_rules! channel_store {
                 Ok(done.rows_affected() > 0)
             }
 
-            async fn sms_phone_user(&self, phone: &str) -> Result<Option<String>, $crate::store::StoreError> {
-                let row: Option<(String,)> = sqlx::query_as("SELECT user_id FROM sms_phones WHERE phone = $1")
+            async fn sms_phone_user(&self, phone: &str) -> Result<Option<(String, Option<uuid::Uuid>)>, $crate::store::StoreError> {
+                Ok(sqlx::query_as("SELECT user_id, client_id FROM sms_phones WHERE phone = $1")
                     .bind(phone)
                     .fetch_optional(&self.pool)
-                    .await?;
-                Ok(row.map(|(user,)| user))
+                    .await?)
             }
 
-            async fn full_entry_accounts(&self, user_id: &str) -> Result<Vec<(String, String)>, $crate::store::StoreError> {
+            async fn full_entry_accounts(&self, client_id: Option<uuid::Uuid>, user_id: &str) -> Result<Vec<(String, String)>, $crate::store::StoreError> {
                 Ok(sqlx::query_as(
                     "SELECT DISTINCT supplier_id, account_number FROM payments WHERE user_id = $1 \
                      AND payment_method = 'new_card' AND status IN ('succeeded', 'partially_refunded', 'refunded') \
+                     AND ($2 IS NULL OR client_id = $2) \
                      ORDER BY supplier_id, account_number",
                 )
                 .bind(user_id)
+                .bind(client_id)
                 .fetch_all(&self.pool)
                 .await?)
             }

@@ -27,6 +27,7 @@ on_both_backends!(
     rotating_keys_reseals_every_live_token,
     the_token_never_appears_in_a_log_a_response_an_error_or_a_debug_print,
     a_robokassa_card_is_bound_on_the_page_and_charged_by_recurring,
+    another_portal_client_cannot_see_charge_or_delete_a_users_cards,
 );
 
 fn moneta(id: &str, payment_type: PaymentType) -> SupplierSettings {
@@ -690,7 +691,7 @@ async fn the_token_never_appears_in_a_log_a_response_an_error_or_a_debug_print(b
                 .unwrap(),
         );
     }
-    for record in app.store.list_saved_cards("carol").await.unwrap() {
+    for record in app.store.list_saved_cards(None, "carol").await.unwrap() {
         seen.push_str(&format!("{record:?}"));
     }
     seen.push_str(&format!("{:?}", app.services));
@@ -756,5 +757,78 @@ async fn a_robokassa_card_is_bound_on_the_page_and_charged_by_recurring(backend:
         app.sandbox.charges_made(),
         2,
         "the binding payment and one recurring charge"
+    );
+}
+
+async fn another_portal_client_cannot_see_charge_or_delete_a_users_cards(backend: Backend) {
+    let app = card_app(backend).await;
+    let card = bind_card(&app, "heat", "alice").await;
+    let other = app
+        .key_with_scope(oplata::service::api_keys::Scope::Portal)
+        .await;
+    let as_other = |method: reqwest::Method, path: String| {
+        app.http.request(method, app.url(&path)).bearer_auth(&other)
+    };
+
+    let listed: Value = as_other(reqwest::Method::GET, "/v1/users/alice/cards".into())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let events = as_other(
+        reqwest::Method::GET,
+        format!("/v1/users/alice/cards/{card}/events"),
+    )
+    .send()
+    .await
+    .unwrap()
+    .status();
+    let charge = app
+        .post_payment(
+            Some(&other),
+            Some(&Uuid::new_v4().to_string()),
+            &saved_card_payment("heat", "alice", card).to_string(),
+        )
+        .await;
+    let charge_status = charge.status().as_u16();
+    let charge_answer: Value = charge.json().await.unwrap();
+    let deleted = as_other(
+        reqwest::Method::DELETE,
+        format!("/v1/users/alice/cards/{card}"),
+    )
+    .send()
+    .await
+    .unwrap()
+    .status();
+    let reset: Value = as_other(
+        reqwest::Method::POST,
+        "/v1/users/alice/password-reset".into(),
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+
+    assert_eq!(listed["cards"].as_array().map(Vec::len), Some(0));
+    assert_eq!(events, 404);
+    assert_eq!(
+        (charge_status, code(&charge_answer)),
+        (404, "card_not_found")
+    );
+    assert_eq!(deleted, 404);
+    assert_eq!(
+        reset["revoked_cards"], 0,
+        "another client's user is another person"
+    );
+    // The owner still has and can use the card.
+    assert_eq!(list_cards(&app, "alice").await.len(), 1);
+    let (status, charged) = post(&app, &saved_card_payment("heat", "alice", card)).await;
+    assert_eq!(
+        (status, charged["status"].as_str()),
+        (201, Some("succeeded"))
     );
 }
