@@ -92,6 +92,10 @@ pub struct PublicSettings {
     /// the right-most address in it that is not one of them. Default: loopback.
     #[serde(default = "default_trusted_proxies")]
     pub trusted_proxies: Vec<String>,
+    /// Hosts an anonymous payment may return the browser to (https only), besides oplata's own
+    /// result page. Empty: only oplata's own.
+    #[serde(default)]
+    pub allowed_return_hosts: Vec<String>,
     /// The browser's return from an acquirer asks the acquirer about the payment at most once
     /// in this interval per payment (0: every time).
     pub return_query_interval_ms: u64,
@@ -456,6 +460,7 @@ impl Default for Settings {
                 declines_per_ip_per_10_minutes: 10,
                 client_ip_header: None,
                 trusted_proxies: default_trusted_proxies(),
+                allowed_return_hosts: Vec::new(),
                 return_query_interval_ms: 5000,
             },
             sms: SmsSettings {

@@ -175,6 +175,9 @@ pub enum Reply {
     UnknownAccount,
     /// Rule 3: no earlier full-card-entry payment to this supplier.
     FirstPaymentToSupplier,
+    /// The supplier was paid, but never this account with the card entered: a typo or a
+    /// stranger's account is not paid by SMS.
+    FirstPaymentToAccount,
     NoSavedCard,
     AmountAboveLimit {
         max: Amount,
@@ -212,6 +215,9 @@ impl Reply {
             Reply::UnknownAccount => "Счёт не найден. Проверьте номер лицевого счёта.".into(),
             Reply::FirstPaymentToSupplier => {
                 "Первый платёж этому получателю возможен только в кабинете.".into()
+            }
+            Reply::FirstPaymentToAccount => {
+                "Этот счёт вы ещё не оплачивали картой. Первый платёж — в кабинете.".into()
             }
             Reply::NoSavedCard => "Нет сохранённой карты для этого платежа. Привяжите её.".into(),
             Reply::AmountAboveLimit { max } => {

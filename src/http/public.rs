@@ -77,8 +77,10 @@ pub struct PublicPaymentRequest {
     pub amount: String,
     /// `RUB` (the default).
     pub currency: Option<String>,
-    /// Defaults to "Оплата по лицевому счёту <account>".
-    pub description: Option<String>,
+    /// Refused: the acquirer's page shows the supplier's own text,
+    /// "<supplier>: оплата по лицевому счёту <account>".
+    #[schema(value_type = Option<String>)]
+    pub description: Option<serde_json::Value>,
     /// Where to send the receipt.
     pub email: Option<String>,
     /// Where to send the receipt when there is no e-mail address: `+7XXXXXXXXXX`.
@@ -96,6 +98,34 @@ pub struct PublicPaymentRequest {
 
 fn default_description(account: &str) -> String {
     format!("Оплата по лицевому счёту {account}")
+}
+
+/// The supplier's own words for an anonymous payment, with the account number filled in.
+fn supplier_description(services: &Services, supplier_id: &str, account: &str) -> String {
+    match services.suppliers.supplier(supplier_id) {
+        Some(supplier) => format!("{}: оплата по лицевому счёту {account}", supplier.name),
+        None => default_description(account),
+    }
+}
+
+/// After paying, an anonymous customer goes back only to oplata itself or to a host the
+/// operator listed: never to an address the caller chose.
+fn return_url_allowed(services: &Services, url: &str) -> bool {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return false;
+    };
+    let own = services.public_base_url.host_str();
+    let host = parsed.host_str();
+    parsed.scheme() == "https"
+        && host.is_some_and(|h| {
+            services
+                .settings
+                .public
+                .allowed_return_hosts
+                .iter()
+                .any(|allowed| allowed.eq_ignore_ascii_case(h))
+        })
+        || (host.is_some() && host == own && parsed.scheme() == services.public_base_url.scheme())
 }
 
 /// Pay an account anonymously; rate limited per account number and per client address.
@@ -126,9 +156,12 @@ pub async fn create(
         fingerprint,
         move |services, _, claimed| async move {
             let request: PublicPaymentRequest = json::parse(&body)?;
+            // The acquirer's page shows the description under the supplier's name: an anonymous
+            // caller does not write it.
             for (field, present) in [
                 ("save_card", request.save_card.is_some()),
                 ("user_id", request.user_id.is_some()),
+                ("description", request.description.is_some()),
             ] {
                 if present {
                     return Err(ApiError::new(
@@ -139,10 +172,18 @@ pub async fn create(
                     .with_param(field));
                 }
             }
-            let description = request
-                .description
-                .clone()
-                .unwrap_or_else(|| default_description(&request.account_number));
+            if let Some(url) = &request.return_url
+                && !return_url_allowed(&services, url)
+            {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    ErrorCode::InvalidReturnUrl,
+                    "an anonymous payment returns only to a host the operator configured \
+                     (public.allowed_return_hosts); leave return_url out for oplata's own result page",
+                )
+                .with_param("return_url"));
+            }
+            let description = supplier_description(&services, &request.supplier_id, &request.account_number);
             let draft = PaymentDraft {
                 supplier_id: &request.supplier_id,
                 account_number: &request.account_number,
@@ -525,7 +566,7 @@ pub async fn submit(
         );
     };
     let account = form.account_number.trim();
-    let description = default_description(account);
+    let description = supplier_description(&services, &supplier.id, account);
     let amount = form.amount.trim().replace(',', ".");
     let email = Some(form.email.trim()).filter(|e| !e.is_empty());
     let budget = supplier.payment_type == PaymentType::Budget;

@@ -27,7 +27,9 @@ pub enum OperatorError {
     BadLogin,
     #[error("the name must be 1 to 128 characters")]
     BadName,
-    #[error("the password must be at least 12 characters")]
+    #[error("the password must be at least 12 characters, not only spaces")]
+    ShortPassword,
+    #[error("the password is too easy to guess (a common word, name or pattern): choose another")]
     WeakPassword,
     #[error("an operator with this login exists")]
     Exists,
@@ -92,9 +94,7 @@ pub async fn add(
     if name.trim().is_empty() || name.chars().count() > 128 {
         return Err(OperatorError::BadName.into());
     }
-    if password.expose_secret().chars().count() < 12 {
-        return Err(OperatorError::WeakPassword.into());
-    }
+    check_password(password, &[login, name])?;
     if store.find_operator(login).await?.is_some() {
         return Err(OperatorError::Exists.into());
     }
@@ -108,6 +108,20 @@ pub async fn add(
     };
     store.insert_operator(&operator).await?;
     Ok(operator)
+}
+
+/// At least 12 characters that are not all whitespace, and not easy to guess by the zxcvbn
+/// estimator (score 3 of 4 or better), the login and name counted as known words.
+pub fn check_password(password: &SecretString, known: &[&str]) -> Result<(), OperatorError> {
+    let text = password.expose_secret();
+    if text.chars().count() < 12 || text.trim().is_empty() {
+        return Err(OperatorError::ShortPassword);
+    }
+    let estimate = zxcvbn::zxcvbn(text, known);
+    if u8::from(estimate.score()) < 3 {
+        return Err(OperatorError::WeakPassword);
+    }
+    Ok(())
 }
 
 /// A new session: the cookie value (shown once) and its CSRF token.
@@ -210,4 +224,29 @@ pub async fn logout(services: &Services, token: &str) -> Result<(), StoreError> 
 /// A token for forms shown before a session exists (the login form).
 pub fn form_token() -> String {
     random_token()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(password: &str) -> Result<(), OperatorError> {
+        check_password(&SecretString::from(password), &["olga", "Ольга Петрова"])
+    }
+
+    #[test]
+    fn blank_short_common_or_personal_passwords_are_refused() {
+        assert_eq!(check("            "), Err(OperatorError::ShortPassword));
+        assert_eq!(check("short1!"), Err(OperatorError::ShortPassword));
+        for weak in [
+            "password1234",
+            "qwertyuiop12",
+            "olga12345678",
+            "111111111111",
+        ] {
+            assert_eq!(check(weak), Err(OperatorError::WeakPassword), "{weak}");
+        }
+        assert_eq!(check("correct horse battery"), Ok(()));
+        assert_eq!(check("плотник-ёж-97-вечер"), Ok(()));
+    }
 }

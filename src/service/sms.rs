@@ -184,28 +184,27 @@ async fn plan_payment(
         .store
         .full_entry_accounts(linked_by, &user_id)
         .await?;
+    // Only an account (supplier and number) this user has already paid with the card entered:
+    // a typo, or a sender who is not the account's payer, pays nobody.
     let paid_before: Vec<_> = matching
         .iter()
-        .filter(|e| history.iter().any(|(s, _)| *s == e.supplier.id))
-        .collect();
-    // Two suppliers may take the same number: the one this very account was paid at wins.
-    let entry = match paid_before.as_slice() {
-        [] => return Ok(Err(Reply::FirstPaymentToSupplier)),
-        [one] => **one,
-        several => {
-            let exact: Vec<_> = several
+        .filter(|e| {
+            history
                 .iter()
-                .filter(|e| {
-                    history
-                        .iter()
-                        .any(|(s, a)| *s == e.supplier.id && a == account)
-                })
-                .collect();
-            match exact.as_slice() {
-                [one] => ***one,
-                _ => return Ok(Err(Reply::UnknownAccount)),
-            }
+                .any(|(s, a)| *s == e.supplier.id && a == account)
+        })
+        .collect();
+    let entry = match paid_before.as_slice() {
+        [one] => **one,
+        [] if matching
+            .iter()
+            .any(|e| history.iter().any(|(s, _)| *s == e.supplier.id)) =>
+        {
+            return Ok(Err(Reply::FirstPaymentToAccount));
         }
+        [] => return Ok(Err(Reply::FirstPaymentToSupplier)),
+        // Two suppliers take the same number and both were paid at it: ambiguous.
+        _ => return Ok(Err(Reply::UnknownAccount)),
     };
     let supplier = &entry.supplier;
     if supplier.payment_type == PaymentType::Budget {

@@ -127,7 +127,12 @@ async fn an_anonymous_payment_needs_no_key_and_is_paid_in_the_simulator(backend:
 
 async fn save_card_and_user_id_are_refused_and_nothing_is_stored(backend: Backend) {
     let app = spawn_app(backend).await;
-    for (field, value) in [("save_card", json!(true)), ("user_id", json!("user-42"))] {
+    for (field, value) in [
+        ("save_card", json!(true)),
+        ("user_id", json!("user-42")),
+        // The acquirer's page would show it under the supplier's name: a phishing kit.
+        ("description", json!("Срочно! Долг будет передан приставам")),
+    ] {
         let mut body = anonymous("1234567890");
         body[field] = value;
         let response = post_public(&app, &body, None).await;
@@ -135,6 +140,21 @@ async fn save_card_and_user_id_are_refused_and_nothing_is_stored(backend: Backen
         let answer: Value = response.json().await.unwrap();
         assert_eq!(code(&answer), ("not_allowed_for_anonymous", field));
     }
+    // After paying, the customer goes back to oplata itself, never to a site the caller chose.
+    let mut elsewhere = anonymous("1234567890");
+    elsewhere["return_url"] = "https://evil.example/thanks".into();
+    let refused = post_public(&app, &elsewhere, None).await;
+    assert_eq!(refused.status(), 422);
+    let answer: Value = refused.json().await.unwrap();
+    assert_eq!(code(&answer), ("invalid_return_url", "return_url"));
+    assert_eq!(app.store.count_payments().await.unwrap(), 0);
+    let mut home = anonymous("1234567890");
+    home["return_url"] = app.url("/pay").into();
+    let payment = created(&app, &home).await;
+    assert_eq!(
+        payment["description"],
+        "Демо-Энергосбыт: оплата по лицевому счёту 1234567890"
+    );
     let no_key = app
         .http
         .post(app.url("/v1/public/payments"))
@@ -143,7 +163,7 @@ async fn save_card_and_user_id_are_refused_and_nothing_is_stored(backend: Backen
         .await
         .unwrap();
     assert_eq!(no_key.status(), 400, "an Idempotency-Key is required");
-    assert_eq!(app.store.count_payments().await.unwrap(), 0);
+    assert_eq!(app.store.count_payments().await.unwrap(), 1);
 }
 
 async fn each_bad_field_is_named_in_the_answer(backend: Backend) {

@@ -190,7 +190,13 @@ async fn a_payment_sms_charges_the_saved_card_once_per_account_and_day(backend: 
         sms(&app, &key, "ОПЛАТА 12345678 10").await,
         Reply::AccountAlreadyPaidToday.text()
     );
-    // Another account of the same supplier is another account.
+    // Another account of the same supplier is paid by SMS only once it was paid with the card
+    // entered (a typo pays nobody); then it is another account, with its own daily limit.
+    assert_eq!(
+        sms(&app, &key, "ОПЛАТА 87654321 10").await,
+        Reply::FirstPaymentToAccount.text()
+    );
+    pay_with_card_entry(&app, "heat", "alice", "87654321").await;
     assert_eq!(
         sms(&app, &key, "ОПЛАТА 87654321 10").await,
         paid("10.00", "87654321")
@@ -202,7 +208,8 @@ async fn a_payment_sms_charges_the_saved_card_once_per_account_and_day(backend: 
         sms(&app, &key, "ОПЛАТА 12345678 10").await,
         paid("10.00", "12345678")
     );
-    assert_eq!(app.moneta.charges_made(), before + 3);
+    // Three SMS charges and the card-entry payment of the second account.
+    assert_eq!(app.moneta.charges_made(), before + 4);
 }
 
 async fn a_redelivered_sms_gets_the_same_reply_and_never_a_second_charge(backend: Backend) {
@@ -285,6 +292,7 @@ async fn a_challenge_fails_the_sms_charge_with_a_reply(backend: Backend) {
     assert_eq!(charge.status, "canceled");
     assert_eq!(charge.failure_code.as_deref(), Some("three_ds_required"));
 
+    pay_with_card_entry(&app, "heat", "alice", "87654321").await;
     app.moneta
         .set_next_charge(ChargeBehaviour::InsufficientFunds);
     assert_eq!(
@@ -508,4 +516,13 @@ async fn the_account_limit_follows_the_suppliers_day_and_the_phone_limits_the_sm
         paid("100.00", "12345678")
     );
     assert_eq!(sms(&app, &key, "?").await, Reply::HelpAlreadySent.text());
+}
+
+/// A payment of `account` with the card entered on the acquirer's form (no card saved).
+async fn pay_with_card_entry(app: &TestApp, supplier: &str, user: &str, account: &str) {
+    let mut body = crate::saved_cards::payment(supplier, user);
+    body["account_number"] = account.into();
+    let (status, created) = crate::saved_cards::post(app, &body).await;
+    assert_eq!(status, 201, "{created}");
+    crate::saved_cards::pay_on_form(app, &created, "pay").await;
 }
