@@ -53,6 +53,9 @@ pub enum VaultError {
 pub struct Vault {
     active: String,
     keys: BTreeMap<String, XChaCha20Poly1305>,
+    /// Per key, a separate key for message authentication (derived, so a MAC never reveals
+    /// anything about the sealing key).
+    mac_keys: BTreeMap<String, [u8; 32]>,
 }
 
 impl fmt::Debug for Vault {
@@ -70,12 +73,14 @@ pub fn card_binding(user_id: &str, card_id: uuid::Uuid) -> Vec<u8> {
 impl Vault {
     pub fn new(active: &str, keys: &BTreeMap<String, SecretString>) -> Result<Self, VaultError> {
         let mut ciphers = BTreeMap::new();
+        let mut mac_keys = BTreeMap::new();
         for (id, encoded) in keys {
             let bytes = STANDARD
                 .decode(encoded.expose_secret().trim())
                 .ok()
                 .filter(|b| b.len() == 32)
                 .ok_or_else(|| VaultError::BadKey(id.clone()))?;
+            mac_keys.insert(id.clone(), hmac_sha256(&bytes, b"oplata-mac-key-v1"));
             let cipher = XChaCha20Poly1305::new_from_slice(&bytes)
                 .map_err(|_| VaultError::BadKey(id.clone()))?;
             ciphers.insert(id.clone(), cipher);
@@ -86,7 +91,26 @@ impl Vault {
         Ok(Vault {
             active: active.to_owned(),
             keys: ciphers,
+            mac_keys,
         })
+    }
+
+    /// A tag over `message` under the active key, for values oplata hands out and must
+    /// recognise later (the proof in a return address).
+    pub fn tag(&self, message: &[u8]) -> [u8; 32] {
+        hmac_sha256(&self.mac_keys[&self.active], message)
+    }
+
+    /// Whether `tag` was made by [`Vault::tag`] under any configured key (so rotation does not
+    /// break addresses already handed out). `tag` may be a prefix of at least 16 bytes.
+    pub fn tag_matches(&self, message: &[u8], tag: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        tag.len() >= 16
+            && tag.len() <= 32
+            && self
+                .mac_keys
+                .values()
+                .any(|key| bool::from(hmac_sha256(key, message)[..tag.len()].ct_eq(tag)))
     }
 
     pub fn active_key_id(&self) -> &str {
@@ -144,6 +168,14 @@ impl Vault {
         rand::rng().fill_bytes(&mut key);
         SecretString::from(STANDARD.encode(key))
     }
+}
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use hmac::{KeyInit as _, Mac};
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 #[cfg(test)]

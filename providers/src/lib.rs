@@ -414,6 +414,13 @@ pub trait Acquirer: Send + Sync + fmt::Debug {
         None
     }
 
+    /// Whether a browser return carries the acquirer's own signature (Robokassa's SuccessURL):
+    /// proof that the customer really came from the acquirer's page for this order.
+    fn return_is_signed(&self, raw: &RawCallback) -> bool {
+        let _ = raw;
+        false
+    }
+
     /// Asks the acquirer what happened to an order.
     async fn payment_status(&self, order_id: &str) -> Result<StatusOutcome, ProviderError> {
         let _ = order_id;

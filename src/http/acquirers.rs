@@ -78,7 +78,13 @@ pub async fn browser_return(
         body: Vec::new(),
     };
     match payments::handle_browser_return(&services, kind, &raw).await {
-        Ok(payment) => back_to_portal(&payment),
+        Ok(payments::BrowserReturn::Proven(payment)) => back_to_portal(&payment),
+        Ok(payments::BrowserReturn::Unproven { return_url }) => {
+            match return_url.as_deref().map(url::Url::parse) {
+                Some(Ok(url)) => Redirect::to(url.as_str()).into_response(),
+                Some(Err(_)) | None => pages::return_without_proof(),
+            }
+        }
         Err(ServiceError::NotFound) => pages::not_found(),
         Err(error) => {
             tracing::error!(%error, "browser return failed");

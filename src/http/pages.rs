@@ -70,6 +70,19 @@ pub fn payment_result(payment: &PaymentRecord) -> String {
     )
 }
 
+/// A return from the acquirer that does not prove which payment it is about: nothing of the
+/// payment is shown (anyone could type an order number).
+pub fn return_without_proof() -> Response {
+    let body = "<h1 id=\"status\" data-status=\"unknown\">Вы вернулись со страницы оплаты</h1>\
+<p>Если оплата прошла, деньги поступят получателю, а чек придёт на указанный e-mail. \
+Если нет — <a href=\"/pay\">оплатите ещё раз</a>.</p>";
+    (
+        StatusCode::OK,
+        Html(layout("Возврат со страницы оплаты", body)),
+    )
+        .into_response()
+}
+
 pub fn not_found() -> Response {
     let body = "<h1>Платёж не найден</h1><p>Проверьте ссылку.</p>";
     (

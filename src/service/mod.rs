@@ -48,8 +48,37 @@ impl Services {
     ) -> String {
         let mut url = self.public_base_url.clone();
         url.set_path(&format!("/return/{kind}/{outcome}"));
-        url.query_pairs_mut().clear().append_pair("order", order_id);
+        url.query_pairs_mut()
+            .clear()
+            .append_pair("order", order_id)
+            .append_pair("proof", &self.return_proof(kind, order_id));
         url.to_string()
+    }
+
+    /// The proof a return address carries that oplata itself made it for this order: without
+    /// it, a return reveals nothing and asks the acquirer nothing.
+    pub fn return_proof(&self, kind: oplata_providers::AcquirerKind, order_id: &str) -> String {
+        hex::encode(
+            &self
+                .vault
+                .tag(Self::return_message(kind, order_id).as_bytes())[..16],
+        )
+    }
+
+    pub fn return_proof_matches(
+        &self,
+        kind: oplata_providers::AcquirerKind,
+        order_id: &str,
+        proof: &str,
+    ) -> bool {
+        hex::decode(proof).is_ok_and(|tag| {
+            self.vault
+                .tag_matches(Self::return_message(kind, order_id).as_bytes(), &tag)
+        })
+    }
+
+    fn return_message(kind: oplata_providers::AcquirerKind, order_id: &str) -> String {
+        format!("oplata-return-v1\0{kind}\0{order_id}")
     }
 
     /// The supplier a stored payment names; configuration that lost it is an internal error.

@@ -810,23 +810,50 @@ pub fn read_status<'a>(
 
 /// The customer's browser came back from the acquirer. The return itself proves nothing, so the
 /// acquirer is asked; the answer decides.
+/// What a browser return may be shown.
+#[derive(Debug)]
+pub enum BrowserReturn {
+    /// The return proved it came from oplata's own address or the acquirer's signed one: the
+    /// payment, refreshed from the acquirer.
+    Proven(Box<PaymentRecord>),
+    /// Anyone could have typed it: nothing about the payment, only where to send the browser
+    /// (the portal's address, without the payment's id).
+    Unproven { return_url: Option<String> },
+}
+
 pub async fn handle_browser_return(
     services: &Services,
     kind: AcquirerKind,
     raw: &RawCallback,
-) -> Result<PaymentRecord, ServiceError> {
+) -> Result<BrowserReturn, ServiceError> {
     let order_id = oplata_providers::return_order_id(kind, raw).ok_or(ServiceError::NotFound)?;
     let payment = services
         .store
         .find_payment_by_order(kind.as_str(), &order_id)
         .await?
         .ok_or(ServiceError::NotFound)?;
+    let proof = raw
+        .params()
+        .into_iter()
+        .find(|(name, _)| name == "proof")
+        .map(|(_, value)| value);
+    let proven = proof.is_some_and(|proof| services.return_proof_matches(kind, &order_id, &proof))
+        || services
+            .supplier_of(&payment.supplier_id)
+            .is_ok_and(|entry| entry.acquirer.return_is_signed(raw));
+    if !proven {
+        return Ok(BrowserReturn::Unproven {
+            return_url: payment.return_url,
+        });
+    }
     if !services
         .return_throttle
         .allow(payment.id, std::time::Instant::now())
     {
         // Asked a moment ago: the record is as fresh as a new answer would make it.
-        return Ok(payment);
+        return Ok(BrowserReturn::Proven(Box::new(payment)));
     }
-    refresh_from_acquirer(services, payment, &format!("browser-return:{kind}")).await
+    refresh_from_acquirer(services, payment, &format!("browser-return:{kind}"))
+        .await
+        .map(|payment| BrowserReturn::Proven(Box::new(payment)))
 }

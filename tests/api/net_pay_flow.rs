@@ -231,6 +231,28 @@ async fn a_return_before_the_notification_shows_processing_until_it_arrives(back
         .unwrap();
     assert!(early.contains("обрабатывается"), "{early}");
     assert_eq!(app.payment_record(&id).await.status, "requires_action");
+    // The same return typed by someone else, without oplata's proof (or with another order's),
+    // shows nothing of the payment.
+    let proof = param(&query_params(&back), "proof");
+    for forged in [
+        back.split("&proof=").next().unwrap().to_owned(),
+        back.replace(&proof, &"0".repeat(proof.len())),
+    ] {
+        let page = app
+            .http
+            .get(&forged)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("Вы вернулись со страницы оплаты"), "{page}");
+        assert!(
+            !page.contains("1500") && !page.contains("00123456"),
+            "{page}"
+        );
+    }
     let answer = notify(
         &app,
         &notification_query(&order_id, &id, "APPROVED", "Sale", "1500.00", API_KEY),

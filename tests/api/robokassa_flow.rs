@@ -170,8 +170,19 @@ async fn a_declined_payment_ends_failed_after_the_status_query(backend: Backend)
     assert!(fail.contains("/return/robokassa/fail"), "{fail}");
     let page = app.http.get(&fail).send().await.unwrap();
 
-    assert!(page.text().await.unwrap().contains("Платёж не прошёл"));
+    // Robokassa's FailURL carries no signature: anyone can type it with any InvId, so it shows
+    // nothing of the payment and asks Robokassa nothing. The status query of reconciliation
+    // finds the decline.
+    let text = page.text().await.unwrap();
+    assert!(text.contains("Вы вернулись со страницы оплаты"), "{text}");
+    assert!(
+        !text.contains("1500") && !text.contains("1234567890"),
+        "{text}"
+    );
     let id = payment["id"].as_str().unwrap();
+    assert_eq!(app.payment_record(id).await.status, "requires_action");
+    // Once the customer's time on the page is over (`ACTION_WINDOW`), the status query runs.
+    app.reconcile_at(31).await;
     let read: serde_json::Value = app
         .get_payment(id, Some("user-42"))
         .await
@@ -383,10 +394,24 @@ async fn repeated_returns_ask_the_acquirer_at_most_once_per_interval(backend: Ba
     let payment = app.create_payment(&demo_payment_body()).await;
     let id = payment["id"].as_str().unwrap().to_owned();
     let inv_id = open_payment_page(&app, &payment).await;
+    // A SuccessURL return signed as Robokassa signs it (Password#1): proof enough to ask.
+    let shp = [("Shp_payment".to_owned(), id.clone())];
+    let signature = wire::success_signature(
+        HashAlgorithm::Md5,
+        "1500.000000",
+        &inv_id,
+        DEMO_PASSWORD1,
+        &shp,
+    );
     let back = || async {
         app.http
-            .get(app.url("/return/robokassa/fail"))
-            .query(&[("InvId", inv_id.as_str()), ("OutSum", "1500.00")])
+            .get(app.url("/return/robokassa/success"))
+            .query(&[
+                ("OutSum", "1500.000000"),
+                ("InvId", inv_id.as_str()),
+                ("SignatureValue", signature.as_str()),
+                ("Shp_payment", id.as_str()),
+            ])
             .send()
             .await
             .unwrap()

@@ -283,6 +283,20 @@ impl Acquirer for Robokassa {
         })
     }
 
+    fn return_is_signed(&self, raw: &RawCallback) -> bool {
+        // SuccessURL: `OutSum:InvId:Password#1[:Shp_…]`; FailURL carries no signature.
+        ResultNotice::parse(raw).is_ok_and(|notice| {
+            let expected = wire::success_signature(
+                self.config.hash,
+                &notice.out_sum,
+                &notice.inv_id,
+                self.config.password1.expose_secret(),
+                &notice.shp,
+            );
+            crate::signing::hex_signature_matches(&notice.signature, &expected)
+        })
+    }
+
     async fn payment_status(&self, order_id: &str) -> Result<StatusOutcome, ProviderError> {
         Ok(self.state_of(order_id).await.0)
     }
