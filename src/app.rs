@@ -108,6 +108,7 @@ impl Application {
                 return_query_interval_ms,
             )),
             trusted_proxies,
+            webhook_queue: Default::default(),
         });
         let extra = match &sandboxes {
             Some(s) => s.router(),

@@ -36,6 +36,8 @@ pub struct Services {
     pub return_throttle: throttle::QueryThrottle,
     /// The reverse proxies whose forwarding header names the client.
     pub trusted_proxies: crate::http::client_address::TrustedProxies,
+    /// When the webhook worker last queued the whole outbox.
+    pub webhook_queue: crate::workers::webhooks::QueueState,
 }
 
 impl Services {

@@ -347,8 +347,14 @@ pub trait Store: ChannelStore + Send + Sync + std::fmt::Debug {
         query: &PaymentSearch,
     ) -> Result<Vec<PaymentRecord>, StoreError>;
 
-    /// Queues every outbox event not yet queued for `endpoint`.
-    async fn queue_webhooks(&self, endpoint: &str) -> Result<u64, StoreError>;
+    /// Queues the outbox events not yet queued for `endpoint`: every one (`since` = `None`), or
+    /// those made since then (outbox ids are time-ordered UUIDv7), which is an index range
+    /// instead of a scan of the whole outbox.
+    async fn queue_webhooks(
+        &self,
+        endpoint: &str,
+        since: Option<OffsetDateTime>,
+    ) -> Result<u64, StoreError>;
     /// Claims due deliveries for `endpoint`, the oldest undelivered event of each aggregate only,
     /// leasing them until `lease_until`.
     async fn claim_webhooks(

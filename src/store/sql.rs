@@ -60,6 +60,17 @@ pub(super) fn new_row_id() -> Uuid {
     Uuid::now_v7()
 }
 
+/// The smallest UUIDv7 of the millisecond `at`: every row id made at or after `at` is at least
+/// this (a lower bound for range scans over time-ordered ids).
+pub(super) fn first_id_at(at: time::OffsetDateTime) -> Uuid {
+    let millis = u64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+    bytes[6] = 0x70;
+    bytes[8] = 0x80;
+    Uuid::from_bytes(bytes)
+}
+
 /// The columns of a refund.
 macro_rules! refund_columns {
     () => {
@@ -1388,16 +1399,33 @@ macro_rules! sql_store {
                 .await?)
             }
 
-            async fn queue_webhooks(&self, endpoint: &str) -> Result<u64, $crate::store::StoreError> {
-                let done = sqlx::query(
-                    "INSERT INTO webhook_deliveries (event_id, endpoint, aggregate_id, status, attempts, next_attempt_at) \
-                     SELECT o.id, $1, o.aggregate_id, 'pending', 0, o.created_at FROM outbox o \
-                     WHERE NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = o.id AND d.endpoint = $1) \
-                     ON CONFLICT (event_id, endpoint) DO NOTHING",
-                )
-                .bind(endpoint)
-                .execute(&self.pool)
-                .await?;
+            async fn queue_webhooks(
+                &self,
+                endpoint: &str,
+                since: Option<time::OffsetDateTime>,
+            ) -> Result<u64, $crate::store::StoreError> {
+                let done = match since {
+                    None => sqlx::query(
+                        "INSERT INTO webhook_deliveries (event_id, endpoint, aggregate_id, status, attempts, next_attempt_at) \
+                         SELECT o.id, $1, o.aggregate_id, 'pending', 0, o.created_at FROM outbox o \
+                         WHERE NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = o.id AND d.endpoint = $1) \
+                         ON CONFLICT (event_id, endpoint) DO NOTHING",
+                    )
+                    .bind(endpoint)
+                    .execute(&self.pool)
+                    .await?,
+                    Some(since) => sqlx::query(
+                        "INSERT INTO webhook_deliveries (event_id, endpoint, aggregate_id, status, attempts, next_attempt_at) \
+                         SELECT o.id, $1, o.aggregate_id, 'pending', 0, o.created_at FROM outbox o \
+                         WHERE o.id >= $2 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
+                           WHERE d.event_id = o.id AND d.endpoint = $1 AND d.event_id >= $2) \
+                         ON CONFLICT (event_id, endpoint) DO NOTHING",
+                    )
+                    .bind(endpoint)
+                    .bind($crate::store::sql::first_id_at(since))
+                    .execute(&self.pool)
+                    .await?,
+                };
                 Ok(done.rows_affected())
             }
 
@@ -1519,3 +1547,17 @@ macro_rules! sql_store {
 
 pub(super) use sql_store;
 pub(crate) use {card_columns, payment_columns, refund_columns};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_id_of_a_moment_bounds_every_id_made_from_then_on() {
+        let now = time::OffsetDateTime::now_utc();
+        let made = new_row_id();
+        assert!(first_id_at(now - time::Duration::milliseconds(1)) <= made);
+        assert!(first_id_at(now + time::Duration::seconds(1)) > made);
+        assert_eq!(first_id_at(now).get_version_num(), 7);
+    }
+}

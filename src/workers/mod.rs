@@ -67,7 +67,13 @@ pub(crate) async fn every<F, Fut>(
     Fut: Future<Output = ()>,
 {
     loop {
-        pass().await;
+        // A shutdown does not wait for the pass: every pass is safe to stop anywhere (what it
+        // leased or started is taken up again, as after a crash), and SIGTERM must end the
+        // process promptly even while a pass waits on a slow endpoint.
+        tokio::select! {
+            () = pass() => {}
+            _ = shutdown.changed() => return,
+        }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.changed() => return,
@@ -92,6 +98,22 @@ mod tests {
         })
         .await;
         assert_eq!(passes.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shutdown_does_not_wait_for_a_pass_stuck_on_a_slow_endpoint() {
+        let (stop, stopped) = watch::channel(false);
+        let stopper = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let _ = stop.send(true);
+        });
+        let started = tokio::time::Instant::now();
+        every(Duration::from_secs(5), stopped, || async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        })
+        .await;
+        assert!(started.elapsed() < Duration::from_secs(2));
+        stopper.await.expect("the stopper ran");
     }
 
     #[tokio::test(start_paused = true)]

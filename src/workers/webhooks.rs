@@ -14,6 +14,40 @@ use crate::store::{DueDelivery, StoreError, WebhookAttempt};
 
 const LEASE: time::Duration = time::Duration::minutes(2);
 const BATCH: i64 = 50;
+/// A pass goes on claiming while batches come back full, up to this many: a backlog drains at
+/// the endpoint's pace, not one batch per interval.
+const MAX_BATCHES_PER_PASS: usize = 40;
+/// A pass queues the events of the last hour (an index range); no transaction writing the
+/// outbox lives that long. Once an hour, and at the first pass, every event is looked at, for
+/// an endpoint just configured or a process that was down.
+const QUEUE_LOOKBACK: time::Duration = time::Duration::hours(1);
+const FULL_QUEUE_EVERY: Duration = Duration::from_secs(3600);
+
+/// When this process last queued the whole outbox.
+#[derive(Debug, Default)]
+pub struct QueueState {
+    last_full: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl QueueState {
+    /// `None` when a full pass is due (and records it), else the lower bound of this pass.
+    fn since(&self) -> Option<OffsetDateTime> {
+        let mut last = self
+            .last_full
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = std::time::Instant::now();
+        match *last {
+            Some(at) if now.duration_since(at) < FULL_QUEUE_EVERY => {
+                Some(OffsetDateTime::now_utc() - QUEUE_LOOKBACK)
+            }
+            _ => {
+                *last = Some(now);
+                None
+            }
+        }
+    }
+}
 
 pub async fn run(services: Arc<Services>, interval: Duration, shutdown: watch::Receiver<bool>) {
     let Ok(http) =
@@ -39,42 +73,62 @@ pub async fn deliver_due(
     now: OffsetDateTime,
 ) -> Result<usize, StoreError> {
     let mut attempted = 0;
+    // One decision per pass, so every endpoint gets the full pass together.
+    let since = services.webhook_queue.since();
     for endpoint in &services.settings.webhooks.endpoints {
-        services.store.queue_webhooks(&endpoint.name).await?;
-        let due = services
-            .store
-            .claim_webhooks(&endpoint.name, now, now + LEASE, BATCH)
-            .await?;
-        for delivery in due {
-            attempted += 1;
-            let outcome = send(http, endpoint, &delivery, now).await;
-            let settings = &services.settings.webhooks;
-            let attempt = match &outcome {
-                Ok(()) => WebhookAttempt::Delivered,
-                Err(error)
-                    if now - delivery.created_at
-                        >= time::Duration::hours(settings.retry_window_hours) =>
-                {
-                    tracing::error!(event_id = %delivery.event_id, endpoint = %endpoint.name, %error, "webhook dead-lettered");
-                    WebhookAttempt::Dead { error }
-                }
-                Err(error) => {
-                    let wait = super::reconciliation::backoff(
-                        u32::try_from(delivery.attempts).unwrap_or(u32::MAX),
-                        Duration::from_secs(settings.max_backoff_secs),
-                    );
-                    tracing::warn!(event_id = %delivery.event_id, endpoint = %endpoint.name, %error, "webhook delivery failed; will retry");
-                    WebhookAttempt::Retry {
-                        at: now + wait,
-                        error,
-                    }
-                }
-            };
-            services
+        services.store.queue_webhooks(&endpoint.name, since).await?;
+        for _ in 0..MAX_BATCHES_PER_PASS {
+            let due = services
                 .store
-                .record_webhook_attempt(delivery.event_id, &endpoint.name, attempt, now)
+                .claim_webhooks(&endpoint.name, now, now + LEASE, BATCH)
                 .await?;
+            let full = due.len() == usize::try_from(BATCH).unwrap_or(usize::MAX);
+            attempted += deliver_batch(services, http, endpoint, due, now).await?;
+            if !full {
+                break;
+            }
         }
+    }
+    Ok(attempted)
+}
+
+async fn deliver_batch(
+    services: &Services,
+    http: &reqwest::Client,
+    endpoint: &WebhookEndpoint,
+    due: Vec<DueDelivery>,
+    now: OffsetDateTime,
+) -> Result<usize, StoreError> {
+    let mut attempted = 0;
+    for delivery in due {
+        attempted += 1;
+        let outcome = send(http, endpoint, &delivery, now).await;
+        let settings = &services.settings.webhooks;
+        let attempt = match &outcome {
+            Ok(()) => WebhookAttempt::Delivered,
+            Err(error)
+                if now - delivery.created_at
+                    >= time::Duration::hours(settings.retry_window_hours) =>
+            {
+                tracing::error!(event_id = %delivery.event_id, endpoint = %endpoint.name, %error, "webhook dead-lettered");
+                WebhookAttempt::Dead { error }
+            }
+            Err(error) => {
+                let wait = super::reconciliation::backoff(
+                    u32::try_from(delivery.attempts).unwrap_or(u32::MAX),
+                    Duration::from_secs(settings.max_backoff_secs),
+                );
+                tracing::warn!(event_id = %delivery.event_id, endpoint = %endpoint.name, %error, "webhook delivery failed; will retry");
+                WebhookAttempt::Retry {
+                    at: now + wait,
+                    error,
+                }
+            }
+        };
+        services
+            .store
+            .record_webhook_attempt(delivery.event_id, &endpoint.name, attempt, now)
+            .await?;
     }
     Ok(attempted)
 }

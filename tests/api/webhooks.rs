@@ -19,6 +19,8 @@ use crate::helpers::*;
 on_both_backends!(
     a_receiver_that_fails_five_times_gets_the_event_again_with_the_same_id,
     an_event_is_dead_lettered_after_the_retry_window_and_the_next_ones_follow,
+    events_made_after_a_full_pass_are_queued_by_the_next_bounded_one,
+    one_pass_drains_a_backlog_beyond_one_batch,
 );
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -191,4 +193,53 @@ async fn an_event_is_dead_lettered_after_the_retry_window_and_the_next_ones_foll
         second[0].status, "delivered",
         "a dead letter does not hold the payment's later events forever"
     );
+}
+
+async fn events_made_after_a_full_pass_are_queued_by_the_next_bounded_one(backend: Backend) {
+    let (app, receiver) = app_with_receiver(backend, 0).await;
+    let now = OffsetDateTime::now_utc();
+    // The first pass looks at the whole outbox; the next ones only at the last hour's ids.
+    deliver_due(&app.services, &http(), now).await.unwrap();
+    let payment = app.create_payment(&demo_payment_body()).await;
+    let events = app
+        .store
+        .outbox_for(payment["id"].as_str().unwrap().parse().unwrap())
+        .await
+        .unwrap();
+
+    let later = OffsetDateTime::now_utc();
+    deliver_due(&app.services, &http(), later).await.unwrap();
+    deliver_due(&app.services, &http(), later).await.unwrap();
+
+    let seen: Vec<String> = receiver
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(id, ..)| id.clone())
+        .collect();
+    let made: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
+    assert_eq!(seen, made, "each event once, in order");
+}
+
+async fn one_pass_drains_a_backlog_beyond_one_batch(backend: Backend) {
+    let (app, receiver) = app_with_receiver(backend, 0).await;
+    for n in 0..55 {
+        let mut body = demo_payment_body();
+        body["account_number"] = format!("12345678{n:02}").into();
+        app.create_payment(&body).await;
+    }
+
+    let sent = deliver_due(&app.services, &http(), OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+
+    // 110 events in batches of 50: the pass goes on while batches come back full (a payment's
+    // second event becomes due once its first is delivered, so a few wait for the next pass).
+    assert!(sent > 100, "{sent}");
+    let rest = deliver_due(&app.services, &http(), OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert_eq!(sent + rest, 110);
+    assert_eq!(receiver.seen.lock().unwrap().len(), 110);
 }
