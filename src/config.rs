@@ -74,6 +74,33 @@ pub struct Settings {
     pub public: PublicSettings,
     pub sms: SmsSettings,
     pub personal_data: PersonalDataSettings,
+    #[serde(default)]
+    pub retention: RetentionSettings,
+}
+
+/// How long the rows that only grow are kept (the purge worker deletes the rest).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSettings {
+    /// Anonymous payment attempts (their limits look back an hour).
+    pub public_attempts_days: i64,
+    /// Inbound SMS (a redelivery is recognised within this time; the limits count a day).
+    pub sms_messages_days: i64,
+    /// Failed sign-ins (the brake looks back 15 minutes).
+    pub login_failures_days: i64,
+    /// Rows deleted per statement, so a pass never holds a long lock.
+    pub batch: i64,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        RetentionSettings {
+            public_attempts_days: 7,
+            sms_messages_days: 30,
+            login_failures_days: 7,
+            batch: 5000,
+        }
+    }
 }
 
 /// The anonymous pay page and `POST /v1/public/payments`.
@@ -470,6 +497,7 @@ impl Default for Settings {
                 retention_days: 30,
                 purge_interval_secs: 3600,
             },
+            retention: RetentionSettings::default(),
         }
     }
 }
@@ -565,6 +593,17 @@ impl Settings {
                     supplier.id
                 )));
             }
+        }
+        let r = &self.retention;
+        if r.public_attempts_days < 1
+            || r.sms_messages_days < 2
+            || r.login_failures_days < 1
+            || r.batch < 1
+        {
+            return Err(ConfigError::Invalid(
+                "retention: days must be at least 1 (sms_messages_days at least 2) and batch at least 1"
+                    .into(),
+            ));
         }
         if self.personal_data.retention_days < 1 || self.personal_data.purge_interval_secs < 1 {
             return Err(ConfigError::Invalid(

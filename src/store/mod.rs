@@ -396,6 +396,13 @@ pub trait ChannelStore: Send + Sync {
         payment_id: Uuid,
         token_hash: &str,
     ) -> Result<(), StoreError>;
+    /// Deletes, at most `batch` rows per table, what is past its retention: expired idempotency
+    /// keys and sessions, and attempts, SMS and sign-in failures older than their cutoffs.
+    async fn purge_retained(
+        &self,
+        cutoffs: &RetentionCutoffs,
+        batch: i64,
+    ) -> Result<RetentionReport, StoreError>;
     /// Deletes the ciphertexts of final payments last changed before `before`; returns how many.
     async fn purge_payer_data(
         &self,
@@ -535,5 +542,45 @@ pub fn redact_url(url: &str) -> String {
         }
         Ok(parsed) => parsed.to_string(),
         Err(_) => "<unparseable URL>".to_owned(),
+    }
+}
+
+/// What the retention pass deletes: rows older than these moments.
+#[derive(Debug, Clone, Copy)]
+pub struct RetentionCutoffs {
+    /// Idempotency keys and operator sessions expired before this.
+    pub now: OffsetDateTime,
+    pub public_attempts: OffsetDateTime,
+    pub sms_messages: OffsetDateTime,
+    pub login_failures: OffsetDateTime,
+}
+
+/// Rows one retention batch deleted, per table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    pub idempotency_keys: u64,
+    pub operator_sessions: u64,
+    pub public_attempts: u64,
+    pub sms_messages: u64,
+    pub login_failures: u64,
+}
+
+impl RetentionReport {
+    pub fn total(&self) -> u64 {
+        self.idempotency_keys
+            + self.operator_sessions
+            + self.public_attempts
+            + self.sms_messages
+            + self.login_failures
+    }
+
+    pub fn per_table(&self) -> [(&'static str, u64); 5] {
+        [
+            ("idempotency_keys", self.idempotency_keys),
+            ("operator_sessions", self.operator_sessions),
+            ("public_attempts", self.public_attempts),
+            ("sms_messages", self.sms_messages),
+            ("login_failures", self.login_failures),
+        ]
     }
 }

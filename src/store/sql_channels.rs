@@ -145,6 +145,67 @@ macro_rules! channel_store {
                 Ok(())
             }
 
+            async fn purge_retained(
+                &self,
+                cutoffs: &$crate::store::RetentionCutoffs,
+                batch: i64,
+            ) -> Result<$crate::store::RetentionReport, $crate::store::StoreError> {
+                // Each table in its own short statement, at most `batch` rows, by primary key.
+                let idempotency_keys = sqlx::query(
+                    "DELETE FROM idempotency_keys WHERE (client_id, idem_key) IN \
+                     (SELECT client_id, idem_key FROM idempotency_keys WHERE expires_at < $1 LIMIT $2)",
+                )
+                .bind(cutoffs.now)
+                .bind(batch)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                let operator_sessions = sqlx::query(
+                    "DELETE FROM operator_sessions WHERE token_hash IN \
+                     (SELECT token_hash FROM operator_sessions WHERE expires_at < $1 LIMIT $2)",
+                )
+                .bind(cutoffs.now)
+                .bind(batch)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                let public_attempts = sqlx::query(
+                    "DELETE FROM public_attempts WHERE payment_id IN \
+                     (SELECT payment_id FROM public_attempts WHERE created_at < $1 LIMIT $2)",
+                )
+                .bind(cutoffs.public_attempts)
+                .bind(batch)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                // Only finished SMS: one still waiting for its charge's outcome stays.
+                let sms_messages = sqlx::query(
+                    "DELETE FROM sms_messages WHERE message_id IN \
+                     (SELECT message_id FROM sms_messages WHERE created_at < $1 AND state = 'done' LIMIT $2)",
+                )
+                .bind(cutoffs.sms_messages)
+                .bind(batch)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                let login_failures = sqlx::query(
+                    "DELETE FROM login_failures WHERE id IN \
+                     (SELECT id FROM login_failures WHERE failed_at < $1 LIMIT $2)",
+                )
+                .bind(cutoffs.login_failures)
+                .bind(batch)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                Ok($crate::store::RetentionReport {
+                    idempotency_keys,
+                    operator_sessions,
+                    public_attempts,
+                    sms_messages,
+                    login_failures,
+                })
+            }
+
             async fn purge_payer_data(
                 &self,
                 before: time::OffsetDateTime,

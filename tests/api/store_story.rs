@@ -14,6 +14,7 @@ on_both_backends!(
     a_refused_transition_writes_nothing,
     a_dead_request_frees_its_key_and_an_expired_key_can_be_reused,
     two_workers_claiming_at_once_never_take_the_same_payment,
+    the_retention_pass_deletes_only_rows_past_their_time_in_batches,
 );
 
 fn new_payment(acquirer: &str) -> NewPaymentRecord {
@@ -213,5 +214,63 @@ async fn two_workers_claiming_at_once_never_take_the_same_payment(backend: Backe
     assert!(
         third.is_empty(),
         "a claimed payment is leased, not due again at once"
+    );
+}
+
+async fn the_retention_pass_deletes_only_rows_past_their_time_in_batches(backend: Backend) {
+    let app = spawn_app_with(backend, |settings| settings.retention.batch = 2).await;
+    // Five anonymous payments make five idempotency keys and five attempts.
+    for n in 0..5 {
+        let body = serde_json::json!({"supplier_id": "demo-electro",
+            "account_number": format!("12345678{n:02}"), "amount": "10.00", "email": "a@b.ru"});
+        let answer = app
+            .http
+            .post(app.url("/v1/public/payments"))
+            .header("idempotency-key", Uuid::new_v4().to_string())
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 201);
+    }
+    let now = time::OffsetDateTime::now_utc();
+    for at in [now - time::Duration::days(30), now] {
+        app.store.record_login_failure("olga", at).await.unwrap();
+    }
+    // Three keys expired, three attempts old; the rest are recent.
+    let old = "2000-01-01T00:00:00Z";
+    app.execute_sql(format!(
+        "UPDATE idempotency_keys SET expires_at = '{old}' WHERE idem_key IN \
+         (SELECT idem_key FROM idempotency_keys ORDER BY created_at LIMIT 3)"
+    ))
+    .await;
+    app.execute_sql(format!(
+        "UPDATE public_attempts SET created_at = '{old}' WHERE payment_id IN \
+         (SELECT payment_id FROM public_attempts ORDER BY payment_id LIMIT 3)"
+    ))
+    .await;
+
+    let report = oplata::workers::purge::retention_due(&app.services, now)
+        .await
+        .unwrap();
+
+    assert_eq!(report.idempotency_keys, 3, "{report:?}");
+    assert_eq!(report.public_attempts, 3, "{report:?}");
+    assert_eq!(report.login_failures, 1, "{report:?}");
+    assert_eq!(
+        app.store
+            .login_failures_since("olga", now - time::Duration::days(365))
+            .await
+            .unwrap(),
+        1
+    );
+    let again = oplata::workers::purge::retention_due(&app.services, now)
+        .await
+        .unwrap();
+    assert_eq!(again.total(), 0, "nothing more is past its time");
+    assert_eq!(
+        app.store.count_payments().await.unwrap(),
+        5,
+        "payments are kept"
     );
 }
