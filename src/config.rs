@@ -134,6 +134,33 @@ pub struct PublicSettings {
 pub struct SmsSettings {
     /// The supplier's time zone (IANA name): the daily limits end at its midnight.
     pub time_zone: String,
+    /// Payment SMS one phone may send in a day.
+    #[serde(default = "default_sms_payments_per_day")]
+    pub payments_per_phone_per_day: i64,
+    /// The sum one phone may pay by SMS in a day, as a decimal string.
+    #[serde(default = "default_sms_amount_per_day")]
+    pub amount_per_phone_per_day: String,
+}
+
+fn default_sms_payments_per_day() -> i64 {
+    5
+}
+
+fn default_sms_amount_per_day() -> String {
+    "15000.00".to_owned()
+}
+
+impl SmsSettings {
+    /// The caps; `check` has made sure the amount reads.
+    pub fn phone_caps(&self) -> crate::domain::sms::PhoneCaps {
+        crate::domain::sms::PhoneCaps {
+            payments: self.payments_per_phone_per_day,
+            amount: oplata_providers::Amount::parse_api(&self.amount_per_phone_per_day)
+                .unwrap_or_else(|_| {
+                    oplata_providers::Amount::from_minor(1).expect("one kopeck is an amount")
+                }),
+        }
+    }
 }
 
 /// Passport data of budget payments (rule 8).
@@ -492,6 +519,8 @@ impl Default for Settings {
             },
             sms: SmsSettings {
                 time_zone: "Europe/Moscow".to_owned(),
+                payments_per_phone_per_day: default_sms_payments_per_day(),
+                amount_per_phone_per_day: default_sms_amount_per_day(),
             },
             personal_data: PersonalDataSettings {
                 retention_days: 30,
@@ -568,6 +597,14 @@ impl Settings {
         if self.webhooks.retry_window_hours < 24 {
             return Err(ConfigError::Invalid(
                 "webhooks.retry_window_hours must be at least 24".into(),
+            ));
+        }
+        if self.sms.payments_per_phone_per_day < 1
+            || oplata_providers::Amount::parse_api(&self.sms.amount_per_phone_per_day).is_err()
+        {
+            return Err(ConfigError::Invalid(
+                "sms.payments_per_phone_per_day must be at least 1 and sms.amount_per_phone_per_day a positive amount"
+                    .into(),
             ));
         }
         if jiff::tz::TimeZone::get(&self.sms.time_zone).is_err() {

@@ -72,6 +72,16 @@ pub struct DayCounts {
     pub help: i64,
     /// Accepted payment SMS for the account this SMS names (from any phone).
     pub account_payments: i64,
+    /// Accepted payment SMS from this phone today, and their sum in kopecks.
+    pub phone_payments: i64,
+    pub phone_amount_minor: i64,
+}
+
+/// What one phone may pay by SMS in a day: a typo or a stolen phone costs at most this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PhoneCaps {
+    pub payments: i64,
+    pub amount: Amount,
 }
 
 /// What the limits allow this SMS.
@@ -86,12 +96,16 @@ pub enum Verdict {
         now_blocked: bool,
     },
     AccountAlreadyPaidToday,
+    /// The phone's payments for today are used up.
+    PhoneCountReached,
+    /// This payment would take the phone past its amount for today.
+    PhoneAmountReached,
     /// The limits allow a payment; the payment's own rules come next.
     Proceed,
 }
 
 /// Rule 14, in the order the supplier's SMS rules give.
-pub fn judge(command: &Command, today: DayCounts) -> Verdict {
+pub fn judge(command: &Command, today: DayCounts, caps: PhoneCaps) -> Verdict {
     if today.malformed >= MALFORMED_PER_DAY {
         return Verdict::Blocked;
     }
@@ -102,6 +116,12 @@ pub fn judge(command: &Command, today: DayCounts) -> Verdict {
             now_blocked: today.malformed + 1 >= MALFORMED_PER_DAY,
         },
         Command::Pay { .. } if today.account_payments > 0 => Verdict::AccountAlreadyPaidToday,
+        Command::Pay { .. } if today.phone_payments >= caps.payments => Verdict::PhoneCountReached,
+        Command::Pay { amount, .. }
+            if today.phone_amount_minor.saturating_add(amount.minor()) > caps.amount.minor() =>
+        {
+            Verdict::PhoneAmountReached
+        }
         Command::Pay { .. } => Verdict::Proceed,
     }
 }
@@ -111,9 +131,10 @@ pub fn judge(command: &Command, today: DayCounts) -> Verdict {
 pub fn decide(
     command: &Command,
     today: DayCounts,
+    caps: PhoneCaps,
     refusal: Option<Reply>,
 ) -> (&'static str, Option<Reply>) {
-    match judge(command, today) {
+    match judge(command, today, caps) {
         Verdict::Blocked => (kind::BLOCKED, Some(Reply::Blocked)),
         Verdict::Help => (kind::HELP, Some(Reply::Help)),
         Verdict::HelpAlreadySent => (kind::HELP_REPEATED, Some(Reply::HelpAlreadySent)),
@@ -126,6 +147,16 @@ pub fn decide(
             }),
         ),
         Verdict::AccountAlreadyPaidToday => (kind::REFUSED, Some(Reply::AccountAlreadyPaidToday)),
+        // The payment's own refusal (above the supplier's limit, no card…) says more than the
+        // phone's caps do.
+        Verdict::PhoneCountReached | Verdict::PhoneAmountReached if refusal.is_some() => {
+            (kind::REFUSED, refusal)
+        }
+        Verdict::PhoneCountReached => (kind::REFUSED, Some(Reply::PhoneCountReached)),
+        Verdict::PhoneAmountReached => (
+            kind::REFUSED,
+            Some(Reply::PhoneAmountReached { max: caps.amount }),
+        ),
         Verdict::Proceed => match refusal {
             Some(reply) => (kind::REFUSED, Some(reply)),
             None => (kind::PAYMENT, None),
@@ -183,6 +214,11 @@ pub enum Reply {
         max: Amount,
     },
     AccountAlreadyPaidToday,
+    /// The phone's SMS payments for today are used up.
+    PhoneCountReached,
+    PhoneAmountReached {
+        max: Amount,
+    },
     PersonalDataRequired,
     Succeeded {
         amount: Amount,
@@ -226,6 +262,13 @@ impl Reply {
             Reply::AccountAlreadyPaidToday => {
                 "По этому счёту сегодня уже была оплата по SMS.".into()
             }
+            Reply::PhoneCountReached => {
+                "Лимит SMS-платежей на сегодня исчерпан. Оплатите в кабинете.".into()
+            }
+            Reply::PhoneAmountReached { max } => format!(
+                "SMS-платежи за день: не больше {} руб. Оплатите в кабинете.",
+                rubles(*max)
+            ),
             Reply::PersonalDataRequired => {
                 "Нужны паспортные данные: оплатите в личном кабинете.".into()
             }
@@ -298,19 +341,24 @@ mod tests {
     fn the_daily_limits() {
         let pay = parse("ОПЛАТА 1234567890 10");
         let fresh = DayCounts::default();
-        assert_eq!(judge(&Command::Help, fresh), Verdict::Help);
+        let caps = PhoneCaps {
+            payments: 5,
+            amount: amount("15000.00"),
+        };
+        assert_eq!(judge(&Command::Help, fresh, caps), Verdict::Help);
         assert_eq!(
-            judge(&Command::Help, DayCounts { help: 1, ..fresh }),
+            judge(&Command::Help, DayCounts { help: 1, ..fresh }, caps),
             Verdict::HelpAlreadySent
         );
-        assert_eq!(judge(&pay, fresh), Verdict::Proceed);
+        assert_eq!(judge(&pay, fresh, caps), Verdict::Proceed);
         assert_eq!(
             judge(
                 &pay,
                 DayCounts {
                     account_payments: 1,
                     ..fresh
-                }
+                },
+                caps
             ),
             Verdict::AccountAlreadyPaidToday
         );
@@ -320,7 +368,8 @@ mod tests {
                 DayCounts {
                     malformed: 1,
                     ..fresh
-                }
+                },
+                caps
             ),
             Verdict::Malformed { now_blocked: false }
         );
@@ -330,22 +379,65 @@ mod tests {
                 DayCounts {
                     malformed: 2,
                     ..fresh
-                }
+                },
+                caps
             ),
             Verdict::Malformed { now_blocked: true }
         );
-        for command in [Command::Help, Command::Malformed, pay] {
+        for command in [Command::Help, Command::Malformed, pay.clone()] {
             assert_eq!(
                 judge(
                     &command,
                     DayCounts {
                         malformed: 3,
                         ..fresh
-                    }
+                    },
+                    caps
                 ),
                 Verdict::Blocked
             );
         }
+        // Per phone: five payments, 15,000.00 a day.
+        assert_eq!(
+            judge(
+                &pay,
+                DayCounts {
+                    phone_payments: 5,
+                    ..fresh
+                },
+                caps
+            ),
+            Verdict::PhoneCountReached
+        );
+        let big = parse("ОПЛАТА 1234567890 500,01");
+        assert_eq!(
+            judge(
+                &big,
+                DayCounts {
+                    phone_payments: 1,
+                    phone_amount_minor: 1_450_000,
+                    ..fresh
+                },
+                caps
+            ),
+            Verdict::PhoneAmountReached
+        );
+        assert_eq!(
+            judge(
+                &parse("ОПЛАТА 1234567890 500"),
+                DayCounts {
+                    phone_payments: 1,
+                    phone_amount_minor: 1_450_000,
+                    ..fresh
+                },
+                caps
+            ),
+            Verdict::Proceed
+        );
+        assert_eq!(
+            judge(&parse("ОПЛАТА 1234567890 499999"), fresh, caps),
+            Verdict::PhoneAmountReached
+        );
     }
 
     #[test]
@@ -353,6 +445,9 @@ mod tests {
         let longest_account = "1".repeat(MAX_ACCOUNT_CHARS);
         let largest = amount("999999999.99");
         let replies = [
+            Reply::PhoneCountReached,
+            Reply::PhoneAmountReached { max: largest },
+            Reply::FirstPaymentToAccount,
             Reply::Help,
             Reply::HelpAlreadySent,
             Reply::Malformed,

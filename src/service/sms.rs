@@ -101,6 +101,7 @@ pub async fn handle_inbound(
         refusal,
         supplier_id: plan.as_ref().map(|p| p.supplier_id.as_str()),
         payment_id,
+        caps: services.settings.sms.phone_caps(),
         received_at: sms.received_at,
         now,
     };

@@ -116,6 +116,8 @@ pub struct SmsClaim<'a> {
     pub supplier_id: Option<&'a str>,
     /// The id the payment will have if the SMS is accepted.
     pub payment_id: Uuid,
+    /// What one phone may pay by SMS in a day.
+    pub caps: crate::domain::sms::PhoneCaps,
     pub received_at: OffsetDateTime,
     pub now: OffsetDateTime,
 }

@@ -341,14 +341,26 @@ macro_rules! channel_store {
                     }
                     None => 0,
                 };
-                let today = DayCounts { malformed, help, account_payments };
-                let (counted_as, reply) = decide(c.command, today, c.refusal.clone());
+                let (phone_payments, phone_amount_minor): (i64, i64) = sqlx::query_as(
+                    "SELECT COUNT(*), CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM sms_messages \
+                     WHERE phone = $1 AND local_day = $2 AND kind = 'payment'",
+                )
+                .bind(c.phone)
+                .bind(c.local_day)
+                .fetch_one(&mut *tx)
+                .await?;
+                let today = DayCounts { malformed, help, account_payments, phone_payments, phone_amount_minor };
+                let (counted_as, reply) = decide(c.command, today, c.caps, c.refusal.clone());
+                let amount_minor = match c.command {
+                    Command::Pay { amount, .. } if reply.is_none() => Some(amount.minor()),
+                    _ => None,
+                };
                 let accepted = reply.is_none();
                 let reply_text = reply.map(|r| r.text()).unwrap_or_default();
                 sqlx::query(
                     "INSERT INTO sms_messages (message_id, phone, local_day, kind, supplier_id, account_number, \
-                     payment_id, state, reply, received_at, created_at, updated_at, account_day) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12)",
+                     payment_id, state, reply, received_at, created_at, updated_at, account_day, amount_minor) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13)",
                 )
                 .bind(c.message_id)
                 .bind(c.phone)
@@ -362,6 +374,7 @@ macro_rules! channel_store {
                 .bind(c.received_at)
                 .bind(c.now)
                 .bind(account.map(|_| c.account_day.unwrap_or(c.local_day)))
+                .bind(amount_minor)
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;

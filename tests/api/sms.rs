@@ -25,6 +25,7 @@ on_both_backends!(
     phones_are_linked_by_the_portal_and_bad_requests_are_refused,
     a_charge_left_running_by_a_dead_process_is_settled_on_redelivery,
     the_account_limit_follows_the_suppliers_day_and_the_phone_limits_the_sms_day,
+    one_phone_pays_at_most_its_daily_count_and_amount,
 );
 
 const PHONE: &str = "+79161234567";
@@ -452,6 +453,7 @@ async fn a_charge_left_running_by_a_dead_process_is_settled_on_redelivery(backen
         refusal: None,
         supplier_id: Some("heat"),
         payment_id: uuid::Uuid::now_v7(),
+        caps: app.services.settings.sms.phone_caps(),
         received_at: now,
         now,
     };
@@ -525,4 +527,50 @@ async fn pay_with_card_entry(app: &TestApp, supplier: &str, user: &str, account:
     let (status, created) = crate::saved_cards::post(app, &body).await;
     assert_eq!(status, 201, "{created}");
     crate::saved_cards::pay_on_form(app, &created, "pay").await;
+}
+
+async fn one_phone_pays_at_most_its_daily_count_and_amount(backend: Backend) {
+    // Heat takes up to 100,000.00 a payment; the phone, 2 payments and 1,000.00 a day.
+    let app = spawn_app_with(backend, |settings| {
+        crate::saved_cards::with_card_suppliers(settings);
+        settings.sms.payments_per_phone_per_day = 2;
+        settings.sms.amount_per_phone_per_day = "1000.00".into();
+    })
+    .await;
+    let key = app.key_with_scope(Scope::Sms).await;
+    link(&app, "alice", PHONE).await;
+    bind_card(&app, "heat", "alice").await;
+    for account in ["87654321", "11112222"] {
+        pay_with_card_entry(&app, "heat", "alice", account).await;
+    }
+    let before = app.moneta.charges_made();
+
+    assert_eq!(
+        sms(&app, &key, "ОПЛАТА 12345678 1000,01").await,
+        Reply::PhoneAmountReached {
+            max: amount("1000.00")
+        }
+        .text(),
+        "one SMS of 1,000.01 is above the phone's day"
+    );
+    assert_eq!(
+        sms(&app, &key, "ОПЛАТА 12345678 600").await,
+        paid("600.00", "12345678")
+    );
+    assert_eq!(
+        sms(&app, &key, "ОПЛАТА 87654321 400,01").await,
+        Reply::PhoneAmountReached {
+            max: amount("1000.00")
+        }
+        .text()
+    );
+    assert_eq!(
+        sms(&app, &key, "ОПЛАТА 87654321 400").await,
+        paid("400.00", "87654321")
+    );
+    assert_eq!(
+        sms(&app, &key, "ОПЛАТА 11112222 1").await,
+        Reply::PhoneCountReached.text()
+    );
+    assert_eq!(app.moneta.charges_made(), before + 2);
 }
