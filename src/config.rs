@@ -243,6 +243,10 @@ pub struct SupplierSettings {
     /// Fiscal receipts (54-FZ) through the acquirer's cashbox; unset: none are sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipt: Option<ReceiptSettings>,
+    /// Payable without sign-in (the public page and API). Unset: only housing and utilities
+    /// (ЖКХ) suppliers are, as the seed says (rule 6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anonymous: Option<bool>,
     pub acquirer: AcquirerSettings,
 }
 
@@ -823,6 +827,7 @@ impl Settings {
             self.suppliers.push(SupplierSettings {
                 time_zone: None,
                 id: DEMO_SUPPLIER_ID.to_owned(),
+                anonymous: None,
                 receipt: demo_receipt("Электроэнергия, лицевой счёт {account}"),
                 name: "Демо-Энергосбыт".to_owned(),
                 payment_type: PaymentType::Utilities,
@@ -842,6 +847,7 @@ impl Settings {
             self.suppliers.push(SupplierSettings {
                 time_zone: None,
                 id: DEMO_NETPAY_SUPPLIER_ID.to_owned(),
+                anonymous: None,
                 receipt: demo_receipt("Водоснабжение, лицевой счёт {account}"),
                 name: "Демо-Водоканал".to_owned(),
                 payment_type: PaymentType::Utilities,
@@ -858,6 +864,7 @@ impl Settings {
             self.suppliers.push(SupplierSettings {
                 time_zone: None,
                 id: DEMO_MONETA_SUPPLIER_ID.to_owned(),
+                anonymous: None,
                 receipt: demo_receipt("Штраф ГИБДД, УИН {account}"),
                 name: "Демо-ГИБДД (штрафы)".to_owned(),
                 payment_type: PaymentType::Fines,
@@ -869,6 +876,8 @@ impl Settings {
             self.suppliers.push(SupplierSettings {
                 time_zone: None,
                 id: DEMO_BUDGET_SUPPLIER_ID.to_owned(),
+                // The demo shows the budget flow (passport data) on the public page too.
+                anonymous: Some(true),
                 receipt: demo_receipt("Родительская плата, лицевой счёт {account}"),
                 name: "Демо-детский сад (бюджетное учреждение)".to_owned(),
                 payment_type: PaymentType::Budget,
@@ -901,6 +910,7 @@ mod tests {
         };
         settings.suppliers.push(SupplierSettings {
             receipt: None,
+            anonymous: None,
             time_zone: None,
             id: "mosenergo".into(),
             name: "Энергосбыт".into(),

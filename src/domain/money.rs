@@ -22,3 +22,34 @@ impl Currency {
         }
     }
 }
+
+/// An amount as a person types it on the pay page, made into the API's form: «1 500,50» (a
+/// space, no-break space or thin space between thousands, a comma or a point) is `1500.50`.
+/// What is left is checked by the usual amount rules.
+pub fn typed_amount(text: &str) -> String {
+    text.trim()
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '\u{a0}' | '\u{202f}' | '\u{2009}'))
+        .map(|c| if c == ',' { '.' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_are_read_as_russians_write_them() {
+        for (typed, api) in [
+            ("1 500,50", "1500.50"),
+            ("1\u{a0}500,50", "1500.50"),
+            ("1\u{202f}500.5", "1500.5"),
+            (" 15000 ", "15000"),
+            ("12,345,67", "12.345.67"),
+        ] {
+            assert_eq!(typed_amount(typed), api, "{typed:?}");
+        }
+        assert!(Amount::parse_api(&typed_amount("1 500,50")).is_ok());
+        assert!(Amount::parse_api(&typed_amount("12,345,67")).is_err());
+    }
+}

@@ -67,13 +67,17 @@ pub enum PaymentRuleError {
     InvalidReturnUrl,
     #[error("{0}")]
     Payer(PayerError),
+    #[error("this supplier is paid only by signed-in users of the portal")]
+    SupplierNotPublic,
 }
 
 impl PaymentRuleError {
     /// The request field the error is about.
     pub fn field(&self) -> &'static str {
         match self {
-            PaymentRuleError::UnknownSupplier => "supplier_id",
+            PaymentRuleError::UnknownSupplier | PaymentRuleError::SupplierNotPublic => {
+                "supplier_id"
+            }
             PaymentRuleError::InvalidAccountNumber { .. } => "account_number",
             PaymentRuleError::InvalidAmount(_) | PaymentRuleError::AmountAboveLimit { .. } => {
                 "amount"

@@ -46,6 +46,8 @@ pub struct Supplier {
     pub acquirer: AcquirerKind,
     /// Fiscal settings: when set, every payment carries a receipt (54-FZ).
     pub receipt: Option<super::receipt::ReceiptPolicy>,
+    /// Payable without sign-in (rule 6: by default only housing and utilities).
+    pub anonymous: bool,
 }
 
 /// Why a supplier definition is unusable.
@@ -96,6 +98,7 @@ impl Supplier {
             max_amount,
             acquirer,
             receipt: None,
+            anonymous: payment_type == PaymentType::Utilities,
         })
     }
 

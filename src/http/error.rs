@@ -46,6 +46,8 @@ pub enum ErrorCode {
     /// The method is not allowed on this path.
     MethodNotAllowed,
     UnknownSupplier,
+    /// The supplier cannot be paid without sign-in (rule 6).
+    SupplierNotPublic,
     InvalidAccountNumber,
     InvalidAmount,
     AmountAboveLimit,
@@ -237,6 +239,7 @@ impl From<PaymentRuleError> for ApiError {
     fn from(error: PaymentRuleError) -> Self {
         let code = match &error {
             PaymentRuleError::UnknownSupplier => ErrorCode::UnknownSupplier,
+            PaymentRuleError::SupplierNotPublic => ErrorCode::SupplierNotPublic,
             PaymentRuleError::InvalidAccountNumber { .. } => ErrorCode::InvalidAccountNumber,
             PaymentRuleError::InvalidAmount(_) => ErrorCode::InvalidAmount,
             PaymentRuleError::AmountAboveLimit { .. } => ErrorCode::AmountAboveLimit,

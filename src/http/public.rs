@@ -288,6 +288,7 @@ fn supplier_choice(services: &Services) -> String {
     let options: String = services
         .suppliers
         .iter()
+        .filter(|e| e.supplier.anonymous)
         .map(|e| {
             format!(
                 "<option value=\"{}\">{}</option>",
@@ -389,7 +390,7 @@ fn pay_form(
         ),
         amount = field(
             "amount",
-            "Сумма, ₽ (например, 1500,50)",
+            "Сумма, ₽ (например, 1 500,50)",
             &form.amount,
             "inputmode=\"decimal\" maxlength=\"15\" required",
             error
@@ -427,6 +428,7 @@ pub async fn page(
         .supplier
         .as_deref()
         .and_then(|id| services.suppliers.supplier(id))
+        .filter(|s| s.anonymous)
     else {
         return page_response(
             StatusCode::OK,
@@ -558,7 +560,11 @@ pub async fn submit(
 <p><a href=\"/pay\">Оплата по лицевому счёту</a></p>";
         return page_response(StatusCode::FORBIDDEN, "Форма устарела", body);
     }
-    let Some(supplier) = services.suppliers.supplier(&form.supplier_id) else {
+    let Some(supplier) = services
+        .suppliers
+        .supplier(&form.supplier_id)
+        .filter(|s| s.anonymous)
+    else {
         return page_response(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Оплата",
@@ -567,7 +573,7 @@ pub async fn submit(
     };
     let account = form.account_number.trim();
     let description = supplier_description(&services, &supplier.id, account);
-    let amount = form.amount.trim().replace(',', ".");
+    let amount = crate::domain::money::typed_amount(&form.amount);
     let email = Some(form.email.trim()).filter(|e| !e.is_empty());
     let budget = supplier.payment_type == PaymentType::Budget;
     let draft = PaymentDraft {

@@ -16,6 +16,14 @@ pub async fn create(
     key: ClaimedKey,
 ) -> Result<PaymentRecord, ServiceError> {
     debug_assert!(draft.user_id.is_none());
+    // Rule 6: without sign-in, only the suppliers open to anonymous payers.
+    if services
+        .suppliers
+        .supplier(draft.supplier_id)
+        .is_some_and(|s| !s.anonymous)
+    {
+        return Err(crate::domain::new_payment::PaymentRuleError::SupplierNotPublic.into());
+    }
     let origin = Origin::Public {
         client_ip: client_ip.to_owned(),
         limits: services.settings.public_limits(),

@@ -135,10 +135,13 @@ impl SupplierDirectory {
                 &s.max_amount,
                 acquirer.kind(),
             )?;
-            let supplier = match &s.receipt {
+            let mut supplier = match &s.receipt {
                 Some(receipt) => supplier.with_receipt(receipt.policy()),
                 None => supplier,
             };
+            if let Some(anonymous) = s.anonymous {
+                supplier.anonymous = anonymous;
+            }
             if s.payment_type == PaymentType::Budget && !acquirer.capabilities().personal_data {
                 return Err(configuration(format!(
                     "a budget supplier needs an acquirer whose form carries passport data; {} has none",

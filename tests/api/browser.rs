@@ -290,7 +290,8 @@ async fn a_person_pays_an_account_on_the_public_page_and_sees_it_paid() {
     browser.click_and_wait("#choose").await;
     assert!(browser.text("h1").await.contains("Демо-Энергосбыт"));
     browser.type_into("#account_number", "12345").await;
-    browser.type_into("#amount", "1500,50").await;
+    // As Russians write it: a no-break space between thousands, a decimal comma.
+    browser.type_into("#amount", "1\u{a0}500,50").await;
     assert_eq!(
         browser.text("#receipt-note").await,
         "Кассовый чек придёт на этот адрес сразу после оплаты."

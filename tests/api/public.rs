@@ -193,6 +193,12 @@ async fn each_bad_field_is_named_in_the_answer(backend: Backend) {
             json!({"supplier_id": "demo-electro", "account_number": "1234567890", "amount": 10}),
             ("invalid_field_type", "amount"),
         ),
+        // Rule 6: fines are paid only by signed-in users (the seed offers ЖКХ without sign-in).
+        (
+            json!({"supplier_id": "demo-gibdd", "account_number": "18810177230000012345",
+                   "amount": "500.00", "email": "a@b.ru"}),
+            ("supplier_not_public", "supplier_id"),
+        ),
     ];
     for (body, expected) in cases {
         let response = post_public(&app, &body, None).await;
@@ -200,6 +206,30 @@ async fn each_bad_field_is_named_in_the_answer(backend: Backend) {
         assert_eq!(code(&answer), expected, "{body}");
     }
     assert_eq!(app.store.count_payments().await.unwrap(), 0);
+    let choice = app
+        .http
+        .get(app.url("/pay"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        choice.contains("demo-electro") && choice.contains("demo-water"),
+        "{choice}"
+    );
+    assert!(!choice.contains("demo-gibdd"), "{choice}");
+    let fines = app
+        .http
+        .get(app.url("/pay?supplier=demo-gibdd"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(fines.contains("выберите получателя"), "{fines}");
 }
 
 async fn fifty_concurrent_attempts_for_one_account_let_exactly_twenty_through(backend: Backend) {
@@ -529,6 +559,7 @@ async fn passport_data_in_robokassa_custom_parameters_is_signed_and_verified_bot
         let mut school = suppliers[0].clone();
         school.id = "school".into();
         school.payment_type = oplata::domain::supplier::PaymentType::Budget;
+        school.anonymous = Some(true);
         suppliers.push(school);
         settings.suppliers = suppliers;
     })

@@ -33,6 +33,7 @@ on_both_backends!(
 fn moneta(id: &str, payment_type: PaymentType) -> SupplierSettings {
     SupplierSettings {
         receipt: None,
+        anonymous: None,
         time_zone: None,
         id: id.into(),
         name: id.into(),
