@@ -17,11 +17,29 @@ pub(super) fn escape(text: &str) -> String {
         .replace('\'', "&#39;")
 }
 
+/// One small stylesheet for every page oplata shows: mobile first (16 px text so phones do not
+/// zoom, 44 px touch targets), calm colours, errors that stand out.
+const STYLE: &str = "*{box-sizing:border-box}\
+body{font:16px/1.5 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;max-width:34rem;margin:0 auto;padding:1rem;color:#1f2933;background:#f5f7fa}\
+h1{font-size:1.5rem;line-height:1.25;margin:.5rem 0 1rem}\
+label{display:block;font-weight:600}\
+input,select{width:100%;font:inherit;min-height:44px;padding:.5rem .75rem;margin-top:.25rem;border:1px solid #9aa5b1;border-radius:8px;background:#fff;color:inherit}\
+input:focus,select:focus{outline:3px solid #93c5fd;border-color:#1d4ed8}\
+button{font:inherit;font-weight:600;min-height:44px;padding:.5rem 1.5rem;border:0;border-radius:8px;background:#1d4ed8;color:#fff;cursor:pointer}\
+button:focus{outline:3px solid #93c5fd}\
+form p,fieldset{margin:0 0 1rem}\
+fieldset{border:1px solid #cbd2d9;border-radius:8px;padding:.75rem}\
+.error{color:#b91c1c;font-weight:600}\
+.hint{color:#52606d;font-size:.9375rem;margin-top:-.5rem}\
+a{color:#1d4ed8}\
+table{border-collapse:collapse;width:100%;display:block;overflow-x:auto}\
+td,th{padding:.375rem .5rem;border-bottom:1px solid #e4e7eb;text-align:left}";
+
 pub(super) fn layout(title: &str, body: &str) -> String {
     format!(
         "<!doctype html><html lang=\"ru\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title>\
-<style>body{{font-family:sans-serif;max-width:32rem;margin:2rem auto;padding:0 1rem}}</style>\
+<style>{STYLE}</style>\
 </head><body>{body}</body></html>",
         escape(title)
     )
