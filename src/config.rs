@@ -111,6 +111,9 @@ pub struct PublicSettings {
     pub attempts_per_account_per_hour: usize,
     /// Declined payments one client IP may have in 10 minutes before it must wait.
     pub declines_per_ip_per_10_minutes: usize,
+    /// Anonymous payments one client address may create in an hour.
+    #[serde(default = "default_creations_per_ip_per_hour")]
+    pub creations_per_ip_per_hour: usize,
     /// A header set by the reverse proxy in front of oplata that holds the client's address
     /// (`X-Real-IP`); unset: the TCP peer's address. Never set it without such a proxy: clients
     /// could then choose their own address.
@@ -345,6 +348,10 @@ pub struct NetPaySettings {
     pub base_url: Option<Url>,
 }
 
+fn default_creations_per_ip_per_hour() -> usize {
+    60
+}
+
 fn default_trusted_proxies() -> Vec<String> {
     vec!["127.0.0.1/32".to_owned(), "::1/128".to_owned()]
 }
@@ -517,6 +524,7 @@ impl Default for Settings {
                 attempts_per_account_per_hour: 20,
                 declines_per_ip_per_10_minutes: 10,
                 client_ip_header: None,
+                creations_per_ip_per_hour: default_creations_per_ip_per_hour(),
                 trusted_proxies: default_trusted_proxies(),
                 allowed_return_hosts: Vec::new(),
                 return_query_interval_ms: 5000,
@@ -653,6 +661,7 @@ impl Settings {
         }
         if self.public.attempts_per_account_per_hour < 1
             || self.public.declines_per_ip_per_10_minutes < 1
+            || self.public.creations_per_ip_per_hour < 1
         {
             return Err(ConfigError::Invalid(
                 "public limits must be at least 1".into(),
@@ -786,6 +795,8 @@ impl Settings {
             account_window: time::Duration::hours(1),
             declines_per_ip: self.public.declines_per_ip_per_10_minutes,
             ip_window: time::Duration::minutes(10),
+            creations_per_ip: self.public.creations_per_ip_per_hour,
+            creations_window: time::Duration::hours(1),
         }
     }
 

@@ -11,6 +11,9 @@ pub struct PublicLimits {
     pub account_window: Duration,
     pub declines_per_ip: usize,
     pub ip_window: Duration,
+    /// Anonymous payments one address may create in `creations_window`, whatever their fate.
+    pub creations_per_ip: usize,
+    pub creations_window: Duration,
 }
 
 impl Default for PublicLimits {
@@ -20,6 +23,8 @@ impl Default for PublicLimits {
             account_window: Duration::hours(1),
             declines_per_ip: 10,
             ip_window: Duration::minutes(10),
+            creations_per_ip: 60,
+            creations_window: Duration::hours(1),
         }
     }
 }
@@ -31,13 +36,16 @@ pub enum Limited {
     AccountAttempts { retry_after_secs: u64 },
     #[error("too many declined payments from this address; retry in {retry_after_secs} s")]
     IpDeclines { retry_after_secs: u64 },
+    #[error("too many payments from this address; retry in {retry_after_secs} s")]
+    IpCreations { retry_after_secs: u64 },
 }
 
 impl Limited {
     pub fn retry_after_secs(self) -> u64 {
         match self {
             Limited::AccountAttempts { retry_after_secs }
-            | Limited::IpDeclines { retry_after_secs } => retry_after_secs,
+            | Limited::IpDeclines { retry_after_secs }
+            | Limited::IpCreations { retry_after_secs } => retry_after_secs,
         }
     }
 }
@@ -67,8 +75,17 @@ pub fn check(
     limits: &PublicLimits,
     account_attempts: &[OffsetDateTime],
     ip_declines: &[OffsetDateTime],
+    ip_creations: &[OffsetDateTime],
     now: OffsetDateTime,
 ) -> Result<(), Limited> {
+    if let Some(retry_after_secs) = wait_for_room(
+        ip_creations,
+        limits.creations_per_ip,
+        limits.creations_window,
+        now,
+    ) {
+        return Err(Limited::IpCreations { retry_after_secs });
+    }
     if let Some(retry_after_secs) =
         wait_for_room(ip_declines, limits.declines_per_ip, limits.ip_window, now)
     {
@@ -101,7 +118,7 @@ mod tests {
         let limits = PublicLimits::default();
         let attempts = minutes_ago(&[1; 19]);
         let declines = minutes_ago(&[1; 9]);
-        assert_eq!(check(&limits, &attempts, &declines, NOW), Ok(()));
+        assert_eq!(check(&limits, &attempts, &declines, &[], NOW), Ok(()));
     }
 
     #[test]
@@ -110,7 +127,7 @@ mod tests {
         let mut ages: Vec<i64> = vec![50];
         ages.extend([5; 19]);
         assert_eq!(
-            check(&limits, &minutes_ago(&ages), &[], NOW),
+            check(&limits, &minutes_ago(&ages), &[], &[], NOW),
             Err(Limited::AccountAttempts {
                 retry_after_secs: 600
             })
@@ -123,9 +140,27 @@ mod tests {
         // Twelve declines: the third oldest must leave before there is room again.
         let declines = minutes_ago(&[9, 8, 7, 1, 1, 1, 1, 1, 1, 1, 1, 1]);
         assert_eq!(
-            check(&limits, &minutes_ago(&[1; 30]), &declines, NOW),
+            check(&limits, &minutes_ago(&[1; 30]), &declines, &[], NOW),
             Err(Limited::IpDeclines {
                 retry_after_secs: 180
+            })
+        );
+    }
+
+    #[test]
+    fn one_address_creates_at_most_its_hourly_number() {
+        let limits = PublicLimits {
+            creations_per_ip: 3,
+            ..PublicLimits::default()
+        };
+        assert_eq!(
+            check(&limits, &[], &[], &minutes_ago(&[50, 5]), NOW),
+            Ok(())
+        );
+        assert_eq!(
+            check(&limits, &[], &[], &minutes_ago(&[50, 5, 1]), NOW),
+            Err(Limited::IpCreations {
+                retry_after_secs: 600
             })
         );
     }

@@ -87,6 +87,8 @@ macro_rules! channel_store {
                 let now = p.created_at;
                 let limits = &attempt.limits;
                 let mut tx = self.pool.begin_with($begin).await?;
+                // The address first, then the account, always in this order.
+                Self::lock_name_in(&mut tx, &format!("public-ip:{}", attempt.client_ip)).await?;
                 Self::lock_name_in(&mut tx, &format!("public-account:{}:{}", p.supplier_id, p.account_number)).await?;
                 let attempts: Vec<(time::OffsetDateTime,)> = sqlx::query_as(
                     "SELECT created_at FROM public_attempts \
@@ -104,9 +106,17 @@ macro_rules! channel_store {
                 .bind(now - limits.ip_window)
                 .fetch_all(&mut *tx)
                 .await?;
+                let creations: Vec<(time::OffsetDateTime,)> = sqlx::query_as(
+                    "SELECT created_at FROM public_attempts WHERE client_ip = $1 AND created_at > $2",
+                )
+                .bind(&attempt.client_ip)
+                .bind(now - limits.creations_window)
+                .fetch_all(&mut *tx)
+                .await?;
                 let attempts: Vec<time::OffsetDateTime> = attempts.into_iter().map(|(t,)| t).collect();
                 let declines: Vec<time::OffsetDateTime> = declines.into_iter().map(|(t,)| t).collect();
-                if let Err(limited) = $crate::domain::public_limits::check(limits, &attempts, &declines, now) {
+                let creations: Vec<time::OffsetDateTime> = creations.into_iter().map(|(t,)| t).collect();
+                if let Err(limited) = $crate::domain::public_limits::check(limits, &attempts, &declines, &creations, now) {
                     tx.rollback().await?;
                     return Ok(Err(limited));
                 }

@@ -14,6 +14,7 @@ on_both_backends!(
     each_bad_field_is_named_in_the_answer,
     fifty_concurrent_attempts_for_one_account_let_exactly_twenty_through,
     declines_from_one_address_make_it_wait,
+    one_address_creates_at_most_its_hourly_number_of_payments,
     budget_payments_carry_sealed_passport_data_that_is_purged_later,
     the_pay_page_checks_its_csrf_token_and_shows_errors_beside_fields,
     passport_data_in_robokassa_custom_parameters_is_signed_and_verified_both_ways,
@@ -592,4 +593,40 @@ async fn passport_data_in_robokassa_custom_parameters_is_signed_and_verified_bot
             .status,
         "succeeded"
     );
+}
+
+async fn one_address_creates_at_most_its_hourly_number_of_payments(backend: Backend) {
+    let app = spawn_app_with(backend, |settings| {
+        settings.public.creations_per_ip_per_hour = 3;
+        settings.public.client_ip_header = Some("X-Real-IP".into());
+    })
+    .await;
+    // Concurrently, to different accounts: the address is locked, so exactly three pass.
+    let answers = futures::future::join_all((0..8).map(|n| {
+        let app = &app;
+        async move {
+            post_public(
+                app,
+                &anonymous(&format!("12345678{n:02}")),
+                Some("203.0.113.9"),
+            )
+            .await
+            .status()
+            .as_u16()
+        }
+    }))
+    .await;
+    assert_eq!(
+        answers.iter().filter(|s| **s == 201).count(),
+        3,
+        "{answers:?}"
+    );
+    assert_eq!(
+        answers.iter().filter(|s| **s == 429).count(),
+        5,
+        "{answers:?}"
+    );
+    let other = post_public(&app, &anonymous("1234567800"), Some("203.0.113.10")).await;
+    assert_eq!(other.status(), 201, "another address is not affected");
+    assert_eq!(app.store.count_payments().await.unwrap(), 4);
 }
