@@ -312,8 +312,8 @@ fn field(
     attributes: &str,
     error: Option<&(String, String)>,
 ) -> String {
-    let message = error
-        .filter(|(param, _)| param == name)
+    let failed = error.filter(|(param, _)| param == name);
+    let message = failed
         .map(|(_, message)| {
             format!(
                 "<br><span class=\"error\" id=\"error-{name}\" role=\"alert\">{}</span>",
@@ -321,8 +321,24 @@ fn field(
             )
         })
         .unwrap_or_default();
+    // The field at fault says so to assistive technology, names its message, and takes the
+    // focus (without a script).
+    let (attributes, invalid) = match (failed, attributes.find("aria-describedby=\"")) {
+        (None, _) => (attributes.to_owned(), String::new()),
+        (Some(_), Some(at)) => {
+            let at = at + "aria-describedby=\"".len();
+            (
+                format!("{}error-{name} {}", &attributes[..at], &attributes[at..]),
+                " aria-invalid=\"true\" autofocus".to_owned(),
+            )
+        }
+        (Some(_), None) => (
+            attributes.to_owned(),
+            format!(" aria-invalid=\"true\" aria-describedby=\"error-{name}\" autofocus"),
+        ),
+    };
     format!(
-        "<p><label>{label}<br><input id=\"{name}\" name=\"{name}\" value=\"{}\" {attributes}></label>{message}</p>",
+        "<p><label>{label}<br><input id=\"{name}\" name=\"{name}\" value=\"{}\" {attributes}{invalid}></label>{message}</p>",
         escape(value)
     )
 }

@@ -344,7 +344,9 @@ async fn a_budget_payment_carries_passport_data_through_the_self_submitting_form
         browser.text("#error-passport_number").await,
         "Номер паспорта — 6 цифр."
     );
-    browser.type_into("#passport_number", "4").await;
+    // The field at fault has the focus; the person types the number again.
+    browser.clear("#passport_number").await;
+    browser.type_into("#passport_number", "987654").await;
     // oplata's continue page submits the acquirer's form by itself (its one inline script).
     browser.click_and_wait("#pay").await;
     browser.find("#pay-no-3ds").await;

@@ -522,6 +522,11 @@ async fn the_pay_page_checks_its_csrf_token_and_shows_errors_beside_fields(backe
     assert_eq!(bad.status(), 422);
     let page = bad.text().await.unwrap();
     assert!(page.contains("id=\"error-account_number\""), "{page}");
+    // The field at fault is marked for assistive technology and takes the focus.
+    assert!(
+        page.contains("aria-invalid=\"true\" aria-describedby=\"error-account_number\" autofocus"),
+        "{page}"
+    );
     assert!(
         page.contains("value=\"12-&lt;b&gt;\""),
         "what was typed comes back, escaped"
