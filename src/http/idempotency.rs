@@ -115,7 +115,8 @@ where
     let claimed = match claim {
         IdempotencyClaim::Completed(stored) => {
             let status = StatusCode::from_u16(stored.status).map_err(|e| ApiError::internal(&e))?;
-            return Ok(json_response(status, stored.body, true));
+            let body = services.reveal_continue_links(&stored.body);
+            return Ok(json_response(status, body, true));
         }
         IdempotencyClaim::Mismatch => {
             return Err(ApiError::new(
@@ -133,6 +134,7 @@ where
         }
         IdempotencyClaim::Claimed(claimed) => claimed,
     };
+    let revealer = services.clone();
     let task = tokio::spawn(
         async move {
             let (status, body, retry_after) =
@@ -178,6 +180,8 @@ where
         .instrument(tracing::Span::current()),
     );
     let (status, body, retry_after) = task.await.map_err(|e| ApiError::internal(&e))?;
+    // Stored without the continue token; the creator's answer carries it.
+    let body = revealer.reveal_continue_links(&body);
     let mut response = json_response(status, body, false);
     if let Some(seconds) = retry_after {
         response

@@ -638,7 +638,7 @@ pub async fn submit(
                 });
             return match first {
                 Some(id) => match public::get(&services, id).await {
-                    Ok(payment) => after_creation(&payment),
+                    Ok(payment) => after_creation(&services, &payment),
                     Err(_) => pages::temporary_failure(),
                 },
                 None => pages::temporary_failure(),
@@ -692,7 +692,7 @@ pub async fn submit(
         tracing::error!(%error, "pay form idempotency");
     }
     match created {
-        Ok(payment) => after_creation(&payment),
+        Ok(payment) => after_creation(&services, &payment),
         Err(ServiceError::Limited(limited)) => retry_page(limited.retry_after_secs()),
         Err(error) => match explain(&error) {
             Some(explained) => {
@@ -708,8 +708,12 @@ pub async fn submit(
 }
 
 /// Where the browser goes once its payment exists.
-fn after_creation(payment: &crate::store::PaymentRecord) -> Response {
+fn after_creation(services: &Services, payment: &crate::store::PaymentRecord) -> Response {
     match payments::next_action(payment) {
+        // The person who sent this form created the payment: they get the unlocking link.
+        Some(NextAction::Redirect { url }) if url == services.continue_url(payment.id) => {
+            Redirect::to(&services.continue_link(payment.id)).into_response()
+        }
         Some(action) => go_to_acquirer(action),
         // Declined or unreachable at once: the result page says so.
         None => Redirect::to(&format!("/pay/result/{}", payment.id)).into_response(),

@@ -105,15 +105,65 @@ impl Services {
         )
     }
 
-    /// Where the browser fetches the acquirer's form of a payment that carries personal data.
-    pub fn continue_url(&self, payment_id: uuid::Uuid, token: &secrecy::SecretString) -> String {
+    /// Where the browser fetches the acquirer's form of a payment that carries personal data,
+    /// without the token that unlocks it: this is what is stored and what any later reader
+    /// sees. Only the creator's own answer carries the token ([`Services::reveal_continue_links`]).
+    pub fn continue_url(&self, payment_id: uuid::Uuid) -> String {
+        let mut url = self.public_base_url.clone();
+        url.set_path(&format!("/pay/{payment_id}/continue"));
+        url.set_query(None);
+        url.to_string()
+    }
+
+    /// The continue link with its token, for the payment's creator only.
+    pub fn continue_link(&self, payment_id: uuid::Uuid) -> String {
         use secrecy::ExposeSecret;
         let mut url = self.public_base_url.clone();
         url.set_path(&format!("/pay/{payment_id}/continue"));
         url.query_pairs_mut()
             .clear()
-            .append_pair("token", token.expose_secret());
+            .append_pair("token", self.continue_token(payment_id).expose_secret());
         url.to_string()
+    }
+
+    /// The token that unlocks a payment's continue page: derived under the vault's key, never
+    /// stored (only its hash is), so no row holds a usable link.
+    pub fn continue_token(&self, payment_id: uuid::Uuid) -> secrecy::SecretString {
+        secrecy::SecretString::from(hex::encode(
+            self.vault
+                .tag(format!("oplata-continue-v1\0{payment_id}").as_bytes()),
+        ))
+    }
+
+    /// Puts the token into every continue link of an answer that goes to the payment's
+    /// creator (its first answer, or its idempotent replay), never into what is stored.
+    pub fn reveal_continue_links(&self, body: &str) -> String {
+        use secrecy::ExposeSecret;
+        const END: &str = "/continue\"";
+        let mut out = String::with_capacity(body.len() + 80);
+        let mut rest = body;
+        while let Some(at) = rest.find(END) {
+            let (before, after) = rest.split_at(at);
+            out.push_str(before);
+            out.push_str("/continue");
+            // `…/pay/<payment id>/continue"`: the 36 characters before are the id.
+            let id = before.len().checked_sub(36).and_then(|start| {
+                let tail = before.get(start..)?;
+                before
+                    .get(..start)
+                    .is_some_and(|head| head.ends_with("/pay/"))
+                    .then(|| uuid::Uuid::parse_str(tail).ok())
+                    .flatten()
+            });
+            if let Some(id) = id {
+                out.push_str("?token=");
+                out.push_str(self.continue_token(id).expose_secret());
+            }
+            out.push('"');
+            rest = &after[END.len()..];
+        }
+        out.push_str(rest);
+        out
     }
 
     /// Where an issuer's 3-D Secure page posts its answer for a saved-card charge (`TermUrl`).

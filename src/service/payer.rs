@@ -1,9 +1,6 @@
 //! Sealing the payer's personal data (rule 8) and the secret that lets the browser fetch the
 //! acquirer's form built from it.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -22,43 +19,23 @@ fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Seals the identity for `payment_id` and makes a continue token; only its hash is stored.
+/// Seals the identity for `payment_id`; of the continue token (derived by the service, never
+/// stored) only its hash is kept.
 pub fn seal(
     vault: &Vault,
     payment_id: Uuid,
     identity: &PayerIdentity,
-) -> Result<(NewPayerData, SecretString), ServiceError> {
+    token: &SecretString,
+) -> Result<NewPayerData, ServiceError> {
     let json = SecretString::from(
         serde_json::to_string(identity).map_err(|e| ServiceError::Internal(e.to_string()))?,
     );
     let sealed = vault.seal(&json, &binding(payment_id));
-    let token = new_token();
-    let data = NewPayerData {
+    Ok(NewPayerData {
         key_id: sealed.key_id,
         ciphertext: sealed.bytes,
         continue_token_hash: hash(token.expose_secret()),
-    };
-    Ok((data, token))
-}
-
-fn new_token() -> SecretString {
-    let mut secret = [0u8; 32];
-    rand::rng().fill_bytes(&mut secret);
-    SecretString::from(URL_SAFE_NO_PAD.encode(secret))
-}
-
-/// A new continue token for a payment whose first token was lost with the request that made it
-/// (the process died before answering); the old one stops working.
-pub async fn renew_continue_token(
-    services: &super::Services,
-    payment_id: Uuid,
-) -> Result<SecretString, ServiceError> {
-    let token = new_token();
-    services
-        .store
-        .replace_continue_token(payment_id, &hash(token.expose_secret()))
-        .await?;
-    Ok(token)
+    })
 }
 
 /// Compares in constant time.

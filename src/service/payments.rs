@@ -129,8 +129,7 @@ pub async fn resume(
         }
         (PaymentStatus::Created, None) => {
             if services.store.payer_data(payment.id).await?.is_some() {
-                let token = payer::renew_continue_token(services, payment.id).await?;
-                return send_to_continue_page(services, payment.id, &token, actor).await;
+                return send_to_continue_page(services, payment.id, actor).await;
             }
             start_hosted_payment(services, adapter, payment, actor).await
         }
@@ -211,7 +210,8 @@ pub async fn create_as(
     let created_at = OffsetDateTime::now_utc();
     let (payer, continue_token) = match &valid.payer {
         Some(identity) => {
-            let (sealed, token) = payer::seal(&services.vault, payment_id, identity)?;
+            let token = services.continue_token(payment_id);
+            let sealed = payer::seal(&services.vault, payment_id, identity, &token)?;
             (Some(sealed), Some(token))
         }
         None => (None, None),
@@ -258,7 +258,7 @@ pub async fn create_as(
     metrics::counter!("oplata_payments_created_total", "acquirer" => created.acquirer.clone(), "method" => created.payment_method.clone())
         .increment(1);
     match (card, continue_token) {
-        (None, Some(token)) => send_to_continue_page(services, created.id, &token, &actor).await,
+        (None, Some(_)) => send_to_continue_page(services, created.id, &actor).await,
         (None, None) => {
             start_hosted_payment(services, entry.acquirer.as_ref(), created, &actor).await
         }
@@ -273,11 +273,10 @@ pub async fn create_as(
 async fn send_to_continue_page(
     services: &Services,
     payment_id: Uuid,
-    token: &secrecy::SecretString,
     actor: &str,
 ) -> Result<PaymentRecord, ServiceError> {
     let next_action = serde_json::to_string(&NextAction::Redirect {
-        url: services.continue_url(payment_id, token),
+        url: services.continue_url(payment_id),
     })
     .map_err(|e| ServiceError::Internal(e.to_string()))?;
     let change = StatusChange {

@@ -360,6 +360,33 @@ async fn budget_payments_carry_sealed_passport_data_that_is_purged_later(backend
     let id: Uuid = payment["id"].as_str().unwrap().parse().unwrap();
     let continue_url = payment["next_action"]["url"].as_str().unwrap().to_owned();
     assert!(continue_url.contains(&format!("/pay/{id}/continue?token=")));
+    // Only the creator's answer holds the unlocking link: the stored payment does not, and a
+    // desk key reading the payment gets the address without its token.
+    let stored = app.payment_record(&id.to_string()).await;
+    assert!(
+        !stored
+            .next_action
+            .clone()
+            .unwrap_or_default()
+            .contains("token="),
+        "{:?}",
+        stored.next_action
+    );
+    let desk = app
+        .key_with_scope(oplata::service::api_keys::Scope::Desk)
+        .await;
+    let read: Value = app
+        .http
+        .get(app.url(&format!("/v1/payments/{id}")))
+        .bearer_auth(&desk)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let seen = read["next_action"]["url"].as_str().unwrap_or_default();
+    assert!(seen.is_empty() || !seen.contains("token="), "{read}");
 
     let wrong = app
         .http
