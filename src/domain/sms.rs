@@ -182,12 +182,14 @@ pub fn final_reply(
     status: crate::domain::payment::PaymentStatus,
     amount: Amount,
     account: &str,
+    payee: Option<&str>,
 ) -> Option<Reply> {
     use crate::domain::payment::PaymentStatus as S;
     match status {
         S::Succeeded | S::PartiallyRefunded | S::Refunded => Some(Reply::Succeeded {
             amount,
             account: account.to_owned(),
+            payee: payee.map(str::to_owned),
         }),
         S::Failed | S::Canceled | S::Expired => Some(Reply::Failed { amount }),
         S::Created | S::RequiresAction | S::Processing => None,
@@ -223,6 +225,8 @@ pub enum Reply {
     Succeeded {
         amount: Amount,
         account: String,
+        /// The supplier and the card: "Демо-Энергосбыт, карта *4242".
+        payee: Option<String>,
     },
     Failed {
         amount: Amount,
@@ -272,8 +276,25 @@ impl Reply {
             Reply::PersonalDataRequired => {
                 "Нужны паспортные данные: оплатите в личном кабинете.".into()
             }
-            Reply::Succeeded { amount, account } => {
-                format!("Оплачено {} руб., счёт {account}.", rubles(*amount))
+            Reply::Succeeded {
+                amount,
+                account,
+                payee,
+            } => {
+                let paid = format!("Оплачено {} руб., счёт {account}.", rubles(*amount));
+                match payee {
+                    // Who was paid and with which card, cut to fit one SMS.
+                    Some(payee) => {
+                        let room = MAX_REPLY_CHARS.saturating_sub(paid.chars().count() + 2);
+                        let payee: String = payee.chars().take(room).collect();
+                        if payee.is_empty() {
+                            paid
+                        } else {
+                            format!("{paid} {payee}.")
+                        }
+                    }
+                    None => paid,
+                }
             }
             Reply::Failed { amount } => {
                 format!(
@@ -462,7 +483,13 @@ mod tests {
             Reply::PersonalDataRequired,
             Reply::Succeeded {
                 amount: largest,
+                account: longest_account.clone(),
+                payee: Some(format!("{}, карта *4242", "Ж".repeat(80))),
+            },
+            Reply::Succeeded {
+                amount: largest,
                 account: longest_account,
+                payee: None,
             },
             Reply::Failed { amount: largest },
             Reply::ThreeDsRequired,

@@ -58,6 +58,8 @@ struct Plan {
     account_day: String,
     /// The sender, where the fiscal receipt goes (a Russian number; others have none).
     receipt_phone: Option<String>,
+    /// The supplier and the card, named in the reply: a typo or a stranger shows at once.
+    payee: String,
 }
 
 /// Answers one inbound SMS; a redelivered `message_id` gets the first reply and nothing else.
@@ -102,6 +104,7 @@ pub async fn handle_inbound(
         supplier_id: plan.as_ref().map(|p| p.supplier_id.as_str()),
         payment_id,
         caps: services.settings.sms.phone_caps(),
+        payee: plan.as_ref().map(|p| p.payee.as_str()),
         received_at: sms.received_at,
         now,
     };
@@ -237,6 +240,7 @@ async fn plan_payment(
         receipt_phone: Some(phone)
             .filter(|p| crate::domain::receipt::plausible_phone(p))
             .map(str::to_owned),
+        payee: format!("{}, карта *{}", supplier.name, card.last4),
     }))
 }
 

@@ -98,6 +98,8 @@ pub struct SmsMessageRecord {
     pub received_at: OffsetDateTime,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    /// Who an accepted payment SMS pays and with which card, for its reply.
+    pub payee: Option<String>,
 }
 
 /// An inbound SMS to judge and record under the phone's lock.
@@ -118,6 +120,8 @@ pub struct SmsClaim<'a> {
     pub payment_id: Uuid,
     /// What one phone may pay by SMS in a day.
     pub caps: crate::domain::sms::PhoneCaps,
+    /// "Supplier, карта *1234": named in the reply of an accepted payment.
+    pub payee: Option<&'a str>,
     pub received_at: OffsetDateTime,
     pub now: OffsetDateTime,
 }

@@ -6,7 +6,7 @@
 macro_rules! sms_columns {
     () => {
         "message_id, phone, local_day, account_day, kind, supplier_id, account_number, payment_id, state, reply, \
-         late_reply, received_at, created_at, updated_at"
+         late_reply, received_at, created_at, updated_at, payee"
     };
 }
 pub(super) use sms_columns;
@@ -33,7 +33,14 @@ macro_rules! channel_store {
                 }
                 let amount = oplata_providers::Amount::from_minor(payment.amount_minor)
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                let Some(reply) = $crate::domain::sms::final_reply(status, amount, &payment.account_number) else {
+                let payee: Option<(Option<String>,)> = sqlx::query_as(
+                    "SELECT payee FROM sms_messages WHERE payment_id = $1 LIMIT 1",
+                )
+                .bind(payment.id)
+                .fetch_optional(&mut *conn)
+                .await?;
+                let payee = payee.and_then(|(p,)| p);
+                let Some(reply) = $crate::domain::sms::final_reply(status, amount, &payment.account_number, payee.as_deref()) else {
                     return Ok(());
                 };
                 let text = reply.text();
@@ -369,8 +376,8 @@ macro_rules! channel_store {
                 let reply_text = reply.map(|r| r.text()).unwrap_or_default();
                 sqlx::query(
                     "INSERT INTO sms_messages (message_id, phone, local_day, kind, supplier_id, account_number, \
-                     payment_id, state, reply, received_at, created_at, updated_at, account_day, amount_minor) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13)",
+                     payment_id, state, reply, received_at, created_at, updated_at, account_day, amount_minor, payee) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14)",
                 )
                 .bind(c.message_id)
                 .bind(c.phone)
@@ -385,6 +392,7 @@ macro_rules! channel_store {
                 .bind(c.now)
                 .bind(account.map(|_| c.account_day.unwrap_or(c.local_day)))
                 .bind(amount_minor)
+                .bind(accepted.then_some(c.payee).flatten())
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
@@ -426,7 +434,7 @@ macro_rules! channel_store {
                     .ok_or_else(|| StoreError::Corrupt(format!("payment {payment_id} status")))?;
                 let amount = oplata_providers::Amount::from_minor(payment.amount_minor)
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                let (state, reply) = match final_reply(status, amount, &payment.account_number) {
+                let (state, reply) = match final_reply(status, amount, &payment.account_number, row.payee.as_deref()) {
                     Some(reply) => ("done", reply),
                     None => ("awaiting_result", Reply::Processing),
                 };

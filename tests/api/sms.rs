@@ -29,6 +29,8 @@ on_both_backends!(
 );
 
 const PHONE: &str = "+79161234567";
+/// The test supplier "heat" (named after its id) and the simulator's MIR card.
+const PAYEE: &str = "heat, карта *4242";
 
 /// An app with Moneta suppliers, a gateway key, and alice's phone linked.
 async fn sms_app(backend: Backend) -> (TestApp, String) {
@@ -85,6 +87,7 @@ fn paid(value: &str, account: &str) -> String {
     Reply::Succeeded {
         amount: amount(value),
         account: account.into(),
+        payee: Some(PAYEE.into()),
     }
     .text()
 }
@@ -380,7 +383,8 @@ async fn twenty_sms_at_once_from_one_phone_hold_every_limit(backend: Backend) {
             &payments,
             Reply::Succeeded {
                 amount: amount("100"),
-                account: "12345678".into()
+                account: "12345678".into(),
+                payee: Some(PAYEE.into()),
             }
         ),
         1,
@@ -454,6 +458,7 @@ async fn a_charge_left_running_by_a_dead_process_is_settled_on_redelivery(backen
         supplier_id: Some("heat"),
         payment_id: uuid::Uuid::now_v7(),
         caps: app.services.settings.sms.phone_caps(),
+        payee: Some(PAYEE),
         received_at: now,
         now,
     };
