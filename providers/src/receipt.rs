@@ -457,6 +457,93 @@ struct RobokassaItemIn<'a> {
     payment_object: Option<String>,
 }
 
+/// A Robokassa receipt line as read, before its checks (the payment's `Receipt` and the refund's
+/// `InvoiceItems` spell the same fields differently).
+struct RobokassaLine<'a> {
+    name: Option<String>,
+    quantity: Option<&'a serde_json::value::RawValue>,
+    sum: Option<&'a serde_json::value::RawValue>,
+    cost: Option<&'a serde_json::value::RawValue>,
+    tax: Option<String>,
+    payment_method: Option<String>,
+    payment_object: Option<String>,
+}
+
+/// How a format names its fields, for the refusals.
+struct FieldWords {
+    format: &'static str,
+    name: &'static str,
+    quantity: &'static str,
+    sum: &'static str,
+    cost: &'static str,
+    tax: &'static str,
+    method_and_object: &'static str,
+}
+
+const RECEIPT_WORDS: FieldWords = FieldWords {
+    format: "Receipt",
+    name: "name",
+    quantity: "quantity",
+    sum: "sum",
+    cost: "cost",
+    tax: "неизвестная ставка НДС (tax)",
+    method_and_object: "payment_method или payment_object",
+};
+
+const INVOICE_ITEMS_WORDS: FieldWords = FieldWords {
+    format: "InvoiceItems",
+    name: "Name",
+    quantity: "Quantity",
+    sum: "Cost",
+    cost: "Cost",
+    tax: "неизвестная ставка Tax",
+    method_and_object: "PaymentMethod или PaymentObject",
+};
+
+/// The checks Robokassa makes of one line: a name, a positive quantity, a sum (or a unit cost),
+/// a known rate, method and subject.
+fn read_robokassa_line(
+    line: &RobokassaLine<'_>,
+    words: &FieldWords,
+) -> Result<ReadItem, ReceiptRefusal> {
+    let missing = |field: &str| ReceiptRefusal(format!("{}: у позиции нет {field}", words.format));
+    let name = line.name.clone().ok_or_else(|| missing(words.name))?;
+    check_name(&name, ROBOKASSA_NAME_MAX)?;
+    let quantity = raw_quantity(line.quantity.ok_or_else(|| missing(words.quantity))?)?;
+    let sum = match (line.sum, line.cost) {
+        (Some(sum), _) => raw_amount(sum, words.sum)?,
+        (None, Some(cost)) => sum_of(raw_amount(cost, words.cost)?, quantity)?,
+        (None, None) => return Err(missing(words.sum)),
+    };
+    let vat = line
+        .tax
+        .as_deref()
+        .and_then(Vat::parse)
+        .ok_or_else(|| ReceiptRefusal(format!("{}: {}", words.format, words.tax)))?;
+    let known_method = line
+        .payment_method
+        .as_deref()
+        .and_then(SettlementMethod::parse)
+        .is_some();
+    let known_subject = line
+        .payment_object
+        .as_deref()
+        .and_then(SubjectKind::parse)
+        .is_some();
+    if !known_method || !known_subject {
+        return Err(ReceiptRefusal(format!(
+            "{}: неверный {}",
+            words.format, words.method_and_object
+        )));
+    }
+    Ok(ReadItem {
+        name,
+        quantity: quantity.normalize().to_string(),
+        sum,
+        vat,
+    })
+}
+
 /// Robokassa's checks of a `Receipt` (already URL-decoded JSON) against the invoice's `OutSum`.
 pub fn read_robokassa(json: &str, out_sum: Amount) -> Result<Vec<ReadItem>, ReceiptRefusal> {
     let parsed: RobokassaReceiptIn<'_> =
@@ -468,49 +555,22 @@ pub fn read_robokassa(json: &str, out_sum: Amount) -> Result<Vec<ReadItem>, Rece
             "Receipt: неизвестная система налогообложения {sno}"
         )));
     }
-    let mut items = Vec::new();
-    for item in &parsed.items {
-        let name = item
-            .name
-            .clone()
-            .ok_or_else(|| ReceiptRefusal("Receipt: у позиции нет name".into()))?;
-        check_name(&name, ROBOKASSA_NAME_MAX)?;
-        let quantity = raw_quantity(
-            item.quantity
-                .ok_or_else(|| ReceiptRefusal("Receipt: у позиции нет quantity".into()))?,
-        )?;
-        let sum = match (item.sum, item.cost) {
-            (Some(sum), _) => raw_amount(sum, "sum")?,
-            (None, Some(cost)) => sum_of(raw_amount(cost, "cost")?, quantity)?,
-            (None, None) => return Err(ReceiptRefusal("Receipt: у позиции нет sum".into())),
-        };
-        let vat = item
-            .tax
-            .as_deref()
-            .and_then(Vat::parse)
-            .ok_or_else(|| ReceiptRefusal("Receipt: неизвестная ставка НДС (tax)".into()))?;
-        if item
-            .payment_method
-            .as_deref()
-            .and_then(SettlementMethod::parse)
-            .is_none()
-            || item
-                .payment_object
-                .as_deref()
-                .and_then(SubjectKind::parse)
-                .is_none()
-        {
-            return Err(ReceiptRefusal(
-                "Receipt: неверный payment_method или payment_object".into(),
-            ));
-        }
-        items.push(ReadItem {
-            name,
-            quantity: quantity.normalize().to_string(),
-            sum,
-            vat,
-        });
-    }
+    let items = parsed
+        .items
+        .into_iter()
+        .map(|item| {
+            let line = RobokassaLine {
+                name: item.name,
+                quantity: item.quantity,
+                sum: item.sum,
+                cost: item.cost,
+                tax: item.tax,
+                payment_method: item.payment_method,
+                payment_object: item.payment_object,
+            };
+            read_robokassa_line(&line, &RECEIPT_WORDS)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     check_lines(&items, out_sum)?;
     Ok(items)
 }
@@ -528,56 +588,29 @@ struct RobokassaRefundItemIn<'a> {
     payment_object: Option<String>,
 }
 
-/// Robokassa's checks of a refund's `InvoiceItems` (the array's JSON) against the refund sum.
+/// Robokassa's checks of a refund's `InvoiceItems` (the array's JSON) against the refund sum:
+/// each line is a unit `Cost` times its `Quantity`.
 pub fn read_robokassa_refund_items(
     json: &str,
     refund_sum: Amount,
 ) -> Result<Vec<ReadItem>, ReceiptRefusal> {
     let parsed: Vec<RobokassaRefundItemIn<'_>> = serde_json::from_str(json)
         .map_err(|_| ReceiptRefusal("InvoiceItems: неверный JSON".into()))?;
-    let mut items = Vec::new();
-    for item in &parsed {
-        let name = item
-            .name
-            .clone()
-            .ok_or_else(|| ReceiptRefusal("InvoiceItems: у позиции нет Name".into()))?;
-        check_name(&name, ROBOKASSA_NAME_MAX)?;
-        let quantity = raw_quantity(
-            item.quantity
-                .ok_or_else(|| ReceiptRefusal("InvoiceItems: у позиции нет Quantity".into()))?,
-        )?;
-        let cost = raw_amount(
-            item.cost
-                .ok_or_else(|| ReceiptRefusal("InvoiceItems: у позиции нет Cost".into()))?,
-            "Cost",
-        )?;
-        let vat = item
-            .tax
-            .as_deref()
-            .and_then(Vat::parse)
-            .ok_or_else(|| ReceiptRefusal("InvoiceItems: неизвестная ставка Tax".into()))?;
-        if item
-            .payment_method
-            .as_deref()
-            .and_then(SettlementMethod::parse)
-            .is_none()
-            || item
-                .payment_object
-                .as_deref()
-                .and_then(SubjectKind::parse)
-                .is_none()
-        {
-            return Err(ReceiptRefusal(
-                "InvoiceItems: неверный PaymentMethod или PaymentObject".into(),
-            ));
-        }
-        items.push(ReadItem {
-            name,
-            quantity: quantity.normalize().to_string(),
-            sum: sum_of(cost, quantity)?,
-            vat,
-        });
-    }
+    let items = parsed
+        .into_iter()
+        .map(|item| {
+            let line = RobokassaLine {
+                name: item.name,
+                quantity: item.quantity,
+                sum: None,
+                cost: item.cost,
+                tax: item.tax,
+                payment_method: item.payment_method,
+                payment_object: item.payment_object,
+            };
+            read_robokassa_line(&line, &INVOICE_ITEMS_WORDS)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     check_lines(&items, refund_sum)?;
     Ok(items)
 }
