@@ -443,6 +443,8 @@ struct RobokassaReceiptIn<'a> {
     items: Vec<RobokassaItemIn<'a>>,
 }
 
+/// A Robokassa receipt line as read, before its checks (a refund's `InvoiceItems` line is read
+/// into the same shape, without `sum`).
 #[derive(Deserialize)]
 struct RobokassaItemIn<'a> {
     name: Option<String>,
@@ -451,18 +453,6 @@ struct RobokassaItemIn<'a> {
     #[serde(borrow)]
     sum: Option<&'a serde_json::value::RawValue>,
     #[serde(borrow)]
-    cost: Option<&'a serde_json::value::RawValue>,
-    tax: Option<String>,
-    payment_method: Option<String>,
-    payment_object: Option<String>,
-}
-
-/// A Robokassa receipt line as read, before its checks (the payment's `Receipt` and the refund's
-/// `InvoiceItems` spell the same fields differently).
-struct RobokassaLine<'a> {
-    name: Option<String>,
-    quantity: Option<&'a serde_json::value::RawValue>,
-    sum: Option<&'a serde_json::value::RawValue>,
     cost: Option<&'a serde_json::value::RawValue>,
     tax: Option<String>,
     payment_method: Option<String>,
@@ -503,7 +493,7 @@ const INVOICE_ITEMS_WORDS: FieldWords = FieldWords {
 /// The checks Robokassa makes of one line: a name, a positive quantity, a sum (or a unit cost),
 /// a known rate, method and subject.
 fn read_robokassa_line(
-    line: &RobokassaLine<'_>,
+    line: &RobokassaItemIn<'_>,
     words: &FieldWords,
 ) -> Result<ReadItem, ReceiptRefusal> {
     let missing = |field: &str| ReceiptRefusal(format!("{}: у позиции нет {field}", words.format));
@@ -557,19 +547,8 @@ pub fn read_robokassa(json: &str, out_sum: Amount) -> Result<Vec<ReadItem>, Rece
     }
     let items = parsed
         .items
-        .into_iter()
-        .map(|item| {
-            let line = RobokassaLine {
-                name: item.name,
-                quantity: item.quantity,
-                sum: item.sum,
-                cost: item.cost,
-                tax: item.tax,
-                payment_method: item.payment_method,
-                payment_object: item.payment_object,
-            };
-            read_robokassa_line(&line, &RECEIPT_WORDS)
-        })
+        .iter()
+        .map(|line| read_robokassa_line(line, &RECEIPT_WORDS))
         .collect::<Result<Vec<_>, _>>()?;
     check_lines(&items, out_sum)?;
     Ok(items)
@@ -599,7 +578,7 @@ pub fn read_robokassa_refund_items(
     let items = parsed
         .into_iter()
         .map(|item| {
-            let line = RobokassaLine {
+            let line = RobokassaItemIn {
                 name: item.name,
                 quantity: item.quantity,
                 sum: None,

@@ -56,8 +56,8 @@ fn hidden_csrf(html: &str) -> String {
         .to_owned()
 }
 
-/// Signs in; returns the status of the answer to the sign-in form.
-async fn sign_in(app: &TestApp, client: &reqwest::Client, password: &str) -> u16 {
+/// Opens the sign-in form and returns its CSRF token (each form brings a new one).
+async fn login_form_token(app: &TestApp, client: &reqwest::Client) -> String {
     let form = client
         .get(app.url("/desk/login"))
         .send()
@@ -66,7 +66,12 @@ async fn sign_in(app: &TestApp, client: &reqwest::Client, password: &str) -> u16
         .text()
         .await
         .unwrap();
-    let csrf = hidden_csrf(&form);
+    hidden_csrf(&form)
+}
+
+/// Signs in; returns the status of the answer to the sign-in form.
+async fn sign_in(app: &TestApp, client: &reqwest::Client, password: &str) -> u16 {
+    let csrf = login_form_token(app, client).await;
     client
         .post(app.url("/desk/login"))
         .form(&[
@@ -427,15 +432,7 @@ async fn concurrent_guesses_check_at_most_five_passwords_and_one_address_is_brak
 ) {
     let app = with_operator(backend).await;
     let client = browser();
-    let form = client
-        .get(app.url("/desk/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = hidden_csrf(&form);
+    let csrf = login_form_token(&app, &client).await;
     // 25 guesses at once, the right password the 9th: the brake reserves each attempt before
     // its password is checked, so at most five are checked and the right one is not let in.
     let guesses = (0..25).map(|i| {
@@ -478,15 +475,7 @@ async fn concurrent_guesses_check_at_most_five_passwords_and_one_address_is_brak
     let mut statuses = Vec::new();
     for i in 0..22 {
         // Each answer brings a new form token.
-        let form = client
-            .get(app.url("/desk/login"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let csrf = hidden_csrf(&form);
+        let csrf = login_form_token(&app, &client).await;
         let login = if i == 0 {
             long_login.clone()
         } else {
