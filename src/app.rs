@@ -132,7 +132,7 @@ impl Application {
         &self.base_url
     }
 
-    pub fn store(&self) -> Arc<dyn Store> {
+    pub fn store(&self) -> Arc<Store> {
         self.services.store.clone()
     }
 

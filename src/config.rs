@@ -37,7 +37,7 @@ pub enum LogFormat {
     Pretty,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub mode: Mode,
@@ -901,9 +901,38 @@ impl Settings {
     }
 }
 
+/// Printed through the same redacting serializer as `oplata config`: no secret, and no password
+/// in the database URL, reaches a log through `{:?}`.
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match serde_json::to_string(self) {
+            Ok(shown) => write!(f, "Settings {shown}"),
+            Err(_) => f.write_str("Settings { .. }"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_output_shows_no_secret_and_no_database_password() {
+        let mut settings = Settings {
+            database_url: "postgres://oplata:db-pass-7731@db.internal/oplata".to_owned(),
+            ..Settings::default()
+        };
+        settings.webhooks.endpoints = vec![WebhookEndpoint {
+            name: "billing".to_owned(),
+            url: Url::parse("https://billing.example.ru/hooks").expect("a valid URL"),
+            secrets: vec![SecretString::from("whsec_c2VjcmV0LXdlYmhvb2s=")],
+        }];
+        let shown = format!("{settings:?}");
+        assert!(shown.contains("db.internal"), "{shown}");
+        assert!(!shown.contains("db-pass-7731"), "{shown}");
+        assert!(!shown.contains("c2VjcmV0LXdlYmhvb2s"), "{shown}");
+        assert!(!shown.contains(DEMO_MONETA_CODE), "{shown}");
+    }
 
     fn production() -> Settings {
         let mut settings = Settings {

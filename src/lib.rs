@@ -2,12 +2,17 @@
 
 /// Building and running the service.
 pub mod app;
+/// The `oplata` command line.
+pub mod cli;
 /// The one source of "now" for per-day rules.
 pub mod clock;
 /// Typed settings from defaults, `oplata.toml` and `OPLATA_…` variables.
 pub mod config;
 /// The payment rules, free of HTTP and SQL.
 pub mod domain;
+
+/// The outbox events billing and the SMS gateway receive.
+pub mod events;
 /// The HTTP API.
 pub mod http;
 /// Prometheus metrics.

@@ -32,3 +32,20 @@ where
         builder.compact().try_init().is_ok()
     }
 }
+
+/// An error with all its causes on one line (`outer: cause: root cause`), for a log field: the
+/// `#[source]` chain is what says why, and a bare `Display` shows only the outermost layer.
+#[derive(Debug, Clone, Copy)]
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}

@@ -27,7 +27,7 @@ struct Books {
     refunds: BTreeMap<Uuid, Vec<RefundRecord>>,
 }
 
-async fn read(store: &Arc<dyn Store>) -> anyhow::Result<Books> {
+async fn read(store: &Arc<Store>) -> anyhow::Result<Books> {
     let payments = store
         .search_payments(&PaymentSearch {
             limit: 1_000_000,

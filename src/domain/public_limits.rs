@@ -71,6 +71,17 @@ fn wait_for_room(
 
 /// Decides on one attempt given the account's attempts and the IP's declines inside their
 /// windows.
+/// The recent public attempts around a new one, as the limits judge them.
+#[derive(Debug, Clone, Copy)]
+pub struct Recent<'a> {
+    /// Attempts on the same account within the account window.
+    pub account_attempts: &'a [OffsetDateTime],
+    /// Declines of the same address within the address window.
+    pub ip_declines: &'a [OffsetDateTime],
+    /// Creations from the same address within the creations window.
+    pub ip_creations: &'a [OffsetDateTime],
+}
+
 pub fn check(
     limits: &PublicLimits,
     account_attempts: &[OffsetDateTime],

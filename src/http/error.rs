@@ -184,9 +184,9 @@ impl ApiError {
 
     fn from_store(error: &crate::store::StoreError) -> Self {
         if error.is_unavailable() {
-            ApiError::unavailable(error)
+            ApiError::unavailable(&crate::telemetry::Chain(error))
         } else {
-            ApiError::internal(error)
+            ApiError::internal(&crate::telemetry::Chain(error))
         }
     }
 
@@ -391,7 +391,9 @@ impl From<ServiceError> for ApiError {
                 format!("the payment cannot be settled that way: {why}"),
             ),
             ServiceError::Store(e) => ApiError::from_store(&e),
-            ServiceError::Internal(e) => ApiError::internal(&e),
+            error @ ServiceError::Internal { .. } => {
+                ApiError::internal(&crate::telemetry::Chain(&error))
+            }
         }
     }
 }

@@ -60,7 +60,7 @@ pub fn hash_key(key: &str) -> String {
 
 /// Creates a key for a client and returns it: the only time the key exists outside the client.
 pub async fn create(
-    store: &dyn Store,
+    store: &Store,
     name: &str,
     scope: Scope,
 ) -> Result<(ApiClientRecord, SecretString), StoreError> {
@@ -85,7 +85,7 @@ pub async fn create(
 
 /// Finds the live client a presented key belongs to.
 pub async fn authenticate(
-    store: &dyn Store,
+    store: &Store,
     presented: &SecretString,
 ) -> Result<Option<ApiClient>, StoreError> {
     let key = presented.expose_secret();

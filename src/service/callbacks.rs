@@ -21,7 +21,7 @@ enum Failure {
     /// The notification is not acceptable: answer with the protocol's refusal.
     Rejected(CallbackError),
     /// Our side failed (or the acquirer could not be asked): answer so that it retries later.
-    Internal(String),
+    Internal(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl From<CallbackError> for Failure {
@@ -32,7 +32,7 @@ impl From<CallbackError> for Failure {
 
 impl From<crate::store::StoreError> for Failure {
     fn from(error: crate::store::StoreError) -> Self {
-        Failure::Internal(error.to_string())
+        Failure::Internal(error.into())
     }
 }
 
@@ -81,6 +81,7 @@ pub async fn handle_notification(
             AnswerVerdict::Rejected(error)
         }
         Err(Failure::Internal(error)) => {
+            let error = crate::telemetry::Chain(error.as_ref());
             tracing::error!(%error, "notification could not be processed");
             return CallbackAnswer {
                 status: 500,
@@ -113,10 +114,10 @@ async fn process(
         .suppliers
         .get(&payment.supplier_id)
         .ok_or_else(|| {
-            Failure::Internal(format!(
+            Failure::Internal(Box::from(format!(
                 "supplier {} is not configured",
                 payment.supplier_id
-            ))
+            )))
         })?;
     if entry.acquirer.kind() != kind {
         return Err(CallbackError::UnknownOrder.into());
@@ -215,7 +216,7 @@ async fn process(
                 .unwrap_or(0);
             let settled = super::refunds::settle_reported(services, payment.id, minor, &actor)
                 .await
-                .map_err(|e| Failure::Internal(e.to_string()))?;
+                .map_err(|e| Failure::Internal(e.into()))?;
             if !settled {
                 // A refund done in the cabinet without a request here: a person reconciles it.
                 let what = format!(
@@ -300,7 +301,7 @@ async fn payment_succeeded(
         let fetched = adapter
             .operation_details(asked)
             .await
-            .map_err(|e| Failure::Internal(e.to_string()))?;
+            .map_err(|e| Failure::Internal(e.into()))?;
         // The operation read back must be this order's, paid, in its amount and currency.
         if let Some(order) = &fetched.order_id
             && *order != payment.acquirer_order_id
@@ -314,9 +315,9 @@ async fn payment_succeeded(
             // Answering "retry" keeps the notification coming until the acquirer can be asked,
             // or until the operation is finished there.
             StatusOutcome::Unknown { reason } => {
-                return Err(Failure::Internal(format!(
+                return Err(Failure::Internal(Box::from(format!(
                     "operation details unavailable: {reason}"
-                )));
+                ))));
             }
             StatusOutcome::Pending | StatusOutcome::NotFound => {
                 return Err(Failure::Internal(
@@ -368,7 +369,7 @@ async fn payment_succeeded(
         // Idempotent on the binding payment: a repeated notification finds the same card.
         cards::keep_token(services, adapter, payment, &details, actor)
             .await
-            .map_err(|e| Failure::Internal(e.to_string()))?;
+            .map_err(|e| Failure::Internal(e.into()))?;
     }
     Ok(())
 }

@@ -76,7 +76,7 @@ pub fn open_token(
     };
     vault
         .open(&sealed, &card_binding(&card.user_id, card.id))
-        .map_err(|e| ServiceError::Internal(format!("card {}: {e}", card.id)))
+        .map_err(|e| ServiceError::internal(format!("card {}: {e}", card.id)))
 }
 
 /// A user's active cards; a user is one of the calling client's users, as with payments.
@@ -163,7 +163,7 @@ pub struct Rotation {
 
 /// Re-seals every active token under the active key. Old keys must stay configured until this
 /// has finished; it can be run again safely.
-pub async fn rotate_keys(store: &dyn Store, vault: &Vault) -> Result<Rotation, RotationError> {
+pub async fn rotate_keys(store: &Store, vault: &Vault) -> Result<Rotation, RotationError> {
     let mut rotation = Rotation::default();
     for card in store.cards_to_reseal(vault.active_key_id()).await? {
         let (Some(old_key), Some(bytes)) = (&card.key_id, &card.token_ciphertext) else {

@@ -24,7 +24,7 @@ use suppliers::SupplierDirectory;
 /// Everything a request needs, shared by all handlers and workers.
 #[derive(Debug)]
 pub struct Services {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<Store>,
     pub suppliers: SupplierDirectory,
     pub settings: Arc<Settings>,
     /// How browsers and acquirers reach this service.
@@ -90,7 +90,7 @@ impl Services {
     ) -> Result<&suppliers::SupplierEntry, ServiceError> {
         self.suppliers
             .get(supplier_id)
-            .ok_or_else(|| ServiceError::Internal(format!("supplier {supplier_id} vanished")))
+            .ok_or_else(|| ServiceError::internal(format!("supplier {supplier_id} vanished")))
     }
 
     /// Where the acquirer sends the browser back after paying and after giving up.
@@ -197,6 +197,32 @@ pub enum ServiceError {
     InvalidResolution,
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
-    #[error("internal inconsistency: {0}")]
-    Internal(String),
+    /// Something that cannot happen with consistent data and a working acquirer client; the
+    /// cause is kept for the log line, never shown to the caller.
+    #[error("internal error: {what}")]
+    Internal {
+        what: String,
+        #[source]
+        cause: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+impl ServiceError {
+    pub fn internal(what: impl Into<String>) -> Self {
+        ServiceError::Internal {
+            what: what.into(),
+            cause: None,
+        }
+    }
+
+    /// An internal failure in `what`, caused by `cause`.
+    pub fn internal_from(
+        what: impl Into<String>,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        ServiceError::Internal {
+            what: what.into(),
+            cause: Some(cause.into()),
+        }
+    }
 }

@@ -56,11 +56,12 @@ pub fn token_hash(token: &str) -> String {
 fn hash_password(password: &SecretString) -> Result<String, ServiceError> {
     let mut salt = [0u8; 16];
     rand::rng().fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt).map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let salt = SaltString::encode_b64(&salt)
+        .map_err(|e| ServiceError::internal(format!("the password salt: {e}")))?;
     Argon2::default()
         .hash_password(password.expose_secret().as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| ServiceError::Internal(e.to_string()))
+        .map_err(|e| ServiceError::internal(format!("the password hash: {e}")))
 }
 
 fn password_matches(hash: &str, password: &SecretString) -> bool {
@@ -79,7 +80,7 @@ fn decoy_hash() -> &'static str {
 }
 
 pub async fn add(
-    store: &dyn Store,
+    store: &Store,
     login: &str,
     name: &str,
     password: &SecretString,
@@ -135,7 +136,7 @@ pub struct NewSession {
 /// attempt already recorded, so of N concurrent attempts only the first `max` to be recorded
 /// pass. Returns the attempt's id when it may go on.
 async fn reserve_attempt(
-    store: &dyn Store,
+    store: &Store,
     key: &str,
     max: i64,
     now: OffsetDateTime,

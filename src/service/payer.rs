@@ -28,7 +28,8 @@ pub fn seal(
     token: &SecretString,
 ) -> Result<NewPayerData, ServiceError> {
     let json = SecretString::from(
-        serde_json::to_string(identity).map_err(|e| ServiceError::Internal(e.to_string()))?,
+        serde_json::to_string(identity)
+            .map_err(|e| ServiceError::internal_from("the payer identity", e))?,
     );
     let sealed = vault.seal(&json, &binding(payment_id));
     Ok(NewPayerData {
@@ -55,8 +56,8 @@ pub fn open(vault: &Vault, row: &PayerDataRecord) -> Result<PayerIdentity, Servi
     };
     let json = vault
         .open(&sealed, &binding(row.payment_id))
-        .map_err(|e| ServiceError::Internal(format!("personal data of {}: {e}", row.payment_id)))?;
+        .map_err(|e| ServiceError::internal(format!("personal data of {}: {e}", row.payment_id)))?;
     serde_json::from_str(json.expose_secret()).map_err(|_| {
-        ServiceError::Internal(format!("personal data of {} unreadable", row.payment_id))
+        ServiceError::internal(format!("personal data of {} unreadable", row.payment_id))
     })
 }

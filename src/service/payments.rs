@@ -15,7 +15,7 @@ use crate::domain::cards::{
 use crate::domain::new_payment::{PaymentDraft, PaymentRuleError, validate};
 use crate::domain::payer::PayerError;
 use crate::domain::payment::{PaymentEvent, PaymentStatus};
-use crate::domain::public_limits::PublicLimits;
+use crate::domain::public_limits::{self, PublicLimits};
 use crate::domain::supplier::PaymentType;
 use crate::store::{
     ClaimedKey, NewPaymentRecord, PaymentRecord, PublicAttempt, SavedCardRecord, StatusChange,
@@ -116,7 +116,7 @@ pub async fn resume(
     actor: &str,
 ) -> Result<PaymentRecord, ServiceError> {
     let status = PaymentStatus::parse(&payment.status)
-        .ok_or_else(|| ServiceError::Internal(format!("payment status {:?}", payment.status)))?;
+        .ok_or_else(|| ServiceError::internal(format!("payment status {:?}", payment.status)))?;
     tracing::info!(
         status = status.as_str(),
         "resuming a payment whose request died"
@@ -247,9 +247,18 @@ pub async fn create_as(
                 client_ip: client_ip.clone(),
                 limits: *limits,
             };
+            let limits = *limits;
             services
                 .store
-                .create_public_payment(&new, &actor, &attempt)
+                .create_public_payment(&new, &actor, &attempt, |recent| {
+                    public_limits::check(
+                        &limits,
+                        recent.account_attempts,
+                        recent.ip_declines,
+                        recent.ip_creations,
+                        new.created_at,
+                    )
+                })
                 .await??
         }
         Origin::Api(_) | Origin::Sms { .. } => services.store.create_payment(&new, &actor).await?,
@@ -278,7 +287,7 @@ async fn send_to_continue_page(
     let next_action = serde_json::to_string(&NextAction::Redirect {
         url: services.continue_url(payment_id),
     })
-    .map_err(|e| ServiceError::Internal(e.to_string()))?;
+    .map_err(|e| ServiceError::internal_from("the continue page action", e))?;
     let change = StatusChange {
         event: PaymentEvent::ActionRequired,
         next_action: Some(&next_action),
@@ -330,11 +339,11 @@ pub async fn continue_to_acquirer(
     };
     match start_on_acquirer(services, entry.acquirer.as_ref(), &payment, Some(payer)).await? {
         StartOutcome::RequiresAction(action) => Ok(action),
-        StartOutcome::Declined(decline) => Err(ServiceError::Internal(format!(
+        StartOutcome::Declined(decline) => Err(ServiceError::internal(format!(
             "the acquirer refused to start payment {payment_id}: {}",
             decline.message
         ))),
-        StartOutcome::NotSent { reason } => Err(ServiceError::Internal(format!(
+        StartOutcome::NotSent { reason } => Err(ServiceError::internal(format!(
             "the acquirer could not be reached for payment {payment_id}: {reason}"
         ))),
     }
@@ -348,7 +357,7 @@ async fn start_on_acquirer(
     payer: Option<Payer<'_>>,
 ) -> Result<StartOutcome, ServiceError> {
     let amount = Amount::from_minor(payment.amount_minor)
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        .map_err(|e| ServiceError::internal_from("the payment amount", e))?;
     let (success_url, fail_url) =
         services.browser_returns(adapter.kind(), &payment.acquirer_order_id);
     let payment_ref = payment.id.to_string();
@@ -382,7 +391,7 @@ async fn start_hosted_payment(
     let change = match &outcome {
         StartOutcome::RequiresAction(next_action) => {
             next_action_json = serde_json::to_string(next_action)
-                .map_err(|e| ServiceError::Internal(e.to_string()))?;
+                .map_err(|e| ServiceError::internal_from("the next action", e))?;
             StatusChange {
                 event: PaymentEvent::ActionRequired,
                 next_action: Some(&next_action_json),
@@ -519,7 +528,7 @@ async fn send_charge(
         }
     };
     let amount = Amount::from_minor(created.amount_minor)
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        .map_err(|e| ServiceError::internal_from("the payment amount", e))?;
     let term_url = services.three_ds_return_url(created.id);
     let payment_ref = created.id.to_string();
     let receipt = super::receipts::for_payment(services, &created, amount);
@@ -535,7 +544,7 @@ async fn send_charge(
             receipt: receipt.as_ref(),
         })
         .await
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        .map_err(|e| ServiceError::internal_from("the start of the payment at the acquirer", e))?;
     record_charge_outcome(services, created, &outcome, actor).await
 }
 
@@ -560,8 +569,8 @@ async fn record_charge_outcome(
             operation_id,
             action,
         } => {
-            next_action_json =
-                serde_json::to_string(action).map_err(|e| ServiceError::Internal(e.to_string()))?;
+            next_action_json = serde_json::to_string(action)
+                .map_err(|e| ServiceError::internal_from("the next action", e))?;
             StatusChange {
                 event: PaymentEvent::ActionRequired,
                 next_action: Some(&next_action_json),
@@ -651,7 +660,7 @@ pub async fn complete_three_ds(
         .acquirer
         .complete_three_ds(operation_id, answer)
         .await
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        .map_err(|e| ServiceError::internal_from("the 3-D Secure completion at the acquirer", e))?;
     let outcome = match outcome {
         // Completion carries no new challenge; treat one as an unreadable answer.
         ChargeOutcome::RequiresAction { .. } => ChargeOutcome::Unknown {
@@ -698,7 +707,7 @@ pub async fn refresh_from_acquirer(
     actor: &str,
 ) -> Result<PaymentRecord, ServiceError> {
     let status = PaymentStatus::parse(&payment.status)
-        .ok_or_else(|| ServiceError::Internal(format!("payment status {:?}", payment.status)))?;
+        .ok_or_else(|| ServiceError::internal(format!("payment status {:?}", payment.status)))?;
     if status.is_final() {
         return Ok(payment);
     }

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{ServiceError, Services};
-use crate::domain::refunds::{REFUND_NEVER_HAPPENED_AFTER, RefundStatus};
+use crate::domain::refunds::{REFUND_NEVER_HAPPENED_AFTER, RefundStatus, check_refund};
 use crate::store::{ClaimedKey, NewRefund, PaymentRecord, RefundRecord, RefundSettlement};
 
 /// `client_id` is the API client asking, or `None` for the desk's own pages. `key` is the
@@ -42,15 +42,19 @@ pub async fn create(
     let new = NewRefund {
         id: key.resource_id,
         payment_id,
-        amount,
         reason,
         operator,
         client_id,
         awaiting_acquirer: !capabilities.refunds,
-        limits: services.settings.refund_limits(),
         now: OffsetDateTime::now_utc(),
     };
-    let refund = services.store.reserve_refund(&new).await??;
+    let limits = services.settings.refund_limits();
+    let refund = services
+        .store
+        .reserve_refund(&new, |context| {
+            check_refund(context, amount, reason, &limits, new.now)
+        })
+        .await??;
     tracing::info!(status = %refund.status, "refund reserved");
     if !capabilities.refunds {
         return Ok(refund);
@@ -66,7 +70,7 @@ async fn send(
     refund: RefundRecord,
 ) -> Result<RefundRecord, ServiceError> {
     let amount = Amount::from_minor(refund.amount_minor)
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        .map_err(|e| ServiceError::internal_from("the refund amount", e))?;
     let operation_id = payment
         .acquirer_operation_id
         .clone()
@@ -83,7 +87,7 @@ async fn send(
             receipt: receipt.as_ref(),
         })
         .await
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        .map_err(|e| ServiceError::internal_from("the refund request to the acquirer", e))?;
     record_outcome(
         services,
         adapter,

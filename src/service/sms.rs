@@ -10,9 +10,9 @@ use super::{ServiceError, Services};
 use crate::domain::cards::CardRuleError;
 use crate::domain::new_payment::PaymentDraft;
 use crate::domain::payment::{PaymentEvent, PaymentStatus};
-use crate::domain::sms::{Command, Reply, kind, local_day, parse};
+use crate::domain::sms::{Command, Reply, decide, kind, local_day, parse};
 use crate::domain::supplier::PaymentType;
-use crate::store::{SmsClaim, SmsClaimResult, SmsMessageRecord, StatusChange};
+use crate::store::{SmsClaim, SmsClaimResult, SmsJudgement, SmsMessageRecord, StatusChange};
 
 /// A charge that has run this long without finishing belongs to a process that died.
 const STALE_CHARGE: Duration = Duration::minutes(2);
@@ -100,21 +100,27 @@ pub async fn handle_inbound(
         local_day: &day,
         account_day: plan.as_ref().map(|p| p.account_day.as_str()),
         command: &command,
-        refusal,
         supplier_id: plan.as_ref().map(|p| p.supplier_id.as_str()),
         payment_id,
-        caps: services.settings.sms.phone_caps(),
         payee: plan.as_ref().map(|p| p.payee.as_str()),
         received_at: sms.received_at,
         now,
     };
-    match services.store.claim_sms(&claim).await? {
+    let caps = services.settings.sms.phone_caps();
+    let judge = |today| {
+        let (counted_as, reply) = decide(&command, today, caps, refusal);
+        SmsJudgement {
+            counted_as,
+            reply: reply.map(|reply| reply.text()),
+        }
+    };
+    match services.store.claim_sms(&claim, judge).await? {
         SmsClaimResult::Seen(seen) => replay(services, *seen).await,
         SmsClaimResult::Answered(reply) => Ok(reply),
         SmsClaimResult::Accepted => {
             let (Command::Pay { account, amount }, Some(plan)) = (&command, plan) else {
-                return Err(ServiceError::Internal(
-                    "an SMS was accepted without a payment plan".into(),
+                return Err(ServiceError::internal(
+                    "an SMS was accepted without a payment plan",
                 ));
             };
             charge(

@@ -4,23 +4,33 @@
 //! placeholders, which both understand); they differ only in how a read-then-write transaction
 //! is isolated: `SELECT … FOR UPDATE` on PostgreSQL, `BEGIN IMMEDIATE` on SQLite.
 
+#[macro_use]
+mod columns;
+mod access;
+mod cards;
+mod db;
+mod idempotency;
+mod ids;
+mod outbox;
+mod payments;
 mod postgres;
+mod public;
 mod records;
-pub(crate) mod sql;
-mod sql_channels;
+mod refunds;
+mod retention;
+mod review;
+mod sms;
 mod sqlite;
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::payment::{InvalidTransition, PaymentEvent};
 
-pub use postgres::PostgresStore;
+pub(crate) use ids::{first_id_at, new_row_id};
 pub use records::*;
-pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -37,6 +47,8 @@ pub enum StoreError {
     /// The state machine refused a change a person asked for.
     #[error("refused: {0}")]
     Refused(String),
+    #[error(transparent)]
+    Event(#[from] crate::events::Unwritable),
 }
 
 impl StoreError {
@@ -114,344 +126,24 @@ pub enum IdempotencyClaim {
     Completed(StoredResponse),
 }
 
-#[async_trait]
-pub trait Store: ChannelStore + Send + Sync + std::fmt::Debug {
-    fn backend(&self) -> &'static str;
-
-    async fn ping(&self) -> Result<(), StoreError>;
-
-    async fn insert_api_client(&self, client: &ApiClientRecord) -> Result<(), StoreError>;
-    async fn find_api_client_by_key_hash(
-        &self,
-        key_hash: &str,
-    ) -> Result<Option<ApiClientRecord>, StoreError>;
-    async fn list_api_clients(&self) -> Result<Vec<ApiClientRecord>, StoreError>;
-    /// Returns false when there is no such live key.
-    async fn revoke_api_client(&self, id: Uuid, at: OffsetDateTime) -> Result<bool, StoreError>;
-
-    async fn claim_idempotency_key(
-        &self,
-        client_id: Uuid,
-        key: &str,
-        fingerprint: &str,
-        now: OffsetDateTime,
-        lock_until: OffsetDateTime,
-        expires_at: OffsetDateTime,
-    ) -> Result<IdempotencyClaim, StoreError>;
-    async fn complete_idempotency_key(
-        &self,
-        client_id: Uuid,
-        key: &str,
-        response: &StoredResponse,
-    ) -> Result<(), StoreError>;
-
-    /// Forgets a key whose request was refused without writing anything.
-    async fn release_idempotency_key(&self, client_id: Uuid, key: &str) -> Result<(), StoreError>;
-    /// Gives a key back without an answer (its request met a database outage): the next request
-    /// with it takes over at once and resumes what this one started.
-    async fn reopen_idempotency_key(
-        &self,
-        client_id: Uuid,
-        key: &str,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError>;
-    /// Records that a `processing` payment was sent to the acquirer again now.
-    async fn mark_submitted(&self, payment_id: Uuid) -> Result<(), StoreError>;
-
-    /// Allocates the acquirer order number and inserts the payment as `created`, with its audit
-    /// and outbox rows, in one transaction.
-    async fn create_payment(
-        &self,
-        payment: &NewPaymentRecord,
-        actor: &str,
-    ) -> Result<PaymentRecord, StoreError>;
-    async fn get_payment(&self, id: Uuid) -> Result<Option<PaymentRecord>, StoreError>;
-    async fn find_payment_by_order(
-        &self,
-        acquirer: &str,
-        order_id: &str,
-    ) -> Result<Option<PaymentRecord>, StoreError>;
-    /// Applies an event through the state machine, under a lock on the payment row.
-    async fn transition_payment(
-        &self,
-        id: Uuid,
-        change: &StatusChange<'_>,
-    ) -> Result<TransitionResult, StoreError>;
-    /// Marks a payment for a person to look at, with an audit row saying why.
-    async fn flag_payment_for_review(
-        &self,
-        id: Uuid,
-        actor: &str,
-        reason: &str,
-    ) -> Result<(), StoreError>;
-    /// A person settles a payment on the review list: applies `event` (when given) and takes the
-    /// payment off the list, with an audit row carrying the note. `None` when it is not in review.
-    async fn resolve_payment_review(
-        &self,
-        id: Uuid,
-        event: Option<PaymentEvent>,
-        actor: &str,
-        note: &str,
-    ) -> Result<Option<PaymentRecord>, StoreError>;
-    /// Puts a pending refund whose outcome cannot be learned on the review list; it is no longer
-    /// asked about.
-    async fn flag_refund_for_review(
-        &self,
-        refund_id: Uuid,
-        actor: &str,
-        reason: &str,
-    ) -> Result<(), StoreError>;
-    /// Pending refunds a person must settle.
-    async fn refunds_for_review(&self) -> Result<Vec<RefundRecord>, StoreError>;
-    async fn payment_audit(&self, payment_id: Uuid) -> Result<Vec<AuditRecord>, StoreError>;
-    async fn outbox_for(&self, aggregate_id: Uuid) -> Result<Vec<OutboxRecord>, StoreError>;
-    async fn count_payments(&self) -> Result<i64, StoreError>;
-
-    /// Whether `user_id` has a succeeded (possibly since refunded) full-card-entry payment to
-    /// `supplier_id` (rule 3).
-    async fn has_full_entry_payment(
-        &self,
-        user_id: &str,
-        supplier_id: &str,
-    ) -> Result<bool, StoreError>;
-    /// Stores a bound card with its `bound` event and outbox row; a second call for the same
-    /// binding payment returns the first card.
-    async fn insert_saved_card(
-        &self,
-        card: &NewSavedCard,
-        actor: &str,
-    ) -> Result<SavedCardRecord, StoreError>;
-    async fn get_saved_card(&self, id: Uuid) -> Result<Option<SavedCardRecord>, StoreError>;
-    /// The active cards of a user of `client_id` (`None`: of that user id at any client).
-    async fn list_saved_cards(
-        &self,
-        client_id: Option<Uuid>,
-        user_id: &str,
-    ) -> Result<Vec<SavedCardRecord>, StoreError>;
-    /// Takes the card for a charge in one transaction: checks it is still active (under a lock
-    /// that a revocation must wait for), moves the payment to `processing`, records the use.
-    /// `None` when the card is no longer active: nothing was written.
-    async fn start_saved_card_charge(
-        &self,
-        payment_id: Uuid,
-        card_id: Uuid,
-        actor: &str,
-    ) -> Result<Option<SavedCardRecord>, StoreError>;
-    /// Ends active cards of a user (all of them, or one), deleting their ciphertexts, with
-    /// events and outbox rows, in one transaction. Returns the ids ended.
-    async fn end_cards(
-        &self,
-        client_id: Uuid,
-        user_id: &str,
-        only: Option<Uuid>,
-        ending: CardEnding,
-        actor: &str,
-    ) -> Result<Vec<Uuid>, StoreError>;
-    async fn card_events(&self, card_id: Uuid) -> Result<Vec<CardEventRecord>, StoreError>;
-    /// Active cards sealed under another key than `active_key`.
-    async fn cards_to_reseal(&self, active_key: &str) -> Result<Vec<SavedCardRecord>, StoreError>;
-    /// Replaces a card's ciphertext if it is still active and still under `old_key`.
-    async fn reseal_card(
-        &self,
-        card_id: Uuid,
-        old_key: &str,
-        new_key: &str,
-        ciphertext: &[u8],
-    ) -> Result<bool, StoreError>;
-
-    /// Claims up to `limit` payments whose check is due, pushing their next check to
-    /// `lease_until` so no other worker takes them meanwhile (`FOR UPDATE SKIP LOCKED` on
-    /// PostgreSQL).
-    async fn claim_due_payments(
-        &self,
-        now: OffsetDateTime,
-        lease_until: OffsetDateTime,
-        limit: i64,
-    ) -> Result<Vec<PaymentRecord>, StoreError>;
-    /// Sets when to ask again (`None`: stop asking) and counts the attempt.
-    async fn schedule_check(
-        &self,
-        payment_id: Uuid,
-        next: Option<OffsetDateTime>,
-    ) -> Result<(), StoreError>;
-    /// Payments a person must look at.
-    async fn payments_for_review(&self) -> Result<Vec<PaymentRecord>, StoreError>;
-
-    /// Reserves a refund under a lock on the payment row, after the refund rules (rule 13)
-    /// accept it against the refunds already holding part of the payment.
-    async fn reserve_refund(
-        &self,
-        refund: &NewRefund<'_>,
-    ) -> Result<Result<RefundRecord, crate::domain::refunds::RefundRuleError>, StoreError>;
-    /// Records what the acquirer did with a pending or awaiting refund; a succeeded refund moves
-    /// the payment to `partially_refunded` or `refunded` in the same transaction. A refund
-    /// already final is returned unchanged.
-    async fn settle_refund(
-        &self,
-        refund_id: Uuid,
-        settlement: &RefundSettlement<'_>,
-    ) -> Result<RefundRecord, StoreError>;
-    async fn get_refund(&self, id: Uuid) -> Result<Option<RefundRecord>, StoreError>;
-    async fn list_refunds(&self, payment_id: Uuid) -> Result<Vec<RefundRecord>, StoreError>;
-    /// Refunds waiting to be done in an acquirer's cabinet (NetPay), oldest first.
-    async fn refunds_awaiting(&self) -> Result<Vec<RefundRecord>, StoreError>;
-
-    /// Claims pending refunds whose status is due to be asked (lease as for payments).
-    async fn claim_due_refunds(
-        &self,
-        now: OffsetDateTime,
-        lease_until: OffsetDateTime,
-        limit: i64,
-    ) -> Result<Vec<RefundRecord>, StoreError>;
-    async fn schedule_refund_check(
-        &self,
-        refund_id: Uuid,
-        next: OffsetDateTime,
-    ) -> Result<(), StoreError>;
-
-    async fn insert_operator(&self, operator: &OperatorRecord) -> Result<(), StoreError>;
-    async fn find_operator(&self, login: &str) -> Result<Option<OperatorRecord>, StoreError>;
-    /// Disables an operator and ends their sessions; false when no such active operator.
-    async fn disable_operator(&self, login: &str, at: OffsetDateTime) -> Result<bool, StoreError>;
-    /// Records a sign-in attempt as failed (before its password is checked: the brake counts it
-    /// at once, whatever the concurrency); returns its id, to forget it if the password was right.
-    async fn record_login_failure(
-        &self,
-        login: &str,
-        at: OffsetDateTime,
-    ) -> Result<Uuid, StoreError>;
-    async fn forget_login_failure(&self, id: Uuid) -> Result<(), StoreError>;
-    async fn login_failures_since(
-        &self,
-        login: &str,
-        since: OffsetDateTime,
-    ) -> Result<i64, StoreError>;
-    async fn insert_session(
-        &self,
-        token_hash: &str,
-        operator_id: Uuid,
-        csrf_token: &str,
-        at: OffsetDateTime,
-        expires_at: OffsetDateTime,
-    ) -> Result<(), StoreError>;
-    /// The live session of an enabled operator.
-    async fn find_session(
-        &self,
-        token_hash: &str,
-        now: OffsetDateTime,
-    ) -> Result<Option<SessionRecord>, StoreError>;
-    async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError>;
-    /// Payments matching the desk's search, newest first.
-    async fn search_payments(
-        &self,
-        query: &PaymentSearch,
-    ) -> Result<Vec<PaymentRecord>, StoreError>;
-
-    /// Queues the outbox events not yet queued for `endpoint`: every one (`since` = `None`), or
-    /// those made since then (outbox ids are time-ordered UUIDv7), which is an index range
-    /// instead of a scan of the whole outbox.
-    async fn queue_webhooks(
-        &self,
-        endpoint: &str,
-        since: Option<OffsetDateTime>,
-    ) -> Result<u64, StoreError>;
-    /// Claims due deliveries for `endpoint`, the oldest undelivered event of each aggregate only,
-    /// leasing them until `lease_until`.
-    async fn claim_webhooks(
-        &self,
-        endpoint: &str,
-        now: OffsetDateTime,
-        lease_until: OffsetDateTime,
-        limit: i64,
-    ) -> Result<Vec<DueDelivery>, StoreError>;
-    /// Records an attempt: delivered, to retry at `retry_at`, or dead (`retry_at` `None`).
-    async fn record_webhook_attempt(
-        &self,
-        event_id: Uuid,
-        endpoint: &str,
-        outcome: WebhookAttempt<'_>,
-        at: OffsetDateTime,
-    ) -> Result<(), StoreError>;
-    async fn webhook_deliveries(&self, event_id: Uuid) -> Result<Vec<DeliveryRecord>, StoreError>;
-    async fn dead_webhooks(&self) -> Result<Vec<DeliveryRecord>, StoreError>;
-    /// How many things wait for a person, counted in the database.
-    async fn attention_counts(&self) -> Result<AttentionCounts, StoreError>;
+/// The database: PostgreSQL or SQLite, chosen by the URL's scheme. Its methods live in one
+/// module per aggregate; each is a statement or a transaction, and none decides a business rule
+/// on its own (the rules are domain functions the callers hand in or the transaction calls).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: db::Pool,
 }
 
-/// What the anonymous page, the SMS flow and the personal-data rule keep.
-#[async_trait]
-pub trait ChannelStore: Send + Sync {
-    /// Creates a public payment like [`Store::create_payment`], after the abuse limits accept it
-    /// under a lock on the account number, and records the attempt in the same transaction.
-    async fn create_public_payment(
-        &self,
-        payment: &NewPaymentRecord,
-        actor: &str,
-        attempt: &PublicAttempt,
-    ) -> Result<Result<PaymentRecord, crate::domain::public_limits::Limited>, StoreError>;
-    async fn payer_data(&self, payment_id: Uuid) -> Result<Option<PayerDataRecord>, StoreError>;
-    /// Replaces the hash of a payment's continue token.
-    async fn replace_continue_token(
-        &self,
-        payment_id: Uuid,
-        token_hash: &str,
-    ) -> Result<(), StoreError>;
-    /// Deletes, at most `batch` rows per table, what is past its retention: expired idempotency
-    /// keys and sessions, and attempts, SMS and sign-in failures older than their cutoffs.
-    async fn purge_retained(
-        &self,
-        cutoffs: &RetentionCutoffs,
-        batch: i64,
-    ) -> Result<RetentionReport, StoreError>;
-    /// Deletes the ciphertexts of final payments last changed before `before`; returns how many.
-    async fn purge_payer_data(
-        &self,
-        before: OffsetDateTime,
-        now: OffsetDateTime,
-    ) -> Result<u64, StoreError>;
+impl Store {
+    /// `postgres` or `sqlite`.
+    pub fn backend(&self) -> &'static str {
+        self.pool.backend()
+    }
 
-    /// Links `phone` to `user_id` (replacing the user's earlier phone). `false` when the phone
-    /// belongs to another user: nothing was written.
-    async fn link_sms_phone(
-        &self,
-        client_id: Uuid,
-        user_id: &str,
-        phone: &str,
-        at: OffsetDateTime,
-    ) -> Result<bool, StoreError>;
-    async fn unlink_sms_phone(&self, user_id: &str) -> Result<bool, StoreError>;
-    /// The user a phone is linked to, and the client that linked it (`None` for old links).
-    async fn sms_phone_user(
-        &self,
-        phone: &str,
-    ) -> Result<Option<(String, Option<Uuid>)>, StoreError>;
-    /// The distinct (supplier, account) pairs of the user's succeeded full-card-entry payments
-    /// (at `client_id`, or at any client).
-    async fn full_entry_accounts(
-        &self,
-        client_id: Option<Uuid>,
-        user_id: &str,
-    ) -> Result<Vec<(String, String)>, StoreError>;
-    /// Under a lock on the phone (and the account): replays a known `message_id`, or judges the
-    /// SMS against today's counts (rule 14) and records it with its reply, or as accepted.
-    async fn claim_sms(&self, claim: &SmsClaim<'_>) -> Result<SmsClaimResult, StoreError>;
-    /// Ends an accepted SMS whose charge has run: under the payment's lock, a final payment gives
-    /// its final reply; one still open answers "processing" and the final reply follows as an
-    /// `sms.reply` outbox event when the payment settles. Returns the reply.
-    async fn finish_sms_charge(
-        &self,
-        message_id: &str,
-        now: OffsetDateTime,
-    ) -> Result<String, StoreError>;
-    /// Ends an accepted SMS with a reply of its own (the charge was refused or canceled);
-    /// `kind` replaces the stored kind when given.
-    async fn conclude_sms(
-        &self,
-        message_id: &str,
-        kind: Option<&str>,
-        reply: &str,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError>;
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        db::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
 }
 
 /// What waits for a person.
@@ -514,7 +206,7 @@ impl CardEnding {
 pub const DEFAULT_ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Opens the database named by `url`, creating a SQLite file if needed, and applies migrations.
-pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+pub async fn connect(url: &str) -> Result<Arc<Store>, StoreError> {
     connect_with(url, DEFAULT_ACQUIRE_TIMEOUT).await
 }
 
@@ -522,15 +214,15 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
 pub async fn connect_with(
     url: &str,
     acquire_timeout: std::time::Duration,
-) -> Result<Arc<dyn Store>, StoreError> {
-    let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
-        Arc::new(SqliteStore::connect(url, acquire_timeout).await?)
+) -> Result<Arc<Store>, StoreError> {
+    let pool = if url.starts_with("sqlite:") {
+        sqlite::connect(url, acquire_timeout).await?
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Arc::new(PostgresStore::connect(url, acquire_timeout).await?)
+        postgres::connect(url, acquire_timeout).await?
     } else {
         return Err(StoreError::UnsupportedUrl(redact_url(url)));
     };
-    Ok(store)
+    Ok(Arc::new(Store { pool }))
 }
 
 /// A database URL fit for a log line or an error: the password is replaced.

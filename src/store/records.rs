@@ -112,18 +112,23 @@ pub struct SmsClaim<'a> {
     /// The day in the supplier's time zone: one payment SMS per account.
     pub account_day: Option<&'a str>,
     pub command: &'a crate::domain::sms::Command,
-    /// Set when the payment's own rules refused it before the limits were looked at.
-    pub refusal: Option<crate::domain::sms::Reply>,
     /// The supplier the account resolved to, for a payment SMS.
     pub supplier_id: Option<&'a str>,
     /// The id the payment will have if the SMS is accepted.
     pub payment_id: Uuid,
-    /// What one phone may pay by SMS in a day.
-    pub caps: crate::domain::sms::PhoneCaps,
     /// "Supplier, карта *1234": named in the reply of an accepted payment.
     pub payee: Option<&'a str>,
     pub received_at: OffsetDateTime,
     pub now: OffsetDateTime,
+}
+
+/// What the caller's rules made of a new SMS, given the day's counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmsJudgement {
+    /// The kind it is stored and counted as.
+    pub counted_as: &'static str,
+    /// The reply that ends it; `None`: accepted, its charge runs.
+    pub reply: Option<String>,
 }
 
 /// What became of a claimed SMS.
@@ -308,14 +313,11 @@ pub struct NewRefund<'a> {
     /// Chosen with the idempotency key's claim, so a retried request finds this refund.
     pub id: Uuid,
     pub payment_id: Uuid,
-    /// `None`: the whole remainder.
-    pub amount: Option<oplata_providers::Amount>,
     pub reason: &'a str,
     pub operator: &'a str,
     pub client_id: Option<Uuid>,
     /// The acquirer has no refund API: the refund waits for the acquirer's own report.
     pub awaiting_acquirer: bool,
-    pub limits: crate::domain::refunds::RefundLimits,
     pub now: OffsetDateTime,
 }
 

@@ -171,7 +171,7 @@ pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub portal_key: String,
-    pub store: Arc<dyn Store>,
+    pub store: Arc<Store>,
     pub sandbox: RobokassaSandbox,
     pub net_pay: NetPaySandbox,
     pub moneta: MonetaSandbox,

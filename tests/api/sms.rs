@@ -454,16 +454,20 @@ async fn a_charge_left_running_by_a_dead_process_is_settled_on_redelivery(backen
         local_day: &day,
         account_day: None,
         command: &command,
-        refusal: None,
         supplier_id: Some("heat"),
         payment_id: uuid::Uuid::now_v7(),
-        caps: app.services.settings.sms.phone_caps(),
         payee: Some(PAYEE),
         received_at: now,
         now,
     };
     assert!(matches!(
-        app.store.claim_sms(&claim).await.unwrap(),
+        app.store
+            .claim_sms(&claim, |_| oplata::store::SmsJudgement {
+                counted_as: oplata::domain::sms::kind::PAYMENT,
+                reply: None,
+            })
+            .await
+            .unwrap(),
         oplata::store::SmsClaimResult::Accepted
     ));
 

@@ -1,0 +1,331 @@
+//! Saved cards: the acquirer's token sealed by the vault, its audit trail and outbox rows, the
+//! charge that takes a card under a lock a revocation waits for, and key rotation.
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::db::{Tx, query, query_as};
+use super::{
+    CardEnding, CardEventRecord, NewSavedCard, SavedCardRecord, StatusChange, Store, StoreError,
+    TransitionResult, new_row_id,
+};
+
+/// One row of a card's audit trail.
+pub(super) struct CardEvent<'a> {
+    pub card_id: Uuid,
+    pub user_id: &'a str,
+    pub event: &'a str,
+    pub actor: &'a str,
+    pub payment_id: Option<Uuid>,
+    pub detail: &'a str,
+    pub at: OffsetDateTime,
+}
+
+pub(super) async fn card_event_in(conn: &mut Tx, e: CardEvent<'_>) -> Result<(), StoreError> {
+    query(
+        "INSERT INTO card_events (id, card_id, user_id, event, actor, payment_id, detail, \
+         created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(new_row_id())
+    .bind(e.card_id)
+    .bind(e.user_id)
+    .bind(e.event)
+    .bind(e.actor)
+    .bind(e.payment_id)
+    .bind(e.detail)
+    .bind(e.at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn card_outbox_in(
+    conn: &mut Tx,
+    card: &SavedCardRecord,
+    event_type: &str,
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let payload = crate::events::card(card, event_type, at)?;
+    query(
+        "INSERT INTO outbox (id, aggregate_id, event_type, payload, created_at) VALUES ($1, $2, \
+         $3, $4, $5)",
+    )
+    .bind(new_row_id())
+    .bind(card.id)
+    .bind(event_type)
+    .bind(payload)
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Stores a bound card with its `bound` event and outbox row; a second call for the same
+    /// binding payment returns the first card.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn insert_saved_card(
+        &self,
+        card: &NewSavedCard,
+        actor: &str,
+    ) -> Result<SavedCardRecord, StoreError> {
+        let mut tx = self.pool.begin_write().await?;
+        let inserted = query(
+            "INSERT INTO saved_cards (id, user_id, payment_type, acquirer, binding_payment_id, \
+             key_id, \
+             token_ciphertext, brand, last4, exp_month, exp_year, status, created_at, client_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'active', $12, $13) \
+             ON CONFLICT (binding_payment_id) DO NOTHING",
+        )
+        .bind(card.id)
+        .bind(&card.user_id)
+        .bind(&card.payment_type)
+        .bind(&card.acquirer)
+        .bind(card.binding_payment_id)
+        .bind(&card.key_id)
+        .bind(&card.token_ciphertext)
+        .bind(&card.brand)
+        .bind(&card.last4)
+        .bind(card.exp_month)
+        .bind(card.exp_year)
+        .bind(card.created_at)
+        .bind(card.client_id)
+        .execute(&mut tx)
+        .await?;
+        let stored: SavedCardRecord = query_as(concat!(
+            "SELECT ",
+            card_columns!(),
+            " FROM saved_cards WHERE binding_payment_id = $1"
+        ))
+        .bind(card.binding_payment_id)
+        .fetch_one(&mut tx)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            card_event_in(
+                &mut tx,
+                CardEvent {
+                    card_id: stored.id,
+                    user_id: &stored.user_id,
+                    event: "bound",
+                    actor,
+                    payment_id: Some(card.binding_payment_id),
+                    detail: "card saved after a payment with full card entry and 3-D Secure",
+                    at: card.created_at,
+                },
+            )
+            .await?;
+            card_outbox_in(&mut tx, &stored, "card.saved", card.created_at).await?;
+        }
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn get_saved_card(&self, id: Uuid) -> Result<Option<SavedCardRecord>, StoreError> {
+        Ok(query_as(concat!(
+            "SELECT ",
+            card_columns!(),
+            " FROM saved_cards WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// The active cards of a user of `client_id` (`None`: of that user id at any client).
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn list_saved_cards(
+        &self,
+        client_id: Option<Uuid>,
+        user_id: &str,
+    ) -> Result<Vec<SavedCardRecord>, StoreError> {
+        Ok(query_as(concat!(
+            "SELECT ",
+            card_columns!(),
+            " FROM saved_cards WHERE user_id = $1 AND status = 'active' AND ($2 IS NULL OR \
+             client_id = $2) \
+             ORDER BY created_at, id"
+        ))
+        .bind(user_id)
+        .bind(client_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Takes the card for a charge in one transaction: checks it is still active (under a lock
+    /// that a revocation must wait for), moves the payment to `processing`, records the use.
+    /// `None` when the card is no longer active: nothing was written.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn start_saved_card_charge(
+        &self,
+        payment_id: Uuid,
+        card_id: Uuid,
+        actor: &str,
+    ) -> Result<Option<SavedCardRecord>, StoreError> {
+        use crate::domain::payment::PaymentEvent;
+        let mut tx = self.pool.begin_write().await?;
+        // The lock makes a revocation wait for this transaction, and this one wait for a
+        // revocation under way: after a reset commits, no charge can take the card.
+        let card: Option<SavedCardRecord> = query_as(concat!(
+            "SELECT ",
+            card_columns!(),
+            " FROM saved_cards WHERE id = $1 AND status = 'active'",
+            " FOR UPDATE"
+        ))
+        .bind(card_id)
+        .fetch_optional(&mut tx)
+        .await?;
+        let Some(card) = card else {
+            return Ok(None);
+        };
+        let change = StatusChange {
+            event: PaymentEvent::Submitted,
+            next_action: None,
+            failure: None,
+            actor,
+            reason: "saved-card charge sent to the acquirer",
+            acquirer_operation_id: None,
+        };
+        match super::payments::transition_in(&mut tx, payment_id, &change).await? {
+            TransitionResult::Applied(_) => {}
+            TransitionResult::AlreadyThere(_) | TransitionResult::Refused(..) => {
+                return Ok(None);
+            }
+        }
+        let now = OffsetDateTime::now_utc();
+        query("UPDATE saved_cards SET last_used_at = $2 WHERE id = $1")
+            .bind(card_id)
+            .bind(now)
+            .execute(&mut tx)
+            .await?;
+        card_event_in(
+            &mut tx,
+            CardEvent {
+                card_id: card.id,
+                user_id: &card.user_id,
+                event: "used",
+                actor,
+                payment_id: Some(payment_id),
+                detail: "recurring charge started",
+                at: now,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(card))
+    }
+
+    /// Ends active cards of a user (all of them, or one), deleting their ciphertexts, with
+    /// events and outbox rows, in one transaction. Returns the ids ended.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn end_cards(
+        &self,
+        client_id: Uuid,
+        user_id: &str,
+        only: Option<Uuid>,
+        ending: CardEnding,
+        actor: &str,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let mut tx = self.pool.begin_write().await?;
+        // Take the rows first: a charge holding one finishes before we go on, so the
+        // time recorded below is after every use that won the race.
+        query(concat!(
+            "SELECT id FROM saved_cards WHERE user_id = $1 AND status = 'active' AND ($2 IS NULL \
+             OR id = $2) \
+             AND client_id = $3",
+            " FOR UPDATE"
+        ))
+        .bind(user_id)
+        .bind(only)
+        .bind(client_id)
+        .execute(&mut tx)
+        .await?;
+        let now = OffsetDateTime::now_utc();
+        let ended: Vec<SavedCardRecord> = query_as(concat!(
+            "UPDATE saved_cards SET status = $3, key_id = NULL, token_ciphertext = NULL, ended_at \
+             = $4 \
+             WHERE user_id = $1 AND status = 'active' AND ($2 IS NULL OR id = $2) AND client_id = \
+             $5 RETURNING ",
+            card_columns!()
+        ))
+        .bind(user_id)
+        .bind(only)
+        .bind(ending.status())
+        .bind(now)
+        .bind(client_id)
+        .fetch_all(&mut tx)
+        .await?;
+        let detail = match ending {
+            CardEnding::Deleted => "deleted by its owner; the token was erased",
+            CardEnding::Revoked => "revoked by a password reset; the token was erased",
+        };
+        for card in &ended {
+            card_event_in(
+                &mut tx,
+                CardEvent {
+                    card_id: card.id,
+                    user_id: &card.user_id,
+                    event: ending.status(),
+                    actor,
+                    payment_id: None,
+                    detail,
+                    at: now,
+                },
+            )
+            .await?;
+            card_outbox_in(&mut tx, card, ending.event_type(), now).await?;
+        }
+        tx.commit().await?;
+        Ok(ended.into_iter().map(|c| c.id).collect())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn card_events(&self, card_id: Uuid) -> Result<Vec<CardEventRecord>, StoreError> {
+        Ok(query_as(
+            "SELECT id, card_id, user_id, event, actor, payment_id, detail, created_at \
+             FROM card_events WHERE card_id = $1 ORDER BY id",
+        )
+        .bind(card_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Active cards sealed under another key than `active_key`.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn cards_to_reseal(
+        &self,
+        active_key: &str,
+    ) -> Result<Vec<SavedCardRecord>, StoreError> {
+        Ok(query_as(concat!(
+            "SELECT ",
+            card_columns!(),
+            " FROM saved_cards WHERE status = 'active' AND key_id <> $1 ORDER BY id"
+        ))
+        .bind(active_key)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Replaces a card's ciphertext if it is still active and still under `old_key`.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn reseal_card(
+        &self,
+        card_id: Uuid,
+        old_key: &str,
+        new_key: &str,
+        ciphertext: &[u8],
+    ) -> Result<bool, StoreError> {
+        let done = query(
+            "UPDATE saved_cards SET key_id = $3, token_ciphertext = $4 \
+             WHERE id = $1 AND key_id = $2 AND status = 'active'",
+        )
+        .bind(card_id)
+        .bind(old_key)
+        .bind(new_key)
+        .bind(ciphertext)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}

@@ -1,0 +1,462 @@
+//! The one place that knows there are two databases.
+//!
+//! Every statement of the store is written once, in PostgreSQL's dialect with `$N` placeholders
+//! (which SQLite understands too), and run through this module's [`query`] and [`query_as`]. They
+//! look like sqlx's own functions, but their arguments are collected as [`Value`]s and encoded for
+//! the backend the statement meets at execution time. That keeps the store ordinary, generic-free
+//! Rust (sqlx's "any database" bounds are long and brittle) while each backend still gets its
+//! native types, prepared-statement cache and transactions.
+//!
+//! What differs between the backends is decided here and only here:
+//! - row locks: SQLite has none, and needs none, because a read-then-write transaction begins
+//!   with `BEGIN IMMEDIATE` and so holds the database's only write lock; the `FOR UPDATE` and
+//!   `FOR UPDATE SKIP LOCKED` clauses are removed from its statements;
+//! - locks on a name ([`Tx::lock_name`]): a transaction-scoped advisory lock on PostgreSQL,
+//!   nothing on SQLite for the same reason;
+//! - times: SQLite keeps them as text, so they are written in one fixed-width UTC form
+//!   (`2026-12-02T09:32:10.120000000Z`) whose text order is time order, to the nanosecond.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::{LazyLock, Mutex};
+
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::sqlite::{SqliteArguments, SqliteRow};
+use sqlx::{Arguments, AssertSqlSafe, FromRow, PgConnection, PgPool, SqliteConnection, SqlitePool};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// A connection pool of either backend.
+#[derive(Debug, Clone)]
+pub(crate) enum Pool {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+impl Pool {
+    pub(crate) fn backend(&self) -> &'static str {
+        match self {
+            Pool::Postgres(_) => "postgres",
+            Pool::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// Begins a transaction that will read rows and then write depending on what it read.
+    pub(crate) async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match self {
+            // Row locks (`FOR UPDATE`) make the read-then-write safe.
+            Pool::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+            // Taking the write lock first is SQLite's only way: a deferred transaction that
+            // reads and then writes fails with "database is locked" when another wrote between.
+            Pool::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+        })
+    }
+}
+
+/// A transaction of either backend; dropped without [`Tx::commit`], it rolls back.
+#[derive(Debug)]
+pub(crate) enum Tx {
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+}
+
+impl Tx {
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Postgres(tx) => tx.commit().await,
+            Tx::Sqlite(tx) => tx.commit().await,
+        }
+    }
+
+    pub(crate) async fn rollback(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Postgres(tx) => tx.rollback().await,
+            Tx::Sqlite(tx) => tx.rollback().await,
+        }
+    }
+
+    /// Serialises this transaction with every other one that locks the same name, until it
+    /// ends (for rules over rows that may not exist yet, so no row can be locked).
+    pub(crate) async fn lock_name(&mut self, name: &str) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Postgres(tx) => {
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                    .bind(name)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            // `BEGIN IMMEDIATE` already serialises every writing transaction.
+            Tx::Sqlite(_) => {}
+        }
+        Ok(())
+    }
+}
+
+/// Where a statement runs: the pool (a connection of its own) or an open transaction.
+#[derive(Debug)]
+pub(crate) enum Target<'c> {
+    PostgresPool(&'c PgPool),
+    PostgresConnection(&'c mut PgConnection),
+    SqlitePool(&'c SqlitePool),
+    SqliteConnection(&'c mut SqliteConnection),
+}
+
+/// Anything a statement can run on.
+pub(crate) trait Executor<'c> {
+    fn target(self) -> Target<'c>;
+}
+
+impl<'c> Executor<'c> for &'c Pool {
+    fn target(self) -> Target<'c> {
+        match self {
+            Pool::Postgres(pool) => Target::PostgresPool(pool),
+            Pool::Sqlite(pool) => Target::SqlitePool(pool),
+        }
+    }
+}
+
+impl<'c> Executor<'c> for &'c mut Tx {
+    fn target(self) -> Target<'c> {
+        match self {
+            Tx::Postgres(tx) => Target::PostgresConnection(tx),
+            Tx::Sqlite(tx) => Target::SqliteConnection(tx),
+        }
+    }
+}
+
+/// One statement argument, with its SQL type kept even when it is `NULL`.
+#[derive(Debug, Clone)]
+pub(crate) enum Value<'q> {
+    Uuid(Option<Uuid>),
+    BigInt(Option<i64>),
+    Int(Option<i32>),
+    Bool(Option<bool>),
+    Text(Option<Cow<'q, str>>),
+    Time(Option<OffsetDateTime>),
+    Bytes(Option<Cow<'q, [u8]>>),
+}
+
+/// A Rust value that can be a statement argument.
+pub(crate) trait IntoValue<'q> {
+    fn into_value(self) -> Value<'q>;
+}
+
+macro_rules! into_value {
+    ($variant:ident: $($ty:ty => |$v:ident| $convert:expr),+ $(,)?) => {
+        $(
+            impl<'q> IntoValue<'q> for $ty {
+                fn into_value(self) -> Value<'q> {
+                    let $v = self;
+                    Value::$variant($convert)
+                }
+            }
+        )+
+    };
+}
+
+into_value!(Uuid:
+    Uuid => |v| Some(v),
+    Option<Uuid> => |v| v,
+    &Uuid => |v| Some(*v),
+    &Option<Uuid> => |v| *v,
+);
+into_value!(BigInt:
+    i64 => |v| Some(v),
+    Option<i64> => |v| v,
+    &i64 => |v| Some(*v),
+    &Option<i64> => |v| *v,
+);
+into_value!(Int:
+    i32 => |v| Some(v),
+    Option<i32> => |v| v,
+    &i32 => |v| Some(*v),
+    &Option<i32> => |v| *v,
+);
+into_value!(Bool: bool => |v| Some(v), Option<bool> => |v| v, &bool => |v| Some(*v));
+into_value!(Time:
+    OffsetDateTime => |v| Some(v),
+    Option<OffsetDateTime> => |v| v,
+    &OffsetDateTime => |v| Some(*v),
+    &Option<OffsetDateTime> => |v| *v,
+);
+into_value!(Text:
+    &'q str => |v| Some(Cow::Borrowed(v)),
+    Option<&'q str> => |v| v.map(Cow::Borrowed),
+    &'q String => |v| Some(Cow::Borrowed(v.as_str())),
+    String => |v| Some(Cow::Owned(v)),
+    Option<String> => |v| v.map(Cow::Owned),
+    &'q Option<String> => |v| v.as_deref().map(Cow::Borrowed),
+    &'q &'q str => |v| Some(Cow::Borrowed(*v)),
+);
+into_value!(Bytes:
+    &'q [u8] => |v| Some(Cow::Borrowed(v)),
+    Vec<u8> => |v| Some(Cow::Owned(v)),
+    &'q Vec<u8> => |v| Some(Cow::Borrowed(v.as_slice())),
+    Option<Vec<u8>> => |v| v.map(Cow::Owned),
+    &'q Option<Vec<u8>> => |v| v.as_deref().map(Cow::Borrowed),
+);
+
+/// A row type both backends can decode (`#[derive(sqlx::FromRow)]` or a tuple).
+pub(crate) trait Row:
+    for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin
+{
+}
+
+impl<T> Row for T
+where
+    T: for<'r> FromRow<'r, PgRow> + Send + Unpin,
+    T: for<'r> FromRow<'r, SqliteRow>,
+{
+}
+
+/// What a statement that returns no rows did.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Done {
+    rows_affected: u64,
+}
+
+impl Done {
+    pub(crate) fn rows_affected(&self) -> u64 {
+        self.rows_affected
+    }
+}
+
+/// A statement and its arguments, not yet bound to a backend.
+#[derive(Debug)]
+#[must_use = "a query does nothing until it is executed"]
+pub(crate) struct Query<'q> {
+    sql: &'static str,
+    arguments: Vec<Value<'q>>,
+}
+
+/// A statement whose rows are decoded as `O`.
+#[derive(Debug)]
+#[must_use = "a query does nothing until it is fetched"]
+pub(crate) struct QueryAs<'q, O> {
+    query: Query<'q>,
+    row: PhantomData<fn() -> O>,
+}
+
+pub(crate) fn query<'q>(sql: &'static str) -> Query<'q> {
+    Query {
+        sql,
+        arguments: Vec::new(),
+    }
+}
+
+pub(crate) fn query_as<'q, O: Row>(sql: &'static str) -> QueryAs<'q, O> {
+    QueryAs {
+        query: query(sql),
+        row: PhantomData,
+    }
+}
+
+impl<'q> Query<'q> {
+    pub(crate) fn bind(mut self, value: impl IntoValue<'q>) -> Self {
+        self.arguments.push(value.into_value());
+        self
+    }
+
+    pub(crate) async fn execute<'c>(self, on: impl Executor<'c>) -> Result<Done, sqlx::Error> {
+        let rows_affected = match on.target() {
+            Target::PostgresPool(pool) => self.postgres()?.execute(pool).await?.rows_affected(),
+            Target::PostgresConnection(conn) => {
+                self.postgres()?.execute(conn).await?.rows_affected()
+            }
+            Target::SqlitePool(pool) => self.sqlite()?.execute(pool).await?.rows_affected(),
+            Target::SqliteConnection(conn) => self.sqlite()?.execute(conn).await?.rows_affected(),
+        };
+        Ok(Done { rows_affected })
+    }
+
+    fn postgres(
+        self,
+    ) -> Result<sqlx::query::Query<'static, sqlx::Postgres, PgArguments>, sqlx::Error> {
+        let mut arguments = PgArguments::default();
+        for value in self.arguments {
+            add_postgres(&mut arguments, value)?;
+        }
+        Ok(sqlx::query_with(self.sql, arguments))
+    }
+
+    fn sqlite(
+        self,
+    ) -> Result<sqlx::query::Query<'static, sqlx::Sqlite, SqliteArguments>, sqlx::Error> {
+        let arguments = sqlite_arguments(self.arguments)?;
+        Ok(sqlx::query_with(
+            AssertSqlSafe(sqlite_dialect(self.sql)),
+            arguments,
+        ))
+    }
+}
+
+impl<'q, O: Row> QueryAs<'q, O> {
+    pub(crate) fn bind(mut self, value: impl IntoValue<'q>) -> Self {
+        self.query = self.query.bind(value);
+        self
+    }
+
+    pub(crate) async fn fetch_one<'c>(self, on: impl Executor<'c>) -> Result<O, sqlx::Error> {
+        match on.target() {
+            Target::PostgresPool(pool) => self.postgres()?.fetch_one(pool).await,
+            Target::PostgresConnection(conn) => self.postgres()?.fetch_one(conn).await,
+            Target::SqlitePool(pool) => self.sqlite()?.fetch_one(pool).await,
+            Target::SqliteConnection(conn) => self.sqlite()?.fetch_one(conn).await,
+        }
+    }
+
+    pub(crate) async fn fetch_optional<'c>(
+        self,
+        on: impl Executor<'c>,
+    ) -> Result<Option<O>, sqlx::Error> {
+        match on.target() {
+            Target::PostgresPool(pool) => self.postgres()?.fetch_optional(pool).await,
+            Target::PostgresConnection(conn) => self.postgres()?.fetch_optional(conn).await,
+            Target::SqlitePool(pool) => self.sqlite()?.fetch_optional(pool).await,
+            Target::SqliteConnection(conn) => self.sqlite()?.fetch_optional(conn).await,
+        }
+    }
+
+    pub(crate) async fn fetch_all<'c>(self, on: impl Executor<'c>) -> Result<Vec<O>, sqlx::Error> {
+        match on.target() {
+            Target::PostgresPool(pool) => self.postgres()?.fetch_all(pool).await,
+            Target::PostgresConnection(conn) => self.postgres()?.fetch_all(conn).await,
+            Target::SqlitePool(pool) => self.sqlite()?.fetch_all(pool).await,
+            Target::SqliteConnection(conn) => self.sqlite()?.fetch_all(conn).await,
+        }
+    }
+
+    fn postgres(
+        self,
+    ) -> Result<sqlx::query::QueryAs<'static, sqlx::Postgres, O, PgArguments>, sqlx::Error> {
+        let mut arguments = PgArguments::default();
+        for value in self.query.arguments {
+            add_postgres(&mut arguments, value)?;
+        }
+        Ok(sqlx::query_as_with(self.query.sql, arguments))
+    }
+
+    fn sqlite(
+        self,
+    ) -> Result<sqlx::query::QueryAs<'static, sqlx::Sqlite, O, SqliteArguments>, sqlx::Error> {
+        let arguments = sqlite_arguments(self.query.arguments)?;
+        Ok(sqlx::query_as_with(
+            AssertSqlSafe(sqlite_dialect(self.query.sql)),
+            arguments,
+        ))
+    }
+}
+
+fn add_postgres(arguments: &mut PgArguments, value: Value<'_>) -> Result<(), sqlx::Error> {
+    match value {
+        Value::Uuid(v) => arguments.add(v),
+        Value::BigInt(v) => arguments.add(v),
+        Value::Int(v) => arguments.add(v),
+        Value::Bool(v) => arguments.add(v),
+        Value::Text(v) => arguments.add(v.as_deref()),
+        Value::Time(v) => arguments.add(v),
+        Value::Bytes(v) => arguments.add(v.as_deref()),
+    }
+    .map_err(sqlx::Error::Encode)
+}
+
+fn sqlite_arguments(values: Vec<Value<'_>>) -> Result<SqliteArguments, sqlx::Error> {
+    let mut arguments = SqliteArguments::default();
+    for value in values {
+        match value {
+            Value::Uuid(v) => arguments.add(v),
+            Value::BigInt(v) => arguments.add(v),
+            Value::Int(v) => arguments.add(v),
+            Value::Bool(v) => arguments.add(v),
+            Value::Text(v) => arguments.add(v.as_deref()),
+            Value::Time(v) => arguments.add(v.map(sortable_time)),
+            Value::Bytes(v) => arguments.add(v.as_deref()),
+        }
+        .map_err(sqlx::Error::Encode)?;
+    }
+    Ok(arguments)
+}
+
+/// A time as SQLite keeps it: UTC, always nine fractional digits, so that comparing the text
+/// compares the times (RFC 3339 as `time` writes it drops trailing zeros, and `…:10Z` would
+/// sort after `…:10.5Z`).
+pub(crate) fn sortable_time(at: OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.nanosecond()
+    )
+}
+
+/// A statement as SQLite runs it: without row-lock clauses (see the module comment). Computed
+/// once per statement, as the statements are a fixed set of literals.
+fn sqlite_dialect(sql: &'static str) -> &'static str {
+    if !sql.contains(" FOR UPDATE") {
+        return sql;
+    }
+    static TRANSLATED: LazyLock<Mutex<HashMap<&'static str, &'static str>>> =
+        LazyLock::new(Default::default);
+    let mut translated = TRANSLATED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    translated.entry(sql).or_insert_with(|| {
+        let without = sql
+            .replace(" FOR UPDATE SKIP LOCKED", "")
+            .replace(" FOR UPDATE", "");
+        // Bounded: one entry per distinct statement literal of the store.
+        Box::leak(without.into_boxed_str())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_statements_lose_their_row_locks_only() {
+        assert_eq!(
+            sqlite_dialect("SELECT id FROM payments WHERE id = $1 FOR UPDATE"),
+            "SELECT id FROM payments WHERE id = $1"
+        );
+        assert_eq!(
+            sqlite_dialect(
+                "UPDATE p SET a = 1 WHERE id IN (SELECT id FROM p FOR UPDATE SKIP LOCKED) \
+                 RETURNING id"
+            ),
+            "UPDATE p SET a = 1 WHERE id IN (SELECT id FROM p) RETURNING id"
+        );
+        let plain = "SELECT 1";
+        assert!(std::ptr::eq(sqlite_dialect(plain), plain));
+    }
+
+    #[test]
+    fn stored_times_sort_as_the_times_do() {
+        let whole = time::macros::datetime!(2026-12-02 09:32:10 UTC);
+        let half = whole + time::Duration::milliseconds(500);
+        let nano = whole + time::Duration::nanoseconds(1);
+        let next = whole + time::Duration::seconds(1);
+        let mut texts = [next, half, whole, nano].map(sortable_time);
+        texts.sort();
+        assert_eq!(texts, [whole, nano, half, next].map(sortable_time));
+        assert_eq!(sortable_time(whole), "2026-12-02T09:32:10.000000000Z");
+        let moscow = whole.to_offset(time::macros::offset!(+3));
+        assert_eq!(sortable_time(moscow), sortable_time(whole));
+    }
+
+    #[test]
+    fn stored_times_read_back_exactly() {
+        let at = time::macros::datetime!(2026-12-02 09:32:10.000000120 UTC);
+        let parsed = OffsetDateTime::parse(
+            &sortable_time(at),
+            &time::format_description::well_known::Rfc3339,
+        );
+        assert_eq!(parsed.ok(), Some(at));
+    }
+}

@@ -1,0 +1,179 @@
+//! The outbox and its webhook deliveries: queued per endpoint, claimed with `SKIP LOCKED`,
+//! retried with back-off, and kept in order per payment.
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::db::{query, query_as};
+use super::{
+    DeliveryRecord, DueDelivery, OutboxRecord, Store, StoreError, WebhookAttempt, first_id_at,
+};
+
+impl Store {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn outbox_for(&self, aggregate_id: Uuid) -> Result<Vec<OutboxRecord>, StoreError> {
+        Ok(query_as(
+            "SELECT id, aggregate_id, event_type, payload, created_at \
+             FROM outbox WHERE aggregate_id = $1 ORDER BY id",
+        )
+        .bind(aggregate_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Queues the outbox events not yet queued for `endpoint`: every one (`since` = `None`), or
+    /// those made since then (outbox ids are time-ordered UUIDv7), which is an index range
+    /// instead of a scan of the whole outbox.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn queue_webhooks(
+        &self,
+        endpoint: &str,
+        since: Option<OffsetDateTime>,
+    ) -> Result<u64, StoreError> {
+        let done = match since {
+            None => {
+                query(
+                    "INSERT INTO webhook_deliveries (event_id, endpoint, aggregate_id, status, \
+                 attempts, next_attempt_at) \
+                 SELECT o.id, $1, o.aggregate_id, 'pending', 0, o.created_at FROM outbox o \
+                 WHERE NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = o.id AND \
+                 d.endpoint = $1) \
+                 ON CONFLICT (event_id, endpoint) DO NOTHING",
+                )
+                .bind(endpoint)
+                .execute(&self.pool)
+                .await?
+            }
+            Some(since) => {
+                query(
+                    "INSERT INTO webhook_deliveries (event_id, endpoint, aggregate_id, status, \
+                 attempts, next_attempt_at) \
+                 SELECT o.id, $1, o.aggregate_id, 'pending', 0, o.created_at FROM outbox o \
+                 WHERE o.id >= $2 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
+                   WHERE d.event_id = o.id AND d.endpoint = $1 AND d.event_id >= $2) \
+                 ON CONFLICT (event_id, endpoint) DO NOTHING",
+                )
+                .bind(endpoint)
+                .bind(first_id_at(since))
+                .execute(&self.pool)
+                .await?
+            }
+        };
+        Ok(done.rows_affected())
+    }
+
+    /// Claims due deliveries for `endpoint`, the oldest undelivered event of each aggregate only,
+    /// leasing them until `lease_until`.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn claim_webhooks(
+        &self,
+        endpoint: &str,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        limit: i64,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        let mut tx = self.pool.begin_write().await?;
+        // Only the first undelivered event of each aggregate is due: later ones wait, so a
+        // payment's events arrive in order.
+        let claimed: Vec<(Uuid,)> = query_as(concat!(
+            "SELECT d.event_id FROM webhook_deliveries d \
+             WHERE d.endpoint = $1 AND d.status = 'pending' AND d.next_attempt_at <= $2 \
+             AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.endpoint = d.endpoint \
+               AND e.aggregate_id = d.aggregate_id AND e.status = 'pending' AND e.event_id < \
+               d.event_id) \
+             ORDER BY d.next_attempt_at, d.event_id LIMIT $3",
+            " FOR UPDATE SKIP LOCKED"
+        ))
+        .bind(endpoint)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut tx)
+        .await?;
+        let mut due = Vec::with_capacity(claimed.len());
+        for (event_id,) in claimed {
+            let row: DueDelivery = query_as(
+                "UPDATE webhook_deliveries SET next_attempt_at = $3 WHERE event_id = $1 AND \
+                 endpoint = $2 \
+                 RETURNING event_id, endpoint, attempts, \
+                 (SELECT event_type FROM outbox WHERE id = $1) AS event_type, \
+                 (SELECT payload FROM outbox WHERE id = $1) AS payload, \
+                 (SELECT created_at FROM outbox WHERE id = $1) AS created_at",
+            )
+            .bind(event_id)
+            .bind(endpoint)
+            .bind(lease_until)
+            .fetch_one(&mut tx)
+            .await?;
+            due.push(row);
+        }
+        tx.commit().await?;
+        Ok(due)
+    }
+
+    /// Records an attempt: delivered, to retry at `retry_at`, or dead (`retry_at` `None`).
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn record_webhook_attempt(
+        &self,
+        event_id: Uuid,
+        endpoint: &str,
+        outcome: WebhookAttempt<'_>,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let (status, next, error, delivered_at) = match outcome {
+            WebhookAttempt::Delivered => ("delivered", at, None, Some(at)),
+            WebhookAttempt::Retry { at: retry, error } => ("pending", retry, Some(error), None),
+            WebhookAttempt::Dead { error } => ("dead", at, Some(error), None),
+        };
+        query(
+            "UPDATE webhook_deliveries SET status = $3, attempts = attempts + 1, next_attempt_at = \
+             $4, \
+             last_error = $5, delivered_at = $6 WHERE event_id = $1 AND endpoint = $2 AND status = \
+             'pending'",
+        )
+        .bind(event_id)
+        .bind(endpoint)
+        .bind(status)
+        .bind(next)
+        .bind(error)
+        .bind(delivered_at)
+        .execute(&self.pool)
+        .await?;
+        if status == "delivered" {
+            query(
+                "UPDATE outbox SET delivered_at = $2, attempts = attempts + 1 WHERE id = $1 AND \
+                   delivered_at IS NULL",
+            )
+            .bind(event_id)
+            .bind(at)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn webhook_deliveries(
+        &self,
+        event_id: Uuid,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        Ok(query_as(
+            "SELECT event_id, endpoint, aggregate_id, status, attempts, next_attempt_at, \
+             last_error, delivered_at \
+             FROM webhook_deliveries WHERE event_id = $1 ORDER BY endpoint",
+        )
+        .bind(event_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn dead_webhooks(&self) -> Result<Vec<DeliveryRecord>, StoreError> {
+        Ok(query_as(
+            "SELECT event_id, endpoint, aggregate_id, status, attempts, next_attempt_at, \
+             last_error, delivered_at \
+             FROM webhook_deliveries WHERE status = 'dead' ORDER BY next_attempt_at",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

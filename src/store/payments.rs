@@ -1,0 +1,367 @@
+//! Payments: creation with its order number, reads, the state machine applied under the row's
+//! lock with its audit and outbox rows, and the reconciliation worker's schedule.
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::db::{Tx, query, query_as};
+use super::{
+    AuditRecord, NewPaymentRecord, PaymentRecord, PaymentSearch, StatusChange, Store, StoreError,
+    TransitionResult, new_row_id,
+};
+
+/// The state machine applied inside a transaction someone else commits.
+pub(super) async fn transition_in(
+    conn: &mut Tx,
+    id: Uuid,
+    change: &StatusChange<'_>,
+) -> Result<TransitionResult, StoreError> {
+    use crate::domain::payment::{ACTION_WINDOW, PaymentStatus, Transition, first_check_delay};
+    use crate::store::{StoreError, TransitionResult};
+    let current: Option<PaymentRecord> = query_as(concat!(
+        "SELECT ",
+        payment_columns!(),
+        " FROM payments WHERE id = $1",
+        " FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let current = current.ok_or(StoreError::NotFound)?;
+    let from = PaymentStatus::parse(&current.status)
+        .ok_or_else(|| StoreError::Corrupt(format!("payment {id} status {:?}", current.status)))?;
+    let to = match from.apply(change.event) {
+        Ok(Transition::To(to)) => to,
+        Ok(Transition::AlreadyThere) => return Ok(TransitionResult::AlreadyThere(current)),
+        Err(refused) => return Ok(TransitionResult::Refused(current, refused)),
+    };
+    let now = OffsetDateTime::now_utc();
+    // The next action only makes sense while the customer still has to act.
+    let next_action = if to == PaymentStatus::RequiresAction {
+        change.next_action
+    } else {
+        None
+    };
+    let next_check_at = first_check_delay(to).map(|delay| now + delay);
+    let action_deadline = (to == PaymentStatus::RequiresAction).then(|| now + ACTION_WINDOW);
+    let (failure_code, failure_message) = change.failure.unzip();
+    let updated: PaymentRecord = query_as(concat!(
+        "UPDATE payments SET status = $2, next_action = $3, \
+         failure_code = COALESCE($4, failure_code), failure_message = COALESCE($5, \
+         failure_message), \
+         acquirer_operation_id = COALESCE($7, acquirer_operation_id), \
+         next_check_at = $8, check_attempts = 0, action_deadline = COALESCE($9, action_deadline), \
+         submitted_at = CASE WHEN $2 = 'processing' THEN $6 ELSE submitted_at END, \
+         updated_at = $6 WHERE id = $1 RETURNING ",
+        payment_columns!()
+    ))
+    .bind(id)
+    .bind(to.as_str())
+    .bind(next_action)
+    .bind(failure_code)
+    .bind(failure_message)
+    .bind(now)
+    .bind(change.acquirer_operation_id)
+    .bind(next_check_at)
+    .bind(action_deadline)
+    .fetch_one(&mut *conn)
+    .await?;
+    query(
+        "INSERT INTO payment_audit (id, payment_id, from_status, to_status, actor, reason, \
+         created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(new_row_id())
+    .bind(id)
+    .bind(from.as_str())
+    .bind(to.as_str())
+    .bind(change.actor)
+    .bind(change.reason)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    let event_type = change.event.outbox_type();
+    let payload = crate::events::payment(&updated, event_type, now)?;
+    query(
+        "INSERT INTO outbox (id, aggregate_id, event_type, payload, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(new_row_id())
+    .bind(id)
+    .bind(event_type)
+    .bind(payload)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    if to.is_final() {
+        super::sms::channel_effects_in(conn, &updated, to, now).await?;
+    }
+    Ok(TransitionResult::Applied(updated))
+}
+
+/// Inserts a payment with its audit, outbox and personal-data rows.
+pub(super) async fn create_payment_in(
+    tx: &mut Tx,
+    p: &NewPaymentRecord,
+    actor: &str,
+) -> Result<PaymentRecord, StoreError> {
+    let (order_number,): (i64,) = query_as(
+        "INSERT INTO acquirer_sequences (acquirer, last_value) VALUES ($1, 1) \
+         ON CONFLICT (acquirer) DO UPDATE SET last_value = acquirer_sequences.last_value + 1 \
+         RETURNING last_value",
+    )
+    .bind(&p.acquirer)
+    .fetch_one(&mut *tx)
+    .await?;
+    let record: PaymentRecord = query_as(concat!(
+        "INSERT INTO payments (id, client_id, user_id, supplier_id, account_number, amount_minor, \
+         currency, description, email, return_url, acquirer, acquirer_order_id, status, \
+         created_at, updated_at, payment_method, saved_card_id, save_card, next_check_at, phone) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'created', $13, $13, $14, $15, \
+         $16, $17, $18) \
+         RETURNING ",
+        payment_columns!()
+    ))
+    .bind(p.id)
+    .bind(p.client_id)
+    .bind(&p.user_id)
+    .bind(&p.supplier_id)
+    .bind(&p.account_number)
+    .bind(p.amount_minor)
+    .bind(&p.currency)
+    .bind(&p.description)
+    .bind(&p.email)
+    .bind(&p.return_url)
+    .bind(&p.acquirer)
+    .bind(order_number.to_string())
+    .bind(p.created_at)
+    .bind(&p.payment_method)
+    .bind(p.saved_card_id)
+    .bind(p.save_card)
+    // A payment that never leaves `created` (the process died) is checked too.
+    .bind(
+        crate::domain::payment::first_check_delay(crate::domain::payment::PaymentStatus::Created)
+            .map(|delay| p.created_at + delay),
+    )
+    .bind(&p.phone)
+    .fetch_one(&mut *tx)
+    .await?;
+    query(
+        "INSERT INTO payment_audit (id, payment_id, from_status, to_status, actor, reason, \
+         created_at) \
+         VALUES ($1, $2, NULL, 'created', $3, 'payment created', $4)",
+    )
+    .bind(new_row_id())
+    .bind(record.id)
+    .bind(actor)
+    .bind(p.created_at)
+    .execute(&mut *tx)
+    .await?;
+    let payload = crate::events::payment(&record, "payment.created", p.created_at)?;
+    query(
+        "INSERT INTO outbox (id, aggregate_id, event_type, payload, created_at) \
+         VALUES ($1, $2, 'payment.created', $3, $4)",
+    )
+    .bind(new_row_id())
+    .bind(record.id)
+    .bind(payload)
+    .bind(p.created_at)
+    .execute(&mut *tx)
+    .await?;
+    if let Some(payer) = &p.payer {
+        query(
+            "INSERT INTO payer_data (payment_id, key_id, ciphertext, continue_token_hash, \
+             created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(record.id)
+        .bind(&payer.key_id)
+        .bind(&payer.ciphertext)
+        .bind(&payer.continue_token_hash)
+        .bind(p.created_at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(record)
+}
+
+impl Store {
+    /// Records that a `processing` payment was sent to the acquirer again now.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn mark_submitted(&self, payment_id: Uuid) -> Result<(), StoreError> {
+        query("UPDATE payments SET submitted_at = $2 WHERE id = $1 AND status = 'processing'")
+            .bind(payment_id)
+            .bind(OffsetDateTime::now_utc())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Allocates the acquirer order number and inserts the payment as `created`, with its audit
+    /// and outbox rows, in one transaction.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn create_payment(
+        &self,
+        p: &NewPaymentRecord,
+        actor: &str,
+    ) -> Result<PaymentRecord, StoreError> {
+        let mut tx = self.pool.begin_write().await?;
+        let record = create_payment_in(&mut tx, p, actor).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn get_payment(&self, id: Uuid) -> Result<Option<PaymentRecord>, StoreError> {
+        Ok(query_as(concat!(
+            "SELECT ",
+            payment_columns!(),
+            " FROM payments WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn find_payment_by_order(
+        &self,
+        acquirer: &str,
+        order_id: &str,
+    ) -> Result<Option<PaymentRecord>, StoreError> {
+        Ok(query_as(concat!(
+            "SELECT ",
+            payment_columns!(),
+            " FROM payments WHERE acquirer = $1 AND acquirer_order_id = $2"
+        ))
+        .bind(acquirer)
+        .bind(order_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Applies an event through the state machine, under a lock on the payment row.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn transition_payment(
+        &self,
+        id: Uuid,
+        change: &StatusChange<'_>,
+    ) -> Result<TransitionResult, StoreError> {
+        let mut tx = self.pool.begin_write().await?;
+        let result = transition_in(&mut tx, id, change).await?;
+        tx.commit().await?;
+        Ok(result)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn payment_audit(&self, payment_id: Uuid) -> Result<Vec<AuditRecord>, StoreError> {
+        Ok(query_as(
+            "SELECT id, payment_id, from_status, to_status, actor, reason, created_at \
+             FROM payment_audit WHERE payment_id = $1 ORDER BY id",
+        )
+        .bind(payment_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn count_payments(&self) -> Result<i64, StoreError> {
+        let (count,): (i64,) = query_as("SELECT COUNT(*) FROM payments")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(count)
+    }
+
+    /// Whether `user_id` has a succeeded (possibly since refunded) full-card-entry payment to
+    /// `supplier_id` (rule 3).
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn has_full_entry_payment(
+        &self,
+        user_id: &str,
+        supplier_id: &str,
+    ) -> Result<bool, StoreError> {
+        let (count,): (i64,) = query_as(
+            "SELECT COUNT(*) FROM payments WHERE user_id = $1 AND supplier_id = $2 \
+             AND payment_method = 'new_card' AND status IN ('succeeded', 'partially_refunded', \
+             'refunded')",
+        )
+        .bind(user_id)
+        .bind(supplier_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(count > 0)
+    }
+
+    /// Claims up to `limit` payments whose check is due, pushing their next check to
+    /// `lease_until` so no other worker takes them meanwhile (`FOR UPDATE SKIP LOCKED` on
+    /// PostgreSQL).
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn claim_due_payments(
+        &self,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        limit: i64,
+    ) -> Result<Vec<PaymentRecord>, StoreError> {
+        let mut tx = self.pool.begin_write().await?;
+        let claimed: Vec<PaymentRecord> = query_as(concat!(
+            "UPDATE payments SET next_check_at = $2 WHERE id IN (\
+             SELECT id FROM payments WHERE next_check_at IS NOT NULL AND next_check_at <= $1 \
+             AND status IN ('created', 'requires_action', 'processing') \
+             ORDER BY next_check_at LIMIT $3",
+            " FOR UPDATE SKIP LOCKED",
+            ") RETURNING ",
+            payment_columns!()
+        ))
+        .bind(now)
+        .bind(lease_until)
+        .bind(limit)
+        .fetch_all(&mut tx)
+        .await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    /// Sets when to ask again (`None`: stop asking) and counts the attempt.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn schedule_check(
+        &self,
+        payment_id: Uuid,
+        next: Option<OffsetDateTime>,
+    ) -> Result<(), StoreError> {
+        query(
+            "UPDATE payments SET next_check_at = $2, check_attempts = check_attempts + 1 WHERE \
+               id = $1",
+        )
+        .bind(payment_id)
+        .bind(next)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Payments matching the desk's search, newest first.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn search_payments(
+        &self,
+        q: &PaymentSearch,
+    ) -> Result<Vec<PaymentRecord>, StoreError> {
+        Ok(query_as(concat!(
+            "SELECT ",
+            payment_columns!(),
+            " FROM payments WHERE \
+             ($1 IS NULL OR account_number = $1) AND ($2 IS NULL OR id = $2) AND \
+             ($3 IS NULL OR acquirer_order_id = $3) AND ($4 IS NULL OR status = $4) AND \
+             ($5 IS NULL OR created_at >= $5) AND ($6 IS NULL OR created_at < $6) \
+             ORDER BY created_at DESC, id DESC LIMIT $7"
+        ))
+        .bind(&q.account_number)
+        .bind(q.payment_id)
+        .bind(&q.acquirer_order_id)
+        .bind(&q.status)
+        .bind(q.from)
+        .bind(q.to)
+        .bind(q.limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
