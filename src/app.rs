@@ -6,22 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use oplata_providers::AcquirerKind;
-use oplata_providers::moneta::sandbox::{MonetaSandbox, SandboxAccount as MonetaAccount};
-use oplata_providers::net_pay::sandbox::{NetPaySandbox, SandboxMerchant as NetPayMerchant};
-use oplata_providers::robokassa::sandbox::{
-    RobokassaSandbox, SandboxMerchant as RobokassaMerchant,
-};
-use oplata_providers::sandbox::DeliveryPolicy;
-use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use url::Url;
 
-use crate::config::{AcquirerSettings, Settings, sandbox_mount};
+use crate::config::Settings;
+#[cfg(feature = "sandbox")]
+pub use crate::sandbox::{Sandboxes, serve_sandboxes};
 use crate::service::Services;
-use crate::service::suppliers::{
-    DirectoryError, MONETA_CHECK_PATH, MONETA_PAY_PATH, NETPAY_NOTIFICATION_PATH, SupplierDirectory,
-};
+use crate::service::suppliers::{DirectoryError, SupplierDirectory};
 use crate::store::{self, Store, StoreError};
 use crate::vault::Vault;
 
@@ -41,6 +33,12 @@ pub enum StartError {
     Vault(#[from] crate::vault::VaultError),
     #[error("public_base_url is not a usable base: {0}")]
     BaseUrl(String),
+    /// Demo settings ask for the simulators, but this build left them out.
+    #[error(
+        "this build has no acquirer simulators (built without the `sandbox` feature): \
+         set sandbox.enabled = false and a base_url for every acquirer"
+    )]
+    NoSimulators,
 }
 
 #[derive(Debug)]
@@ -49,15 +47,8 @@ pub struct Application {
     router: Router,
     base_url: Url,
     services: Arc<Services>,
+    #[cfg(feature = "sandbox")]
     sandboxes: Option<Sandboxes>,
-}
-
-/// The acquirer simulators mounted in demo mode.
-#[derive(Debug, Clone)]
-pub struct Sandboxes {
-    pub robokassa: RobokassaSandbox,
-    pub net_pay: NetPaySandbox,
-    pub moneta: MonetaSandbox,
 }
 
 /// The client every adapter uses to call its acquirer.
@@ -86,10 +77,15 @@ impl Application {
         .await?;
         let http = acquirer_http_client(Duration::from_secs(settings.acquirer_timeout_secs))?;
         let suppliers = SupplierDirectory::build(&settings, &base_url, &http)?;
+        #[cfg(feature = "sandbox")]
         let sandboxes = settings
             .sandbox_mounted()
-            .then(|| sandboxes(&settings, &base_url, &base_url))
+            .then(|| crate::sandbox::assemble(&settings, &base_url, &base_url))
             .transpose()?;
+        #[cfg(not(feature = "sandbox"))]
+        if settings.sandbox_in_use() {
+            return Err(StartError::NoSimulators);
+        }
         let vault = Vault::new(&settings.vault.active_key, &settings.vault.keys)?;
         let return_query_interval_ms = settings.public.return_query_interval_ms;
         // `check` has refused an unreadable list.
@@ -110,16 +106,20 @@ impl Application {
             trusted_proxies,
             webhook_queue: Default::default(),
         });
-        let extra = match &sandboxes {
-            Some(s) => s.router(),
-            None => Router::new(),
-        };
+        #[cfg(feature = "sandbox")]
+        let extra = sandboxes
+            .as_ref()
+            .map(Sandboxes::router)
+            .unwrap_or_default();
+        #[cfg(not(feature = "sandbox"))]
+        let extra = Router::new();
         let router = crate::http::router(services.clone(), extra);
         Ok(Application {
             listener,
             router,
             base_url,
             services,
+            #[cfg(feature = "sandbox")]
             sandboxes,
         })
     }
@@ -140,6 +140,7 @@ impl Application {
         self.services.clone()
     }
 
+    #[cfg(feature = "sandbox")]
     pub fn sandboxes(&self) -> Option<Sandboxes> {
         self.sandboxes.clone()
     }
@@ -223,126 +224,6 @@ impl Application {
     pub async fn shutdown_signal() {
         shutdown_signal().await;
     }
-}
-
-/// The in-process simulators, with an account for each supplier that has no real base URL.
-impl Sandboxes {
-    /// The three simulators, each under its mount.
-    pub fn router(&self) -> Router {
-        Router::new()
-            .nest(
-                sandbox_mount(AcquirerKind::Robokassa),
-                self.robokassa.router(),
-            )
-            .nest(sandbox_mount(AcquirerKind::NetPay), self.net_pay.router())
-            .nest(sandbox_mount(AcquirerKind::Moneta), self.moneta.router())
-    }
-}
-
-/// The simulators alone, in a process of their own (`oplata sandbox`): they listen where
-/// `sandbox.url` says and notify oplata at its `public_base_url`, and keep their books when
-/// oplata dies, as a real acquirer does.
-pub async fn serve_sandboxes(
-    settings: Settings,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), StartError> {
-    settings.check()?;
-    let settings = settings.with_demo_defaults();
-    let Some(own) = settings
-        .sandbox
-        .url
-        .clone()
-        .filter(|_| settings.sandbox_in_use())
-    else {
-        return Err(StartError::BaseUrl(
-            "oplata sandbox needs demo mode and sandbox.url (where it listens)".into(),
-        ));
-    };
-    let oplata = match &settings.public_base_url {
-        Some(url) => url.clone(),
-        None => Url::parse(&format!("http://{}/", settings.listen))
-            .map_err(|e| StartError::BaseUrl(e.to_string()))?,
-    };
-    let address = own
-        .socket_addrs(|| None)
-        .map_err(|e| StartError::BaseUrl(format!("sandbox.url: {e}")))?;
-    let listener = TcpListener::bind(&*address).await?;
-    let simulators = sandboxes(&settings, &oplata, &own)?;
-    tracing::info!(address = %own, oplata = %oplata, "acquirer simulators are listening");
-    axum::serve(listener, simulators.router())
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    Ok(())
-}
-
-/// `oplata` is where the simulators send notifications and browsers back; `own` is where the
-/// simulators themselves are reached.
-fn sandboxes(settings: &Settings, oplata: &Url, own: &Url) -> Result<Sandboxes, StartError> {
-    let base_url = oplata;
-    let join = |path: &str| {
-        base_url
-            .join(path)
-            .map_err(|e| StartError::BaseUrl(e.to_string()))
-    };
-    let mut robokassa = Vec::new();
-    let mut net_pay = Vec::new();
-    let mut moneta = Vec::new();
-    for supplier in &settings.suppliers {
-        match &supplier.acquirer {
-            AcquirerSettings::Robokassa(r) if r.base_url.is_none() => {
-                robokassa.push(RobokassaMerchant {
-                    login: r.merchant_login.clone(),
-                    password1: r.password1.expose_secret().to_owned(),
-                    password2: r.password2.expose_secret().to_owned(),
-                    password3: r
-                        .password3
-                        .as_ref()
-                        .map(|p| p.expose_secret().to_owned())
-                        .unwrap_or_default(),
-                    hash: r.hash,
-                    result_url: join("/callbacks/robokassa/result")?,
-                    success_url: join("/return/robokassa/success")?,
-                    fail_url: join("/return/robokassa/fail")?,
-                });
-            }
-            AcquirerSettings::NetPay(n) if n.base_url.is_none() => {
-                net_pay.push(NetPayMerchant {
-                    api_key: n.api_key.expose_secret().to_owned(),
-                    auth: n.auth.clone(),
-                    notification_url: Some(join(NETPAY_NOTIFICATION_PATH)?),
-                });
-            }
-            AcquirerSettings::Moneta(m) if m.base_url.is_none() => {
-                moneta.push(MonetaAccount {
-                    account_id: m.account_id.clone(),
-                    integrity_code: m.integrity_code.expose_secret().to_owned(),
-                    api_username: m.api_username.clone(),
-                    api_password: m.api_password.expose_secret().to_owned(),
-                    payment_password: m.payment_password.expose_secret().to_owned(),
-                    pay_url: join(MONETA_PAY_PATH)?,
-                    check_url: Some(join(MONETA_CHECK_PATH)?),
-                });
-            }
-            AcquirerSettings::Robokassa(_)
-            | AcquirerSettings::NetPay(_)
-            | AcquirerSettings::Moneta(_) => {}
-        }
-    }
-    let policy = DeliveryPolicy {
-        retry_interval: Duration::from_millis(settings.sandbox.retry_interval_ms),
-        max_attempts: settings.sandbox.max_attempts,
-        ..DeliveryPolicy::default()
-    };
-    Ok(Sandboxes {
-        robokassa: RobokassaSandbox::new(robokassa, policy),
-        net_pay: NetPaySandbox::new(net_pay, policy),
-        moneta: MonetaSandbox::new(
-            moneta,
-            policy,
-            &own.join(sandbox_mount(AcquirerKind::Moneta))
-                .map_err(|e| StartError::BaseUrl(e.to_string()))?,
-        ),
-    })
 }
 
 async fn shutdown_signal() {

@@ -17,6 +17,9 @@ pub mod events;
 pub mod http;
 /// Prometheus metrics.
 pub mod metrics;
+#[cfg(feature = "sandbox")]
+/// The acquirer simulators of the demo and the tests.
+pub mod sandbox;
 /// Orchestration between the rules, the store and the acquirers.
 pub mod service;
 /// Storage on SQLite or PostgreSQL.

@@ -14,6 +14,7 @@ pub mod money;
 pub mod net_pay;
 pub mod receipt;
 pub mod robokassa;
+#[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod signing;
 

@@ -20,10 +20,16 @@ pub(super) async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "sandbox")]
 pub(super) async fn sandbox(settings: Settings) -> anyhow::Result<()> {
     init_logs(&settings);
-    crate::app::serve_sandboxes(settings, Application::shutdown_signal()).await?;
+    crate::sandbox::serve_sandboxes(settings, Application::shutdown_signal()).await?;
     Ok(())
+}
+
+#[cfg(not(feature = "sandbox"))]
+pub(super) async fn sandbox(_: Settings) -> anyhow::Result<()> {
+    Err(crate::app::StartError::NoSimulators.into())
 }
 
 #[allow(clippy::print_stdout)]
