@@ -22,6 +22,17 @@ pub enum RefundStatus {
 }
 
 impl RefundStatus {
+    pub const ALL: [RefundStatus; 4] = [
+        RefundStatus::Pending,
+        RefundStatus::AwaitingAcquirer,
+        RefundStatus::Succeeded,
+        RefundStatus::Failed,
+    ];
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == text)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             RefundStatus::Pending => "pending",

@@ -19,8 +19,9 @@ use uuid::Uuid;
 
 use super::pages::{cookie_value, escape, same, secure_flag, set_cookie};
 use crate::domain::payment::PaymentStatus;
+use crate::service::idempotency::{self as keys, Ending};
 use crate::service::operators::{self, LoginError};
-use crate::service::{ServiceError, Services, refunds};
+use crate::service::{ServiceError, Services, desk, refunds};
 use crate::store::{PaymentRecord, PaymentSearch, SessionRecord};
 
 const SESSION_COOKIE: &str = "oplata_desk";
@@ -282,7 +283,7 @@ pub async fn search(
     };
     let searched = query.values().any(|v| !v.trim().is_empty());
     let results = if searched {
-        match services.store.search_payments(&search).await {
+        match desk::search(&services, &search).await {
             Ok(found) => payment_rows(&found),
             Err(error) => {
                 tracing::error!(%error, "desk search failed");
@@ -332,9 +333,9 @@ async fn payment_page(
     message: Option<(&str, bool)>,
     status: StatusCode,
 ) -> Response {
-    let payment = match services.store.get_payment(id).await {
-        Ok(Some(payment)) => payment,
-        Ok(None) => {
+    let file = match desk::payment_file(services, id).await {
+        Ok(file) => file,
+        Err(ServiceError::NotFound) => {
             return (
                 StatusCode::NOT_FOUND,
                 Html(page("Платёж не найден", Some(&operator.session), "")),
@@ -346,24 +347,12 @@ async fn payment_page(
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
     };
-    let (audit, refund_list) = match (
-        services.store.payment_audit(id).await,
-        services.store.list_refunds(id).await,
-    ) {
-        (Ok(audit), Ok(refunds)) => (audit, refunds),
-        _ => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
-    };
-    let held: i64 = refund_list
-        .iter()
-        .filter(|r| {
-            matches!(
-                r.status.as_str(),
-                "pending" | "awaiting_acquirer" | "succeeded"
-            )
-        })
-        .map(|r| r.amount_minor)
-        .sum();
-    let remaining = payment.amount_minor - held;
+    let desk::PaymentFile {
+        payment,
+        audit,
+        refunds: refund_list,
+        refundable_minor: remaining,
+    } = file;
     let message = message
         .map(|(text, ok)| {
             format!(
@@ -563,7 +552,7 @@ pub async fn refund(
         "POST /desk/payments/refunds",
         format!("{id}\n{}\n{reason}", form.amount.trim()).as_bytes(),
     );
-    let attempt = match super::idempotency::claim(&services, owner, &key, &fingerprint).await {
+    let attempt = match keys::claim(&services, owner, &key, &fingerprint).await {
         Ok(crate::store::IdempotencyClaim::Claimed(claimed)) => claimed,
         Ok(crate::store::IdempotencyClaim::Completed(_)) => {
             return Redirect::to(&format!("/desk/payments/{id}?refunded=1")).into_response();
@@ -610,33 +599,16 @@ pub async fn refund(
     )
     .await;
     // A refusal wrote nothing: the same form may be corrected and sent again.
-    let kept = match &created {
-        Ok(refund) => {
-            let body = serde_json::json!({ "refund_id": refund.id }).to_string();
-            services
-                .store
-                .complete_idempotency_key(
-                    owner,
-                    &key,
-                    &crate::store::StoredResponse { status: 201, body },
-                )
-                .await
-        }
-        Err(ServiceError::Refund(_) | ServiceError::NotFound) => {
-            services.store.release_idempotency_key(owner, &key).await
-        }
-        // Anything else may have left the refund half made: the key stays bound to it, given
-        // back at once, so a repost of the form resumes it.
-        Err(_) => {
-            services
-                .store
-                .reopen_idempotency_key(owner, &key, OffsetDateTime::now_utc())
-                .await
-        }
+    let ending = match &created {
+        Ok(refund) => Ending::Answered(crate::store::StoredResponse {
+            status: 201,
+            body: serde_json::json!({ "refund_id": refund.id }).to_string(),
+        }),
+        Err(ServiceError::Refund(_) | ServiceError::NotFound) => Ending::RefusedUnwritten,
+        // Anything else may have left the refund half made: a repost of the form resumes it.
+        Err(_) => Ending::Interrupted,
     };
-    if let Err(error) = kept {
-        tracing::error!(%error, "desk refund idempotency");
-    }
+    keys::end(&services, owner, &key, ending).await;
     match created {
         Ok(_) => Redirect::to(&format!("/desk/payments/{id}?refunded=1")).into_response(),
         Err(ServiceError::Refund(rule)) => {
@@ -823,11 +795,11 @@ pub async fn review_refund(
     Form(form): Form<ReviewForm>,
 ) -> Response {
     let refund = match Uuid::parse_str(&id) {
-        Ok(id) => services.store.get_refund(id).await,
-        Err(_) => Ok(None),
+        Ok(id) => desk::refund(&services, id).await,
+        Err(_) => Err(ServiceError::NotFound),
     };
     match refund {
-        Ok(Some(refund)) => {
+        Ok(refund) => {
             settle_review(
                 &services,
                 &operator,
@@ -837,22 +809,18 @@ pub async fn review_refund(
             )
             .await
         }
-        Ok(None) => StatusCode::NOT_FOUND.into_response(),
+        Err(ServiceError::NotFound) => StatusCode::NOT_FOUND.into_response(),
         Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
 }
 
 pub async fn review(State(services): State<Arc<Services>>, operator: Operator) -> Response {
-    let store = &services.store;
     let (payments, in_review, awaiting, dead) = match (
-        store.payments_for_review().await,
-        store.refunds_for_review().await,
-        store.refunds_awaiting().await,
-        store.dead_webhooks().await,
+        crate::service::review::list(&services).await,
+        desk::refunds_awaiting(&services).await,
+        desk::dead_webhooks(&services).await,
     ) {
-        (Ok(payments), Ok(in_review), Ok(awaiting), Ok(dead)) => {
-            (payments, in_review, awaiting, dead)
-        }
+        (Ok(review), Ok(awaiting), Ok(dead)) => (review.payments, review.refunds, awaiting, dead),
         _ => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
     };
     let in_review_rows: String = in_review

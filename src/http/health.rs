@@ -24,7 +24,7 @@ pub async fn readyz(
     State(services): State<Arc<Services>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     // A load balancer asks often and gives up quickly: answer within a second either way.
-    let answered = tokio::time::timeout(READY_WITHIN, services.store.ping()).await;
+    let answered = tokio::time::timeout(READY_WITHIN, services.database_ready()).await;
     let failure = match answered {
         Ok(Ok(())) => None,
         Ok(Err(error)) => Some(error.to_string()),
@@ -41,7 +41,7 @@ pub async fn readyz(
         return Err(refused);
     }
     Ok(Json(
-        serde_json::json!({"status": "ready", "database": services.store.backend()}),
+        serde_json::json!({"status": "ready", "database": services.database_backend()}),
     ))
 }
 
@@ -51,7 +51,7 @@ pub async fn metrics(
     auth: super::auth::Authenticated,
 ) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
     auth.require(crate::service::api_keys::Scope::Admin)?;
-    let gauges = services.store.attention_counts().await?;
+    let gauges = crate::service::desk::attention(&services).await?;
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,

@@ -16,12 +16,12 @@ use std::sync::Arc;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
-use time::{Duration, OffsetDateTime};
 use tracing::Instrument;
 
 use super::error::{ApiError, ErrorCode};
 use crate::service::Services;
 use crate::service::api_keys::ApiClient;
+use crate::service::idempotency::{self, Ending};
 use crate::store::{ClaimedKey, IdempotencyClaim, StoredResponse};
 
 const HEADER: &str = "idempotency-key";
@@ -77,26 +77,6 @@ fn json_response(status: StatusCode, body: String, replayed: bool) -> Response {
     response
 }
 
-/// Claims `key` for one request, with the lease and lifetime every key gets.
-pub async fn claim(
-    services: &Services,
-    client_id: uuid::Uuid,
-    key: &str,
-    fingerprint: &str,
-) -> Result<IdempotencyClaim, crate::store::StoreError> {
-    let now = OffsetDateTime::now_utc();
-    let ttl = Duration::hours(services.settings.idempotency_ttl_hours);
-    // A request that has not answered within the lease is presumed dead: its key may be
-    // retaken, and the taker resumes what it started.
-    let lease = Duration::seconds(
-        i64::try_from(services.settings.idempotency_lease_secs).unwrap_or(i64::MAX),
-    );
-    services
-        .store
-        .claim_idempotency_key(client_id, key, fingerprint, now, now + lease, now + ttl)
-        .await
-}
-
 /// Runs `work` at most once per key and request; see the module docs. `work` gets the claim:
 /// the id its payment or refund must take, and whether an earlier holder of the key may have
 /// started it already.
@@ -111,7 +91,7 @@ where
     F: FnOnce(Arc<Services>, ApiClient, ClaimedKey) -> Fut + Send + 'static,
     Fut: Future<Output = Result<(StatusCode, String), ApiError>> + Send + 'static,
 {
-    let claim = claim(&services, client.id, &key.0, &fingerprint).await?;
+    let claim = idempotency::claim(&services, client.id, &key.0, &fingerprint).await?;
     let claimed = match claim {
         IdempotencyClaim::Completed(stored) => {
             let status = StatusCode::from_u16(stored.status).map_err(|e| ApiError::internal(&e))?;
@@ -146,35 +126,16 @@ where
                 status: status.as_u16(),
                 body: body.clone(),
             };
-            let stored = match status {
+            let ending = match status {
                 // A refusal by the abuse limits wrote nothing and moved nothing: the key stays
                 // free, so the same request may be sent again once the wait is over.
-                StatusCode::TOO_MANY_REQUESTS => {
-                    services
-                        .store
-                        .release_idempotency_key(client.id, &key.0)
-                        .await
-                }
-                // The database went away mid-way, or the service failed: nothing is stored
-                // under the key, which is given back (when the database answers) so that the
-                // retry resumes the resource the claim named, at once. Resuming never moves
-                // money twice; a stored failure would hide a payment from its client for good.
-                status if status.is_server_error() => {
-                    services
-                        .store
-                        .reopen_idempotency_key(client.id, &key.0, OffsetDateTime::now_utc())
-                        .await
-                }
-                _ => {
-                    services
-                        .store
-                        .complete_idempotency_key(client.id, &key.0, &response)
-                        .await
-                }
+                StatusCode::TOO_MANY_REQUESTS => Ending::RefusedUnwritten,
+                // The database went away mid-way, or the service failed: the retry resumes the
+                // resource the claim named, at once. Resuming never moves money twice.
+                status if status.is_server_error() => Ending::Interrupted,
+                _ => Ending::Answered(response),
             };
-            if let Err(error) = stored {
-                tracing::error!(%error, "could not record the idempotent response");
-            }
+            idempotency::end(&services, client.id, &key.0, ending).await;
             (status, body, retry_after)
         }
         .instrument(tracing::Span::current()),

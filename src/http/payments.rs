@@ -290,11 +290,7 @@ pub async fn get(
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found())?;
     // The refunds desk sees every payment; a portal client only its own.
     let payment = if auth.0.scope == Scope::Desk {
-        services
-            .store
-            .get_payment(id)
-            .await?
-            .ok_or_else(ApiError::not_found)?
+        crate::service::desk::payment(&services, id).await?
     } else {
         let client = auth.require(Scope::Portal)?;
         payments::get_for_client(&services, &client, id, query.user_id.as_deref()).await?

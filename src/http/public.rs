@@ -24,6 +24,7 @@ use crate::domain::new_payment::{PaymentDraft, PaymentRuleError};
 use crate::domain::payer::PayerDraft;
 use crate::domain::supplier::{PaymentType, Supplier};
 use crate::service::api_keys::{ApiClient, Scope};
+use crate::service::idempotency::{self as keys, Ending};
 use crate::service::{ServiceError, Services, payments, public};
 use crate::store::{IdempotencyClaim, StoredResponse};
 
@@ -626,7 +627,7 @@ pub async fn submit(
         .as_bytes(),
     );
     let owner = anonymous_client().id;
-    let claimed = match idempotency::claim(&services, owner, &key, &fingerprint).await {
+    let claimed = match keys::claim(&services, owner, &key, &fingerprint).await {
         Ok(IdempotencyClaim::Claimed(claimed)) => claimed,
         Ok(IdempotencyClaim::Completed(stored)) => {
             let first = serde_json::from_str::<serde_json::Value>(&stored.body)
@@ -664,33 +665,22 @@ pub async fn submit(
     let created = public::create(&services, &client_ip, &draft, claimed).await;
     // Only a created payment keeps the key; after a refusal the form is shown again with a new
     // attempt id.
-    let kept = match &created {
-        Ok(payment) => {
-            let body = serde_json::json!({ "payment_id": payment.id }).to_string();
-            services
-                .store
-                .complete_idempotency_key(owner, &key, &StoredResponse { status: 201, body })
-                .await
-        }
+    let ending = match &created {
+        Ok(payment) => Ending::Answered(StoredResponse {
+            status: 201,
+            body: serde_json::json!({ "payment_id": payment.id }).to_string(),
+        }),
         // A refusal wrote nothing: the form is shown again with a new attempt id.
         Err(
             ServiceError::Rule(_)
             | ServiceError::Card(_)
             | ServiceError::Limited(_)
             | ServiceError::Refund(_),
-        ) => services.store.release_idempotency_key(owner, &key).await,
-        // A failure may have left the payment half made: the key stays bound to it, given back
-        // at once, so sending the form again resumes that payment.
-        Err(_) => {
-            services
-                .store
-                .reopen_idempotency_key(owner, &key, time::OffsetDateTime::now_utc())
-                .await
-        }
+        ) => Ending::RefusedUnwritten,
+        // A failure may have left the payment half made: sending the form again resumes it.
+        Err(_) => Ending::Interrupted,
     };
-    if let Err(error) = kept {
-        tracing::error!(%error, "pay form idempotency");
-    }
+    keys::end(&services, owner, &key, ending).await;
     match created {
         Ok(payment) => after_creation(&services, &payment),
         Err(ServiceError::Limited(limited)) => retry_page(limited.retry_after_secs()),

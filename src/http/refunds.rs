@@ -229,7 +229,7 @@ pub async fn dead_webhooks(
     auth: Authenticated,
 ) -> Result<Json<DeadWebhooks>, ApiError> {
     auth.require(Scope::Desk)?;
-    let dead = services.store.dead_webhooks().await?;
+    let dead = crate::service::desk::dead_webhooks(&services).await?;
     Ok(Json(DeadWebhooks {
         dead: dead
             .into_iter()

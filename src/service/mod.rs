@@ -4,6 +4,8 @@
 pub mod api_keys;
 pub mod callbacks;
 pub mod cards;
+pub mod desk;
+pub mod idempotency;
 pub mod operators;
 pub mod payer;
 pub mod payments;
@@ -167,6 +169,16 @@ impl Services {
     }
 
     /// Where an issuer's 3-D Secure page posts its answer for a saved-card charge (`TermUrl`).
+    /// Whether the database answers (readiness).
+    pub async fn database_ready(&self) -> Result<(), crate::store::StoreError> {
+        self.store.ping().await
+    }
+
+    /// `postgres` or `sqlite`.
+    pub fn database_backend(&self) -> &'static str {
+        self.store.backend()
+    }
+
     pub fn three_ds_return_url(&self, payment_id: uuid::Uuid) -> String {
         let mut url = self.public_base_url.clone();
         url.set_path(&format!("/3ds/{payment_id}/complete"));
