@@ -74,12 +74,12 @@ pub fn payment(
     to_json(&PaymentEventBody {
         event_type,
         payment_id: payment.id,
-        status: &payment.status,
+        status: payment.status.as_str(),
         amount: amount(payment.amount_minor)?,
         currency: &payment.currency,
         supplier_id: &payment.supplier_id,
         account_number: &payment.account_number,
-        acquirer: &payment.acquirer,
+        acquirer: payment.acquirer.as_str(),
         acquirer_order_id: &payment.acquirer_order_id,
         occurred_at: timestamp(at)?,
     })
@@ -95,7 +95,7 @@ pub fn refund(
         refund_id: refund.id,
         payment_id: refund.payment_id,
         amount: amount(refund.amount_minor)?,
-        status: &refund.status,
+        status: refund.status.as_str(),
         operator: &refund.operator,
         occurred_at: timestamp(at)?,
     })

@@ -198,7 +198,10 @@ fn judge(
 
     let mut known_orders = BTreeSet::new();
     for payment in &books.payments {
-        let order = (payment.acquirer.clone(), payment.acquirer_order_id.clone());
+        let order = (
+            payment.acquirer.as_str().to_owned(),
+            payment.acquirer_order_id.clone(),
+        );
         known_orders.insert(order.clone());
         let status = payment.status.as_str();
 
@@ -316,9 +319,9 @@ mod tests {
             email: None,
             phone: None,
             return_url: None,
-            acquirer: "moneta".into(),
+            acquirer: oplata_providers::AcquirerKind::Moneta,
             acquirer_order_id: order.into(),
-            status: status.into(),
+            status: oplata::domain::payment::PaymentStatus::parse(status).expect("a known status"),
             next_action: None,
             failure_code: None,
             failure_message: None,
@@ -342,7 +345,7 @@ mod tests {
             id: Uuid::now_v7(),
             payment_id: payment.id,
             amount_minor,
-            status: status.into(),
+            status: oplata::domain::refunds::RefundStatus::parse(status).expect("a known status"),
             reason: "r".into(),
             operator: "o".into(),
             client_id: None,
@@ -413,7 +416,9 @@ mod tests {
             ),
             (
                 "paid but failed",
-                Box::new(|b, _, _| b.payments[0].status = "failed".into()),
+                Box::new(|b, _, _| {
+                    b.payments[0].status = oplata::domain::payment::PaymentStatus::Failed
+                }),
             ),
             (
                 "succeeded without a debit",

@@ -53,6 +53,26 @@ impl AcquirerKind {
     }
 }
 
+/// How a stored acquirer name is read back.
+impl TryFrom<String> for AcquirerKind {
+    type Error = UnknownAcquirer;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        AcquirerKind::parse(&name).ok_or(UnknownAcquirer(name))
+    }
+}
+
+/// Compares with the acquirer's configuration name (`kind == "moneta"`).
+impl PartialEq<&str> for AcquirerKind {
+    fn eq(&self, name: &&str) -> bool {
+        self.as_str() == *name
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown acquirer {0:?}")]
+pub struct UnknownAcquirer(pub String);
+
 impl fmt::Display for AcquirerKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -263,6 +263,34 @@ impl PaymentEvent {
     }
 }
 
+/// How a stored status is read back (the store's rows carry the enum, never the text).
+impl TryFrom<String> for PaymentStatus {
+    type Error = UnknownStatus;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        PaymentStatus::parse(&text).ok_or(UnknownStatus(text))
+    }
+}
+
+impl std::fmt::Display for PaymentStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Compares with the status's wire text (`status == "succeeded"`), as the API and the
+/// database spell it.
+impl PartialEq<&str> for PaymentStatus {
+    fn eq(&self, text: &&str) -> bool {
+        self.as_str() == *text
+    }
+}
+
+/// A status text no state machine knows: the stored data is corrupt.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown status {0:?}")]
+pub struct UnknownStatus(pub String);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -53,6 +53,27 @@ impl RefundStatus {
     }
 }
 
+impl TryFrom<String> for RefundStatus {
+    type Error = super::payment::UnknownStatus;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        RefundStatus::parse(&text).ok_or(super::payment::UnknownStatus(text))
+    }
+}
+
+impl std::fmt::Display for RefundStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Compares with the status's wire text, as the API and the database spell it.
+impl PartialEq<&str> for RefundStatus {
+    fn eq(&self, text: &&str) -> bool {
+        self.as_str() == *text
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RefundRuleError {
     #[error("only succeeded or partially refunded payments can be refunded")]

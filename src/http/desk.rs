@@ -249,7 +249,7 @@ fn payment_rows(payments: &[PaymentRecord]) -> String {
                 supplier = escape(&p.supplier_id),
                 account = escape(&p.account_number),
                 amount = kopecks(p.amount_minor),
-                status = status_ru(&p.status),
+                status = status_ru(p.status.as_str()),
             )
         })
         .collect();
@@ -381,7 +381,7 @@ async fn payment_page(
                 "<tr><td>{}</td><td>{} ₽</td><td class=\"refund-status\">{}</td><td>{}</td><td>{}</td></tr>",
                 moment(r.created_at),
                 kopecks(r.amount_minor),
-                refund_status_ru(&r.status),
+                refund_status_ru(r.status.as_str()),
                 escape(&r.operator),
                 escape(&r.reason)
             )
@@ -389,7 +389,9 @@ async fn payment_page(
         .collect();
     let refund_reviews: String = refund_list
         .iter()
-        .filter(|r| r.status == "pending" && r.review_reason.is_some())
+        .filter(|r| {
+            r.status == crate::domain::refunds::RefundStatus::Pending && r.review_reason.is_some()
+        })
         .map(|r| {
             review_form(
                 &format!("/desk/refunds/{}/review", r.id),
@@ -408,7 +410,7 @@ async fn payment_page(
         })
         .collect();
     let refundable = matches!(
-        PaymentStatus::parse(&payment.status),
+        Some(payment.status),
         Some(PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded)
     );
     let form = if refundable && remaining > 0 {
@@ -452,12 +454,12 @@ async fn payment_page(
 <tr><th>Создан</th><td>{created}</td></tr></table>\
 <h2>История</h2><table id=\"timeline\"><tr><th>Когда</th><th>Статус</th><th>Кто</th><th>Что</th></tr>{timeline}</table>\
 <h2>Возвраты</h2><table id=\"refunds\"><tr><th>Когда</th><th>Сумма</th><th>Статус</th><th>Оператор</th><th>Причина</th></tr>{refunds_rows}</table>{refund_reviews}{form}",
-        status = escape(&payment.status),
-        status_ru = status_ru(&payment.status),
+        status = payment.status.as_str(),
+        status_ru = status_ru(payment.status.as_str()),
         amount = kopecks(payment.amount_minor),
         supplier = escape(&payment.supplier_id),
         account = escape(&payment.account_number),
-        acquirer = escape(&payment.acquirer),
+        acquirer = payment.acquirer.as_str(),
         order = escape(&payment.acquirer_order_id),
         created = moment(payment.created_at),
     );

@@ -47,7 +47,7 @@ pub(super) fn layout(title: &str, body: &str) -> String {
 
 /// The result of a payment from oplata's own record, for a payment without a `return_url`.
 pub fn payment_result(payment: &PaymentRecord) -> String {
-    let status = PaymentStatus::parse(&payment.status);
+    let status = Some(payment.status);
     let (headline, detail) = match status {
         Some(
             PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded | PaymentStatus::Refunded,
@@ -67,7 +67,7 @@ pub fn payment_result(payment: &PaymentRecord) -> String {
     let body = format!(
         "<h1 id=\"status\" data-status=\"{status}\">{headline}</h1><p>{detail}</p>\
 <p>Лицевой счёт: {account}<br>Сумма: {amount} ₽</p>",
-        status = escape(&payment.status),
+        status = payment.status.as_str(),
         account = escape(&payment.account_number),
     );
     let page = layout(headline, &body);

@@ -149,9 +149,7 @@ impl TryFrom<PaymentRecord> for PaymentView {
     type Error = ApiError;
 
     fn try_from(p: PaymentRecord) -> Result<Self, Self::Error> {
-        let status = PaymentStatus::parse(&p.status).ok_or_else(|| {
-            ApiError::internal(&format!("payment {} status {:?}", p.id, p.status))
-        })?;
+        let status = p.status;
         let amount = Amount::from_minor(p.amount_minor).map_err(|e| ApiError::internal(&e))?;
         let next_action = match (&p.next_action, status) {
             (Some(json), PaymentStatus::RequiresAction) => {
@@ -178,7 +176,7 @@ impl TryFrom<PaymentRecord> for PaymentView {
             currency: p.currency,
             supplier_id: p.supplier_id,
             account_number: p.account_number,
-            acquirer: p.acquirer,
+            acquirer: p.acquirer.as_str().to_owned(),
             description: p.description,
             user_id: p.user_id,
             email: p.email,

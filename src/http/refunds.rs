@@ -66,7 +66,7 @@ impl TryFrom<RefundRecord> for RefundView {
             id: r.id,
             payment_id: r.payment_id,
             amount: amount.to_string(),
-            status: r.status,
+            status: r.status.as_str().to_owned(),
             reason: r.reason,
             operator: r.operator,
             failure: r.failure_code.map(|code| super::payments::FailureView {

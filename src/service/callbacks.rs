@@ -272,7 +272,7 @@ async fn paid_other_than_asked(
 
 /// May this payment be paid now? (Moneta asks before the customer pays.)
 fn check_result(payment: &PaymentRecord, amount_matches: bool) -> CheckResult {
-    match PaymentStatus::parse(&payment.status) {
+    match Some(payment.status) {
         _ if !amount_matches => CheckResult::NotPayable,
         Some(PaymentStatus::Created | PaymentStatus::RequiresAction) => CheckResult::Payable,
         Some(PaymentStatus::Processing) => CheckResult::InProgress,

@@ -47,7 +47,7 @@ pub async fn keep_token(
         client_id: payment.client_id,
         user_id: user_id.to_owned(),
         payment_type: supplier.payment_type.as_str().to_owned(),
-        acquirer: payment.acquirer.clone(),
+        acquirer: payment.acquirer.as_str().to_owned(),
         binding_payment_id: payment.id,
         key_id: sealed.key_id,
         token_ciphertext: sealed.bytes,

@@ -4,7 +4,6 @@
 use uuid::Uuid;
 
 use super::{ServiceError, Services};
-use crate::domain::refunds::RefundStatus;
 use crate::store::{
     AttentionCounts, AuditRecord, DeliveryRecord, PaymentRecord, PaymentSearch, RefundRecord,
 };
@@ -39,7 +38,7 @@ pub async fn payment_file(services: &Services, id: Uuid) -> Result<PaymentFile, 
     let payment = payment(services, id).await?;
     let audit = services.store.payment_audit(id).await?;
     let refunds = services.store.list_refunds(id).await?;
-    let held = held_minor(&refunds)?;
+    let held = held_minor(&refunds);
     Ok(PaymentFile {
         refundable_minor: payment.amount_minor - held,
         payment,
@@ -49,17 +48,12 @@ pub async fn payment_file(services: &Services, id: Uuid) -> Result<PaymentFile, 
 }
 
 /// The sum of the refunds that hold part of a payment (a failed one frees its amount).
-fn held_minor(refunds: &[RefundRecord]) -> Result<i64, ServiceError> {
-    let mut held = 0;
-    for refund in refunds {
-        let status = RefundStatus::parse(&refund.status).ok_or_else(|| {
-            ServiceError::internal(format!("refund {} status {:?}", refund.id, refund.status))
-        })?;
-        if status.holds_amount() {
-            held += refund.amount_minor;
-        }
-    }
-    Ok(held)
+fn held_minor(refunds: &[RefundRecord]) -> i64 {
+    refunds
+        .iter()
+        .filter(|refund| refund.status.holds_amount())
+        .map(|refund| refund.amount_minor)
+        .sum()
 }
 
 pub async fn refund(services: &Services, id: Uuid) -> Result<RefundRecord, ServiceError> {

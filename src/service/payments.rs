@@ -115,8 +115,7 @@ pub async fn resume(
     payment: PaymentRecord,
     actor: &str,
 ) -> Result<PaymentRecord, ServiceError> {
-    let status = PaymentStatus::parse(&payment.status)
-        .ok_or_else(|| ServiceError::internal(format!("payment status {:?}", payment.status)))?;
+    let status = payment.status;
     tracing::info!(
         status = status.as_str(),
         "resuming a payment whose request died"
@@ -264,7 +263,7 @@ pub async fn create_as(
         Origin::Api(_) | Origin::Sms { .. } => services.store.create_payment(&new, &actor).await?,
     };
     tracing::info!(payment_id = %created.id, order_id = %created.acquirer_order_id, "payment created");
-    metrics::counter!("oplata_payments_created_total", "acquirer" => created.acquirer.clone(), "method" => created.payment_method.clone())
+    metrics::counter!("oplata_payments_created_total", "acquirer" => created.acquirer.as_str(), "method" => created.payment_method.clone())
         .increment(1);
     match (card, continue_token) {
         (None, Some(_)) => send_to_continue_page(services, created.id, &actor).await,
@@ -301,7 +300,7 @@ async fn send_to_continue_page(
 
 /// Where the customer must go now, while the payment waits for them.
 pub fn next_action(payment: &PaymentRecord) -> Option<NextAction> {
-    if PaymentStatus::parse(&payment.status) != Some(PaymentStatus::RequiresAction) {
+    if Some(payment.status) != Some(PaymentStatus::RequiresAction) {
         return None;
     }
     serde_json::from_str(payment.next_action.as_deref()?).ok()
@@ -326,7 +325,7 @@ pub async fn continue_to_acquirer(
         .await?
         .ok_or(ServiceError::NotFound)?;
     if !payer::token_matches(token, &row.continue_token_hash)
-        || PaymentStatus::parse(&payment.status) != Some(PaymentStatus::RequiresAction)
+        || Some(payment.status) != Some(PaymentStatus::RequiresAction)
     {
         return Err(ServiceError::NotFound);
     }
@@ -706,8 +705,7 @@ pub async fn refresh_from_acquirer(
     payment: PaymentRecord,
     actor: &str,
 ) -> Result<PaymentRecord, ServiceError> {
-    let status = PaymentStatus::parse(&payment.status)
-        .ok_or_else(|| ServiceError::internal(format!("payment status {:?}", payment.status)))?;
+    let status = payment.status;
     if status.is_final() {
         return Ok(payment);
     }

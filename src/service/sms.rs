@@ -290,9 +290,7 @@ async fn charge(
     .await;
     let now = OffsetDateTime::now_utc();
     match outcome {
-        Ok(payment)
-            if PaymentStatus::parse(&payment.status) == Some(PaymentStatus::RequiresAction) =>
-        {
+        Ok(payment) if Some(payment.status) == Some(PaymentStatus::RequiresAction) => {
             // Nobody is there to answer the issuer's challenge: the charge ends here.
             let change = StatusChange {
                 event: PaymentEvent::Canceled,
@@ -334,7 +332,7 @@ async fn charge(
                 .store
                 .get_payment(payment_id)
                 .await?
-                .is_some_and(|p| PaymentStatus::parse(&p.status).is_some_and(|s| !s.is_final()))
+                .is_some_and(|p| Some(p.status).is_some_and(|s| !s.is_final()))
             {
                 return Ok(services.store.finish_sms_charge(message_id, now).await?);
             }

@@ -5,6 +5,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::db::{Tx, query, query_as};
+use super::journal::outbox_in;
 use super::{
     CardEnding, CardEventRecord, NewSavedCard, SavedCardRecord, StatusChange, Store, StoreError,
     TransitionResult, new_row_id,
@@ -47,17 +48,7 @@ pub(super) async fn card_outbox_in(
     at: OffsetDateTime,
 ) -> Result<(), StoreError> {
     let payload = crate::events::card(card, event_type, at)?;
-    query(
-        "INSERT INTO outbox (id, aggregate_id, event_type, payload, created_at) VALUES ($1, $2, \
-         $3, $4, $5)",
-    )
-    .bind(new_row_id())
-    .bind(card.id)
-    .bind(event_type)
-    .bind(payload)
-    .bind(at)
-    .execute(&mut *conn)
-    .await?;
+    outbox_in(conn, card.id, event_type, payload, at).await?;
     Ok(())
 }
 

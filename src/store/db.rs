@@ -197,6 +197,42 @@ into_value!(Bytes:
     &'q Option<Vec<u8>> => |v| v.as_deref().map(Cow::Borrowed),
 );
 
+impl<'q> IntoValue<'q> for crate::domain::payment::PaymentStatus {
+    fn into_value(self) -> Value<'q> {
+        Value::Text(Some(Cow::Borrowed(self.as_str())))
+    }
+}
+
+impl<'q> IntoValue<'q> for &crate::domain::payment::PaymentStatus {
+    fn into_value(self) -> Value<'q> {
+        Value::Text(Some(Cow::Borrowed(self.as_str())))
+    }
+}
+
+impl<'q> IntoValue<'q> for crate::domain::refunds::RefundStatus {
+    fn into_value(self) -> Value<'q> {
+        Value::Text(Some(Cow::Borrowed(self.as_str())))
+    }
+}
+
+impl<'q> IntoValue<'q> for &crate::domain::refunds::RefundStatus {
+    fn into_value(self) -> Value<'q> {
+        Value::Text(Some(Cow::Borrowed(self.as_str())))
+    }
+}
+
+impl<'q> IntoValue<'q> for oplata_providers::AcquirerKind {
+    fn into_value(self) -> Value<'q> {
+        Value::Text(Some(Cow::Borrowed(self.as_str())))
+    }
+}
+
+impl<'q> IntoValue<'q> for &oplata_providers::AcquirerKind {
+    fn into_value(self) -> Value<'q> {
+        Value::Text(Some(Cow::Borrowed(self.as_str())))
+    }
+}
+
 /// A row type both backends can decode (`#[derive(sqlx::FromRow)]` or a tuple).
 pub(crate) trait Row:
     for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin

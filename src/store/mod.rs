@@ -11,6 +11,7 @@ mod cards;
 mod db;
 mod idempotency;
 mod ids;
+mod journal;
 mod outbox;
 mod payments;
 mod postgres;

@@ -5,10 +5,12 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::db::{Tx, query, query_as};
+use super::journal::{AuditLine, audit_in, outbox_in};
 use super::{
     AuditRecord, NewPaymentRecord, PaymentRecord, PaymentSearch, StatusChange, Store, StoreError,
-    TransitionResult, new_row_id,
+    TransitionResult,
 };
+use crate::domain::payment::PaymentStatus;
 
 /// The state machine applied inside a transaction someone else commits.
 pub(super) async fn transition_in(
@@ -16,7 +18,7 @@ pub(super) async fn transition_in(
     id: Uuid,
     change: &StatusChange<'_>,
 ) -> Result<TransitionResult, StoreError> {
-    use crate::domain::payment::{ACTION_WINDOW, PaymentStatus, Transition, first_check_delay};
+    use crate::domain::payment::{ACTION_WINDOW, Transition, first_check_delay};
     use crate::store::{StoreError, TransitionResult};
     let current: Option<PaymentRecord> = query_as(concat!(
         "SELECT ",
@@ -28,8 +30,7 @@ pub(super) async fn transition_in(
     .fetch_optional(&mut *conn)
     .await?;
     let current = current.ok_or(StoreError::NotFound)?;
-    let from = PaymentStatus::parse(&current.status)
-        .ok_or_else(|| StoreError::Corrupt(format!("payment {id} status {:?}", current.status)))?;
+    let from = current.status;
     let to = match from.apply(change.event) {
         Ok(Transition::To(to)) => to,
         Ok(Transition::AlreadyThere) => return Ok(TransitionResult::AlreadyThere(current)),
@@ -66,33 +67,21 @@ pub(super) async fn transition_in(
     .bind(action_deadline)
     .fetch_one(&mut *conn)
     .await?;
-    query(
-        "INSERT INTO payment_audit (id, payment_id, from_status, to_status, actor, reason, \
-         created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    audit_in(
+        conn,
+        AuditLine {
+            payment_id: id,
+            from: Some(from),
+            to,
+            actor: change.actor,
+            reason: change.reason,
+            at: now,
+        },
     )
-    .bind(new_row_id())
-    .bind(id)
-    .bind(from.as_str())
-    .bind(to.as_str())
-    .bind(change.actor)
-    .bind(change.reason)
-    .bind(now)
-    .execute(&mut *conn)
     .await?;
     let event_type = change.event.outbox_type();
     let payload = crate::events::payment(&updated, event_type, now)?;
-    query(
-        "INSERT INTO outbox (id, aggregate_id, event_type, payload, created_at) \
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(new_row_id())
-    .bind(id)
-    .bind(event_type)
-    .bind(payload)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
+    outbox_in(conn, id, event_type, payload, now).await?;
     if to.is_final() {
         super::sms::channel_effects_in(conn, &updated, to, now).await?;
     }
@@ -146,28 +135,20 @@ pub(super) async fn create_payment_in(
     .bind(&p.phone)
     .fetch_one(&mut *tx)
     .await?;
-    query(
-        "INSERT INTO payment_audit (id, payment_id, from_status, to_status, actor, reason, \
-         created_at) \
-         VALUES ($1, $2, NULL, 'created', $3, 'payment created', $4)",
+    audit_in(
+        tx,
+        AuditLine {
+            payment_id: record.id,
+            from: None,
+            to: PaymentStatus::Created,
+            actor,
+            reason: "payment created",
+            at: p.created_at,
+        },
     )
-    .bind(new_row_id())
-    .bind(record.id)
-    .bind(actor)
-    .bind(p.created_at)
-    .execute(&mut *tx)
     .await?;
     let payload = crate::events::payment(&record, "payment.created", p.created_at)?;
-    query(
-        "INSERT INTO outbox (id, aggregate_id, event_type, payload, created_at) \
-         VALUES ($1, $2, 'payment.created', $3, $4)",
-    )
-    .bind(new_row_id())
-    .bind(record.id)
-    .bind(payload)
-    .bind(p.created_at)
-    .execute(&mut *tx)
-    .await?;
+    outbox_in(tx, record.id, "payment.created", payload, p.created_at).await?;
     if let Some(payer) = &p.payer {
         query(
             "INSERT INTO payer_data (payment_id, key_id, ciphertext, continue_token_hash, \

@@ -155,9 +155,11 @@ pub struct PaymentRecord {
     pub email: Option<String>,
     pub phone: Option<String>,
     pub return_url: Option<String>,
-    pub acquirer: String,
+    #[sqlx(try_from = "String")]
+    pub acquirer: oplata_providers::AcquirerKind,
     pub acquirer_order_id: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: crate::domain::payment::PaymentStatus,
     pub next_action: Option<String>,
     pub failure_code: Option<String>,
     pub failure_message: Option<String>,
@@ -289,7 +291,8 @@ pub struct RefundRecord {
     pub id: Uuid,
     pub payment_id: Uuid,
     pub amount_minor: i64,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: crate::domain::refunds::RefundStatus,
     pub reason: String,
     pub operator: String,
     pub client_id: Option<Uuid>,

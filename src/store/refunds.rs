@@ -8,9 +8,9 @@ use uuid::Uuid;
 use crate::domain::refunds::RefundContext;
 
 use super::db::{Tx, query, query_as};
+use super::journal::{AuditLine, audit_in, outbox_in};
 use super::{
     NewRefund, PaymentRecord, RefundRecord, RefundSettlement, StatusChange, Store, StoreError,
-    new_row_id,
 };
 
 pub(super) async fn refund_outbox_in(
@@ -20,17 +20,7 @@ pub(super) async fn refund_outbox_in(
     at: OffsetDateTime,
 ) -> Result<(), StoreError> {
     let payload = crate::events::refund(refund, event_type, at)?;
-    query(
-        "INSERT INTO outbox (id, aggregate_id, event_type, payload, created_at) VALUES ($1, $2, \
-         $3, $4, $5)",
-    )
-    .bind(new_row_id())
-    .bind(refund.payment_id)
-    .bind(event_type)
-    .bind(payload)
-    .bind(at)
-    .execute(&mut *conn)
-    .await?;
+    outbox_in(conn, refund.payment_id, event_type, payload, at).await?;
     Ok(())
 }
 
@@ -44,7 +34,6 @@ impl Store {
         r: &NewRefund<'_>,
         rules: impl FnOnce(&RefundContext) -> Result<Amount, Refused> + Send,
     ) -> Result<Result<RefundRecord, Refused>, StoreError> {
-        use crate::domain::payment::PaymentStatus;
         use crate::domain::refunds::RefundStatus;
         let mut tx = self.pool.begin_write().await?;
         let payment: Option<PaymentRecord> = query_as(concat!(
@@ -73,8 +62,7 @@ impl Store {
         .bind(day_start)
         .fetch_one(&mut tx)
         .await?;
-        let payment_status = PaymentStatus::parse(&payment.status)
-            .ok_or_else(|| StoreError::Corrupt(format!("payment {} status", payment.id)))?;
+        let payment_status = payment.status;
         let context = RefundContext {
             payment_status,
             paid_minor: payment.amount_minor,
@@ -112,22 +100,10 @@ impl Store {
         .bind(first_check)
         .fetch_one(&mut tx)
         .await?;
-        query(
-            "INSERT INTO payment_audit (id, payment_id, from_status, to_status, actor, reason, \
-             created_at) \
-             VALUES ($1, $2, $3, $3, $4, $5, $6)",
-        )
-        .bind(new_row_id())
-        .bind(r.payment_id)
-        .bind(&payment.status)
-        .bind(format!("operator:{}", r.operator))
-        .bind(format!(
-            "refund {} of {} requested: {}",
-            refund.id, amount, r.reason
-        ))
-        .bind(r.now)
-        .execute(&mut tx)
-        .await?;
+        let actor = format!("operator:{}", r.operator);
+        let reason = format!("refund {} of {} requested: {}", refund.id, amount, r.reason);
+        let line = AuditLine::note(r.payment_id, payment.status, &actor, &reason, r.now);
+        audit_in(&mut tx, line).await?;
         refund_outbox_in(&mut tx, &refund, "refund.requested", r.now).await?;
         tx.commit().await?;
         Ok(Ok(refund))
@@ -191,23 +167,12 @@ impl Store {
             return Ok(current);
         };
         if let Some(note) = s.resolution_note {
-            query(
-                "INSERT INTO payment_audit (id, payment_id, from_status, to_status, actor, reason, \
-                 created_at) \
-                 VALUES ($1, $2, $3, $3, $4, $5, $6)",
-            )
-            .bind(new_row_id())
-            .bind(payment.id)
-            .bind(&payment.status)
-            .bind(s.actor)
-            .bind(format!(
-                "refund {} settled from review as {}: \
-                           {note}",
+            let reason = format!(
+                "refund {} settled from review as {}: {note}",
                 updated.id, updated.status
-            ))
-            .bind(now)
-            .execute(&mut tx)
-            .await?;
+            );
+            let line = AuditLine::note(payment.id, payment.status, s.actor, &reason, now);
+            audit_in(&mut tx, line).await?;
         }
         match s.status {
             RefundStatus::Succeeded => {

@@ -4,10 +4,12 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::db::{query, query_as};
+use super::journal::{AuditLine, audit_in};
 use super::{
     AttentionCounts, PaymentRecord, RefundRecord, StatusChange, Store, StoreError,
     TransitionResult, new_row_id,
 };
+use crate::domain::payment::PaymentStatus;
 
 impl Store {
     /// Marks a payment for a person to look at, with an audit row saying why.
@@ -30,19 +32,10 @@ impl Store {
         .fetch_optional(&mut tx)
         .await?;
         let (status,) = status.ok_or(StoreError::NotFound)?;
-        query(
-            "INSERT INTO payment_audit (id, payment_id, from_status, to_status, actor, reason, \
-             created_at) \
-             VALUES ($1, $2, $3, $3, $4, $5, $6)",
-        )
-        .bind(new_row_id())
-        .bind(id)
-        .bind(&status)
-        .bind(actor)
-        .bind(format!("flagged for manual review: {reason}"))
-        .bind(now)
-        .execute(&mut tx)
-        .await?;
+        let status = PaymentStatus::try_from(status)
+            .map_err(|unknown| StoreError::Corrupt(format!("payment {id}: {unknown}")))?;
+        let reason = format!("flagged for manual review: {reason}");
+        audit_in(&mut tx, AuditLine::note(id, status, actor, &reason, now)).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -97,18 +90,11 @@ impl Store {
         .bind(now)
         .fetch_one(&mut tx)
         .await?;
-        query(
-            "INSERT INTO payment_audit (id, payment_id, from_status, to_status, actor, reason, \
-             created_at) \
-             VALUES ($1, $2, $3, $3, $4, $5, $6)",
+        let reason = format!("review resolved: {note}");
+        audit_in(
+            &mut tx,
+            AuditLine::note(id, updated.status, actor, &reason, now),
         )
-        .bind(new_row_id())
-        .bind(id)
-        .bind(&updated.status)
-        .bind(actor)
-        .bind(format!("review resolved: {note}"))
-        .bind(now)
-        .execute(&mut tx)
         .await?;
         tx.commit().await?;
         Ok(Some(updated))

@@ -5,9 +5,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::db::{Tx, query, query_as};
+use super::journal::outbox_in;
 use super::{
     PaymentRecord, SmsClaim, SmsClaimResult, SmsJudgement, SmsMessageRecord, Store, StoreError,
-    new_row_id,
 };
 use crate::domain::sms::DayCounts;
 
@@ -52,16 +52,7 @@ pub(super) async fn channel_effects_in(
     .await?;
     for (message_id, phone) in waiting {
         let payload = crate::events::sms_reply(&message_id, &phone, &text, payment.id, now)?;
-        query(
-            "INSERT INTO outbox (id, aggregate_id, event_type, payload, created_at) \
-             VALUES ($1, $2, 'sms.reply', $3, $4)",
-        )
-        .bind(new_row_id())
-        .bind(payment.id)
-        .bind(payload)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
+        outbox_in(conn, payment.id, "sms.reply", payload, now).await?;
     }
     Ok(())
 }
@@ -276,7 +267,6 @@ impl Store {
         message_id: &str,
         now: OffsetDateTime,
     ) -> Result<String, StoreError> {
-        use crate::domain::payment::PaymentStatus;
         use crate::domain::sms::{Reply, final_reply};
         let mut tx = self.pool.begin_write().await?;
         let row: SmsMessageRecord = query_as(concat!(
@@ -308,8 +298,7 @@ impl Store {
         .fetch_optional(&mut tx)
         .await?
         .ok_or(StoreError::NotFound)?;
-        let status = PaymentStatus::parse(&payment.status)
-            .ok_or_else(|| StoreError::Corrupt(format!("payment {payment_id} status")))?;
+        let status = payment.status;
         let amount = oplata_providers::Amount::from_minor(payment.amount_minor)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let (state, reply) = match final_reply(

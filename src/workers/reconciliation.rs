@@ -187,7 +187,7 @@ async fn reconcile(
     now: OffsetDateTime,
     max_backoff: Duration,
 ) -> Result<(), StoreError> {
-    let Some(status) = PaymentStatus::parse(&payment.status) else {
+    let Some(status) = Some(payment.status) else {
         return services.store.schedule_check(payment.id, None).await;
     };
     let deadline = payment

@@ -1,0 +1,80 @@
+//! The two rows that travel with every change of money state, inside its transaction: the
+//! payment's audit trail (who moved it, from what, to what, why) and the outbox event that
+//! billing will receive.
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::db::{Tx, query};
+use super::{StoreError, new_row_id};
+use crate::domain::payment::PaymentStatus;
+
+/// One line of a payment's audit trail; `from: None` for its creation.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct AuditLine<'a> {
+    pub payment_id: Uuid,
+    pub from: Option<PaymentStatus>,
+    pub to: PaymentStatus,
+    pub actor: &'a str,
+    pub reason: &'a str,
+    pub at: OffsetDateTime,
+}
+
+impl<'a> AuditLine<'a> {
+    /// A line that records something about the payment without changing its status.
+    pub fn note(
+        payment_id: Uuid,
+        status: PaymentStatus,
+        actor: &'a str,
+        reason: &'a str,
+        at: OffsetDateTime,
+    ) -> Self {
+        AuditLine {
+            payment_id,
+            from: Some(status),
+            to: status,
+            actor,
+            reason,
+            at,
+        }
+    }
+}
+
+pub(super) async fn audit_in(tx: &mut Tx, line: AuditLine<'_>) -> Result<(), StoreError> {
+    query(
+        "INSERT INTO payment_audit (id, payment_id, from_status, to_status, actor, reason, \
+         created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(new_row_id())
+    .bind(line.payment_id)
+    .bind(line.from.map(PaymentStatus::as_str))
+    .bind(line.to)
+    .bind(line.actor)
+    .bind(line.reason)
+    .bind(line.at)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// An event for the outbox, delivered after the transaction commits (and only if it does).
+pub(super) async fn outbox_in(
+    tx: &mut Tx,
+    aggregate_id: Uuid,
+    event_type: &str,
+    payload: String,
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    query(
+        "INSERT INTO outbox (id, aggregate_id, event_type, payload, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(new_row_id())
+    .bind(aggregate_id)
+    .bind(event_type)
+    .bind(payload)
+    .bind(at)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
