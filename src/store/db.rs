@@ -197,41 +197,27 @@ into_value!(Bytes:
     &'q Option<Vec<u8>> => |v| v.as_deref().map(Cow::Borrowed),
 );
 
-impl<'q> IntoValue<'q> for crate::domain::payment::PaymentStatus {
-    fn into_value(self) -> Value<'q> {
-        Value::Text(Some(Cow::Borrowed(self.as_str())))
-    }
+/// Enums kept as their text.
+macro_rules! text_value {
+    ($($ty:ty),+ $(,)?) => {
+        $(
+            impl<'q> IntoValue<'q> for $ty {
+                fn into_value(self) -> Value<'q> {
+                    Value::Text(Some(Cow::Borrowed(self.as_str())))
+                }
+            }
+        )+
+    };
 }
 
-impl<'q> IntoValue<'q> for &crate::domain::payment::PaymentStatus {
-    fn into_value(self) -> Value<'q> {
-        Value::Text(Some(Cow::Borrowed(self.as_str())))
-    }
-}
-
-impl<'q> IntoValue<'q> for crate::domain::refunds::RefundStatus {
-    fn into_value(self) -> Value<'q> {
-        Value::Text(Some(Cow::Borrowed(self.as_str())))
-    }
-}
-
-impl<'q> IntoValue<'q> for &crate::domain::refunds::RefundStatus {
-    fn into_value(self) -> Value<'q> {
-        Value::Text(Some(Cow::Borrowed(self.as_str())))
-    }
-}
-
-impl<'q> IntoValue<'q> for oplata_providers::AcquirerKind {
-    fn into_value(self) -> Value<'q> {
-        Value::Text(Some(Cow::Borrowed(self.as_str())))
-    }
-}
-
-impl<'q> IntoValue<'q> for &oplata_providers::AcquirerKind {
-    fn into_value(self) -> Value<'q> {
-        Value::Text(Some(Cow::Borrowed(self.as_str())))
-    }
-}
+text_value!(
+    crate::domain::payment::PaymentStatus,
+    &crate::domain::payment::PaymentStatus,
+    crate::domain::refunds::RefundStatus,
+    &crate::domain::refunds::RefundStatus,
+    oplata_providers::AcquirerKind,
+    &oplata_providers::AcquirerKind,
+);
 
 /// A row type both backends can decode (`#[derive(sqlx::FromRow)]` or a tuple).
 pub(crate) trait Row:

@@ -1,6 +1,8 @@
 //! Retention: deletes, in bounded batches, what is past its keeping time in the tables that
 //! only grow.
 
+use time::OffsetDateTime;
+
 use super::db::query;
 use super::{RetentionCutoffs, RetentionReport, Store, StoreError};
 
@@ -14,53 +16,48 @@ impl Store {
         batch: i64,
     ) -> Result<RetentionReport, StoreError> {
         // Each table in its own short statement, at most `batch` rows, by primary key.
-        let idempotency_keys = query(
-            "DELETE FROM idempotency_keys WHERE (client_id, idem_key) IN \
+        let idempotency_keys = self
+            .delete_batch(
+                "DELETE FROM idempotency_keys WHERE (client_id, idem_key) IN \
              (SELECT client_id, idem_key FROM idempotency_keys WHERE expires_at < $1 LIMIT $2)",
-        )
-        .bind(cutoffs.now)
-        .bind(batch)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        let operator_sessions = query(
-            "DELETE FROM operator_sessions WHERE token_hash IN \
+                cutoffs.now,
+                batch,
+            )
+            .await?;
+        let operator_sessions = self
+            .delete_batch(
+                "DELETE FROM operator_sessions WHERE token_hash IN \
              (SELECT token_hash FROM operator_sessions WHERE expires_at < $1 LIMIT $2)",
-        )
-        .bind(cutoffs.now)
-        .bind(batch)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        let public_attempts = query(
-            "DELETE FROM public_attempts WHERE payment_id IN \
+                cutoffs.now,
+                batch,
+            )
+            .await?;
+        let public_attempts = self
+            .delete_batch(
+                "DELETE FROM public_attempts WHERE payment_id IN \
              (SELECT payment_id FROM public_attempts WHERE created_at < $1 LIMIT $2)",
-        )
-        .bind(cutoffs.public_attempts)
-        .bind(batch)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
+                cutoffs.public_attempts,
+                batch,
+            )
+            .await?;
         // Only finished SMS: one still waiting for its charge's outcome stays.
-        let sms_messages = query(
-            "DELETE FROM sms_messages WHERE message_id IN \
+        let sms_messages = self
+            .delete_batch(
+                "DELETE FROM sms_messages WHERE message_id IN \
              (SELECT message_id FROM sms_messages \
               WHERE created_at < $1 AND state = 'done' LIMIT $2)",
-        )
-        .bind(cutoffs.sms_messages)
-        .bind(batch)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        let login_failures = query(
-            "DELETE FROM login_failures WHERE id IN \
+                cutoffs.sms_messages,
+                batch,
+            )
+            .await?;
+        let login_failures = self
+            .delete_batch(
+                "DELETE FROM login_failures WHERE id IN \
              (SELECT id FROM login_failures WHERE failed_at < $1 LIMIT $2)",
-        )
-        .bind(cutoffs.login_failures)
-        .bind(batch)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
+                cutoffs.login_failures,
+                batch,
+            )
+            .await?;
         Ok(RetentionReport {
             idempotency_keys,
             operator_sessions,
@@ -68,5 +65,20 @@ impl Store {
             sms_messages,
             login_failures,
         })
+    }
+
+    /// One bounded delete: `statement` takes the cutoff as `$1` and the batch size as `$2`.
+    async fn delete_batch(
+        &self,
+        statement: &'static str,
+        cutoff: OffsetDateTime,
+        batch: i64,
+    ) -> Result<u64, StoreError> {
+        Ok(query(statement)
+            .bind(cutoff)
+            .bind(batch)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
     }
 }
