@@ -11,6 +11,7 @@
 //! - row locks: SQLite has none, and needs none, because a read-then-write transaction begins
 //!   with `BEGIN IMMEDIATE` and so holds the database's only write lock; the `FOR UPDATE` and
 //!   `FOR UPDATE SKIP LOCKED` clauses are removed from its statements;
+//! - order numbers ([`Tx::next_order_number`]): a sequence on PostgreSQL, a counter row on SQLite;
 //! - locks on a name ([`Tx::lock_name`]): a transaction-scoped advisory lock on PostgreSQL,
 //!   nothing on SQLite for the same reason;
 //! - times: SQLite keeps them as text, so they are written in one fixed-width UTC form
@@ -73,6 +74,33 @@ impl Tx {
         match self {
             Tx::Postgres(tx) => tx.rollback().await,
             Tx::Sqlite(tx) => tx.rollback().await,
+        }
+    }
+
+    /// The next order number for a payment at `acquirer`: unique per acquirer, gaps allowed.
+    pub(crate) async fn next_order_number(&mut self, acquirer: &str) -> Result<i64, sqlx::Error> {
+        match self {
+            // A sequence: nothing that concurrent creations queue behind (a counter row would
+            // be locked by each until it commits).
+            Tx::Postgres(tx) => {
+                let (next,): (i64,) = sqlx::query_as("SELECT nextval('payment_order_numbers')")
+                    .fetch_one(&mut **tx)
+                    .await?;
+                Ok(next)
+            }
+            // SQLite's writers are serialised by `BEGIN IMMEDIATE` anyway: a counter row per
+            // acquirer costs no waiting of its own.
+            Tx::Sqlite(tx) => {
+                let (next,): (i64,) = sqlx::query_as(
+                    "INSERT INTO acquirer_sequences (acquirer, last_value) VALUES ($1, 1) \
+                     ON CONFLICT (acquirer) DO UPDATE \
+                     SET last_value = acquirer_sequences.last_value + 1 RETURNING last_value",
+                )
+                .bind(acquirer)
+                .fetch_one(&mut **tx)
+                .await?;
+                Ok(next)
+            }
         }
     }
 

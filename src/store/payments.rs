@@ -94,14 +94,7 @@ pub(super) async fn create_payment_in(
     p: &NewPaymentRecord,
     actor: &str,
 ) -> Result<PaymentRecord, StoreError> {
-    let (order_number,): (i64,) = query_as(
-        "INSERT INTO acquirer_sequences (acquirer, last_value) VALUES ($1, 1) \
-         ON CONFLICT (acquirer) DO UPDATE SET last_value = acquirer_sequences.last_value + 1 \
-         RETURNING last_value",
-    )
-    .bind(&p.acquirer)
-    .fetch_one(&mut *tx)
-    .await?;
+    let order_number = tx.next_order_number(&p.acquirer).await?;
     let record: PaymentRecord = query_as(concat!(
         "INSERT INTO payments (id, client_id, user_id, supplier_id, account_number, amount_minor, \
          currency, description, email, return_url, acquirer, acquirer_order_id, status, \

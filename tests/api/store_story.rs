@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::helpers::*;
 
 on_both_backends!(
-    order_numbers_are_allocated_per_acquirer_without_gaps_or_repeats,
+    concurrent_creations_get_order_numbers_that_never_repeat,
     a_refused_transition_writes_nothing,
     a_dead_request_frees_its_key_and_an_expired_key_can_be_reused,
     two_workers_claiming_at_once_never_take_the_same_payment,
@@ -39,7 +39,7 @@ fn new_payment(acquirer: &str) -> NewPaymentRecord {
     }
 }
 
-async fn order_numbers_are_allocated_per_acquirer_without_gaps_or_repeats(backend: Backend) {
+async fn concurrent_creations_get_order_numbers_that_never_repeat(backend: Backend) {
     let app = spawn_app(backend).await;
 
     let created = futures::future::join_all((0..20).map(|_| async {
@@ -59,11 +59,14 @@ async fn order_numbers_are_allocated_per_acquirer_without_gaps_or_repeats(backen
         .map(|p| p.unwrap().acquirer_order_id.parse().unwrap())
         .collect();
     numbers.sort_unstable();
-    assert_eq!(numbers, (1..=20).collect::<Vec<i64>>());
-    assert_eq!(other.acquirer_order_id, "1");
+    numbers.dedup();
+    // Gaps are allowed (PostgreSQL hands them out from one sequence for every acquirer, so
+    // nothing is locked per creation); repeats never are.
+    assert_eq!(numbers.len(), 20, "{numbers:?}");
+    assert!(numbers.iter().all(|n| *n > 0), "{numbers:?}");
     let found = app
         .store
-        .find_payment_by_order("moneta", "1")
+        .find_payment_by_order("moneta", &other.acquirer_order_id)
         .await
         .unwrap()
         .unwrap();
