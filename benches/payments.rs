@@ -79,6 +79,10 @@ async fn run(label: &str, database_url: String) {
     };
     // Measured alone: the background workers would compete for the two cores.
     settings.workers.enabled = false;
+    // Anonymous payments come from many customers, each behind the proxy at 127.0.0.1 with an
+    // address of their own (one address would meet the per-address cap after a few).
+    settings.public.client_ip_header = Some("X-Forwarded-For".into());
+    settings.public.trusted_proxies = vec!["127.0.0.1/32".into()];
     let app = Application::build(settings).await.unwrap();
     let base = app.base_url().as_str().trim_end_matches('/').to_owned();
     let store = app.store();
@@ -106,7 +110,7 @@ async fn run(label: &str, database_url: String) {
                 let body = serde_json::json!({
                     "supplier_id": "demo-electro", "account_number": "1234567890",
                     "amount": format!("{}.{:02}", 100 + i, i % 100), "currency": "RUB",
-                    "description": "Электроэнергия"
+                    "description": "Электроэнергия", "email": "bench@example.ru"
                 });
                 let t = Instant::now();
                 let response = http
@@ -184,12 +188,14 @@ async fn run(label: &str, database_url: String) {
             async move {
                 let body = serde_json::json!({
                     "supplier_id": "demo-electro", "account_number": format!("{:010}", i),
-                    "amount": "1500.00"
+                    "amount": "1500.00", "email": "bench@example.ru"
                 });
                 let t = Instant::now();
+                let customer = format!("10.{}.{}.{}", (i >> 16) & 0xff, (i >> 8) & 0xff, i & 0xff);
                 let response = http
                     .post(format!("{base}/v1/public/payments"))
                     .header("idempotency-key", format!("public-{run}-{i}"))
+                    .header("x-forwarded-for", customer)
                     .json(&body)
                     .send()
                     .await
