@@ -32,7 +32,17 @@ use uuid::Uuid;
 #[derive(Debug, Clone)]
 pub(crate) enum Pool {
     Postgres(PgPool),
-    Sqlite(SqlitePool),
+    Sqlite(SqlitePools),
+}
+
+/// SQLite's two pools: any number of readers (WAL lets them read beside the writer), and the
+/// one connection every write goes through. Writers queue for that connection in the pool's
+/// fair, asynchronous queue instead of each retrying the database lock in SQLite's busy handler
+/// (sleep and retry, which wasted CPU and made the slowest writes wait up to a second).
+#[derive(Debug, Clone)]
+pub(crate) struct SqlitePools {
+    pub reader: SqlitePool,
+    pub writer: SqlitePool,
 }
 
 impl Pool {
@@ -50,7 +60,8 @@ impl Pool {
             Pool::Postgres(pool) => Tx::Postgres(pool.begin().await?),
             // Taking the write lock first is SQLite's only way: a deferred transaction that
             // reads and then writes fails with "database is locked" when another wrote between.
-            Pool::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            // (Another process, `oplata` on the command line, may write too.)
+            Pool::Sqlite(pools) => Tx::Sqlite(pools.writer.begin_with("BEGIN IMMEDIATE").await?),
         })
     }
 }
@@ -126,7 +137,7 @@ impl Tx {
 pub(crate) enum Target<'c> {
     PostgresPool(&'c PgPool),
     PostgresConnection(&'c mut PgConnection),
-    SqlitePool(&'c SqlitePool),
+    SqlitePools(&'c SqlitePools),
     SqliteConnection(&'c mut SqliteConnection),
 }
 
@@ -139,7 +150,7 @@ impl<'c> Executor<'c> for &'c Pool {
     fn target(self) -> Target<'c> {
         match self {
             Pool::Postgres(pool) => Target::PostgresPool(pool),
-            Pool::Sqlite(pool) => Target::SqlitePool(pool),
+            Pool::Sqlite(pools) => Target::SqlitePools(pools),
         }
     }
 }
@@ -149,6 +160,19 @@ impl<'c> Executor<'c> for &'c mut Tx {
         match self {
             Tx::Postgres(tx) => Target::PostgresConnection(tx),
             Tx::Sqlite(tx) => Target::SqliteConnection(tx),
+        }
+    }
+}
+
+impl SqlitePools {
+    /// A statement that only reads goes to the readers; one that writes (`INSERT`, `UPDATE`,
+    /// `DELETE`, with or without `RETURNING`) to the writer.
+    fn for_statement(&self, sql: &str) -> &SqlitePool {
+        let verb = sql.trim_start().get(..6).unwrap_or_default();
+        if verb.eq_ignore_ascii_case("SELECT") {
+            &self.reader
+        } else {
+            &self.writer
         }
     }
 }
@@ -314,7 +338,9 @@ impl<'q> Query<'q> {
             Target::PostgresConnection(conn) => {
                 self.postgres()?.execute(conn).await?.rows_affected()
             }
-            Target::SqlitePool(pool) => self.sqlite()?.execute(pool).await?.rows_affected(),
+            Target::SqlitePools(pools) => {
+                self.sqlite()?.execute(&pools.writer).await?.rows_affected()
+            }
             Target::SqliteConnection(conn) => self.sqlite()?.execute(conn).await?.rows_affected(),
         };
         Ok(Done { rows_affected })
@@ -351,7 +377,10 @@ impl<'q, O: Row> QueryAs<'q, O> {
         match on.target() {
             Target::PostgresPool(pool) => self.postgres()?.fetch_one(pool).await,
             Target::PostgresConnection(conn) => self.postgres()?.fetch_one(conn).await,
-            Target::SqlitePool(pool) => self.sqlite()?.fetch_one(pool).await,
+            Target::SqlitePools(pools) => {
+                let pool = pools.for_statement(self.query.sql);
+                self.sqlite()?.fetch_one(pool).await
+            }
             Target::SqliteConnection(conn) => self.sqlite()?.fetch_one(conn).await,
         }
     }
@@ -363,7 +392,10 @@ impl<'q, O: Row> QueryAs<'q, O> {
         match on.target() {
             Target::PostgresPool(pool) => self.postgres()?.fetch_optional(pool).await,
             Target::PostgresConnection(conn) => self.postgres()?.fetch_optional(conn).await,
-            Target::SqlitePool(pool) => self.sqlite()?.fetch_optional(pool).await,
+            Target::SqlitePools(pools) => {
+                let pool = pools.for_statement(self.query.sql);
+                self.sqlite()?.fetch_optional(pool).await
+            }
             Target::SqliteConnection(conn) => self.sqlite()?.fetch_optional(conn).await,
         }
     }
@@ -372,7 +404,10 @@ impl<'q, O: Row> QueryAs<'q, O> {
         match on.target() {
             Target::PostgresPool(pool) => self.postgres()?.fetch_all(pool).await,
             Target::PostgresConnection(conn) => self.postgres()?.fetch_all(conn).await,
-            Target::SqlitePool(pool) => self.sqlite()?.fetch_all(pool).await,
+            Target::SqlitePools(pools) => {
+                let pool = pools.for_statement(self.query.sql);
+                self.sqlite()?.fetch_all(pool).await
+            }
             Target::SqliteConnection(conn) => self.sqlite()?.fetch_all(conn).await,
         }
     }

@@ -1,7 +1,8 @@
 //! SQLite: the embedded default, for one machine.
 //!
-//! WAL journal so readers never wait for the writer; a busy timeout so concurrent writers queue
-//! instead of failing; `BEGIN IMMEDIATE` (see [`super::db`]) so a read-then-write transaction
+//! WAL journal so readers never wait for the writer; one writer connection that every write goes
+//! through, so that writers queue in the pool rather than in SQLite's busy loop (the busy timeout
+//! stays for other processes); `BEGIN IMMEDIATE` (see [`super::db`]) so a read-then-write transaction
 //! takes the write lock before it reads, which is what makes it safe without row locks.
 
 use std::str::FromStr;
@@ -10,7 +11,10 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::StoreError;
-use super::db::Pool;
+use super::db::{Pool, SqlitePools};
+
+/// How long a write may wait for the writer connection (SQLite's busy timeout before).
+const WRITER_WAIT: Duration = Duration::from_secs(10);
 
 pub(super) async fn connect(url: &str, acquire_timeout: Duration) -> Result<Pool, StoreError> {
     let options = SqliteConnectOptions::from_str(url)?
@@ -19,13 +23,24 @@ pub(super) async fn connect(url: &str, acquire_timeout: Duration) -> Result<Pool
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true);
-    // An in-memory database exists per connection: it can only ever have one.
-    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-    let pool = SqlitePoolOptions::new()
-        .max_connections(if in_memory { 1 } else { 8 })
-        .acquire_timeout(acquire_timeout)
-        .connect_with(options)
+    // Writers wait their turn for the one writer connection as they used to wait for the
+    // database lock; the shorter timeout is for readers, who wait only when the pool is busy.
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(acquire_timeout.max(WRITER_WAIT))
+        .connect_with(options.clone())
         .await?;
-    sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-    Ok(Pool::Sqlite(pool))
+    sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+    // An in-memory database exists per connection: it can only ever have the one.
+    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    let reader = if in_memory {
+        writer.clone()
+    } else {
+        SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(acquire_timeout)
+            .connect_with(options)
+            .await?
+    };
+    Ok(Pool::Sqlite(SqlitePools { reader, writer }))
 }

@@ -104,6 +104,9 @@ pub struct RobokassaSandbox {
     inner: Arc<Inner>,
 }
 
+/// How long after answering a recurring charge the simulated bank takes to settle it.
+const RECURRING_SETTLEMENT_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
+
 impl RobokassaSandbox {
     pub fn new(merchants: Vec<SandboxMerchant>, policy: DeliveryPolicy) -> Self {
         let http = crate::http_client(Duration::from_secs(10))
@@ -741,13 +744,16 @@ async fn recurring(State(sandbox): State<RobokassaSandbox>, body: axum::body::By
             sandbox.inner.merchants.get(&login).cloned(),
             sandbox.invoice(&login, &inv_id),
         ) {
-            // Robokassa settles a child with a ResultURL call of its own, after answering.
-            tokio::spawn(sandbox.clone().deliver_result(
-                merchant,
-                inv_id,
-                invoice.out_sum.format_with_places(6),
-                invoice.shp,
-            ));
+            // Robokassa settles a child with a ResultURL call of its own, after answering (the
+            // bank debits the card meanwhile): never before the answer has gone out.
+            let settling = sandbox.clone();
+            let out_sum = invoice.out_sum.format_with_places(6);
+            tokio::spawn(async move {
+                tokio::time::sleep(RECURRING_SETTLEMENT_DELAY).await;
+                settling
+                    .deliver_result(merchant, inv_id, out_sum, invoice.shp)
+                    .await;
+            });
         }
     }
     crate::sandbox::shape_answer(mode, charged, answer.into_response()).await
