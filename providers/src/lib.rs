@@ -9,6 +9,7 @@
 //! request before anything is sent. Each acquirer also has a sandbox simulator of its wire
 //! protocol (`<acquirer>::sandbox`) used by tests and the local demo.
 
+pub mod markup;
 pub mod moneta;
 pub mod money;
 pub mod net_pay;

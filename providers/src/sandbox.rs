@@ -170,20 +170,7 @@ pub(crate) fn handle_control(
     }
 }
 
-pub(crate) fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            other => out.push(other),
-        }
-    }
-    out
-}
+pub(crate) use crate::markup::escape as escape_html;
 
 /// A page of a simulator, labelled so nobody mistakes it for the real acquirer.
 pub(crate) fn page(brand: &str, title: &str, body: &str) -> String {

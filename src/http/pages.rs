@@ -9,13 +9,7 @@ use crate::service::Services;
 use crate::store::PaymentRecord;
 
 /// Escapes text for HTML content and attribute values.
-pub(super) fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
+pub(super) use oplata_providers::markup::escape;
 
 /// One small stylesheet for every page oplata shows: mobile first (16 px text so phones do not
 /// zoom, 44 px touch targets), calm colours, errors that stand out.

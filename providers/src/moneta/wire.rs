@@ -144,12 +144,6 @@ pub struct MntExtras {
     pub attributes: Vec<(String, String)>,
 }
 
-fn xml_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
 /// `MNT_RESPONSE`, the XML answer to Pay URL and Check URL requests.
 pub fn mnt_response(
     result_code: &str,
@@ -178,19 +172,22 @@ pub fn mnt_response_with(
     if let Some(description) = &extras.description {
         optional.push_str(&format!(
             "<MNT_DESCRIPTION>{}</MNT_DESCRIPTION>",
-            xml_escape(description)
+            crate::markup::escape(description)
         ));
     }
     if let Some(amount) = &extras.amount {
-        optional.push_str(&format!("<MNT_AMOUNT>{}</MNT_AMOUNT>", xml_escape(amount)));
+        optional.push_str(&format!(
+            "<MNT_AMOUNT>{}</MNT_AMOUNT>",
+            crate::markup::escape(amount)
+        ));
     }
     if !extras.attributes.is_empty() {
         optional.push_str("<MNT_ATTRIBUTES>");
         for (key, value) in &extras.attributes {
             optional.push_str(&format!(
                 "<ATTRIBUTE><KEY>{}</KEY><VALUE>{}</VALUE></ATTRIBUTE>",
-                xml_escape(key),
-                xml_escape(value)
+                crate::markup::escape(key),
+                crate::markup::escape(value)
             ));
         }
         optional.push_str("</MNT_ATTRIBUTES>");
@@ -202,8 +199,8 @@ pub fn mnt_response_with(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><MNT_RESPONSE><MNT_ID>{}</MNT_ID>\
 <MNT_TRANSACTION_ID>{}</MNT_TRANSACTION_ID><MNT_RESULT_CODE>{result_code}</MNT_RESULT_CODE>\
 {optional}<MNT_SIGNATURE>{}</MNT_SIGNATURE></MNT_RESPONSE>",
-            xml_escape(account_id),
-            xml_escape(transaction_id),
+            crate::markup::escape(account_id),
+            crate::markup::escape(transaction_id),
             response_signature(result_code, account_id, transaction_id, code)
         ),
     }

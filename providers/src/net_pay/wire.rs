@@ -205,12 +205,6 @@ impl TransactionType {
     }
 }
 
-fn xml_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
 /// The answer NetPay expects: status 1 accepted, 0 refused with a reason.
 pub fn notification_answer(
     order_id: &str,
@@ -219,15 +213,15 @@ pub fn notification_answer(
 ) -> CallbackAnswer {
     let (status, error) = match refusal {
         None => ("1", String::new()),
-        Some(reason) => ("0", xml_escape(reason)),
+        Some(reason) => ("0", crate::markup::escape(reason)),
     };
     CallbackAnswer {
         status: 200,
         content_type: "text/xml; charset=utf-8",
         body: format!(
             "<notification><orderId>{}</orderId><transactionType>{}</transactionType><status>{status}</status><error>{error}</error></notification>",
-            xml_escape(order_id),
-            xml_escape(transaction_type)
+            crate::markup::escape(order_id),
+            crate::markup::escape(transaction_type)
         ),
     }
 }
