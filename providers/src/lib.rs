@@ -36,6 +36,12 @@ pub enum AcquirerKind {
 }
 
 impl AcquirerKind {
+    pub const ALL: [AcquirerKind; 3] = [
+        AcquirerKind::NetPay,
+        AcquirerKind::Robokassa,
+        AcquirerKind::Moneta,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             AcquirerKind::NetPay => "net_pay",
@@ -45,12 +51,7 @@ impl AcquirerKind {
     }
 
     pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "net_pay" => Some(AcquirerKind::NetPay),
-            "robokassa" => Some(AcquirerKind::Robokassa),
-            "moneta" => Some(AcquirerKind::Moneta),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|kind| kind.as_str() == value)
     }
 }
 
@@ -517,30 +518,56 @@ pub trait Acquirer: Send + Sync + fmt::Debug {
     }
 }
 
-/// Reads the order id out of a notification before it is verified, so the service can find the
-/// payment (and with it the merchant account whose secret verifies the notification).
-pub fn callback_order_id(kind: AcquirerKind, raw: &RawCallback) -> Result<String, CallbackError> {
-    match kind {
-        AcquirerKind::Robokassa => robokassa::wire::ResultNotice::parse(raw).map(|n| n.inv_id),
-        AcquirerKind::NetPay => net_pay::wire::Notification::parse(&raw.query).map(|n| n.order_id),
-        AcquirerKind::Moneta => moneta::wire::PayNotice::parse(raw).map(|n| n.transaction_id),
+/// What each acquirer's wire protocol says about its notifications and browser returns before
+/// any merchant account is known (so before anything can be verified). Implemented in each
+/// acquirer's folder and listed once in [`PROTOCOLS`].
+pub trait Protocol: Send + Sync + 'static {
+    fn kind(&self) -> AcquirerKind;
+
+    /// Reads the order id out of a notification before it is verified, so the service can find
+    /// the payment (and with it the merchant account whose secret verifies the notification).
+    fn callback_order_id(&self, raw: &RawCallback) -> Result<String, CallbackError>;
+
+    /// The answer the protocol expects for an accepted notification.
+    fn callback_accepted(&self, raw: &RawCallback) -> CallbackAnswer;
+
+    /// The answer the protocol expects for a rejected notification.
+    fn callback_rejected(&self, raw: &RawCallback, error: &CallbackError) -> CallbackAnswer;
+
+    /// Reads the order id from the customer's browser return (SuccessURL, FailURL…). The
+    /// return is not trusted: the service only uses it to know which payment to ask about.
+    fn return_order_id(&self, raw: &RawCallback) -> Option<String>;
+}
+
+/// Every acquirer's protocol: the one line a new acquirer adds here.
+pub static PROTOCOLS: [&dyn Protocol; 3] = [
+    &robokassa::protocol::PROTOCOL,
+    &net_pay::protocol::PROTOCOL,
+    &moneta::protocol::PROTOCOL,
+];
+
+impl AcquirerKind {
+    /// This acquirer's protocol from [`PROTOCOLS`] (a test checks every kind has one).
+    pub fn protocol(self) -> &'static dyn Protocol {
+        match PROTOCOLS.iter().find(|protocol| protocol.kind() == self) {
+            Some(protocol) => *protocol,
+            None => unreachable!("{self} has no entry in PROTOCOLS"),
+        }
     }
 }
 
-/// The answer a protocol expects for an accepted notification.
+/// The answer `kind`'s protocol expects for an accepted notification.
 pub fn callback_accepted(kind: AcquirerKind, raw: &RawCallback) -> CallbackAnswer {
-    match kind {
-        AcquirerKind::Robokassa => match robokassa::wire::ResultNotice::parse(raw) {
-            Ok(notice) => robokassa::wire::result_answer_ok(&notice.inv_id),
-            Err(error) => robokassa::wire::result_answer_rejected(&error),
-        },
-        AcquirerKind::NetPay => net_pay::notification_answer(raw, None),
-        AcquirerKind::Moneta => CallbackAnswer {
-            status: 200,
-            content_type: "text/plain; charset=utf-8",
-            body: "SUCCESS".to_owned(),
-        },
-    }
+    kind.protocol().callback_accepted(raw)
+}
+
+/// The answer `kind`'s protocol expects for a rejected notification.
+pub fn callback_rejected(
+    kind: AcquirerKind,
+    raw: &RawCallback,
+    error: &CallbackError,
+) -> CallbackAnswer {
+    kind.protocol().callback_rejected(raw, error)
 }
 
 /// A protocol whose answer is itself signed with the merchant's secret needs the adapter:
@@ -552,9 +579,11 @@ pub fn signed_callback_answer(
 ) -> CallbackAnswer {
     match (adapter.signed_answer(raw, verdict), verdict) {
         (Some(answer), _) => answer,
-        (None, AnswerVerdict::Rejected(error)) => callback_rejected(adapter.kind(), raw, error),
+        (None, AnswerVerdict::Rejected(error)) => {
+            adapter.kind().protocol().callback_rejected(raw, error)
+        }
         (None, AnswerVerdict::Accepted { .. } | AnswerVerdict::Check { .. }) => {
-            callback_accepted(adapter.kind(), raw)
+            adapter.kind().protocol().callback_accepted(raw)
         }
     }
 }
@@ -588,45 +617,13 @@ pub enum CheckResult {
     NotPayable,
 }
 
-/// The answer a protocol expects for a rejected notification.
-pub fn callback_rejected(
-    kind: AcquirerKind,
-    raw: &RawCallback,
-    error: &CallbackError,
-) -> CallbackAnswer {
-    match kind {
-        AcquirerKind::Robokassa => robokassa::wire::result_answer_rejected(error),
-        AcquirerKind::NetPay => net_pay::notification_answer(raw, Some(&error.to_string())),
-        AcquirerKind::Moneta => CallbackAnswer {
-            status: 400,
-            content_type: "text/plain; charset=utf-8",
-            body: "FAIL".to_owned(),
-        },
-    }
-}
-
-/// Reads the order id from the customer's browser return (SuccessURL, FailURL…). The return is
-/// not trusted: the service only uses it to know which payment to ask the acquirer about.
-pub fn return_order_id(kind: AcquirerKind, raw: &RawCallback) -> Option<String> {
-    match kind {
-        AcquirerKind::Robokassa => {
-            let params = raw.params();
-            let mut ids = params.iter().filter(|(k, _)| k == "InvId").map(|(_, v)| v);
-            let id = ids.next()?;
-            let plain = ids.next().is_none()
-                && !id.is_empty()
-                && id.len() <= 18
-                && id.bytes().all(|b| b.is_ascii_digit());
-            plain.then(|| id.clone())
-        }
-        // oplata puts `order=<its order id>` into the return URLs it gives these acquirers.
-        AcquirerKind::NetPay | AcquirerKind::Moneta => {
-            let params = raw.params();
-            let mut ids = params.iter().filter(|(k, _)| k == "order").map(|(_, v)| v);
-            let id = ids.next()?;
-            (ids.next().is_none() && !id.is_empty() && id.len() <= 64).then(|| id.clone())
-        }
-    }
+/// The order id oplata put into a return URL it gave the acquirer (`order=<id>`): one, not
+/// empty, not absurdly long.
+pub(crate) fn order_from_return(raw: &RawCallback) -> Option<String> {
+    let params = raw.params();
+    let mut ids = params.iter().filter(|(k, _)| k == "order").map(|(_, v)| v);
+    let id = ids.next()?;
+    (ids.next().is_none() && !id.is_empty() && id.len() <= 64).then(|| id.clone())
 }
 
 /// An HTTP client for talking to acquirers (and for the simulators' notifications): TLS through
@@ -641,4 +638,18 @@ pub fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client, reqw
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("oplata/", env!("CARGO_PKG_VERSION")))
         .build()
+}
+
+#[cfg(test)]
+mod registry_tests {
+    use super::{AcquirerKind, PROTOCOLS};
+
+    #[test]
+    fn every_acquirer_has_exactly_one_protocol() {
+        for kind in AcquirerKind::ALL {
+            let registered = PROTOCOLS.iter().filter(|p| p.kind() == kind).count();
+            assert_eq!(registered, 1, "{kind}");
+            assert_eq!(kind.protocol().kind(), kind);
+        }
+    }
 }

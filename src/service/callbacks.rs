@@ -9,7 +9,7 @@ use std::sync::Arc;
 use oplata_providers::{
     Acquirer, AcquirerKind, Amount, AnswerVerdict, CallbackAnswer, CallbackError, CallbackEvent,
     CheckResult, RawCallback, RefundOutcome, RefundRequest, StatusOutcome, ThreeDsAssurance,
-    VerifiedCallback, callback_order_id, callback_rejected, signed_callback_answer,
+    VerifiedCallback, signed_callback_answer,
 };
 
 use super::{Services, cards};
@@ -92,8 +92,10 @@ pub async fn handle_notification(
     };
     match (&adapter, verdict) {
         (Some(adapter), verdict) => signed_callback_answer(adapter.as_ref(), raw, verdict),
-        (None, AnswerVerdict::Rejected(error)) => callback_rejected(kind, raw, error),
-        (None, _) => callback_rejected(kind, raw, &CallbackError::UnknownOrder),
+        (None, AnswerVerdict::Rejected(error)) => kind.protocol().callback_rejected(raw, error),
+        (None, _) => kind
+            .protocol()
+            .callback_rejected(raw, &CallbackError::UnknownOrder),
     }
 }
 
@@ -103,7 +105,7 @@ async fn process(
     raw: &RawCallback,
     adapter_slot: &mut Option<Arc<dyn Acquirer>>,
 ) -> Result<Accepted, Failure> {
-    let order_id = callback_order_id(kind, raw)?;
+    let order_id = kind.protocol().callback_order_id(raw)?;
     let payment = services
         .store
         .find_payment_by_order(kind.as_str(), &order_id)

@@ -832,7 +832,10 @@ pub async fn handle_browser_return(
     kind: AcquirerKind,
     raw: &RawCallback,
 ) -> Result<BrowserReturn, ServiceError> {
-    let order_id = oplata_providers::return_order_id(kind, raw).ok_or(ServiceError::NotFound)?;
+    let order_id = kind
+        .protocol()
+        .return_order_id(raw)
+        .ok_or(ServiceError::NotFound)?;
     let payment = services
         .store
         .find_payment_by_order(kind.as_str(), &order_id)

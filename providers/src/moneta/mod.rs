@@ -19,6 +19,7 @@
 //! - Refunds: `RefundRequest`, full or partial, status by `GetOperationDetailsByIdRequest`.
 //! - Unbinding: none public; deleting a card crypto-shreds oplata's copy.
 
+pub mod protocol;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod wire;

@@ -8,6 +8,7 @@
 //! - A declined payment is reported by a notification with a status other than `APPROVED`
 //!   (the plugins treat "anything else" as unsuccessful); the simulator sends one.
 
+pub mod protocol;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod wire;

@@ -16,6 +16,7 @@
 //!   OpStateExt reports for the paid invoice; `Refund/GetState` tells `finished`, `processing`
 //!   or `canceled`.
 
+pub mod protocol;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod wire;
