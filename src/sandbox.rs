@@ -20,7 +20,6 @@ use url::Url;
 
 use crate::app::StartError;
 use crate::config::{AcquirerSettings, Settings, sandbox_mount};
-use crate::service::suppliers::{MONETA_CHECK_PATH, MONETA_PAY_PATH, NETPAY_NOTIFICATION_PATH};
 
 /// The acquirer simulators mounted in demo mode.
 #[derive(Debug, Clone)]
@@ -109,7 +108,7 @@ pub(crate) fn assemble(
                         .map(|p| p.expose_secret().to_owned())
                         .unwrap_or_default(),
                     hash: r.hash,
-                    result_url: join("/callbacks/robokassa/result")?,
+                    result_url: join(oplata_providers::robokassa::protocol::RESULT_PATH)?,
                     success_url: join("/return/robokassa/success")?,
                     fail_url: join("/return/robokassa/fail")?,
                 });
@@ -118,7 +117,9 @@ pub(crate) fn assemble(
                 net_pay.push(NetPayMerchant {
                     api_key: n.api_key.expose_secret().to_owned(),
                     auth: n.auth.clone(),
-                    notification_url: Some(join(NETPAY_NOTIFICATION_PATH)?),
+                    notification_url: Some(join(
+                        oplata_providers::net_pay::protocol::NOTIFICATION_PATH,
+                    )?),
                 });
             }
             AcquirerSettings::Moneta(m) if m.base_url.is_none() => {
@@ -128,8 +129,8 @@ pub(crate) fn assemble(
                     api_username: m.api_username.clone(),
                     api_password: m.api_password.expose_secret().to_owned(),
                     payment_password: m.payment_password.expose_secret().to_owned(),
-                    pay_url: join(MONETA_PAY_PATH)?,
-                    check_url: Some(join(MONETA_CHECK_PATH)?),
+                    pay_url: join(oplata_providers::moneta::protocol::PAY_PATH)?,
+                    check_url: Some(join(oplata_providers::moneta::protocol::CHECK_PATH)?),
                 });
             }
             AcquirerSettings::Robokassa(_)

@@ -537,6 +537,18 @@ pub trait Protocol: Send + Sync + 'static {
     /// Reads the order id from the customer's browser return (SuccessURL, FailURL…). The
     /// return is not trusted: the service only uses it to know which payment to ask about.
     fn return_order_id(&self, raw: &RawCallback) -> Option<String>;
+
+    /// The paths under which oplata receives this acquirer's notifications (each set in the
+    /// acquirer's cabinet or sent with the payment).
+    fn notification_paths(&self) -> &'static [NotificationPath];
+}
+
+/// A path oplata receives notifications at, and whether the acquirer may POST there (all may
+/// GET).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotificationPath {
+    pub path: &'static str,
+    pub post: bool,
 }
 
 /// Every acquirer's protocol: the one line a new acquirer adds here.

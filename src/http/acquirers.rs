@@ -2,10 +2,12 @@
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
 use oplata_providers::{AcquirerKind, CallbackAnswer, RawCallback};
 
 use super::pages;
@@ -34,30 +36,27 @@ async fn notification(
     answer(callbacks::handle_notification(services, kind, &raw).await)
 }
 
-/// Robokassa's ResultURL (POST form, or GET, as set in the shop's cabinet).
-pub async fn robokassa_result(
-    State(services): State<Arc<Services>>,
-    RawQuery(query): RawQuery,
-    body: Bytes,
-) -> Response {
-    notification(&services, AcquirerKind::Robokassa, query, body).await
-}
-
-/// NetPay's notification (a GET; the token covers the query string in order).
-pub async fn net_pay_notification(
-    State(services): State<Arc<Services>>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    notification(&services, AcquirerKind::NetPay, query, Bytes::new()).await
-}
-
-/// Moneta's Pay URL (after payment) and Check URL (before it); GET or POST as configured.
-pub async fn moneta_notification(
-    State(services): State<Arc<Services>>,
-    RawQuery(query): RawQuery,
-    body: Bytes,
-) -> Response {
-    notification(&services, AcquirerKind::Moneta, query, body).await
+/// Every acquirer's notification paths, as its protocol names them, each answered for that
+/// acquirer.
+pub fn notification_routes() -> Router<Arc<Services>> {
+    let mut routes = Router::new();
+    for protocol in oplata_providers::PROTOCOLS {
+        let kind = protocol.kind();
+        for path in protocol.notification_paths() {
+            let handler = move |State(services): State<Arc<Services>>,
+                                RawQuery(query): RawQuery,
+                                body: Bytes| async move {
+                notification(&services, kind, query, body).await
+            };
+            let method = if path.post {
+                get(handler).post(handler)
+            } else {
+                get(handler)
+            };
+            routes = routes.route(path.path, method);
+        }
+    }
+    routes
 }
 
 /// The customer's browser back from an acquirer's page: `/return/{acquirer}/{success|fail}`.

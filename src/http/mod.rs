@@ -47,24 +47,8 @@ pub fn router(services: Arc<Services>, extra: Router) -> Router {
         .route("/v1/payments", post(payments::create))
         .route("/v1/payments/{id}", get(payments::get))
         .route(
-            "/callbacks/robokassa/result",
-            post(acquirers::robokassa_result).get(acquirers::robokassa_result),
-        )
-        .route(
-            "/callbacks/net_pay/notification",
-            get(acquirers::net_pay_notification),
-        )
-        .route(
             "/return/{acquirer}/{outcome}",
             get(acquirers::browser_return),
-        )
-        .route(
-            "/callbacks/moneta/pay",
-            post(acquirers::moneta_notification).get(acquirers::moneta_notification),
-        )
-        .route(
-            "/callbacks/moneta/check",
-            post(acquirers::moneta_notification).get(acquirers::moneta_notification),
         )
         .route("/v1/users/{user_id}/cards", get(cards::list))
         .route(
@@ -114,6 +98,7 @@ pub fn router(services: Arc<Services>, extra: Router) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi::document))
+        .merge(acquirers::notification_routes())
         .with_state(services);
     api.merge(extra)
         .fallback(|| async { ApiError::not_found() })

@@ -15,11 +15,6 @@ use crate::domain::supplier::PaymentType;
 
 use crate::config::{AcquirerSettings, Settings, sandbox_mount};
 
-/// Where NetPay sends its notifications (registered with NetPay; sent in test mode).
-pub const NETPAY_NOTIFICATION_PATH: &str = "/callbacks/net_pay/notification";
-/// Moneta's Pay URL and Check URL (set in the account's settings).
-pub const MONETA_PAY_PATH: &str = "/callbacks/moneta/pay";
-pub const MONETA_CHECK_PATH: &str = "/callbacks/moneta/check";
 use crate::domain::supplier::Supplier;
 
 #[derive(Debug, Clone)]
@@ -102,7 +97,7 @@ impl SupplierDirectory {
                         test_mode: n.test_mode,
                         notification_url: Some(
                             public_base_url
-                                .join(NETPAY_NOTIFICATION_PATH)
+                                .join(oplata_providers::net_pay::protocol::NOTIFICATION_PATH)
                                 .map_err(|e| configuration(e.to_string()))?,
                         ),
                         link_lifetime: Duration::from_secs(

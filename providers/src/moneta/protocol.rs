@@ -1,7 +1,12 @@
 //! What Moneta's protocol says about notifications and browser returns before the merchant
 //! account is known (see [`crate::Protocol`]).
 
-use crate::{AcquirerKind, CallbackAnswer, CallbackError, Protocol, RawCallback};
+use crate::{AcquirerKind, CallbackAnswer, CallbackError, NotificationPath, Protocol, RawCallback};
+
+/// The Pay URL (after payment) and the Check URL (before it), set in the account's settings;
+/// GET or POST as configured there.
+pub const PAY_PATH: &str = "/callbacks/moneta/pay";
+pub const CHECK_PATH: &str = "/callbacks/moneta/check";
 
 #[derive(Debug, Clone, Copy)]
 pub struct MonetaProtocol;
@@ -31,6 +36,19 @@ impl Protocol for MonetaProtocol {
             content_type: "text/plain; charset=utf-8",
             body: "FAIL".to_owned(),
         }
+    }
+
+    fn notification_paths(&self) -> &'static [NotificationPath] {
+        &[
+            NotificationPath {
+                path: PAY_PATH,
+                post: true,
+            },
+            NotificationPath {
+                path: CHECK_PATH,
+                post: true,
+            },
+        ]
     }
 
     // oplata puts `order=<its order id>` into the return URLs it gives this acquirer.

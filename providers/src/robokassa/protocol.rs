@@ -1,7 +1,10 @@
 //! What Robokassa's protocol says about notifications and browser returns before the merchant
 //! account is known (see [`crate::Protocol`]).
 
-use crate::{AcquirerKind, CallbackAnswer, CallbackError, Protocol, RawCallback};
+use crate::{AcquirerKind, CallbackAnswer, CallbackError, NotificationPath, Protocol, RawCallback};
+
+/// ResultURL (POST form, or GET, as set in the shop's cabinet).
+pub const RESULT_PATH: &str = "/callbacks/robokassa/result";
 
 #[derive(Debug, Clone, Copy)]
 pub struct RobokassaProtocol;
@@ -26,6 +29,13 @@ impl Protocol for RobokassaProtocol {
 
     fn callback_rejected(&self, _raw: &RawCallback, error: &CallbackError) -> CallbackAnswer {
         super::wire::result_answer_rejected(error)
+    }
+
+    fn notification_paths(&self) -> &'static [NotificationPath] {
+        &[NotificationPath {
+            path: RESULT_PATH,
+            post: true,
+        }]
     }
 
     fn return_order_id(&self, raw: &RawCallback) -> Option<String> {
