@@ -30,6 +30,22 @@ impl CardStatus {
     }
 }
 
+/// How a stored card status is read back.
+impl TryFrom<String> for CardStatus {
+    type Error = super::payment::UnknownStatus;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        CardStatus::parse(&text).ok_or(super::payment::UnknownStatus(text))
+    }
+}
+
+/// Compares with the status's wire text, as the API and the database spell it.
+impl PartialEq<&str> for CardStatus {
+    fn eq(&self, text: &&str) -> bool {
+        self.as_str() == *text
+    }
+}
+
 /// What the rules need to know of a saved card.
 #[derive(Debug, Clone, Copy)]
 pub struct CardFacts<'a> {

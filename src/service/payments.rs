@@ -188,7 +188,7 @@ pub async fn create_as(
             let facts = card.as_ref().and_then(|c| {
                 Some(CardFacts {
                     owner: &c.user_id,
-                    status: CardStatus::parse(&c.status)?,
+                    status: c.status,
                     payment_type: PaymentType::parse(&c.payment_type)?,
                     acquirer: AcquirerKind::parse(&c.acquirer)?,
                 })

@@ -267,6 +267,8 @@ text_value!(
     &crate::domain::payment::PaymentStatus,
     crate::domain::refunds::RefundStatus,
     &crate::domain::refunds::RefundStatus,
+    crate::domain::cards::CardStatus,
+    &crate::domain::cards::CardStatus,
     oplata_providers::AcquirerKind,
     &oplata_providers::AcquirerKind,
 );

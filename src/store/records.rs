@@ -221,7 +221,8 @@ pub struct SavedCardRecord {
     pub last4: String,
     pub exp_month: Option<i32>,
     pub exp_year: Option<i32>,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: crate::domain::cards::CardStatus,
     pub created_at: OffsetDateTime,
     pub last_used_at: Option<OffsetDateTime>,
     pub ended_at: Option<OffsetDateTime>,
