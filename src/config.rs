@@ -76,6 +76,27 @@ pub struct Settings {
     pub personal_data: PersonalDataSettings,
     #[serde(default)]
     pub retention: RetentionSettings,
+    #[serde(default)]
+    pub desk: DeskSettings,
+}
+
+/// The refunds desk.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeskSettings {
+    /// Whether an operator must have a second factor (`oplata operator second-factor`) to sign
+    /// in. Unset: required in production, optional in demo; production refuses `false`. An
+    /// operator who has enrolled one is always asked for its code.
+    pub require_second_factor: Option<bool>,
+}
+
+impl Settings {
+    /// Whether the desk lets in no operator without a second factor.
+    pub fn desk_requires_second_factor(&self) -> bool {
+        self.desk
+            .require_second_factor
+            .unwrap_or(self.mode == Mode::Production)
+    }
 }
 
 /// How long the rows that only grow are kept (the purge worker deletes the rest).
@@ -539,6 +560,7 @@ impl Default for Settings {
                 purge_interval_secs: 3600,
             },
             retention: RetentionSettings::default(),
+            desk: DeskSettings::default(),
         }
     }
 }
@@ -677,6 +699,11 @@ impl Settings {
         if self.body_limit_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "body_limit_bytes must be at least 1024".into(),
+            ));
+        }
+        if self.mode == Mode::Production && self.desk.require_second_factor == Some(false) {
+            return Err(ConfigError::UnsafeForProduction(
+                "desk.require_second_factor = false: refund operators need a second factor".into(),
             ));
         }
         if self.mode == Mode::Production {
@@ -1061,6 +1088,20 @@ mod tests {
         let mut unset = production();
         unset.public_base_url = None;
         assert!(refusal(&unset).contains("public_base_url"));
+    }
+
+    #[test]
+    fn production_requires_a_second_factor_on_the_desk() {
+        let settings = production();
+        assert!(settings.desk_requires_second_factor());
+        let mut optional = production();
+        optional.desk.require_second_factor = Some(false);
+        assert!(refusal(&optional).contains("require_second_factor"));
+        let demo = Settings::default();
+        assert!(!demo.desk_requires_second_factor());
+        let mut strict_demo = Settings::default();
+        strict_demo.desk.require_second_factor = Some(true);
+        assert!(strict_demo.desk_requires_second_factor());
     }
 
     #[test]

@@ -58,8 +58,48 @@ pub(super) async fn operator(settings: &Settings, command: OperatorCommand) -> a
             anyhow::ensure!(disabled, "no active operator {login}");
             println!("operator {login} disabled; their sessions are ended");
         }
+        OperatorCommand::SecondFactor {
+            login,
+            remove: true,
+        } => {
+            let removed = crate::service::second_factor::remove(store.as_ref(), &login).await?;
+            anyhow::ensure!(removed, "no operator {login}");
+            println!("the second factor of operator {login} is removed");
+        }
+        OperatorCommand::SecondFactor {
+            login,
+            remove: false,
+        } => {
+            let vault = super::vault(settings)?;
+            let enrolment = crate::service::second_factor::begin(store.as_ref(), &login).await?;
+            println!(
+                "Add this to the operator's authenticator app (as a QR code, or type the secret):\n  \
+                 {}\n  secret: {}",
+                enrolment.url().expose_secret(),
+                enrolment.secret_base32().expose_secret()
+            );
+            let code = read_line("Code shown by the app: ")?;
+            crate::service::second_factor::finish(
+                store.as_ref(),
+                &vault,
+                &enrolment,
+                &code,
+                time::OffsetDateTime::now_utc(),
+            )
+            .await?;
+            println!("second factor enrolled for operator {login}");
+        }
     }
     Ok(())
+}
+
+/// One line of standard input, after a prompt on standard error.
+#[allow(clippy::print_stderr)]
+fn read_line(prompt: &str) -> anyhow::Result<String> {
+    eprint!("{prompt}");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim().to_owned())
 }
 
 /// Asked for on a terminal (not echoed), read from standard input otherwise.

@@ -12,7 +12,7 @@ pub(super) async fn keys(settings: &Settings, command: KeysCommand) -> anyhow::R
             println!("{}", crate::vault::Vault::generate_key().expose_secret());
         }
         KeysCommand::Rotate => {
-            let vault = crate::vault::Vault::new(&settings.vault.active_key, &settings.vault.keys)?;
+            let vault = super::vault(settings)?;
             let store = crate::store::connect(&settings.database_url).await?;
             let done = crate::service::cards::rotate_keys(store.as_ref(), &vault).await?;
             println!(
@@ -20,6 +20,12 @@ pub(super) async fn keys(settings: &Settings, command: KeysCommand) -> anyhow::R
                 done.resealed,
                 vault.active_key_id(),
                 done.skipped
+            );
+            let done = crate::service::second_factor::rotate_keys(store.as_ref(), &vault).await?;
+            println!(
+                "re-sealed {} operator second-factor secret(s); {} changed meanwhile and were \
+                 skipped",
+                done.resealed, done.skipped
             );
         }
     }

@@ -70,6 +70,17 @@ pub enum OperatorCommand {
         #[arg(long)]
         login: String,
     },
+    /// Enrol the operator's second factor (RFC 6238 codes from an authenticator app): prints an
+    /// otpauth:// address and its secret once, then asks for a code from the app and stores the
+    /// secret, sealed by the vault, only if the code matches. Replaces an earlier enrolment.
+    SecondFactor {
+        #[arg(long)]
+        login: String,
+        /// Forget the operator's second factor instead (a lost phone); in production mode they
+        /// cannot sign in until enrolled again.
+        #[arg(long)]
+        remove: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -100,7 +111,7 @@ pub enum WebhooksCommand {
 pub enum KeysCommand {
     /// Print a new random key (base64) to put under vault.keys.
     Generate,
-    /// Re-seal every live token under vault.active_key; keep the old keys configured until
+    /// Re-seal every live card token and operator second-factor secret under vault.active_key; keep the old keys configured until
     /// this has finished. Safe to run again.
     Rotate,
 }
@@ -143,4 +154,13 @@ fn show_config(settings: Settings) -> anyhow::Result<()> {
         toml::to_string_pretty(&settings).context("configuration is not printable")?
     );
     Ok(())
+}
+
+/// The vault as `serve` builds it: in demo mode with the demo key when none is configured.
+fn vault(settings: &Settings) -> anyhow::Result<crate::vault::Vault> {
+    let settings = settings.clone().with_demo_defaults();
+    Ok(crate::vault::Vault::new(
+        &settings.vault.active_key,
+        &settings.vault.keys,
+    )?)
 }

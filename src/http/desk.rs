@@ -122,6 +122,7 @@ fn login_page(services: &Services, message: Option<&str>, status: StatusCode) ->
         "{message}<form method=\"post\" action=\"/desk/login\"><input type=\"hidden\" name=\"csrf\" value=\"{token}\">\
 <p><label>Логин <input id=\"login\" name=\"login\" autocomplete=\"username\" required></label></p>\
 <p><label>Пароль <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label></p>\
+<p><label>Код из приложения <input id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" maxlength=\"7\" aria-describedby=\"code-hint\"></label> <small id=\"code-hint\">6 цифр, если для входа подключён второй фактор</small></p>\
 <p><button id=\"sign-in\" type=\"submit\">Войти</button></p></form>"
     );
     let mut response = (status, Html(page("Вход", None, &body))).into_response();
@@ -143,6 +144,8 @@ pub async fn login_form(State(services): State<Arc<Services>>) -> Response {
 pub struct LoginForm {
     login: String,
     password: String,
+    #[serde(default)]
+    code: String,
     csrf: String,
 }
 
@@ -161,15 +164,12 @@ pub async fn login(
         );
     }
     let password = SecretString::from(form.password);
-    match operators::login(
-        &services,
-        form.login.trim(),
-        &password,
-        &client,
-        OffsetDateTime::now_utc(),
-    )
-    .await
-    {
+    let credentials = operators::Credentials {
+        login: form.login.trim(),
+        password: &password,
+        code: Some(form.code.trim()).filter(|code| !code.is_empty()),
+    };
+    match operators::login(&services, &credentials, &client, OffsetDateTime::now_utc()).await {
         Ok(Ok(session)) => {
             let mut response = Redirect::to("/desk").into_response();
             set_cookie(
@@ -185,8 +185,16 @@ pub async fn login(
         }
         Ok(Err(LoginError::Invalid)) => login_page(
             &services,
-            Some("Неверный логин или пароль."),
+            Some("Неверный логин, пароль или код."),
             StatusCode::UNAUTHORIZED,
+        ),
+        Ok(Err(LoginError::SecondFactorMissing)) => login_page(
+            &services,
+            Some(
+                "Для входа нужен второй фактор. Попросите администратора подключить его \
+                 (oplata operator second-factor).",
+            ),
+            StatusCode::FORBIDDEN,
         ),
         Ok(Err(LoginError::TooManyAttempts)) => login_page(
             &services,

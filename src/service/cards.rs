@@ -199,4 +199,6 @@ pub enum RotationError {
     Store(#[from] StoreError),
     #[error("card {0}: {1}")]
     Vault(Uuid, crate::vault::VaultError),
+    #[error("operator {0}'s second factor: {1}")]
+    Operator(Uuid, crate::vault::VaultError),
 }

@@ -13,6 +13,7 @@ pub mod public;
 pub mod receipts;
 pub mod refunds;
 pub mod review;
+pub mod second_factor;
 pub mod sms;
 pub mod suppliers;
 pub mod throttle;

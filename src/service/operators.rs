@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use super::{ServiceError, Services};
+use super::{ServiceError, Services, second_factor};
 use crate::store::{OperatorRecord, SessionRecord, Store, StoreError};
 
 /// Failed logins for one login within `LOCKOUT_WINDOW` before further attempts are refused.
@@ -33,12 +33,20 @@ pub enum OperatorError {
     WeakPassword,
     #[error("an operator with this login exists")]
     Exists,
+    #[error("no operator with this login")]
+    Unknown,
+    #[error("the code does not match: check the app's secret and the device's clock")]
+    WrongCode,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LoginError {
-    #[error("wrong login or password")]
+    /// A wrong login, password or one-time code: which one is not said.
+    #[error("wrong login, password or code")]
     Invalid,
+    /// The password was right, but the settings admit no operator without a second factor.
+    #[error("no second factor is enrolled for this operator")]
+    SecondFactorMissing,
     #[error("too many failed attempts; try again later")]
     TooManyAttempts,
 }
@@ -106,6 +114,9 @@ pub async fn add(
         password_hash: hash_password(password)?,
         created_at: OffsetDateTime::now_utc(),
         disabled_at: None,
+        totp_key_id: None,
+        totp_secret: None,
+        totp_last_step: None,
     };
     store.insert_operator(&operator).await?;
     Ok(operator)
@@ -123,6 +134,22 @@ pub fn check_password(password: &SecretString, known: &[&str]) -> Result<(), Ope
         return Err(OperatorError::WeakPassword);
     }
     Ok(())
+}
+
+/// What an operator types to sign in; `code` is the second factor's current code.
+#[derive(Clone, Copy)]
+pub struct Credentials<'a> {
+    pub login: &'a str,
+    pub password: &'a SecretString,
+    pub code: Option<&'a str>,
+}
+
+impl std::fmt::Debug for Credentials<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("login", &self.login)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A new session: the cookie value (shown once) and its CSRF token.
@@ -156,14 +183,20 @@ fn address_key(client: &str) -> String {
 /// Signs an operator in. Each attempt is counted as a failure before its password is checked,
 /// per login and per client address, and forgotten only when it succeeds: at most
 /// `MAX_FAILURES` wrong passwords are ever checked per login per window, however many arrive at
-/// once. The hash is checked on the blocking pool, never on the async runtime.
+/// once. The hash is checked on the blocking pool, never on the async runtime. After the
+/// password, the second factor's code when one is enrolled; where the settings require one (as
+/// production does), an operator without one is not let in.
 pub async fn login(
     services: &Services,
-    login: &str,
-    password: &SecretString,
+    credentials: &Credentials<'_>,
     client: &str,
     now: OffsetDateTime,
-) -> Result<Result<NewSession, LoginError>, StoreError> {
+) -> Result<Result<NewSession, LoginError>, ServiceError> {
+    let Credentials {
+        login,
+        password,
+        code,
+    } = *credentials;
     let store = services.store.as_ref();
     if login.is_empty() || login.len() > MAX_LOGIN_LEN {
         return Ok(Err(LoginError::Invalid));
@@ -190,6 +223,15 @@ pub async fn login(
         Some(o) if matches && o.disabled_at.is_none() => o,
         Some(_) | None => return Ok(Err(LoginError::Invalid)),
     };
+    // A wrong code stays counted as a failure, like a wrong password: the brake covers both.
+    if operator.totp_secret.is_some() {
+        let code = code.unwrap_or_default();
+        if !second_factor::verify(store, &services.vault, &operator, code, now).await? {
+            return Ok(Err(LoginError::Invalid));
+        }
+    } else if services.settings.desk_requires_second_factor() {
+        return Ok(Err(LoginError::SecondFactorMissing));
+    }
     store.forget_login_failure(by_login).await?;
     store.forget_login_failure(by_address).await?;
     let token = random_token();

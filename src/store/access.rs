@@ -86,13 +86,91 @@ impl Store {
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn find_operator(&self, login: &str) -> Result<Option<OperatorRecord>, StoreError> {
-        Ok(query_as(
-            "SELECT id, login, name, password_hash, created_at, disabled_at FROM operators WHERE \
-             login = $1",
-        )
+        Ok(query_as(concat!(
+            "SELECT ",
+            operator_columns!(),
+            " FROM operators WHERE login = $1"
+        ))
         .bind(login)
         .fetch_optional(&self.pool)
         .await?)
+    }
+
+    /// Enrols (`Some`) or removes (`None`) an operator's sealed second-factor secret; a new
+    /// secret starts with no step accepted. False when no such operator.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn set_operator_second_factor(
+        &self,
+        login: &str,
+        sealed: Option<(&str, &[u8])>,
+    ) -> Result<bool, StoreError> {
+        let done = query(
+            "UPDATE operators SET totp_key_id = $2, totp_secret = $3, totp_last_step = NULL \
+             WHERE login = $1",
+        )
+        .bind(login)
+        .bind(sealed.map(|(key_id, _)| key_id))
+        .bind(sealed.map(|(_, bytes)| bytes))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records `step` as the operator's last accepted second-factor step if it is later than
+    /// the last one: of two sign-ins with one code, only one gets true.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn accept_second_factor_step(
+        &self,
+        operator_id: Uuid,
+        step: i64,
+    ) -> Result<bool, StoreError> {
+        let done = query(
+            "UPDATE operators SET totp_last_step = $2 WHERE id = $1 AND totp_secret IS NOT NULL \
+             AND (totp_last_step IS NULL OR totp_last_step < $2)",
+        )
+        .bind(operator_id)
+        .bind(step)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Operators whose second-factor secret is sealed under another key than `active_key`.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn operators_to_reseal(
+        &self,
+        active_key: &str,
+    ) -> Result<Vec<OperatorRecord>, StoreError> {
+        Ok(query_as(concat!(
+            "SELECT ",
+            operator_columns!(),
+            " FROM operators WHERE totp_key_id IS NOT NULL AND totp_key_id <> $1 ORDER BY id"
+        ))
+        .bind(active_key)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Replaces an operator's sealed secret if it is still under `old_key`.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn reseal_operator_second_factor(
+        &self,
+        operator_id: Uuid,
+        old_key: &str,
+        new_key: &str,
+        ciphertext: &[u8],
+    ) -> Result<bool, StoreError> {
+        let done = query(
+            "UPDATE operators SET totp_key_id = $3, totp_secret = $4 WHERE id = $1 AND \
+             totp_key_id = $2",
+        )
+        .bind(operator_id)
+        .bind(old_key)
+        .bind(new_key)
+        .bind(ciphertext)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Disables an operator and ends their sessions; false when no such active operator.

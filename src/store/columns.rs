@@ -37,3 +37,11 @@ macro_rules! sms_columns {
          state, reply, late_reply, received_at, created_at, updated_at, payee"
     };
 }
+
+/// The columns of a [`super::OperatorRecord`].
+macro_rules! operator_columns {
+    () => {
+        "id, login, name, password_hash, created_at, disabled_at, totp_key_id, totp_secret, \
+         totp_last_step"
+    };
+}

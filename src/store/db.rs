@@ -243,6 +243,7 @@ into_value!(Text:
 );
 into_value!(Bytes:
     &'q [u8] => |v| Some(Cow::Borrowed(v)),
+    Option<&'q [u8]> => |v| v.map(Cow::Borrowed),
     Vec<u8> => |v| Some(Cow::Owned(v)),
     &'q Vec<u8> => |v| Some(Cow::Borrowed(v.as_slice())),
     Option<Vec<u8>> => |v| v.map(Cow::Owned),

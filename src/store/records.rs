@@ -360,7 +360,8 @@ pub struct DeliveryRecord {
     pub delivered_at: Option<OffsetDateTime>,
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// `Debug` leaves out the password hash and the sealed second-factor secret.
+#[derive(Clone, sqlx::FromRow)]
 pub struct OperatorRecord {
     pub id: Uuid,
     pub login: String,
@@ -369,6 +370,24 @@ pub struct OperatorRecord {
     pub password_hash: String,
     pub created_at: OffsetDateTime,
     pub disabled_at: Option<OffsetDateTime>,
+    /// The vault key that sealed `totp_secret`; both `None` when no second factor is enrolled.
+    pub totp_key_id: Option<String>,
+    pub totp_secret: Option<Vec<u8>>,
+    /// The last RFC 6238 time step accepted: a code of that step or earlier is refused.
+    pub totp_last_step: Option<i64>,
+}
+
+impl std::fmt::Debug for OperatorRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperatorRecord")
+            .field("id", &self.id)
+            .field("login", &self.login)
+            .field("name", &self.name)
+            .field("created_at", &self.created_at)
+            .field("disabled_at", &self.disabled_at)
+            .field("second_factor", &self.totp_secret.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// `Debug` leaves out the CSRF token.

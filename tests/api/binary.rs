@@ -153,3 +153,115 @@ fn webhooks_verify_accepts_a_good_event_and_refuses_a_tampered_or_stale_one() {
     assert!(!stale.status.success());
     assert!(String::from_utf8_lossy(&stale.stderr).contains("300 s"));
 }
+
+#[test]
+fn an_operator_is_added_and_enrolled_from_the_command_line() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("oplata.toml"),
+        "database_url = \"sqlite://desk.db\"\n",
+    )
+    .unwrap();
+    let run = |args: &[&str], input: &str| {
+        let mut child = oplata(dir.path())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    assert!(run(&["migrate"], "").status.success());
+    let added = run(
+        &["operator", "add", "--login", "olga", "--name", "Ольга"],
+        "correct horse battery\n",
+    );
+    assert!(added.status.success(), "{added:?}");
+
+    // A wrong code stores nothing.
+    let refused = run(
+        &["operator", "second-factor", "--login", "olga"],
+        "000000\n",
+    );
+    let stored = || {
+        let output = std::process::Command::new("sqlite3")
+            .arg(dir.path().join("desk.db"))
+            .arg("SELECT count(*) FROM operators WHERE totp_secret IS NOT NULL")
+            .output();
+        output
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let printed = String::from_utf8_lossy(&refused.stdout).into_owned();
+    let secret = printed
+        .split("secret: ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the secret is printed once")
+        .to_owned();
+    let code_now = || {
+        totp_rs::Builder::new()
+            .with_secret(totp_rs::Secret::try_from_base32(&secret).unwrap())
+            .build()
+            .unwrap()
+            .generate_current()
+            .to_string()
+    };
+    if code_now() != "000000" {
+        assert!(!refused.status.success(), "a wrong code is refused");
+        assert!(
+            String::from_utf8_lossy(&refused.stderr).contains("the code does not match"),
+            "{refused:?}"
+        );
+    }
+    if let Some(count) = stored() {
+        assert_eq!(count, "0");
+    }
+
+    // The real enrolment: the code is typed after reading the secret, as an operator would.
+    let mut child = oplata(dir.path())
+        .args(["operator", "second-factor", "--login", "olga"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut secret = String::new();
+    let mut line = String::new();
+    while stdout.read_line(&mut line).unwrap() > 0 {
+        if let Some(rest) = line.trim().strip_prefix("secret: ") {
+            secret = rest.to_owned();
+            break;
+        }
+        line.clear();
+    }
+    let code = totp_rs::Builder::new()
+        .with_secret(totp_rs::Secret::try_from_base32(&secret).unwrap())
+        .build()
+        .unwrap()
+        .generate_current()
+        .to_string();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{code}").unwrap();
+    drop(stdin);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{rest}");
+    assert!(
+        rest.contains("second factor enrolled for operator olga"),
+        "{rest}"
+    );
+    if let Some(count) = stored() {
+        assert_eq!(count, "1");
+    }
+}

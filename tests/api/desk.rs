@@ -13,6 +13,8 @@ on_both_backends!(
     the_review_page_lists_refunds_waiting_for_the_acquirer,
     every_page_carries_the_security_headers_and_nothing_is_cached,
     concurrent_guesses_check_at_most_five_passwords_and_one_address_is_braked_too,
+    an_enrolled_operator_signs_in_with_a_fresh_code_and_each_code_works_once,
+    where_a_second_factor_is_required_an_operator_without_one_is_not_let_in,
 );
 
 const PASSWORD: &str = "correct horse battery";
@@ -71,19 +73,155 @@ async fn login_form_token(app: &TestApp, client: &reqwest::Client) -> String {
 
 /// Signs in; returns the status of the answer to the sign-in form.
 async fn sign_in(app: &TestApp, client: &reqwest::Client, password: &str) -> u16 {
+    sign_in_with_code(app, client, password, "").await.0
+}
+
+/// Signs in with a second-factor code; returns the status and the page answered.
+async fn sign_in_with_code(
+    app: &TestApp,
+    client: &reqwest::Client,
+    password: &str,
+    code: &str,
+) -> (u16, String) {
     let csrf = login_form_token(app, client).await;
-    client
+    let answer = client
         .post(app.url("/desk/login"))
         .form(&[
             ("login", "olga"),
             ("password", password),
+            ("code", code),
             ("csrf", csrf.as_str()),
         ])
         .send()
         .await
+        .unwrap();
+    (answer.status().as_u16(), answer.text().await.unwrap())
+}
+
+/// The code an authenticator app shows `seconds_ahead` from now for a base32 secret.
+fn app_code(secret_base32: &str, seconds_ahead: u64) -> String {
+    let generator = totp_rs::Builder::new()
+        .with_secret(totp_rs::Secret::try_from_base32(secret_base32).unwrap())
+        .build()
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .status()
-        .as_u16()
+        .as_secs();
+    generator.generate(now + seconds_ahead).to_string()
+}
+
+async fn an_enrolled_operator_signs_in_with_a_fresh_code_and_each_code_works_once(
+    backend: Backend,
+) {
+    use oplata::service::second_factor;
+    use secrecy::ExposeSecret;
+    let app = with_operator(backend).await;
+    let enrolment = second_factor::begin(app.store.as_ref(), "olga")
+        .await
+        .unwrap();
+    let secret = enrolment.secret_base32().expose_secret().to_owned();
+    assert!(
+        enrolment
+            .url()
+            .expose_secret()
+            .starts_with("otpauth://totp/oplata:olga?")
+    );
+    let wrong = second_factor::finish(
+        app.store.as_ref(),
+        &app.services.vault,
+        &enrolment,
+        "000000",
+        time::OffsetDateTime::now_utc(),
+    )
+    .await;
+    assert!(wrong.is_err() || app_code(&secret, 0) == "000000");
+    // The app's current code confirms the enrolment and is spent by it.
+    let confirming = app_code(&secret, 0);
+    second_factor::finish(
+        app.store.as_ref(),
+        &app.services.vault,
+        &enrolment,
+        &confirming,
+        time::OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
+    let stored = app.store.find_operator("olga").await.unwrap().unwrap();
+    let sealed = stored.totp_secret.clone().unwrap();
+    assert!(
+        !sealed.windows(secret.len()).any(|w| w == secret.as_bytes()),
+        "the secret is stored sealed"
+    );
+
+    let client = browser();
+    let (status, page) = sign_in_with_code(&app, &client, PASSWORD, "").await;
+    assert_eq!(status, 401, "the password alone is not enough");
+    assert!(page.contains("Неверный логин, пароль или код."), "{page}");
+    assert_eq!(
+        sign_in_with_code(&app, &client, PASSWORD, &confirming)
+            .await
+            .0,
+        401,
+        "the code that confirmed the enrolment is spent"
+    );
+    // The next step's code is within the allowed drift, and works once. (Five attempts fail in
+    // this test, the brake's limit per login.)
+    let next = app_code(&secret, 30);
+    assert_eq!(
+        sign_in_with_code(&app, &client, "wrong password!", &next)
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        sign_in_with_code(&app, &client, PASSWORD, &next).await.0,
+        303
+    );
+    assert_eq!(
+        client.get(app.url("/desk")).send().await.unwrap().status(),
+        200
+    );
+    let again = browser();
+    assert_eq!(
+        sign_in_with_code(&app, &again, PASSWORD, &next).await.0,
+        401,
+        "a code is accepted once"
+    );
+
+    // A lost phone: the second factor is removed and the password alone works again (demo).
+    assert!(
+        second_factor::remove(app.store.as_ref(), "olga")
+            .await
+            .unwrap()
+    );
+    assert_eq!(sign_in(&app, &browser(), PASSWORD).await, 303);
+}
+
+async fn where_a_second_factor_is_required_an_operator_without_one_is_not_let_in(backend: Backend) {
+    let app = spawn_app_with(backend, |settings| {
+        settings.desk.require_second_factor = Some(true);
+    })
+    .await;
+    oplata::service::operators::add(
+        app.store.as_ref(),
+        "olga",
+        "Ольга",
+        &secrecy::SecretString::from(PASSWORD),
+    )
+    .await
+    .unwrap();
+    let client = browser();
+    let (status, page) = sign_in_with_code(&app, &client, PASSWORD, "123456").await;
+    assert_eq!(status, 403);
+    assert!(page.contains("Для входа нужен второй фактор"), "{page}");
+    assert_eq!(
+        client.get(app.url("/desk")).send().await.unwrap().status(),
+        303,
+        "no session was made"
+    );
+    let (status, _) = sign_in_with_code(&app, &client, "wrong password!", "").await;
+    assert_eq!(status, 401, "a wrong password is told as before");
 }
 
 async fn nothing_on_the_desk_is_shown_without_signing_in(backend: Backend) {
