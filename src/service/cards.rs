@@ -57,7 +57,10 @@ pub async fn keep_token(
         exp_year: display.expiry.map(|(_, year)| i32::from(year)),
         created_at: OffsetDateTime::now_utc(),
     };
-    let stored = services.store.insert_saved_card(&card, actor).await?;
+    let Some(stored) = services.store.insert_saved_card(&card, actor).await? else {
+        tracing::info!("the card bound by this payment was deleted or revoked: not saved again");
+        return Ok(None);
+    };
     tracing::info!(card_id = %stored.id, "card saved");
     Ok(Some(stored))
 }

@@ -54,14 +54,26 @@ pub(super) async fn card_outbox_in(
 
 impl Store {
     /// Stores a bound card with its `bound` event and outbox row; a second call for the same
-    /// binding payment returns the first card.
+    /// binding payment returns the first card, and `None` once that card has ended (the
+    /// binding payment no longer asks for a card: an ended card never comes back).
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn insert_saved_card(
         &self,
         card: &NewSavedCard,
         actor: &str,
-    ) -> Result<SavedCardRecord, StoreError> {
+    ) -> Result<Option<SavedCardRecord>, StoreError> {
         let mut tx = self.pool.begin_write().await?;
+        // The binding payment's row is the lock `end_cards` takes too, before the card's.
+        let wanted: Option<(bool,)> = query_as(concat!(
+            "SELECT save_card FROM payments WHERE id = $1",
+            " FOR UPDATE"
+        ))
+        .bind(card.binding_payment_id)
+        .fetch_optional(&mut tx)
+        .await?;
+        if wanted != Some((true,)) {
+            return Ok(None);
+        }
         let inserted = query(
             "INSERT INTO saved_cards (id, user_id, payment_type, acquirer, binding_payment_id, \
              key_id, \
@@ -109,7 +121,7 @@ impl Store {
             card_outbox_in(&mut tx, &stored, "card.saved", card.created_at).await?;
         }
         tx.commit().await?;
-        Ok(stored)
+        Ok(Some(stored))
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
@@ -219,8 +231,20 @@ impl Store {
         actor: &str,
     ) -> Result<Vec<Uuid>, StoreError> {
         let mut tx = self.pool.begin_write().await?;
-        // Take the rows first: a charge holding one finishes before we go on, so the
-        // time recorded below is after every use that won the race.
+        // The binding payments' rows first, in the order `insert_saved_card` takes them.
+        let binding: Vec<(Uuid,)> = query_as(concat!(
+            "SELECT id FROM payments WHERE id IN (SELECT binding_payment_id FROM saved_cards \
+             WHERE user_id = $1 AND status = 'active' AND ($2 IS NULL OR id = $2) \
+             AND client_id = $3) ORDER BY id",
+            " FOR UPDATE"
+        ))
+        .bind(user_id)
+        .bind(only)
+        .bind(client_id)
+        .fetch_all(&mut tx)
+        .await?;
+        // Then the cards: a charge holding one finishes before we go on, so the time recorded
+        // below is after every use that won the race.
         query(concat!(
             "SELECT id FROM saved_cards WHERE user_id = $1 AND status = 'active' AND ($2 IS NULL \
              OR id = $2) \
@@ -232,10 +256,19 @@ impl Store {
         .bind(client_id)
         .execute(&mut tx)
         .await?;
+        // No handle survives (for Robokassa the binding payment's invoice is the token): the
+        // binding payment stops asking for a card and the tombstone stops naming it.
+        for (payment_id,) in &binding {
+            query("UPDATE payments SET save_card = $2 WHERE id = $1")
+                .bind(payment_id)
+                .bind(false)
+                .execute(&mut tx)
+                .await?;
+        }
         let now = OffsetDateTime::now_utc();
         let ended: Vec<SavedCardRecord> = query_as(concat!(
-            "UPDATE saved_cards SET status = $3, key_id = NULL, token_ciphertext = NULL, ended_at \
-             = $4 \
+            "UPDATE saved_cards SET status = $3, key_id = NULL, token_ciphertext = NULL, \
+             binding_payment_id = NULL, ended_at = $4 \
              WHERE user_id = $1 AND status = 'active' AND ($2 IS NULL OR id = $2) AND client_id = \
              $5 RETURNING ",
             card_columns!()
@@ -252,6 +285,12 @@ impl Store {
             CardEnding::Revoked => "revoked by a password reset; the token was erased",
         };
         for card in &ended {
+            query(
+                "UPDATE card_events SET payment_id = NULL WHERE card_id = $1 AND event = 'bound'",
+            )
+            .bind(card.id)
+            .execute(&mut tx)
+            .await?;
             card_event_in(
                 &mut tx,
                 CardEvent {

@@ -214,7 +214,9 @@ pub struct SavedCardRecord {
     pub user_id: String,
     pub payment_type: String,
     pub acquirer: String,
-    pub binding_payment_id: Uuid,
+    /// The payment that bound it; `None` once the card ended (for Robokassa that payment's
+    /// invoice number is the token, so a tombstone must not name it).
+    pub binding_payment_id: Option<Uuid>,
     pub key_id: Option<String>,
     pub token_ciphertext: Option<Vec<u8>>,
     pub brand: String,

@@ -28,6 +28,7 @@ on_both_backends!(
     the_token_never_appears_in_a_log_a_response_an_error_or_a_debug_print,
     a_robokassa_card_is_bound_on_the_page_and_charged_by_recurring,
     another_portal_client_cannot_see_charge_or_delete_a_users_cards,
+    a_deleted_robokassa_card_keeps_no_handle_and_a_replayed_notification_does_not_revive_it,
 );
 
 fn moneta(id: &str, payment_type: PaymentType) -> SupplierSettings {
@@ -832,4 +833,116 @@ async fn another_portal_client_cannot_see_charge_or_delete_a_users_cards(backend
         (status, charged["status"].as_str()),
         (201, Some("succeeded"))
     );
+}
+
+/// For Robokassa the recurring token is the binding payment's invoice number, a plain column of
+/// that payment: the tombstone must not lead there.
+async fn a_deleted_robokassa_card_keeps_no_handle_and_a_replayed_notification_does_not_revive_it(
+    backend: Backend,
+) {
+    use oplata_providers::robokassa::protocol::RESULT_PATH;
+    use oplata_providers::robokassa::wire;
+    use oplata_providers::signing::HashAlgorithm;
+    let app = card_app(backend).await;
+    let mut body = demo_payment_body();
+    body["user_id"] = "erin".into();
+    body["save_card"] = true.into();
+    let binding = app.create_payment(&body).await;
+    let binding_id = binding["id"].as_str().unwrap().to_owned();
+    let url = binding["next_action"]["url"].as_str().unwrap().to_owned();
+    app.http.get(&url).send().await.unwrap();
+    let params = query_params(&url);
+    let inv_id = param(&params, "InvId");
+    app.sandbox.decide(DEMO_LOGIN, &inv_id, true).await.unwrap();
+    let cards = list_cards(&app, "erin").await;
+    assert_eq!(cards.len(), 1, "{cards:?}");
+    let card: Uuid = cards[0]["id"].as_str().unwrap().parse().unwrap();
+    let before = app.store.get_saved_card(card).await.unwrap().unwrap();
+    assert_eq!(
+        before.binding_payment_id,
+        Some(binding_id.parse().unwrap()),
+        "a live card knows its binding payment"
+    );
+
+    let deleted = app
+        .http
+        .delete(app.url(&format!("/v1/users/erin/cards/{card}")))
+        .bearer_auth(&app.portal_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+
+    let tombstone = app.store.get_saved_card(card).await.unwrap().unwrap();
+    assert_eq!(tombstone.status, "deleted");
+    assert!(tombstone.token_ciphertext.is_none() && tombstone.key_id.is_none());
+    assert_eq!(
+        tombstone.binding_payment_id, None,
+        "the tombstone names no payment"
+    );
+    let events = app.store.card_events(card).await.unwrap();
+    assert_eq!(events.len(), 2);
+    assert!(
+        events
+            .iter()
+            .all(|e| e.payment_id != Some(binding_id.parse().unwrap())),
+        "no event of the card leads to the binding payment"
+    );
+    assert!(
+        !app.payment_record(&binding_id).await.save_card,
+        "the binding payment no longer asks for a card"
+    );
+
+    // The acquirer repeats its notification of the binding payment: it is answered, and the
+    // card does not come back.
+    let shp: Vec<(String, String)> = params
+        .iter()
+        .filter(|(k, _)| k.starts_with("Shp_"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let out_sum = param(&params, "OutSum");
+    let signature =
+        wire::result_signature(HashAlgorithm::Md5, &out_sum, &inv_id, DEMO_PASSWORD2, &shp);
+    let mut form = vec![
+        ("OutSum".to_owned(), out_sum),
+        ("InvId".to_owned(), inv_id.clone()),
+        ("SignatureValue".to_owned(), signature),
+    ];
+    form.extend(shp);
+    let replayed = app
+        .http
+        .post(app.url(RESULT_PATH))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replayed.status(), 200);
+    assert_eq!(replayed.text().await.unwrap(), format!("OK{inv_id}"));
+    assert!(list_cards(&app, "erin").await.is_empty());
+
+    // Even a notification handled from a payment read before the deletion cannot store the
+    // card again: the store checks the binding payment under its lock.
+    let stale = oplata::store::NewSavedCard {
+        id: Uuid::now_v7(),
+        client_id: before.client_id,
+        user_id: "erin".into(),
+        payment_type: before.payment_type.clone(),
+        acquirer: before.acquirer.clone(),
+        binding_payment_id: binding_id.parse().unwrap(),
+        key_id: "k".into(),
+        token_ciphertext: vec![1, 2, 3],
+        brand: before.brand.clone(),
+        last4: before.last4.clone(),
+        exp_month: None,
+        exp_year: None,
+        created_at: time::OffsetDateTime::now_utc(),
+    };
+    assert!(
+        app.store
+            .insert_saved_card(&stale, "acquirer:robokassa")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(list_cards(&app, "erin").await.is_empty());
 }
