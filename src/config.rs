@@ -9,8 +9,11 @@ use std::path::Path;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use oplata_providers::AcquirerKind;
-use oplata_providers::signing::HashAlgorithm;
+pub use oplata_providers::AcquirerSettings;
+use oplata_providers::moneta::{self, MonetaSettings};
+use oplata_providers::net_pay::{self, NetPaySettings};
+use oplata_providers::redact::{redacted_list, redacted_map};
+use oplata_providers::robokassa::{self, RobokassaSettings};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
 use url::Url;
@@ -322,85 +325,12 @@ fn demo_receipt(item_name: &str) -> Option<ReceiptSettings> {
     })
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum AcquirerSettings {
-    Robokassa(RobokassaSettings),
-    NetPay(NetPaySettings),
-    Moneta(MonetaSettings),
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MonetaSettings {
-    /// `MNT_ID`, the shop's extended account number.
-    pub account_id: String,
-    /// "Код проверки целостности данных": signs the form and the notifications.
-    #[serde(serialize_with = "redacted")]
-    pub integrity_code: SecretString,
-    pub api_username: String,
-    #[serde(serialize_with = "redacted")]
-    pub api_password: SecretString,
-    /// Authorises money-moving MerchantAPI calls (charges, refunds).
-    #[serde(serialize_with = "redacted")]
-    pub payment_password: SecretString,
-    #[serde(default)]
-    pub test_mode: bool,
-    /// `https://moneta.ru` (form at `/assistant.htm`, MerchantAPI at `/services`); in demo
-    /// mode, left empty, the in-process sandbox.
-    pub base_url: Option<Url>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NetPaySettings {
-    #[serde(serialize_with = "redacted")]
-    pub api_key: SecretString,
-    /// The merchant's "Auth signature" issued by NetPay.
-    pub auth: String,
-    /// Send the notification URL in each request (NetPay's test mode); in production it is
-    /// registered with NetPay.
-    #[serde(default)]
-    pub test_mode: bool,
-    /// How long a payment link stays valid.
-    #[serde(default = "default_link_lifetime_minutes")]
-    pub link_lifetime_minutes: u64,
-    /// `https://my.net2pay.ru`; in demo mode, left empty, the in-process sandbox.
-    pub base_url: Option<Url>,
-}
-
 fn default_creations_per_ip_per_hour() -> usize {
     60
 }
 
 fn default_trusted_proxies() -> Vec<String> {
     vec!["127.0.0.1/32".to_owned(), "::1/128".to_owned()]
-}
-
-fn default_link_lifetime_minutes() -> u64 {
-    60
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RobokassaSettings {
-    pub merchant_login: String,
-    #[serde(serialize_with = "redacted")]
-    pub password1: SecretString,
-    #[serde(serialize_with = "redacted")]
-    pub password2: SecretString,
-    /// Signs Refund API requests; without it, refunds of this shop are refused.
-    #[serde(default, serialize_with = "redacted_option")]
-    pub password3: Option<SecretString>,
-    /// `https://services.robokassa.ru` (the default); in demo mode the sandbox.
-    #[serde(default)]
-    pub refund_base_url: Option<Url>,
-    #[serde(default)]
-    pub hash: HashAlgorithm,
-    #[serde(default)]
-    pub test_mode: bool,
-    /// `https://auth.robokassa.ru`; in demo mode, left empty, the in-process sandbox.
-    pub base_url: Option<Url>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -421,68 +351,21 @@ pub const DEMO_SUPPLIER_ID: &str = "demo-electro";
 pub const DEMO_VAULT_KEY_ID: &str = "demo-1";
 /// 32 bytes of zeros and ones: good for nothing but a demo, refused in production.
 pub const DEMO_VAULT_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-pub const DEMO_ROBOKASSA_LOGIN: &str = "oplata-demo";
-pub const DEMO_ROBOKASSA_PASSWORD1: &str = "demo-password-1";
-pub const DEMO_ROBOKASSA_PASSWORD2: &str = "demo-password-2";
-pub const DEMO_ROBOKASSA_PASSWORD3: &str = "demo-password-3";
+pub const DEMO_ROBOKASSA_LOGIN: &str = robokassa::settings::DEMO_LOGIN;
+pub const DEMO_ROBOKASSA_PASSWORD1: &str = robokassa::settings::DEMO_PASSWORD1;
+pub const DEMO_ROBOKASSA_PASSWORD2: &str = robokassa::settings::DEMO_PASSWORD2;
+pub const DEMO_ROBOKASSA_PASSWORD3: &str = robokassa::settings::DEMO_PASSWORD3;
 pub const DEMO_NETPAY_SUPPLIER_ID: &str = "demo-water";
-pub const DEMO_NETPAY_API_KEY: &str = "demo-netpay-api-key";
-pub const DEMO_NETPAY_AUTH: &str = "1";
+pub const DEMO_NETPAY_API_KEY: &str = net_pay::settings::DEMO_API_KEY;
+pub const DEMO_NETPAY_AUTH: &str = net_pay::settings::DEMO_AUTH;
 pub const DEMO_MONETA_SUPPLIER_ID: &str = "demo-gibdd";
 /// A budget supplier: payments carry the payer's passport data (rule 8).
 pub const DEMO_BUDGET_SUPPLIER_ID: &str = "demo-kindergarten";
-pub const DEMO_MONETA_ACCOUNT: &str = "54600817";
-pub const DEMO_MONETA_CODE: &str = "demo-integrity-code";
-pub const DEMO_MONETA_API_USER: &str = "oplata-demo";
-pub const DEMO_MONETA_API_PASSWORD: &str = "demo-api-password";
-pub const DEMO_MONETA_PAYMENT_PASSWORD: &str = "demo-payment-password";
-
-/// Where each simulator is mounted in demo mode.
-pub fn sandbox_mount(kind: AcquirerKind) -> &'static str {
-    match kind {
-        AcquirerKind::Robokassa => "/sandbox/robokassa",
-        AcquirerKind::NetPay => "/sandbox/net_pay",
-        AcquirerKind::Moneta => "/sandbox/moneta",
-    }
-}
-
-fn redacted<S: Serializer>(_: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str("***")
-}
-
-fn redacted_list<S: Serializer>(
-    secrets: &[SecretString],
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    use serde::ser::SerializeSeq;
-    let mut seq = serializer.serialize_seq(Some(secrets.len()))?;
-    for _ in secrets {
-        seq.serialize_element("***")?;
-    }
-    seq.end()
-}
-
-fn redacted_option<S: Serializer>(
-    secret: &Option<SecretString>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    match secret {
-        Some(_) => serializer.serialize_str("***"),
-        None => serializer.serialize_none(),
-    }
-}
-
-fn redacted_map<S: Serializer>(
-    keys: &std::collections::BTreeMap<String, SecretString>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    use serde::ser::SerializeMap;
-    let mut map = serializer.serialize_map(Some(keys.len()))?;
-    for id in keys.keys() {
-        map.serialize_entry(id, "***")?;
-    }
-    map.end()
-}
+pub const DEMO_MONETA_ACCOUNT: &str = moneta::settings::DEMO_ACCOUNT;
+pub const DEMO_MONETA_CODE: &str = moneta::settings::DEMO_CODE;
+pub const DEMO_MONETA_API_USER: &str = moneta::settings::DEMO_API_USER;
+pub const DEMO_MONETA_API_PASSWORD: &str = moneta::settings::DEMO_API_PASSWORD;
+pub const DEMO_MONETA_PAYMENT_PASSWORD: &str = moneta::settings::DEMO_PAYMENT_PASSWORD;
 
 fn redacted_url<S: Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&crate::store::redact_url(url))
@@ -563,19 +446,6 @@ impl Default for Settings {
             desk: DeskSettings::default(),
         }
     }
-}
-
-/// The demo Moneta merchant account, talking to the in-process simulator.
-fn demo_moneta() -> AcquirerSettings {
-    AcquirerSettings::Moneta(MonetaSettings {
-        account_id: DEMO_MONETA_ACCOUNT.to_owned(),
-        integrity_code: SecretString::from(DEMO_MONETA_CODE),
-        api_username: DEMO_MONETA_API_USER.to_owned(),
-        api_password: SecretString::from(DEMO_MONETA_API_PASSWORD),
-        payment_password: SecretString::from(DEMO_MONETA_PAYMENT_PASSWORD),
-        test_mode: true,
-        base_url: None,
-    })
 }
 
 impl Settings {
@@ -756,40 +626,8 @@ impl Settings {
                         supplier.id
                     )))
                 };
-                let (uses_demo_secret, base_url) = match &supplier.acquirer {
-                    AcquirerSettings::Robokassa(r) => (
-                        r.merchant_login == DEMO_ROBOKASSA_LOGIN
-                            || [Some(&r.password1), Some(&r.password2), r.password3.as_ref()]
-                                .into_iter()
-                                .flatten()
-                                .any(|p| {
-                                    [
-                                        DEMO_ROBOKASSA_PASSWORD1,
-                                        DEMO_ROBOKASSA_PASSWORD2,
-                                        DEMO_ROBOKASSA_PASSWORD3,
-                                    ]
-                                    .contains(&p.expose_secret())
-                                }),
-                        &r.base_url,
-                    ),
-                    AcquirerSettings::NetPay(n) => (
-                        n.api_key.expose_secret() == DEMO_NETPAY_API_KEY,
-                        &n.base_url,
-                    ),
-                    AcquirerSettings::Moneta(m) => (
-                        [&m.integrity_code, &m.api_password, &m.payment_password]
-                            .iter()
-                            .any(|p| {
-                                [
-                                    DEMO_MONETA_CODE,
-                                    DEMO_MONETA_API_PASSWORD,
-                                    DEMO_MONETA_PAYMENT_PASSWORD,
-                                ]
-                                .contains(&p.expose_secret())
-                            }),
-                        &m.base_url,
-                    ),
-                };
+                let account = supplier.acquirer.account();
+                let (uses_demo_secret, base_url) = (account.uses_demo_secret(), account.base_url());
                 if uses_demo_secret {
                     return refuse("uses the demo acquirer credentials");
                 }
@@ -871,16 +709,7 @@ impl Settings {
                 payment_type: PaymentType::Utilities,
                 account_pattern: r"\d{10}".to_owned(),
                 max_amount: "100000.00".to_owned(),
-                acquirer: AcquirerSettings::Robokassa(RobokassaSettings {
-                    merchant_login: DEMO_ROBOKASSA_LOGIN.to_owned(),
-                    password1: SecretString::from(DEMO_ROBOKASSA_PASSWORD1),
-                    password2: SecretString::from(DEMO_ROBOKASSA_PASSWORD2),
-                    password3: Some(SecretString::from(DEMO_ROBOKASSA_PASSWORD3)),
-                    refund_base_url: None,
-                    hash: HashAlgorithm::Md5,
-                    test_mode: true,
-                    base_url: None,
-                }),
+                acquirer: AcquirerSettings::Robokassa(RobokassaSettings::demo()),
             });
             self.suppliers.push(SupplierSettings {
                 time_zone: None,
@@ -891,13 +720,7 @@ impl Settings {
                 payment_type: PaymentType::Utilities,
                 account_pattern: r"[0-9]{6,12}".to_owned(),
                 max_amount: "50000.00".to_owned(),
-                acquirer: AcquirerSettings::NetPay(NetPaySettings {
-                    api_key: SecretString::from(DEMO_NETPAY_API_KEY),
-                    auth: DEMO_NETPAY_AUTH.to_owned(),
-                    test_mode: true,
-                    link_lifetime_minutes: 60,
-                    base_url: None,
-                }),
+                acquirer: AcquirerSettings::NetPay(NetPaySettings::demo()),
             });
             self.suppliers.push(SupplierSettings {
                 time_zone: None,
@@ -909,7 +732,7 @@ impl Settings {
                 // УИН: 20 or 25 digits.
                 account_pattern: r"[0-9]{20}|[0-9]{25}".to_owned(),
                 max_amount: "500000.00".to_owned(),
-                acquirer: demo_moneta(),
+                acquirer: AcquirerSettings::Moneta(MonetaSettings::demo()),
             });
             self.suppliers.push(SupplierSettings {
                 time_zone: None,
@@ -921,7 +744,7 @@ impl Settings {
                 payment_type: PaymentType::Budget,
                 account_pattern: r"[0-9]{8}".to_owned(),
                 max_amount: "30000.00".to_owned(),
-                acquirer: demo_moneta(),
+                acquirer: AcquirerSettings::Moneta(MonetaSettings::demo()),
             });
         }
         self
@@ -990,7 +813,7 @@ mod tests {
                 password2: SecretString::from("real-2"),
                 password3: Some(SecretString::from("real-3")),
                 refund_base_url: None,
-                hash: HashAlgorithm::Sha256,
+                hash: oplata_providers::signing::HashAlgorithm::Sha256,
                 test_mode: false,
                 base_url: Url::parse("https://auth.robokassa.ru").ok(),
             }),

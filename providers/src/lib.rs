@@ -10,11 +10,11 @@
 //! protocol (`<acquirer>::sandbox`) used by tests and the local demo.
 
 pub mod markup;
-pub mod moneta;
 pub mod money;
-pub mod net_pay;
 pub mod receipt;
-pub mod robokassa;
+pub mod redact;
+#[macro_use]
+pub mod registry;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod signing;
@@ -26,32 +26,22 @@ use async_trait::async_trait;
 pub use money::{Amount, AmountError};
 pub use receipt::Receipt;
 
-/// The acquirers oplata can talk to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AcquirerKind {
-    NetPay,
-    Robokassa,
-    Moneta,
+// The acquirers, one line each: the folder, its configuration name and its settings type.
+acquirers! {
+    NetPay = "net_pay" in net_pay::NetPaySettings,
+    Robokassa = "robokassa" in robokassa::RobokassaSettings,
+    Moneta = "moneta" in moneta::MonetaSettings,
 }
 
 impl AcquirerKind {
-    pub const ALL: [AcquirerKind; 3] = [
-        AcquirerKind::NetPay,
-        AcquirerKind::Robokassa,
-        AcquirerKind::Moneta,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AcquirerKind::NetPay => "net_pay",
-            AcquirerKind::Robokassa => "robokassa",
-            AcquirerKind::Moneta => "moneta",
-        }
-    }
-
     pub fn parse(value: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|kind| kind.as_str() == value)
+    }
+
+    /// Where this acquirer's simulator is mounted (in oplata in demo mode, or alone in
+    /// `oplata sandbox`).
+    pub fn sandbox_mount(self) -> String {
+        format!("/sandbox/{}", self.as_str())
     }
 }
 
@@ -520,7 +510,7 @@ pub trait Acquirer: Send + Sync + fmt::Debug {
 
 /// What each acquirer's wire protocol says about its notifications and browser returns before
 /// any merchant account is known (so before anything can be verified). Implemented in each
-/// acquirer's folder and listed once in [`PROTOCOLS`].
+/// acquirer's folder and reached through [`AcquirerKind::protocol`].
 pub trait Protocol: Send + Sync + 'static {
     fn kind(&self) -> AcquirerKind;
 
@@ -549,23 +539,6 @@ pub trait Protocol: Send + Sync + 'static {
 pub struct NotificationPath {
     pub path: &'static str,
     pub post: bool,
-}
-
-/// Every acquirer's protocol: the one line a new acquirer adds here.
-pub static PROTOCOLS: [&dyn Protocol; 3] = [
-    &robokassa::protocol::PROTOCOL,
-    &net_pay::protocol::PROTOCOL,
-    &moneta::protocol::PROTOCOL,
-];
-
-impl AcquirerKind {
-    /// This acquirer's protocol from [`PROTOCOLS`] (a test checks every kind has one).
-    pub fn protocol(self) -> &'static dyn Protocol {
-        match PROTOCOLS.iter().find(|protocol| protocol.kind() == self) {
-            Some(protocol) => *protocol,
-            None => unreachable!("{self} has no entry in PROTOCOLS"),
-        }
-    }
 }
 
 /// The answer `kind`'s protocol expects for an accepted notification.

@@ -1,10 +1,47 @@
 //! What the acquirer simulators share: how persistently they deliver notifications, and the
 //! plain HTML of their pages.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
+
+/// What oplata needs of an acquirer's simulator: its routes (its pages, its APIs and its
+/// control endpoint), mounted under `/sandbox/<kind>`.
+pub trait Simulator: std::any::Any + Send + Sync + std::fmt::Debug {
+    fn router(&self) -> axum::Router;
+}
+
+/// Every acquirer's simulator (see [`crate::simulators`]).
+#[derive(Debug, Clone, Default)]
+pub struct Simulators {
+    by_kind: Vec<(crate::AcquirerKind, Arc<dyn Simulator>)>,
+}
+
+impl Simulators {
+    pub fn insert(&mut self, kind: crate::AcquirerKind, simulator: Arc<dyn Simulator>) {
+        self.by_kind.retain(|(known, _)| *known != kind);
+        self.by_kind.push((kind, simulator));
+    }
+
+    /// Each simulator under its mount.
+    pub fn router(&self) -> axum::Router {
+        self.by_kind
+            .iter()
+            .fold(axum::Router::new(), |router, (kind, simulator)| {
+                router.nest(&kind.sandbox_mount(), simulator.router())
+            })
+    }
+
+    /// The simulator of type `T` (for tests that drive it: decide a payment, drop an answer).
+    pub fn get<T: Simulator + Clone>(&self) -> Option<T> {
+        self.by_kind.iter().find_map(|(_, simulator)| {
+            let any: &dyn std::any::Any = simulator.as_ref();
+            any.downcast_ref::<T>().cloned()
+        })
+    }
+}
 
 /// How persistently a simulator re-sends a notification the shop did not acknowledge.
 #[derive(Debug, Clone, Copy)]

@@ -3,17 +3,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use std::time::Duration;
-
-use oplata_providers::moneta::{Moneta, MonetaConfig};
-use oplata_providers::net_pay::{NetPay, NetPayConfig};
-use oplata_providers::robokassa::{Robokassa, RobokassaConfig};
-use oplata_providers::{Acquirer, AcquirerKind};
+use oplata_providers::Acquirer;
+use oplata_providers::registry::BuildContext;
 use url::Url;
 
 use crate::domain::supplier::PaymentType;
 
-use crate::config::{AcquirerSettings, Settings, sandbox_mount};
+use crate::config::Settings;
 
 use crate::domain::supplier::Supplier;
 
@@ -55,73 +51,33 @@ impl SupplierDirectory {
                 id: s.id.clone(),
                 reason,
             };
-            // An account without a base URL talks to the in-process simulator (demo mode only).
             let sandbox = settings.sandbox_base(public_base_url);
-            let base = |configured: &Option<Url>, kind: AcquirerKind| match (configured, &sandbox) {
-                (Some(url), _) => Ok(url.clone()),
-                (None, Some(sandbox)) => sandbox
-                    .join(sandbox_mount(kind))
-                    .map_err(|e| configuration(e.to_string())),
-                (None, None) => Err(configuration(format!(
-                    "{kind} base_url is not set and the sandbox is off"
-                ))),
-            };
-            let acquirer: Arc<dyn Acquirer> = match &s.acquirer {
-                AcquirerSettings::Robokassa(r) => {
-                    let config = RobokassaConfig {
-                        merchant_login: r.merchant_login.clone(),
-                        password1: r.password1.clone(),
-                        password2: r.password2.clone(),
-                        hash: r.hash,
-                        test_mode: r.test_mode,
-                        base_url: base(&r.base_url, AcquirerKind::Robokassa)?,
-                        password3: r.password3.clone(),
-                        // The Refund API lives on its own host; the sandbox serves both.
-                        refund_base_url: match (&r.refund_base_url, &r.base_url) {
-                            (Some(url), _) => url.clone(),
-                            (None, None) => base(&None, AcquirerKind::Robokassa)?,
-                            (None, Some(_)) => Url::parse("https://services.robokassa.ru")
-                                .map_err(|e| configuration(e.to_string()))?,
-                        },
-                    };
-                    Arc::new(
-                        Robokassa::new(config, http.clone())
-                            .map_err(|e| configuration(e.to_string()))?,
-                    )
-                }
-                AcquirerSettings::NetPay(n) => {
-                    let config = NetPayConfig {
-                        api_key: n.api_key.clone(),
-                        auth: n.auth.clone(),
-                        base_url: base(&n.base_url, AcquirerKind::NetPay)?,
-                        test_mode: n.test_mode,
-                        notification_url: Some(
-                            public_base_url
-                                .join(oplata_providers::net_pay::protocol::NOTIFICATION_PATH)
-                                .map_err(|e| configuration(e.to_string()))?,
-                        ),
-                        link_lifetime: Duration::from_secs(
-                            n.link_lifetime_minutes.saturating_mul(60),
-                        ),
-                    };
-                    Arc::new(NetPay::new(config).map_err(|e| configuration(e.to_string()))?)
-                }
-                AcquirerSettings::Moneta(m) => {
-                    let config = MonetaConfig {
-                        account_id: m.account_id.clone(),
-                        integrity_code: m.integrity_code.clone(),
-                        api_username: m.api_username.clone(),
-                        api_password: m.api_password.clone(),
-                        payment_password: m.payment_password.clone(),
-                        base_url: base(&m.base_url, AcquirerKind::Moneta)?,
-                        test_mode: m.test_mode,
-                    };
-                    Arc::new(
-                        Moneta::new(config, http.clone())
-                            .map_err(|e| configuration(e.to_string()))?,
-                    )
+            // An account without a base URL talks to the simulator (demo mode only).
+            let kind = s.acquirer.kind();
+            let (base_url, simulated) = match (s.acquirer.account().base_url(), &sandbox) {
+                (Some(url), _) => (url.clone(), false),
+                (None, Some(sandbox)) => (
+                    sandbox
+                        .join(&kind.sandbox_mount())
+                        .map_err(|e| configuration(e.to_string()))?,
+                    true,
+                ),
+                (None, None) => {
+                    return Err(configuration(format!(
+                        "{kind} base_url is not set and the sandbox is off"
+                    )));
                 }
             };
+            let acquirer = s
+                .acquirer
+                .account()
+                .build(&BuildContext {
+                    base_url,
+                    simulated,
+                    public_base_url,
+                    http,
+                })
+                .map_err(configuration)?;
             let supplier = Supplier::new(
                 &s.id,
                 &s.name,

@@ -231,9 +231,9 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
         http,
         portal_key: key.expose_secret().to_owned(),
         store,
-        sandbox: sandboxes.robokassa,
-        net_pay: sandboxes.net_pay,
-        moneta: sandboxes.moneta,
+        sandbox: sandboxes.get().expect("the Robokassa simulator"),
+        net_pay: sandboxes.get().expect("the NetPay simulator"),
+        moneta: sandboxes.get().expect("the Moneta simulator"),
         shutdown: Some(shutdown),
         _database: database,
     }

@@ -2,9 +2,10 @@
 //! password reset racing with charges, challenges, lost answers, key rotation, and the token
 //! never leaving the vault.
 
-use oplata::config::{AcquirerSettings, MonetaSettings, Settings, SupplierSettings};
+use oplata::config::{AcquirerSettings, Settings, SupplierSettings};
 use oplata::domain::supplier::PaymentType;
 use oplata::service::cards;
+use oplata_providers::moneta::MonetaSettings;
 use oplata_providers::moneta::sandbox::{ApiMode, ChargeBehaviour, DEMO_OTP};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};

@@ -22,6 +22,7 @@
 pub mod protocol;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
+pub mod settings;
 pub mod wire;
 
 use async_trait::async_trait;
@@ -35,6 +36,7 @@ use crate::{
     PaymentRequest, ProviderError, RawCallback, RecurringCharge, RefundOutcome, RefundRequest,
     StartOutcome, StatusOutcome, ThreeDsAssurance, VerifiedCallback,
 };
+pub use settings::MonetaSettings;
 use wire::{ApiAnswer, OperationStatus, PayNotice};
 
 /// One Moneta account.

@@ -149,6 +149,12 @@ fn operation_json(op: &SandboxOperation) -> Value {
     json!({"id": op.id.to_string(), "attribute": attributes})
 }
 
+impl crate::sandbox::Simulator for MonetaSandbox {
+    fn router(&self) -> Router {
+        MonetaSandbox::router(self)
+    }
+}
+
 impl MonetaSandbox {
     /// `public_base` is where the router is reachable by browsers (for the ACS address).
     pub fn new(accounts: Vec<SandboxAccount>, policy: DeliveryPolicy, public_base: &Url) -> Self {

@@ -11,6 +11,7 @@
 pub mod protocol;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
+pub mod settings;
 pub mod wire;
 
 use std::time::Duration;
@@ -26,6 +27,7 @@ use crate::{
     DeclineCode, NextAction, PaymentRequest, ProviderError, RawCallback, StartOutcome,
     ThreeDsAssurance, VerifiedCallback,
 };
+pub use settings::NetPaySettings;
 use wire::{Notification, TransactionType};
 
 /// One NetPay merchant account.

@@ -87,6 +87,12 @@ fn decode_again(value: &str) -> String {
     }
 }
 
+impl crate::sandbox::Simulator for NetPaySandbox {
+    fn router(&self) -> Router {
+        NetPaySandbox::router(self)
+    }
+}
+
 impl NetPaySandbox {
     pub fn new(merchants: Vec<SandboxMerchant>, policy: DeliveryPolicy) -> Self {
         let http = crate::http_client(Duration::from_secs(10))

@@ -19,6 +19,7 @@
 pub mod protocol;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
+pub mod settings;
 pub mod wire;
 
 use async_trait::async_trait;
@@ -32,6 +33,7 @@ use crate::{
     RecurringCharge, RefundOutcome, RefundRequest, StartOutcome, StatusOutcome, ThreeDsAssurance,
     VerifiedCallback,
 };
+pub use settings::RobokassaSettings;
 use wire::{OperationState, OperationStateResponse, ResultCode, ResultNotice};
 
 /// Robokassa limits the description shown to the customer.

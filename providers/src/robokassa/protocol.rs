@@ -5,6 +5,10 @@ use crate::{AcquirerKind, CallbackAnswer, CallbackError, NotificationPath, Proto
 
 /// ResultURL (POST form, or GET, as set in the shop's cabinet).
 pub const RESULT_PATH: &str = "/callbacks/robokassa/result";
+/// SuccessURL and FailURL, where the customer's browser comes back (set in the shop's cabinet;
+/// oplata's return route for this acquirer).
+pub const SUCCESS_PATH: &str = "/return/robokassa/success";
+pub const FAIL_PATH: &str = "/return/robokassa/fail";
 
 #[derive(Debug, Clone, Copy)]
 pub struct RobokassaProtocol;

@@ -107,6 +107,12 @@ pub struct RobokassaSandbox {
 /// How long after answering a recurring charge the simulated bank takes to settle it.
 const RECURRING_SETTLEMENT_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
 
+impl crate::sandbox::Simulator for RobokassaSandbox {
+    fn router(&self) -> Router {
+        RobokassaSandbox::router(self)
+    }
+}
+
 impl RobokassaSandbox {
     pub fn new(merchants: Vec<SandboxMerchant>, policy: DeliveryPolicy) -> Self {
         let http = crate::http_client(Duration::from_secs(10))
