@@ -327,7 +327,7 @@ mod tests {
             failure_message: None,
             review_reason: None,
             acquirer_operation_id: None,
-            payment_method: "saved_card".into(),
+            payment_method: oplata::domain::payment::PaymentMethod::SavedCard,
             saved_card_id: None,
             save_card: false,
             next_check_at: None,

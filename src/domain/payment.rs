@@ -286,6 +286,44 @@ impl PartialEq<&str> for PaymentStatus {
     }
 }
 
+/// How a payment is paid: card entry on the acquirer's page, or a saved card's token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentMethod {
+    NewCard,
+    SavedCard,
+}
+
+impl PaymentMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentMethod::NewCard => "new_card",
+            PaymentMethod::SavedCard => "saved_card",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [PaymentMethod::NewCard, PaymentMethod::SavedCard]
+            .into_iter()
+            .find(|method| method.as_str() == text)
+    }
+}
+
+impl TryFrom<String> for PaymentMethod {
+    type Error = UnknownStatus;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        PaymentMethod::parse(&text).ok_or(UnknownStatus(text))
+    }
+}
+
+/// Compares with the method's wire text (`method == "saved_card"`).
+impl PartialEq<&str> for PaymentMethod {
+    fn eq(&self, text: &&str) -> bool {
+        self.as_str() == *text
+    }
+}
+
 /// A status text no state machine knows: the stored data is corrupt.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown status {0:?}")]

@@ -15,6 +15,22 @@ pub enum PaymentType {
     Budget,
 }
 
+/// How a stored payment type is read back.
+impl TryFrom<String> for PaymentType {
+    type Error = crate::domain::payment::UnknownStatus;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        PaymentType::parse(&text).ok_or(crate::domain::payment::UnknownStatus(text))
+    }
+}
+
+/// Compares with the type's wire text (`payment_type == "utilities"`).
+impl PartialEq<&str> for PaymentType {
+    fn eq(&self, text: &&str) -> bool {
+        self.as_str() == *text
+    }
+}
+
 impl PaymentType {
     pub fn parse(text: &str) -> Option<Self> {
         [

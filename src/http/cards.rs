@@ -43,8 +43,8 @@ impl From<SavedCardRecord> for CardView {
             last4: c.last4,
             exp_month: c.exp_month,
             exp_year: c.exp_year,
-            payment_type: c.payment_type,
-            acquirer: c.acquirer,
+            payment_type: c.payment_type.as_str().to_owned(),
+            acquirer: c.acquirer.as_str().to_owned(),
             created_at: c.created_at,
             last_used_at: c.last_used_at,
         }

@@ -184,7 +184,7 @@ impl TryFrom<PaymentRecord> for PaymentView {
             return_url: p.return_url,
             next_action,
             failure,
-            payment_method: p.payment_method,
+            payment_method: p.payment_method.as_str().to_owned(),
             card_id: p.saved_card_id,
             save_card: p.save_card,
             created_at: p.created_at,

@@ -14,9 +14,8 @@ use crate::domain::cards::{
 };
 use crate::domain::new_payment::{PaymentDraft, PaymentRuleError, validate};
 use crate::domain::payer::PayerError;
-use crate::domain::payment::{PaymentEvent, PaymentStatus};
+use crate::domain::payment::{PaymentEvent, PaymentMethod, PaymentStatus};
 use crate::domain::public_limits::{self, PublicLimits};
-use crate::domain::supplier::PaymentType;
 use crate::store::{
     ClaimedKey, NewPaymentRecord, PaymentRecord, PublicAttempt, SavedCardRecord, StatusChange,
     TransitionResult,
@@ -185,13 +184,11 @@ pub async fn create_as(
                 Origin::Sms { .. } => true,
                 Origin::Public { .. } => false,
             });
-            let facts = card.as_ref().and_then(|c| {
-                Some(CardFacts {
-                    owner: &c.user_id,
-                    status: c.status,
-                    payment_type: PaymentType::parse(&c.payment_type)?,
-                    acquirer: AcquirerKind::parse(&c.acquirer)?,
-                })
+            let facts = card.as_ref().map(|c| CardFacts {
+                owner: &c.user_id,
+                status: c.status,
+                payment_type: c.payment_type,
+                acquirer: c.acquirer,
             });
             let earlier = services
                 .store
@@ -227,13 +224,12 @@ pub async fn create_as(
         email: valid.email.clone(),
         phone: valid.phone.clone(),
         return_url: valid.return_url.as_ref().map(|u| u.to_string()),
-        acquirer: entry.acquirer.kind().as_str().to_owned(),
+        acquirer: entry.acquirer.kind(),
         payment_method: if card.is_some() {
-            "saved_card"
+            PaymentMethod::SavedCard
         } else {
-            "new_card"
-        }
-        .to_owned(),
+            PaymentMethod::NewCard
+        },
         saved_card_id: card,
         save_card: method == Method::NewCard { save: true },
         created_at,
@@ -263,7 +259,7 @@ pub async fn create_as(
         Origin::Api(_) | Origin::Sms { .. } => services.store.create_payment(&new, &actor).await?,
     };
     tracing::info!(payment_id = %created.id, order_id = %created.acquirer_order_id, "payment created");
-    metrics::counter!("oplata_payments_created_total", "acquirer" => created.acquirer.as_str(), "method" => created.payment_method.clone())
+    metrics::counter!("oplata_payments_created_total", "acquirer" => created.acquirer.as_str(), "method" => created.payment_method.as_str())
         .increment(1);
     match (card, continue_token) {
         (None, Some(_)) => send_to_continue_page(services, created.id, &actor).await,

@@ -270,6 +270,10 @@ text_value!(
     &crate::domain::refunds::RefundStatus,
     crate::domain::cards::CardStatus,
     &crate::domain::cards::CardStatus,
+    crate::domain::payment::PaymentMethod,
+    &crate::domain::payment::PaymentMethod,
+    crate::domain::supplier::PaymentType,
+    &crate::domain::supplier::PaymentType,
     oplata_providers::AcquirerKind,
     &oplata_providers::AcquirerKind,
 );

@@ -12,6 +12,23 @@ use super::{
 };
 use crate::domain::payment::PaymentStatus;
 
+/// The payment, locked until `conn` ends: the one lock every change to a payment and its
+/// refunds takes first, so two of them never deadlock.
+pub(super) async fn lock_payment_in(
+    conn: &mut Tx,
+    id: Uuid,
+) -> Result<Option<PaymentRecord>, StoreError> {
+    Ok(query_as(concat!(
+        "SELECT ",
+        payment_columns!(),
+        " FROM payments WHERE id = $1",
+        " FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
 /// The state machine applied inside a transaction someone else commits.
 pub(super) async fn transition_in(
     conn: &mut Tx,
@@ -20,16 +37,9 @@ pub(super) async fn transition_in(
 ) -> Result<TransitionResult, StoreError> {
     use crate::domain::payment::{ACTION_WINDOW, Transition, first_check_delay};
     use crate::store::{StoreError, TransitionResult};
-    let current: Option<PaymentRecord> = query_as(concat!(
-        "SELECT ",
-        payment_columns!(),
-        " FROM payments WHERE id = $1",
-        " FOR UPDATE"
-    ))
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let current = current.ok_or(StoreError::NotFound)?;
+    let current = lock_payment_in(conn, id)
+        .await?
+        .ok_or(StoreError::NotFound)?;
     let from = current.status;
     let to = match from.apply(change.event) {
         Ok(Transition::To(to)) => to,
@@ -94,7 +104,7 @@ pub(super) async fn create_payment_in(
     p: &NewPaymentRecord,
     actor: &str,
 ) -> Result<PaymentRecord, StoreError> {
-    let order_number = tx.next_order_number(&p.acquirer).await?;
+    let order_number = tx.next_order_number(p.acquirer.as_str()).await?;
     let record: PaymentRecord = query_as(concat!(
         "INSERT INTO payments (id, client_id, user_id, supplier_id, account_number, amount_minor, \
          currency, description, email, return_url, acquirer, acquirer_order_id, status, \
@@ -114,10 +124,10 @@ pub(super) async fn create_payment_in(
     .bind(&p.description)
     .bind(&p.email)
     .bind(&p.return_url)
-    .bind(&p.acquirer)
+    .bind(p.acquirer)
     .bind(order_number.to_string())
     .bind(p.created_at)
-    .bind(&p.payment_method)
+    .bind(p.payment_method)
     .bind(p.saved_card_id)
     .bind(p.save_card)
     // A payment that never leaves `created` (the process died) is checked too.

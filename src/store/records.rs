@@ -29,8 +29,8 @@ pub struct NewPaymentRecord {
     /// Where the receipt goes when there is no e-mail address (`+7XXXXXXXXXX`).
     pub phone: Option<String>,
     pub return_url: Option<String>,
-    pub acquirer: String,
-    pub payment_method: String,
+    pub acquirer: oplata_providers::AcquirerKind,
+    pub payment_method: crate::domain::payment::PaymentMethod,
     pub saved_card_id: Option<Uuid>,
     pub save_card: bool,
     pub created_at: OffsetDateTime,
@@ -165,8 +165,8 @@ pub struct PaymentRecord {
     pub failure_message: Option<String>,
     pub review_reason: Option<String>,
     pub acquirer_operation_id: Option<String>,
-    /// `new_card` or `saved_card`.
-    pub payment_method: String,
+    #[sqlx(try_from = "String")]
+    pub payment_method: crate::domain::payment::PaymentMethod,
     pub saved_card_id: Option<Uuid>,
     pub save_card: bool,
     pub next_check_at: Option<OffsetDateTime>,
@@ -212,8 +212,10 @@ pub struct SavedCardRecord {
     /// The API client (portal) whose user the card belongs to.
     pub client_id: Option<Uuid>,
     pub user_id: String,
-    pub payment_type: String,
-    pub acquirer: String,
+    #[sqlx(try_from = "String")]
+    pub payment_type: crate::domain::supplier::PaymentType,
+    #[sqlx(try_from = "String")]
+    pub acquirer: oplata_providers::AcquirerKind,
     /// The payment that bound it; `None` once the card ended (for Robokassa that payment's
     /// invoice number is the token, so a tombstone must not name it).
     pub binding_payment_id: Option<Uuid>,
@@ -256,8 +258,8 @@ pub struct NewSavedCard {
     pub id: Uuid,
     pub client_id: Option<Uuid>,
     pub user_id: String,
-    pub payment_type: String,
-    pub acquirer: String,
+    pub payment_type: crate::domain::supplier::PaymentType,
+    pub acquirer: oplata_providers::AcquirerKind,
     pub binding_payment_id: Uuid,
     pub key_id: String,
     pub token_ciphertext: Vec<u8>,

@@ -9,9 +9,8 @@ use crate::domain::refunds::RefundContext;
 
 use super::db::{Tx, query, query_as};
 use super::journal::{AuditLine, audit_in, outbox_in};
-use super::{
-    NewRefund, PaymentRecord, RefundRecord, RefundSettlement, StatusChange, Store, StoreError,
-};
+use super::payments::lock_payment_in;
+use super::{NewRefund, RefundRecord, RefundSettlement, StatusChange, Store, StoreError};
 
 pub(super) async fn refund_outbox_in(
     conn: &mut Tx,
@@ -36,16 +35,9 @@ impl Store {
     ) -> Result<Result<RefundRecord, Refused>, StoreError> {
         use crate::domain::refunds::RefundStatus;
         let mut tx = self.pool.begin_write().await?;
-        let payment: Option<PaymentRecord> = query_as(concat!(
-            "SELECT ",
-            payment_columns!(),
-            " FROM payments WHERE id = $1",
-            " FOR UPDATE"
-        ))
-        .bind(r.payment_id)
-        .fetch_optional(&mut tx)
-        .await?;
-        let payment = payment.ok_or(StoreError::NotFound)?;
+        let payment = lock_payment_in(&mut tx, r.payment_id)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         let (held,): (i64,) = query_as(
             "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM refunds \
              WHERE payment_id = $1 AND status IN ('pending', 'awaiting_acquirer', 'succeeded')",
@@ -130,15 +122,9 @@ impl Store {
         .await?;
         let current = current.ok_or(StoreError::NotFound)?;
         // Lock the payment first, as reservations do, so the two never deadlock.
-        let payment: PaymentRecord = query_as(concat!(
-            "SELECT ",
-            payment_columns!(),
-            " FROM payments WHERE id = $1",
-            " FOR UPDATE"
-        ))
-        .bind(current.payment_id)
-        .fetch_one(&mut tx)
-        .await?;
+        let payment = lock_payment_in(&mut tx, current.payment_id)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         let now = OffsetDateTime::now_utc();
         let (failure_code, failure_message) = s.failure.unzip();
         let updated: Option<RefundRecord> = query_as(concat!(

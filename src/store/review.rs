@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use super::db::{query, query_as};
 use super::journal::{AuditLine, audit_in};
+use super::payments::lock_payment_in;
 use super::{
     AttentionCounts, PaymentRecord, RefundRecord, StatusChange, Store, StoreError,
     TransitionResult, new_row_id,
@@ -51,15 +52,7 @@ impl Store {
         note: &str,
     ) -> Result<Option<PaymentRecord>, StoreError> {
         let mut tx = self.pool.begin_write().await?;
-        let current: Option<PaymentRecord> = query_as(concat!(
-            "SELECT ",
-            payment_columns!(),
-            " FROM payments WHERE id = $1",
-            " FOR UPDATE"
-        ))
-        .bind(id)
-        .fetch_optional(&mut tx)
-        .await?;
+        let current = lock_payment_in(&mut tx, id).await?;
         if current.is_none_or(|p| p.review_reason.is_none()) {
             return Ok(None);
         }

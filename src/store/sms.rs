@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::db::{Tx, query, query_as};
 use super::journal::outbox_in;
+use super::payments::lock_payment_in;
 use super::{
     PaymentRecord, SmsClaim, SmsClaimResult, SmsJudgement, SmsMessageRecord, Store, StoreError,
 };
@@ -288,16 +289,9 @@ impl Store {
             .ok_or_else(|| StoreError::Corrupt(format!("sms {message_id} has no payment")))?;
         // Under the payment's lock: a transition either happened before (final now) or
         // waits and then finds the SMS awaiting its result.
-        let payment: PaymentRecord = query_as(concat!(
-            "SELECT ",
-            payment_columns!(),
-            " FROM payments WHERE id = $1",
-            " FOR UPDATE"
-        ))
-        .bind(payment_id)
-        .fetch_optional(&mut tx)
-        .await?
-        .ok_or(StoreError::NotFound)?;
+        let payment = lock_payment_in(&mut tx, payment_id)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         let status = payment.status;
         let amount = oplata_providers::Amount::from_minor(payment.amount_minor)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
