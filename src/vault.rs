@@ -162,6 +162,20 @@ impl Vault {
             .map_err(|_| VaultError::DoesNotOpen)
     }
 
+    /// What `key_id` sealed with `bytes`, sealed again under the active key (key rotation).
+    pub fn reseal(
+        &self,
+        key_id: &str,
+        bytes: &[u8],
+        associated: &[u8],
+    ) -> Result<Sealed, VaultError> {
+        let sealed = Sealed {
+            key_id: key_id.to_owned(),
+            bytes: bytes.to_vec(),
+        };
+        Ok(self.seal(&self.open(&sealed, associated)?, associated))
+    }
+
     /// A new random key, base64, for `oplata keys generate`.
     pub fn generate_key() -> SecretString {
         let mut key = [0u8; 32];

@@ -173,17 +173,9 @@ pub async fn rotate_keys(store: &Store, vault: &Vault) -> Result<Rotation, Rotat
             rotation.skipped += 1;
             continue;
         };
-        let associated = card_binding(&card.user_id, card.id);
-        let token = vault
-            .open(
-                &Sealed {
-                    key_id: old_key.clone(),
-                    bytes: bytes.clone(),
-                },
-                &associated,
-            )
+        let resealed = vault
+            .reseal(old_key, bytes, &card_binding(&card.user_id, card.id))
             .map_err(|e| RotationError::Vault(card.id, e))?;
-        let resealed = vault.seal(&token, &associated);
         if store
             .reseal_card(card.id, old_key, &resealed.key_id, &resealed.bytes)
             .await?

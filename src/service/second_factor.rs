@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::ServiceError;
 use super::operators::OperatorError;
 use crate::store::{OperatorRecord, Store};
-use crate::vault::{Sealed, Vault, VaultError};
+use crate::vault::{Sealed, Vault};
 
 /// The name authenticator apps show above the code.
 pub const ISSUER: &str = "oplata";
@@ -163,17 +163,9 @@ pub async fn rotate_keys(
             rotation.skipped += 1;
             continue;
         };
-        let associated = binding(operator.id);
-        let secret = vault
-            .open(
-                &Sealed {
-                    key_id: old_key.clone(),
-                    bytes: bytes.clone(),
-                },
-                &associated,
-            )
-            .map_err(|e: VaultError| super::cards::RotationError::Operator(operator.id, e))?;
-        let resealed = vault.seal(&secret, &associated);
+        let resealed = vault
+            .reseal(old_key, bytes, &binding(operator.id))
+            .map_err(|e| super::cards::RotationError::Operator(operator.id, e))?;
         if store
             .reseal_operator_second_factor(operator.id, old_key, &resealed.key_id, &resealed.bytes)
             .await?

@@ -20,7 +20,11 @@ on_both_backends!(
 const PASSWORD: &str = "correct horse battery";
 
 async fn with_operator(backend: Backend) -> TestApp {
-    let app = spawn_app(backend).await;
+    add_operator(spawn_app(backend).await).await
+}
+
+/// Adds the operator olga to `app`.
+async fn add_operator(app: TestApp) -> TestApp {
     oplata::service::operators::add(
         app.store.as_ref(),
         "olga",
@@ -189,6 +193,41 @@ async fn an_enrolled_operator_signs_in_with_a_fresh_code_and_each_code_works_onc
         "a code is accepted once"
     );
 
+    // Key rotation re-seals the secret; afterwards the old key can go.
+    let mut keys = oplata::config::Settings::default()
+        .with_demo_defaults()
+        .vault
+        .keys;
+    keys.insert("k2".into(), oplata::vault::Vault::generate_key());
+    let rotated = oplata::vault::Vault::new("k2", &keys).unwrap();
+    let first = second_factor::rotate_keys(app.store.as_ref(), &rotated)
+        .await
+        .unwrap();
+    assert_eq!((first.resealed, first.skipped), (1, 0));
+    let second = second_factor::rotate_keys(app.store.as_ref(), &rotated)
+        .await
+        .unwrap();
+    assert_eq!((second.resealed, second.skipped), (0, 0));
+    let operator = app.store.find_operator("olga").await.unwrap().unwrap();
+    assert_eq!(operator.totp_key_id.as_deref(), Some("k2"));
+    let only_new_key = oplata::vault::Vault::new(
+        "k2",
+        &keys.into_iter().filter(|(id, _)| id == "k2").collect(),
+    )
+    .unwrap();
+    let spent = second_factor::verify(
+        app.store.as_ref(),
+        &only_new_key,
+        &operator,
+        &next,
+        time::OffsetDateTime::now_utc(),
+    )
+    .await;
+    assert!(
+        matches!(spent, Ok(false)),
+        "the new key opens the secret; the spent code stays spent: {spent:?}"
+    );
+
     // A lost phone: the second factor is removed and the password alone works again (demo).
     assert!(
         second_factor::remove(app.store.as_ref(), "olga")
@@ -199,18 +238,13 @@ async fn an_enrolled_operator_signs_in_with_a_fresh_code_and_each_code_works_onc
 }
 
 async fn where_a_second_factor_is_required_an_operator_without_one_is_not_let_in(backend: Backend) {
-    let app = spawn_app_with(backend, |settings| {
-        settings.desk.require_second_factor = Some(true);
-    })
-    .await;
-    oplata::service::operators::add(
-        app.store.as_ref(),
-        "olga",
-        "Ольга",
-        &secrecy::SecretString::from(PASSWORD),
+    let app = add_operator(
+        spawn_app_with(backend, |settings| {
+            settings.desk.require_second_factor = Some(true);
+        })
+        .await,
     )
-    .await
-    .unwrap();
+    .await;
     let client = browser();
     let (status, page) = sign_in_with_code(&app, &client, PASSWORD, "123456").await;
     assert_eq!(status, 403);
