@@ -1,7 +1,7 @@
 //! Building and running the service: `Application::build` binds its own listener (port 0 picks a
 //! free port), so tests start exactly what production starts.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -145,24 +145,50 @@ impl Application {
         self.sandboxes.clone()
     }
 
-    /// Serves until `shutdown` completes, then lets requests in flight finish.
+    /// Serves until `shutdown` completes; then stops the workers at once and lets requests in
+    /// flight finish for at most `shutdown_grace_secs`. Every step a request or a pass takes is
+    /// a recovery point (the exactly-once issue), so one cut short is resumed by its retry or
+    /// the next pass.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
-        let workers = self.spawn_workers(workers_stop);
+        let grace = Duration::from_secs(self.services.settings.shutdown_grace_secs);
+        let (stopping, mut stopped) = tokio::sync::watch::channel(false);
+        let workers = self.spawn_workers(stopped.clone());
+        let signalled = async move {
+            shutdown.await;
+            let _ = stopping.send(true);
+        };
         // The peer address feeds the public page's per-IP limits.
-        let served = axum::serve(
+        let serve = axum::serve(
             self.listener,
             self.router
                 .into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
-        .await;
-        let _ = stop_workers.send(true);
-        for worker in workers {
-            let _ = worker.await;
+        .with_graceful_shutdown(signalled)
+        .into_future();
+        let served = tokio::select! {
+            served = serve => served,
+            () = async {
+                let _ = stopped.wait_for(|stop| *stop).await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!(
+                    grace_secs = grace.as_secs(),
+                    "requests still running after the shutdown grace period are cut off"
+                );
+                Ok(())
+            }
+        };
+        // Workers stop at the signal; a pass stuck on a slow endpoint is not waited for long.
+        for mut worker in workers {
+            if tokio::time::timeout(WORKER_STOP_WAIT, &mut worker)
+                .await
+                .is_err()
+            {
+                worker.abort();
+            }
         }
         served
     }
@@ -225,6 +251,9 @@ impl Application {
         shutdown_signal().await;
     }
 }
+
+/// How long a worker is given to notice the shutdown before it is aborted.
+const WORKER_STOP_WAIT: Duration = Duration::from_secs(2);
 
 async fn shutdown_signal() {
     let ctrl_c = async {

@@ -56,6 +56,9 @@ pub struct Settings {
     /// `tracing` filter directives, e.g. `info,oplata=debug`.
     pub log_filter: String,
     pub request_timeout_secs: u64,
+    /// After SIGTERM or Ctrl-C, how long requests in flight may still run before the process
+    /// exits anyway (the workers stop at once).
+    pub shutdown_grace_secs: u64,
     pub body_limit_bytes: usize,
     /// Timeout of one call to an acquirer.
     pub acquirer_timeout_secs: u64,
@@ -391,6 +394,7 @@ impl Default for Settings {
             log_format: LogFormat::Auto,
             log_filter: "info".to_owned(),
             request_timeout_secs: 30,
+            shutdown_grace_secs: 10,
             body_limit_bytes: 64 * 1024,
             acquirer_timeout_secs: 15,
             idempotency_ttl_hours: 24,

@@ -356,11 +356,10 @@ impl<'q> Query<'q> {
     fn postgres(
         self,
     ) -> Result<sqlx::query::Query<'static, sqlx::Postgres, PgArguments>, sqlx::Error> {
-        let mut arguments = PgArguments::default();
-        for value in self.arguments {
-            add_postgres(&mut arguments, value)?;
-        }
-        Ok(sqlx::query_with(self.sql, arguments))
+        Ok(sqlx::query_with(
+            self.sql,
+            postgres_arguments(self.arguments)?,
+        ))
     }
 
     fn sqlite(
@@ -422,10 +421,7 @@ impl<'q, O: Row> QueryAs<'q, O> {
     fn postgres(
         self,
     ) -> Result<sqlx::query::QueryAs<'static, sqlx::Postgres, O, PgArguments>, sqlx::Error> {
-        let mut arguments = PgArguments::default();
-        for value in self.query.arguments {
-            add_postgres(&mut arguments, value)?;
-        }
+        let arguments = postgres_arguments(self.query.arguments)?;
         Ok(sqlx::query_as_with(self.query.sql, arguments))
     }
 
@@ -440,17 +436,21 @@ impl<'q, O: Row> QueryAs<'q, O> {
     }
 }
 
-fn add_postgres(arguments: &mut PgArguments, value: Value<'_>) -> Result<(), sqlx::Error> {
-    match value {
-        Value::Uuid(v) => arguments.add(v),
-        Value::BigInt(v) => arguments.add(v),
-        Value::Int(v) => arguments.add(v),
-        Value::Bool(v) => arguments.add(v),
-        Value::Text(v) => arguments.add(v.as_deref()),
-        Value::Time(v) => arguments.add(v),
-        Value::Bytes(v) => arguments.add(v.as_deref()),
+fn postgres_arguments(values: Vec<Value<'_>>) -> Result<PgArguments, sqlx::Error> {
+    let mut arguments = PgArguments::default();
+    for value in values {
+        match value {
+            Value::Uuid(v) => arguments.add(v),
+            Value::BigInt(v) => arguments.add(v),
+            Value::Int(v) => arguments.add(v),
+            Value::Bool(v) => arguments.add(v),
+            Value::Text(v) => arguments.add(v.as_deref()),
+            Value::Time(v) => arguments.add(v),
+            Value::Bytes(v) => arguments.add(v.as_deref()),
+        }
+        .map_err(sqlx::Error::Encode)?;
     }
-    .map_err(sqlx::Error::Encode)
+    Ok(arguments)
 }
 
 fn sqlite_arguments(values: Vec<Value<'_>>) -> Result<SqliteArguments, sqlx::Error> {

@@ -265,3 +265,87 @@ fn an_operator_is_added_and_enrolled_from_the_command_line() {
         assert_eq!(count, "1");
     }
 }
+
+/// SIGTERM while the webhook worker waits on a receiver that never answers: the process ends
+/// within a few seconds (the liveness bound: 8 s, under the 10 s grace), and cleanly.
+#[tokio::test]
+async fn sigterm_stops_the_service_within_seconds_even_with_a_webhook_receiver_that_hangs() {
+    let hanging = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let receiver = hanging.local_addr().unwrap();
+    // Accepts and holds every connection without a word.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in hanging.incoming().map_while(Result::ok) {
+            held.push(stream);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("oplata.toml"),
+        format!(
+            "[workers]\nreconcile_interval_ms = 200\n\n[[webhooks.endpoints]]\nname = \"billing\"\n\
+             url = \"http://{receiver}/events\"\nsecrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\n"
+        ),
+    )
+    .unwrap();
+    let mut child = oplata(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines, printed) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let (mut base, mut key) = (None, None);
+    while key.is_none() {
+        let line = printed
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the demo did not start");
+        if let Some(rest) = line.strip_prefix("oplata demo is running at ") {
+            base = Some(rest.trim().to_owned());
+        }
+        if let Some(rest) = line.strip_prefix("A portal API key for this run: ") {
+            key = Some(rest.trim().to_owned());
+        }
+    }
+    let (base, key) = (base.expect("address printed"), key.expect("key printed"));
+    let client = oplata_providers::http_client(Duration::from_secs(10)).unwrap();
+    let created = client
+        .post(format!("{base}/v1/payments"))
+        .bearer_auth(&key)
+        .header("idempotency-key", "sigterm-1")
+        .json(
+            &serde_json::json!({"supplier_id": "demo-electro", "account_number": "1234567890",
+            "amount": "10.00", "currency": "RUB", "description": "Электроэнергия",
+            "email": "ivan@example.ru"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
+    // Let the webhook worker reach the receiver and hang there.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let asked = std::time::Instant::now();
+    let signalled = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if asked.elapsed() > Duration::from_secs(8) {
+            let _ = child.kill();
+            panic!("still running 8 s after SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Within the loop's bound, well under the 10 s a stuck worker would have cost.
+    assert!(status.success(), "{status:?}");
+}
