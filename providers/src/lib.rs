@@ -413,6 +413,14 @@ pub trait Acquirer: Send + Sync + fmt::Debug {
     /// Starts a payment with card entry on the acquirer's page and says where to send the browser.
     async fn start_payment(&self, request: &PaymentRequest<'_>) -> StartOutcome;
 
+    /// The same as [`Acquirer::start_payment`] when starting asks the acquirer nothing (a
+    /// signed or encrypted redirect to its page): the service then creates the payment and
+    /// sends it there in one transaction. `None` (the default): call `start_payment`.
+    fn start_locally(&self, request: &PaymentRequest<'_>) -> Option<StartOutcome> {
+        let _ = request;
+        None
+    }
+
     /// Checks a server-to-server notification's signature and reads what it says.
     fn verify_callback(&self, raw: &RawCallback) -> Result<VerifiedCallback, CallbackError>;
 

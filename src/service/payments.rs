@@ -17,8 +17,8 @@ use crate::domain::payer::PayerError;
 use crate::domain::payment::{PaymentEvent, PaymentMethod, PaymentStatus};
 use crate::domain::public_limits::{self, PublicLimits};
 use crate::store::{
-    ClaimedKey, NewPaymentRecord, PaymentRecord, PublicAttempt, SavedCardRecord, StatusChange,
-    TransitionResult,
+    ClaimedKey, FirstMove, NewPaymentRecord, PaymentRecord, PublicAttempt, SavedCardRecord,
+    StatusChange, TransitionResult,
 };
 
 /// How long after a saved-card charge was sent a resumed request may send it again when the
@@ -236,6 +236,19 @@ pub async fn create_as(
         payer,
     };
     let actor = origin.actor();
+    let adapter = entry.acquirer.as_ref();
+    // A hosted page the adapter builds itself is decided in the creating transaction: the
+    // payment is created and sent to the page in one commit. Anything that calls the acquirer
+    // (a saved-card charge) keeps its recovery point between creation and the call.
+    let hosted_here = card.is_none() && continue_token.is_none();
+    let first_move = |record: &PaymentRecord| -> Option<FirstMove> {
+        if !hosted_here {
+            return None;
+        }
+        let parts = StartParts::of(services, adapter, record).ok()?;
+        let outcome = adapter.start_locally(&parts.request(record, None))?;
+        first_move_of(&outcome).ok()
+    };
     let created = match origin {
         Origin::Public { client_ip, limits } => {
             let attempt = PublicAttempt {
@@ -245,24 +258,37 @@ pub async fn create_as(
             let limits = *limits;
             services
                 .store
-                .create_public_payment(&new, &actor, &attempt, |recent| {
-                    public_limits::check(
-                        &limits,
-                        recent.account_attempts,
-                        recent.ip_declines,
-                        recent.ip_creations,
-                        new.created_at,
-                    )
-                })
+                .create_public_payment(
+                    &new,
+                    &actor,
+                    &attempt,
+                    |recent| {
+                        public_limits::check(
+                            &limits,
+                            recent.account_attempts,
+                            recent.ip_declines,
+                            recent.ip_creations,
+                            new.created_at,
+                        )
+                    },
+                    &first_move,
+                )
                 .await??
         }
-        Origin::Api(_) | Origin::Sms { .. } => services.store.create_payment(&new, &actor).await?,
+        Origin::Api(_) | Origin::Sms { .. } => {
+            services
+                .store
+                .create_payment(&new, &actor, &first_move)
+                .await?
+        }
     };
     tracing::info!(payment_id = %created.id, order_id = %created.acquirer_order_id, "payment created");
     metrics::counter!("oplata_payments_created_total", "acquirer" => created.acquirer.as_str(), "method" => created.payment_method.as_str())
         .increment(1);
     match (card, continue_token) {
         (None, Some(_)) => send_to_continue_page(services, created.id, &actor).await,
+        // Started in the creating transaction.
+        (None, None) if created.status != PaymentStatus::Created => Ok(created),
         (None, None) => {
             start_hosted_payment(services, entry.acquirer.as_ref(), created, &actor).await
         }
@@ -344,6 +370,55 @@ pub async fn continue_to_acquirer(
     }
 }
 
+/// What a payment request is made of besides the stored payment.
+struct StartParts {
+    amount: Amount,
+    payment_ref: String,
+    success_url: String,
+    fail_url: String,
+    receipt: Option<oplata_providers::Receipt>,
+}
+
+impl StartParts {
+    fn of(
+        services: &Services,
+        adapter: &dyn Acquirer,
+        payment: &PaymentRecord,
+    ) -> Result<Self, ServiceError> {
+        let amount = Amount::from_minor(payment.amount_minor)
+            .map_err(|e| ServiceError::internal_from("the payment amount", e))?;
+        let (success_url, fail_url) =
+            services.browser_returns(adapter.kind(), &payment.acquirer_order_id);
+        Ok(StartParts {
+            amount,
+            payment_ref: payment.id.to_string(),
+            success_url,
+            fail_url,
+            receipt: super::receipts::for_payment(services, payment, amount),
+        })
+    }
+
+    fn request<'a>(
+        &'a self,
+        payment: &'a PaymentRecord,
+        payer: Option<Payer<'a>>,
+    ) -> PaymentRequest<'a> {
+        PaymentRequest {
+            payment_ref: &self.payment_ref,
+            order_id: &payment.acquirer_order_id,
+            amount: self.amount,
+            description: &payment.description,
+            email: payment.email.as_deref(),
+            success_url: &self.success_url,
+            fail_url: &self.fail_url,
+            save_card: payment.save_card,
+            customer_ref: payment.user_id.as_deref(),
+            payer,
+            receipt: self.receipt.as_ref(),
+        }
+    }
+}
+
 /// Asks the acquirer where the customer enters the card for a stored payment.
 async fn start_on_acquirer(
     services: &Services,
@@ -351,27 +426,38 @@ async fn start_on_acquirer(
     payment: &PaymentRecord,
     payer: Option<Payer<'_>>,
 ) -> Result<StartOutcome, ServiceError> {
-    let amount = Amount::from_minor(payment.amount_minor)
-        .map_err(|e| ServiceError::internal_from("the payment amount", e))?;
-    let (success_url, fail_url) =
-        services.browser_returns(adapter.kind(), &payment.acquirer_order_id);
-    let payment_ref = payment.id.to_string();
-    let receipt = super::receipts::for_payment(services, payment, amount);
-    Ok(adapter
-        .start_payment(&PaymentRequest {
-            payment_ref: &payment_ref,
-            order_id: &payment.acquirer_order_id,
-            amount,
-            description: &payment.description,
-            email: payment.email.as_deref(),
-            success_url: &success_url,
-            fail_url: &fail_url,
-            save_card: payment.save_card,
-            customer_ref: payment.user_id.as_deref(),
-            payer,
-            receipt: receipt.as_ref(),
-        })
-        .await)
+    let parts = StartParts::of(services, adapter, payment)?;
+    Ok(adapter.start_payment(&parts.request(payment, payer)).await)
+}
+
+/// The move a start's outcome makes: to the acquirer's page, or failed.
+fn first_move_of(outcome: &StartOutcome) -> Result<FirstMove, ServiceError> {
+    Ok(match outcome {
+        StartOutcome::RequiresAction(next_action) => FirstMove {
+            event: PaymentEvent::ActionRequired,
+            next_action: Some(
+                serde_json::to_string(next_action)
+                    .map_err(|e| ServiceError::internal_from("the next action", e))?,
+            ),
+            failure: None,
+            reason: "customer sent to the acquirer's page",
+        },
+        StartOutcome::Declined(decline) => FirstMove {
+            event: PaymentEvent::Failed,
+            next_action: None,
+            failure: Some((decline.code.as_str().to_owned(), decline.message.clone())),
+            reason: "the acquirer refused the payment",
+        },
+        StartOutcome::NotSent { reason } => FirstMove {
+            event: PaymentEvent::Failed,
+            next_action: None,
+            failure: Some((
+                "acquirer_unavailable".to_owned(),
+                format!("the acquirer could not be reached: {reason}"),
+            )),
+            reason: "the payment could not be started",
+        },
+    })
 }
 
 async fn start_hosted_payment(
@@ -381,42 +467,8 @@ async fn start_hosted_payment(
     actor: &str,
 ) -> Result<PaymentRecord, ServiceError> {
     let outcome = start_on_acquirer(services, adapter, &created, None).await?;
-    let next_action_json;
-    let not_sent_reason;
-    let change = match &outcome {
-        StartOutcome::RequiresAction(next_action) => {
-            next_action_json = serde_json::to_string(next_action)
-                .map_err(|e| ServiceError::internal_from("the next action", e))?;
-            StatusChange {
-                event: PaymentEvent::ActionRequired,
-                next_action: Some(&next_action_json),
-                failure: None,
-                actor,
-                reason: "customer sent to the acquirer's page",
-                acquirer_operation_id: None,
-            }
-        }
-        StartOutcome::Declined(decline) => StatusChange {
-            event: PaymentEvent::Failed,
-            next_action: None,
-            failure: Some((decline.code.as_str(), &decline.message)),
-            actor,
-            reason: "the acquirer refused the payment",
-            acquirer_operation_id: None,
-        },
-        StartOutcome::NotSent { reason } => {
-            not_sent_reason = format!("the acquirer could not be reached: {reason}");
-            StatusChange {
-                event: PaymentEvent::Failed,
-                next_action: None,
-                failure: Some(("acquirer_unavailable", &not_sent_reason)),
-                actor,
-                reason: "the payment could not be started",
-                acquirer_operation_id: None,
-            }
-        }
-    };
-    settle(services, created.id, &change).await
+    let first = first_move_of(&outcome)?;
+    settle(services, created.id, &first.change(actor)).await
 }
 
 async fn settle(

@@ -103,6 +103,36 @@ pub struct StatusChange<'a> {
     pub acquirer_operation_id: Option<&'a str>,
 }
 
+/// A payment's first move, decided inside its creating transaction once the order number is
+/// known and without any I/O (a hosted page the adapter builds itself): the payment is created
+/// and sent to the page in one commit.
+#[derive(Debug, Clone)]
+pub struct FirstMove {
+    pub event: PaymentEvent,
+    pub next_action: Option<String>,
+    pub failure: Option<(String, String)>,
+    pub reason: &'static str,
+}
+
+impl FirstMove {
+    pub fn change<'a>(&'a self, actor: &'a str) -> StatusChange<'a> {
+        StatusChange {
+            event: self.event,
+            next_action: self.next_action.as_deref(),
+            failure: self
+                .failure
+                .as_ref()
+                .map(|(code, message)| (code.as_str(), message.as_str())),
+            actor,
+            reason: self.reason,
+            acquirer_operation_id: None,
+        }
+    }
+}
+
+/// Decides a payment's first move from the row just inserted; `None` leaves it `created`.
+pub type DecideFirstMove<'a> = &'a (dyn Fn(&PaymentRecord) -> Option<FirstMove> + Send + Sync);
+
 /// A key this request now holds, and the resource it stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClaimedKey {

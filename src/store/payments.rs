@@ -7,8 +7,8 @@ use uuid::Uuid;
 use super::db::{Tx, query, query_as};
 use super::journal::{AuditLine, audit_in, outbox_in};
 use super::{
-    AuditRecord, NewPaymentRecord, PaymentRecord, PaymentSearch, StatusChange, Store, StoreError,
-    TransitionResult,
+    AuditRecord, DecideFirstMove, NewPaymentRecord, PaymentRecord, PaymentSearch, StatusChange,
+    Store, StoreError, TransitionResult,
 };
 use crate::domain::payment::PaymentStatus;
 
@@ -98,11 +98,13 @@ pub(super) async fn transition_in(
     Ok(TransitionResult::Applied(updated))
 }
 
-/// Inserts a payment with its audit, outbox and personal-data rows.
+/// Inserts a payment with its audit, outbox and personal-data rows, then makes the first move
+/// `first` decides, in the same transaction.
 pub(super) async fn create_payment_in(
     tx: &mut Tx,
     p: &NewPaymentRecord,
     actor: &str,
+    first: DecideFirstMove<'_>,
 ) -> Result<PaymentRecord, StoreError> {
     let order_number = tx.next_order_number(p.acquirer.as_str()).await?;
     let record: PaymentRecord = query_as(concat!(
@@ -166,7 +168,14 @@ pub(super) async fn create_payment_in(
         .execute(&mut *tx)
         .await?;
     }
-    Ok(record)
+    let Some(first) = first(&record) else {
+        return Ok(record);
+    };
+    match transition_in(tx, record.id, &first.change(actor)).await? {
+        TransitionResult::Applied(moved)
+        | TransitionResult::AlreadyThere(moved)
+        | TransitionResult::Refused(moved, _) => Ok(moved),
+    }
 }
 
 impl Store {
@@ -182,15 +191,16 @@ impl Store {
     }
 
     /// Allocates the acquirer order number and inserts the payment as `created`, with its audit
-    /// and outbox rows, in one transaction.
+    /// and outbox rows, and makes the first move `first` decides, in one transaction.
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn create_payment(
         &self,
         p: &NewPaymentRecord,
         actor: &str,
+        first: DecideFirstMove<'_>,
     ) -> Result<PaymentRecord, StoreError> {
         let mut tx = self.pool.begin_write().await?;
-        let record = create_payment_in(&mut tx, p, actor).await?;
+        let record = create_payment_in(&mut tx, p, actor, first).await?;
         tx.commit().await?;
         Ok(record)
     }

@@ -5,7 +5,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::db::{query, query_as};
-use super::{NewPaymentRecord, PayerDataRecord, PaymentRecord, PublicAttempt, Store, StoreError};
+use super::{
+    DecideFirstMove, NewPaymentRecord, PayerDataRecord, PaymentRecord, PublicAttempt, Store,
+    StoreError,
+};
 use crate::domain::public_limits::Recent;
 
 impl Store {
@@ -19,6 +22,7 @@ impl Store {
         actor: &str,
         attempt: &PublicAttempt,
         limits_allow: impl FnOnce(Recent<'_>) -> Result<(), Refused> + Send,
+        first: DecideFirstMove<'_>,
     ) -> Result<Result<PaymentRecord, Refused>, StoreError> {
         let now = p.created_at;
         let limits = &attempt.limits;
@@ -66,7 +70,7 @@ impl Store {
             tx.rollback().await?;
             return Ok(Err(limited));
         }
-        let record = super::payments::create_payment_in(&mut tx, p, actor).await?;
+        let record = super::payments::create_payment_in(&mut tx, p, actor, first).await?;
         query(
             "INSERT INTO public_attempts (payment_id, client_ip, supplier_id, account_number, \
              created_at) \

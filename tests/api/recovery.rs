@@ -166,7 +166,9 @@ async fn a_payment_whose_process_died_before_the_acquirer_page_is_resumed_not_du
     let key = Uuid::new_v4().to_string();
     let (_, first) = post_with_key(&app, &key, &demo_payment_body()).await;
     let id = first["id"].as_str().unwrap();
-    // The process died after the payment's transaction and before it was sent to the page.
+    // The process died after the payment's transaction and before it was sent to the page (a
+    // state left by an acquirer whose page must be asked for over the network, or by an earlier
+    // version: the demo acquirers build the page in the creating transaction).
     app.execute_sql(format!(
         "UPDATE payments SET status = 'created', next_action = NULL WHERE acquirer_order_id = '{}'",
         app.payment_record(id).await.acquirer_order_id

@@ -2,7 +2,8 @@
 
 use oplata::domain::payment::PaymentEvent;
 use oplata::store::{
-    ClaimedKey, IdempotencyClaim, NewPaymentRecord, StatusChange, StoredResponse, TransitionResult,
+    ClaimedKey, FirstMove, IdempotencyClaim, NewPaymentRecord, StatusChange, StoredResponse,
+    TransitionResult,
 };
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
@@ -11,6 +12,7 @@ use crate::helpers::*;
 
 on_both_backends!(
     concurrent_creations_get_order_numbers_that_never_repeat,
+    a_payment_and_its_first_move_are_written_together,
     a_refused_transition_writes_nothing,
     a_dead_request_frees_its_key_and_an_expired_key_can_be_reused,
     two_workers_claiming_at_once_never_take_the_same_payment,
@@ -39,18 +41,76 @@ fn new_payment(acquirer: &str) -> NewPaymentRecord {
     }
 }
 
+/// A hosted page built without a call to the acquirer: the payment, its order number, and its
+/// move to `requires_action` with the page are one transaction, audited and announced in order.
+async fn a_payment_and_its_first_move_are_written_together(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let moved = app
+        .store
+        .create_payment(&new_payment("robokassa"), "test", &|record| {
+            Some(FirstMove {
+                event: PaymentEvent::ActionRequired,
+                next_action: Some(format!(
+                    "{{\"type\":\"redirect\",\"url\":\"https://pay.example/{}\"}}",
+                    record.acquirer_order_id
+                )),
+                failure: None,
+                reason: "customer sent to the acquirer's page",
+            })
+        })
+        .await
+        .unwrap();
+
+    assert_eq!(moved.status, "requires_action");
+    assert!(
+        moved
+            .next_action
+            .as_deref()
+            .unwrap()
+            .ends_with(&format!("/{}\"}}", moved.acquirer_order_id)),
+        "the move saw the order number allocated in its transaction"
+    );
+    let trail: Vec<String> = app
+        .store
+        .payment_audit(moved.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.to_status)
+        .collect();
+    assert_eq!(trail, ["created", "requires_action"]);
+    let events: Vec<String> = app
+        .store
+        .outbox_for(moved.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect();
+    assert_eq!(events, ["payment.created", "payment.requires_action"]);
+    let stays = app
+        .store
+        .create_payment(&new_payment("robokassa"), "test", &|_| None)
+        .await
+        .unwrap();
+    assert_eq!(
+        stays.status, "created",
+        "no move decided: the payment waits"
+    );
+}
+
 async fn concurrent_creations_get_order_numbers_that_never_repeat(backend: Backend) {
     let app = spawn_app(backend).await;
 
     let created = futures::future::join_all((0..20).map(|_| async {
         app.store
-            .create_payment(&new_payment("robokassa"), "test")
+            .create_payment(&new_payment("robokassa"), "test", &|_| None)
             .await
     }))
     .await;
     let other = app
         .store
-        .create_payment(&new_payment("moneta"), "test")
+        .create_payment(&new_payment("moneta"), "test", &|_| None)
         .await
         .unwrap();
 
@@ -78,7 +138,7 @@ async fn a_refused_transition_writes_nothing(backend: Backend) {
     let app = spawn_app(backend).await;
     let payment = app
         .store
-        .create_payment(&new_payment("robokassa"), "test")
+        .create_payment(&new_payment("robokassa"), "test", &|_| None)
         .await
         .unwrap();
     let change = |event| StatusChange {
@@ -187,7 +247,7 @@ async fn two_workers_claiming_at_once_never_take_the_same_payment(backend: Backe
     let app = spawn_app(backend).await;
     for _ in 0..30 {
         app.store
-            .create_payment(&new_payment("robokassa"), "test")
+            .create_payment(&new_payment("robokassa"), "test", &|_| None)
             .await
             .unwrap();
     }

@@ -70,6 +70,57 @@ enum CallFailure {
 }
 
 impl Moneta {
+    /// The hosted payment page: a redirect built and signed here, without a call to the
+    /// acquirer.
+    fn hosted_page(&self, request: &PaymentRequest<'_>) -> StartOutcome {
+        let amount = request.amount.to_string();
+        let subscriber = if request.save_card {
+            request.customer_ref.unwrap_or("")
+        } else {
+            ""
+        };
+        let test_mode = if self.config.test_mode { "1" } else { "0" };
+        let signature = wire::form_signature(
+            &wire::FormFields {
+                account_id: &self.config.account_id,
+                transaction_id: request.order_id,
+                amount: &amount,
+                currency: "RUB",
+                subscriber_id: subscriber,
+                test_mode,
+            },
+            self.code(),
+        );
+        let mut fields: Vec<(String, String)> = vec![
+            ("MNT_ID".into(), self.config.account_id.clone()),
+            ("MNT_TRANSACTION_ID".into(), request.order_id.into()),
+            ("MNT_AMOUNT".into(), amount),
+            ("MNT_CURRENCY_CODE".into(), "RUB".into()),
+            ("MNT_SUBSCRIBER_ID".into(), subscriber.into()),
+            ("MNT_TEST_MODE".into(), test_mode.into()),
+            ("MNT_DESCRIPTION".into(), request.description.into()),
+            ("MNT_SUCCESS_URL".into(), request.success_url.into()),
+            ("MNT_FAIL_URL".into(), request.fail_url.into()),
+            ("MNT_INPROGRESS_URL".into(), request.success_url.into()),
+            ("MNT_RETURN_URL".into(), request.fail_url.into()),
+            ("MNT_CUSTOM1".into(), request.payment_ref.into()),
+            ("moneta.locale".into(), "ru".into()),
+        ];
+        if request.save_card {
+            fields.push(("PAYMENTTOKEN".into(), "request".into()));
+        }
+        // The free fields not taken by the payment id carry the passport data.
+        if let Some(payer) = request.payer {
+            fields.push(("MNT_CUSTOM2".into(), payer.passport.into()));
+            fields.push(("MNT_CUSTOM3".into(), payer.full_name.into()));
+        }
+        fields.push(("MNT_SIGNATURE".into(), signature));
+        StartOutcome::RequiresAction(NextAction::FormPost {
+            url: self.endpoint("/assistant.htm").to_string(),
+            fields,
+        })
+    }
+
     pub fn new(config: MonetaConfig, http: reqwest::Client) -> Result<Self, ProviderError> {
         if config.account_id.is_empty() || config.integrity_code.expose_secret().is_empty() {
             return Err(ProviderError::Configuration(
@@ -275,52 +326,11 @@ impl Acquirer for Moneta {
     }
 
     async fn start_payment(&self, request: &PaymentRequest<'_>) -> StartOutcome {
-        let amount = request.amount.to_string();
-        let subscriber = if request.save_card {
-            request.customer_ref.unwrap_or("")
-        } else {
-            ""
-        };
-        let test_mode = if self.config.test_mode { "1" } else { "0" };
-        let signature = wire::form_signature(
-            &wire::FormFields {
-                account_id: &self.config.account_id,
-                transaction_id: request.order_id,
-                amount: &amount,
-                currency: "RUB",
-                subscriber_id: subscriber,
-                test_mode,
-            },
-            self.code(),
-        );
-        let mut fields: Vec<(String, String)> = vec![
-            ("MNT_ID".into(), self.config.account_id.clone()),
-            ("MNT_TRANSACTION_ID".into(), request.order_id.into()),
-            ("MNT_AMOUNT".into(), amount),
-            ("MNT_CURRENCY_CODE".into(), "RUB".into()),
-            ("MNT_SUBSCRIBER_ID".into(), subscriber.into()),
-            ("MNT_TEST_MODE".into(), test_mode.into()),
-            ("MNT_DESCRIPTION".into(), request.description.into()),
-            ("MNT_SUCCESS_URL".into(), request.success_url.into()),
-            ("MNT_FAIL_URL".into(), request.fail_url.into()),
-            ("MNT_INPROGRESS_URL".into(), request.success_url.into()),
-            ("MNT_RETURN_URL".into(), request.fail_url.into()),
-            ("MNT_CUSTOM1".into(), request.payment_ref.into()),
-            ("moneta.locale".into(), "ru".into()),
-        ];
-        if request.save_card {
-            fields.push(("PAYMENTTOKEN".into(), "request".into()));
-        }
-        // The free fields not taken by the payment id carry the passport data.
-        if let Some(payer) = request.payer {
-            fields.push(("MNT_CUSTOM2".into(), payer.passport.into()));
-            fields.push(("MNT_CUSTOM3".into(), payer.full_name.into()));
-        }
-        fields.push(("MNT_SIGNATURE".into(), signature));
-        StartOutcome::RequiresAction(NextAction::FormPost {
-            url: self.endpoint("/assistant.htm").to_string(),
-            fields,
-        })
+        self.hosted_page(request)
+    }
+
+    fn start_locally(&self, request: &PaymentRequest<'_>) -> Option<StartOutcome> {
+        Some(self.hosted_page(request))
     }
 
     fn verify_callback(&self, raw: &RawCallback) -> Result<VerifiedCallback, CallbackError> {

@@ -53,6 +53,46 @@ pub struct NetPay {
 }
 
 impl NetPay {
+    /// The hosted payment page: a redirect built and signed here, without a call to the
+    /// acquirer.
+    fn hosted_page(&self, request: &PaymentRequest<'_>) -> StartOutcome {
+        let lifetime =
+            time::Duration::try_from(self.config.link_lifetime).unwrap_or(time::Duration::HOUR);
+        let expire = wire::format_expire(OffsetDateTime::now_utc() + lifetime);
+        let amount = request.amount.to_string();
+        let mut items: Vec<(&str, &str)> = vec![
+            ("amount", &amount),
+            ("currency", "RUB"),
+            ("orderID", request.order_id),
+            ("orderNumber", request.payment_ref),
+            ("description", request.description),
+            ("successUrl", request.success_url),
+            ("failUrl", request.fail_url),
+        ];
+        if let Some(email) = request.email {
+            items.push(("email", email));
+        }
+        // The receipt travels encrypted with the rest, as the official ATOL helper sends it.
+        let cashbox_data = request.receipt.map(crate::Receipt::net_pay_json);
+        if let Some(cashbox_data) = &cashbox_data {
+            items.push(("cashbox_data", cashbox_data));
+        }
+        let callback = self.config.notification_url.as_ref().map(Url::to_string);
+        if let (true, Some(callback)) = (self.config.test_mode, callback.as_deref()) {
+            items.push(("param1", "callback"));
+            items.push(("value1", callback));
+        }
+        let data = wire::encrypt_data(self.config.api_key.expose_secret(), &expire, &items);
+        StartOutcome::RequiresAction(NextAction::FormPost {
+            url: self.page_url(),
+            fields: vec![
+                ("data".to_owned(), url_encode(&data)),
+                ("auth".to_owned(), self.config.auth.clone()),
+                ("expire".to_owned(), url_encode(&expire)),
+            ],
+        })
+    }
+
     pub fn new(config: NetPayConfig) -> Result<Self, ProviderError> {
         if config.api_key.expose_secret().is_empty() || config.auth.is_empty() {
             return Err(ProviderError::Configuration(
@@ -108,41 +148,11 @@ impl Acquirer for NetPay {
     }
 
     async fn start_payment(&self, request: &PaymentRequest<'_>) -> StartOutcome {
-        let lifetime =
-            time::Duration::try_from(self.config.link_lifetime).unwrap_or(time::Duration::HOUR);
-        let expire = wire::format_expire(OffsetDateTime::now_utc() + lifetime);
-        let amount = request.amount.to_string();
-        let mut items: Vec<(&str, &str)> = vec![
-            ("amount", &amount),
-            ("currency", "RUB"),
-            ("orderID", request.order_id),
-            ("orderNumber", request.payment_ref),
-            ("description", request.description),
-            ("successUrl", request.success_url),
-            ("failUrl", request.fail_url),
-        ];
-        if let Some(email) = request.email {
-            items.push(("email", email));
-        }
-        // The receipt travels encrypted with the rest, as the official ATOL helper sends it.
-        let cashbox_data = request.receipt.map(crate::Receipt::net_pay_json);
-        if let Some(cashbox_data) = &cashbox_data {
-            items.push(("cashbox_data", cashbox_data));
-        }
-        let callback = self.config.notification_url.as_ref().map(Url::to_string);
-        if let (true, Some(callback)) = (self.config.test_mode, callback.as_deref()) {
-            items.push(("param1", "callback"));
-            items.push(("value1", callback));
-        }
-        let data = wire::encrypt_data(self.config.api_key.expose_secret(), &expire, &items);
-        StartOutcome::RequiresAction(NextAction::FormPost {
-            url: self.page_url(),
-            fields: vec![
-                ("data".to_owned(), url_encode(&data)),
-                ("auth".to_owned(), self.config.auth.clone()),
-                ("expire".to_owned(), url_encode(&expire)),
-            ],
-        })
+        self.hosted_page(request)
+    }
+
+    fn start_locally(&self, request: &PaymentRequest<'_>) -> Option<StartOutcome> {
+        Some(self.hosted_page(request))
     }
 
     fn verify_callback(&self, raw: &RawCallback) -> Result<VerifiedCallback, CallbackError> {

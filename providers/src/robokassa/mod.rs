@@ -65,6 +65,14 @@ pub struct Robokassa {
 }
 
 impl Robokassa {
+    /// The hosted payment page: a redirect built and signed here, without a call to the
+    /// acquirer.
+    fn hosted_page(&self, request: &PaymentRequest<'_>) -> StartOutcome {
+        StartOutcome::RequiresAction(NextAction::Redirect {
+            url: self.payment_page_url(request),
+        })
+    }
+
     pub fn new(config: RobokassaConfig, http: reqwest::Client) -> Result<Self, ProviderError> {
         if config.merchant_login.is_empty() {
             return Err(ProviderError::Configuration(
@@ -261,9 +269,11 @@ impl Acquirer for Robokassa {
     }
 
     async fn start_payment(&self, request: &PaymentRequest<'_>) -> StartOutcome {
-        StartOutcome::RequiresAction(NextAction::Redirect {
-            url: self.payment_page_url(request),
-        })
+        self.hosted_page(request)
+    }
+
+    fn start_locally(&self, request: &PaymentRequest<'_>) -> Option<StartOutcome> {
+        Some(self.hosted_page(request))
     }
 
     fn verify_callback(&self, raw: &RawCallback) -> Result<VerifiedCallback, CallbackError> {
