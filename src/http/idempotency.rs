@@ -31,6 +31,10 @@ const HEADER: &str = "idempotency-key";
 pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     pub fn from_headers(headers: &HeaderMap) -> Result<Self, ApiError> {
         let value = headers.get(HEADER).ok_or_else(|| {
             ApiError::new(
@@ -67,7 +71,7 @@ pub fn fingerprint(route: &str, body: &[u8]) -> String {
     hex::encode(hasher.finalize())
 }
 
-fn json_response(status: StatusCode, body: String, replayed: bool) -> Response {
+pub(super) fn json_response(status: StatusCode, body: String, replayed: bool) -> Response {
     let mut response = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
     if replayed {
         response

@@ -19,9 +19,10 @@ use super::json::{self, Body};
 use crate::domain::new_payment::PaymentDraft;
 use crate::domain::payer::PayerDraft;
 use crate::domain::payment::PaymentStatus;
+use crate::service::api_keys::ApiClient;
 use crate::service::api_keys::Scope;
 use crate::service::{Services, payments};
-use crate::store::PaymentRecord;
+use crate::store::{KeyAnswer, PaymentRecord, StoredResponse};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -218,6 +219,11 @@ pub async fn create(
     let key = IdempotencyKey::from_headers(&headers)?;
     json::require_json_content_type(&headers)?;
     let fingerprint = idempotency::fingerprint("POST /v1/payments", &body);
+    if let Some(answered) =
+        create_in_one_commit(&services, &client, &key, &fingerprint, &body).await
+    {
+        return Ok(answered);
+    }
     idempotency::run(
         services,
         client,
@@ -225,41 +231,85 @@ pub async fn create(
         fingerprint,
         move |services, client, claimed| async move {
             let request: CreatePaymentRequest = json::parse(&body)?;
-            let draft = PaymentDraft {
-                supplier_id: &request.supplier_id,
-                account_number: &request.account_number,
-                amount: &request.amount,
-                currency: &request.currency,
-                description: &request.description,
-                user_id: request.user_id.as_deref(),
-                email: request.email.as_deref(),
-                phone: request.phone.as_deref(),
-                return_url: request.return_url.as_deref(),
-                payer: request.payer.as_ref().map(PayerRequest::draft),
-            };
-            let method = match (request.payment_method, request.save_card) {
-                (None | Some(PaymentMethodRequest::NewCard), save) => {
-                    payments::Method::NewCard { save }
-                }
-                (Some(PaymentMethodRequest::SavedCard { card_id }), false) => {
-                    payments::Method::SavedCard { card_id }
-                }
-                (Some(PaymentMethodRequest::SavedCard { .. }), true) => {
-                    return Err(ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        super::error::ErrorCode::InvalidPaymentMethod,
-                        "save_card cannot be combined with a saved card",
-                    )
-                    .with_param("save_card"));
-                }
-            };
-            let payment = payments::create(&services, &client, &draft, method, claimed).await?;
-            let view = PaymentView::try_from(payment)?;
-            let body = serde_json::to_string(&view).map_err(|e| ApiError::internal(&e))?;
-            Ok((StatusCode::CREATED, body))
+            let method = method_of(&request)?;
+            let payment =
+                payments::create(&services, &client, &draft_of(&request), method, claimed).await?;
+            Ok((StatusCode::CREATED, created_body(payment)?))
         },
     )
     .await
+}
+
+/// The common request in one commit: a new hosted payment under a fresh key, created, sent to
+/// the acquirer's page and answered in one transaction (`payments::create_answered`). `None`
+/// sends the request the step-by-step way, which also answers every refusal.
+async fn create_in_one_commit(
+    services: &Services,
+    client: &ApiClient,
+    key: &IdempotencyKey,
+    fingerprint: &str,
+    body: &[u8],
+) -> Option<Response> {
+    let request: CreatePaymentRequest = json::parse(body).ok()?;
+    let method = method_of(&request).ok()?;
+    let answer = |payment: &PaymentRecord| {
+        Some(StoredResponse {
+            status: StatusCode::CREATED.as_u16(),
+            body: created_body(payment.clone()).ok()?,
+        })
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let key_answer = KeyAnswer {
+        client_id: client.id,
+        key: key.as_str(),
+        fingerprint,
+        now,
+        expires_at: crate::service::idempotency::expires_at(services, now),
+        answer: &answer,
+    };
+    let created =
+        payments::create_answered(services, client, &draft_of(&request), method, &key_answer)
+            .await
+            .ok()??;
+    let body = created_body(created).ok()?;
+    Some(idempotency::json_response(StatusCode::CREATED, body, false))
+}
+
+fn draft_of(request: &CreatePaymentRequest) -> PaymentDraft<'_> {
+    PaymentDraft {
+        supplier_id: &request.supplier_id,
+        account_number: &request.account_number,
+        amount: &request.amount,
+        currency: &request.currency,
+        description: &request.description,
+        user_id: request.user_id.as_deref(),
+        email: request.email.as_deref(),
+        phone: request.phone.as_deref(),
+        return_url: request.return_url.as_deref(),
+        payer: request.payer.as_ref().map(PayerRequest::draft),
+    }
+}
+
+fn method_of(request: &CreatePaymentRequest) -> Result<payments::Method, ApiError> {
+    match (&request.payment_method, request.save_card) {
+        (None | Some(PaymentMethodRequest::NewCard), save) => {
+            Ok(payments::Method::NewCard { save })
+        }
+        (Some(PaymentMethodRequest::SavedCard { card_id }), false) => {
+            Ok(payments::Method::SavedCard { card_id: *card_id })
+        }
+        (Some(PaymentMethodRequest::SavedCard { .. }), true) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            super::error::ErrorCode::InvalidPaymentMethod,
+            "save_card cannot be combined with a saved card",
+        )
+        .with_param("save_card")),
+    }
+}
+
+fn created_body(payment: PaymentRecord) -> Result<String, ApiError> {
+    let view = PaymentView::try_from(payment)?;
+    serde_json::to_string(&view).map_err(|e| ApiError::internal(&e))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -31,7 +31,6 @@ pub async fn claim(
     fingerprint: &str,
 ) -> Result<IdempotencyClaim, StoreError> {
     let now = OffsetDateTime::now_utc();
-    let ttl = Duration::hours(services.settings.idempotency_ttl_hours);
     // A request that has not answered within the lease is presumed dead: its key may be
     // retaken, and the taker resumes what it started.
     let lease = Duration::seconds(
@@ -39,8 +38,20 @@ pub async fn claim(
     );
     services
         .store
-        .claim_idempotency_key(client_id, key, fingerprint, now, now + lease, now + ttl)
+        .claim_idempotency_key(
+            client_id,
+            key,
+            fingerprint,
+            now,
+            now + lease,
+            expires_at(services, now),
+        )
         .await
+}
+
+/// When a key claimed `now` may be forgotten.
+pub fn expires_at(services: &Services, now: OffsetDateTime) -> OffsetDateTime {
+    now + Duration::hours(services.settings.idempotency_ttl_hours)
 }
 
 /// Ends the key as `ending` says. A failure to record it is logged, not returned: the request's

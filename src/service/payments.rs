@@ -17,8 +17,8 @@ use crate::domain::payer::PayerError;
 use crate::domain::payment::{PaymentEvent, PaymentMethod, PaymentStatus};
 use crate::domain::public_limits::{self, PublicLimits};
 use crate::store::{
-    ClaimedKey, FirstMove, NewPaymentRecord, PaymentRecord, PublicAttempt, SavedCardRecord,
-    StatusChange, TransitionResult,
+    ClaimedKey, FirstMove, KeyAnswer, NewPaymentRecord, PaymentRecord, PublicAttempt,
+    SavedCardRecord, StatusChange, TransitionResult,
 };
 
 /// How long after a saved-card charge was sent a resumed request may send it again when the
@@ -151,15 +151,37 @@ pub async fn resume(
     }
 }
 
-/// [`create`] for any origin, under an id the caller chose (the SMS flow records it first).
-#[tracing::instrument(skip_all, fields(actor = %origin.actor(), supplier_id = draft.supplier_id))]
-pub async fn create_as(
-    services: &Services,
+/// A payment checked and ready to be written, and how it goes on once it is.
+struct Prepared<'s> {
+    new: NewPaymentRecord,
+    entry: &'s super::suppliers::SupplierEntry,
+    card: Option<Uuid>,
+    continue_token: Option<secrecy::SecretString>,
+}
+
+impl Prepared<'_> {
+    /// The payment's first move decided in its creating transaction: a hosted page the
+    /// adapter builds itself. Anything that calls the acquirer (a saved-card charge) keeps its
+    /// recovery point between creation and the call.
+    fn first_move(&self, services: &Services, record: &PaymentRecord) -> Option<FirstMove> {
+        if self.card.is_some() || self.continue_token.is_some() {
+            return None;
+        }
+        let adapter = self.entry.acquirer.as_ref();
+        let parts = StartParts::of(services, adapter, record).ok()?;
+        let outcome = adapter.start_locally(&parts.request(record, None))?;
+        first_move_of(&outcome).ok()
+    }
+}
+
+/// Checks a payment request by the rules and makes the row it will be.
+async fn prepare<'s>(
+    services: &'s Services,
     origin: &Origin<'_>,
     draft: &PaymentDraft<'_>,
     method: Method,
     payment_id: Uuid,
-) -> Result<PaymentRecord, ServiceError> {
+) -> Result<Prepared<'s>, ServiceError> {
     let valid = validate(draft, |id| services.suppliers.supplier(id))?;
     let entry = services.supplier_of(&valid.supplier.id)?;
     let card = match method {
@@ -235,20 +257,79 @@ pub async fn create_as(
         created_at,
         payer,
     };
-    let actor = origin.actor();
-    let adapter = entry.acquirer.as_ref();
-    // A hosted page the adapter builds itself is decided in the creating transaction: the
-    // payment is created and sent to the page in one commit. Anything that calls the acquirer
-    // (a saved-card charge) keeps its recovery point between creation and the call.
-    let hosted_here = card.is_none() && continue_token.is_none();
-    let first_move = |record: &PaymentRecord| -> Option<FirstMove> {
-        if !hosted_here {
+    Ok(Prepared {
+        new,
+        entry,
+        card,
+        continue_token,
+    })
+}
+
+/// Creates a portal's hosted payment with its idempotency key's answer in one transaction
+/// (see [`crate::store::Store::create_payment_answered`]). `None`, with nothing written, when the
+/// request needs the step-by-step path: a saved card, passport data, a key already known, an
+/// adapter that must be asked over the network.
+#[tracing::instrument(skip_all, fields(supplier_id = draft.supplier_id))]
+pub async fn create_answered(
+    services: &Services,
+    client: &ApiClient,
+    draft: &PaymentDraft<'_>,
+    method: Method,
+    key: &KeyAnswer<'_>,
+) -> Result<Option<PaymentRecord>, ServiceError> {
+    if !matches!(method, Method::NewCard { .. }) || draft.payer.is_some() {
+        return Ok(None);
+    }
+    let origin = Origin::Api(client);
+    let prepared = prepare(services, &origin, draft, method, Uuid::now_v7()).await?;
+    let first_move = |record: &PaymentRecord| prepared.first_move(services, record);
+    // A payment the transaction could not send on (its page needs a call) is not answered
+    // there: the step-by-step path creates it and asks the acquirer.
+    let answer = |record: &PaymentRecord| {
+        if record.status == PaymentStatus::Created {
             return None;
         }
-        let parts = StartParts::of(services, adapter, record).ok()?;
-        let outcome = adapter.start_locally(&parts.request(record, None))?;
-        first_move_of(&outcome).ok()
+        (key.answer)(record)
     };
+    let key = KeyAnswer {
+        answer: &answer,
+        ..*key
+    };
+    let created = services
+        .store
+        .create_payment_answered(&prepared.new, &origin.actor(), &first_move, &key)
+        .await?;
+    if let Some(created) = &created {
+        count_created(created, "one");
+    }
+    Ok(created)
+}
+
+/// `commits`: "one" where the request was one transaction, "steps" where it took several.
+fn count_created(created: &PaymentRecord, commits: &'static str) {
+    tracing::info!(payment_id = %created.id, order_id = %created.acquirer_order_id, commits, "payment created");
+    metrics::counter!("oplata_payments_created_total", "acquirer" => created.acquirer.as_str(), "method" => created.payment_method.as_str(), "commits" => commits)
+        .increment(1);
+}
+
+/// [`create`] for any origin, under an id the caller chose (the SMS flow records it first).
+#[tracing::instrument(skip_all, fields(actor = %origin.actor(), supplier_id = draft.supplier_id))]
+pub async fn create_as(
+    services: &Services,
+    origin: &Origin<'_>,
+    draft: &PaymentDraft<'_>,
+    method: Method,
+    payment_id: Uuid,
+) -> Result<PaymentRecord, ServiceError> {
+    let prepared = prepare(services, origin, draft, method, payment_id).await?;
+    let Prepared {
+        new,
+        entry,
+        card,
+        continue_token,
+    } = &prepared;
+    let actor = origin.actor();
+    let first_move = |record: &PaymentRecord| prepared.first_move(services, record);
     let created = match origin {
         Origin::Public { client_ip, limits } => {
             let attempt = PublicAttempt {
@@ -259,7 +340,7 @@ pub async fn create_as(
             services
                 .store
                 .create_public_payment(
-                    &new,
+                    new,
                     &actor,
                     &attempt,
                     |recent| {
@@ -278,14 +359,12 @@ pub async fn create_as(
         Origin::Api(_) | Origin::Sms { .. } => {
             services
                 .store
-                .create_payment(&new, &actor, &first_move)
+                .create_payment(new, &actor, &first_move)
                 .await?
         }
     };
-    tracing::info!(payment_id = %created.id, order_id = %created.acquirer_order_id, "payment created");
-    metrics::counter!("oplata_payments_created_total", "acquirer" => created.acquirer.as_str(), "method" => created.payment_method.as_str())
-        .increment(1);
-    match (card, continue_token) {
+    count_created(&created, "steps");
+    match (*card, continue_token) {
         (None, Some(_)) => send_to_continue_page(services, created.id, &actor).await,
         // Started in the creating transaction.
         (None, None) if created.status != PaymentStatus::Created => Ok(created),

@@ -133,6 +133,26 @@ impl FirstMove {
 /// Decides a payment's first move from the row just inserted; `None` leaves it `created`.
 pub type DecideFirstMove<'a> = &'a (dyn Fn(&PaymentRecord) -> Option<FirstMove> + Send + Sync);
 
+/// An idempotency key taken and answered in the transaction that creates its payment.
+pub struct KeyAnswer<'a> {
+    pub client_id: Uuid,
+    pub key: &'a str,
+    pub fingerprint: &'a str,
+    pub now: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    /// The answer kept with the key, rendered from the payment as it stands at commit; `None`
+    /// gives the whole transaction up (the request needs the step-by-step path).
+    pub answer: &'a (dyn Fn(&PaymentRecord) -> Option<StoredResponse> + Send + Sync),
+}
+
+impl std::fmt::Debug for KeyAnswer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyAnswer")
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A key this request now holds, and the resource it stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClaimedKey {

@@ -7,8 +7,8 @@ use uuid::Uuid;
 use super::db::{Tx, query, query_as};
 use super::journal::{AuditLine, audit_in, outbox_in};
 use super::{
-    AuditRecord, DecideFirstMove, NewPaymentRecord, PaymentRecord, PaymentSearch, StatusChange,
-    Store, StoreError, TransitionResult,
+    AuditRecord, DecideFirstMove, KeyAnswer, NewPaymentRecord, PaymentRecord, PaymentSearch,
+    StatusChange, Store, StoreError, TransitionResult,
 };
 use crate::domain::payment::PaymentStatus;
 
@@ -203,6 +203,59 @@ impl Store {
         let record = create_payment_in(&mut tx, p, actor, first).await?;
         tx.commit().await?;
         Ok(record)
+    }
+
+    /// [`Store::create_payment`] with its idempotency key claimed and answered in the same
+    /// transaction: one commit for the whole request. `None`, with nothing written, when the key
+    /// is known already (a retry, a reuse, an expired key) or `key.answer` gives up: the caller
+    /// then takes the step-by-step path, which claims the key on its own.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn create_payment_answered(
+        &self,
+        p: &NewPaymentRecord,
+        actor: &str,
+        first: DecideFirstMove<'_>,
+        key: &KeyAnswer<'_>,
+    ) -> Result<Option<PaymentRecord>, StoreError> {
+        let mut tx = self.pool.begin_write().await?;
+        // A concurrent request with the same key waits here until this one commits, then
+        // finds the answer.
+        let claimed = query(
+            "INSERT INTO idempotency_keys \
+             (client_id, idem_key, fingerprint, state, created_at, locked_until, expires_at, \
+             resource_id) \
+             VALUES ($1, $2, $3, 'in_progress', $4, $4, $5, $6) \
+             ON CONFLICT (client_id, idem_key) DO NOTHING",
+        )
+        .bind(key.client_id)
+        .bind(key.key)
+        .bind(key.fingerprint)
+        .bind(key.now)
+        .bind(key.expires_at)
+        .bind(p.id)
+        .execute(&mut tx)
+        .await?;
+        if claimed.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let record = create_payment_in(&mut tx, p, actor, first).await?;
+        let Some(answer) = (key.answer)(&record) else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        query(
+            "UPDATE idempotency_keys SET state = 'done', response_status = $3, response_body = $4 \
+             WHERE client_id = $1 AND idem_key = $2",
+        )
+        .bind(key.client_id)
+        .bind(key.key)
+        .bind(i32::from(answer.status))
+        .bind(answer.body)
+        .execute(&mut tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(record))
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]

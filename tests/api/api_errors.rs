@@ -314,6 +314,13 @@ async fn metrics_are_for_admins_and_count_what_happened(backend: Backend) {
         scraped.contains("oplata_payments_created_total{"),
         "{scraped}"
     );
+    assert!(
+        scraped
+            .lines()
+            .any(|line| line.starts_with("oplata_payments_created_total{")
+                && line.contains("commits=\"one\"")),
+        "a new hosted payment under a fresh key is one commit: {scraped}"
+    );
     for gauge in [
         "oplata_webhooks_dead 0",
         "oplata_payments_in_review 0",
