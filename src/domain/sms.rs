@@ -165,6 +165,45 @@ pub fn decide(
 }
 
 /// What a stored SMS counted as.
+/// Where an inbound SMS stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmsState {
+    /// Its charge is being made; a redelivery waits or, when stale, settles it.
+    InProgress,
+    /// Charged; the reply waits for the payment's outcome.
+    AwaitingResult,
+    /// Answered for good.
+    Done,
+}
+
+impl SmsState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SmsState::InProgress => "in_progress",
+            SmsState::AwaitingResult => "awaiting_result",
+            SmsState::Done => "done",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            SmsState::InProgress,
+            SmsState::AwaitingResult,
+            SmsState::Done,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == text)
+    }
+}
+
+impl TryFrom<String> for SmsState {
+    type Error = crate::domain::payment::UnknownStatus;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        SmsState::parse(&text).ok_or(crate::domain::payment::UnknownStatus(text))
+    }
+}
+
 pub mod kind {
     pub const HELP: &str = "help";
     pub const HELP_REPEATED: &str = "help_repeated";

@@ -608,7 +608,7 @@ async fn resend_saved_card_charge(
     actor: &str,
 ) -> Result<PaymentRecord, ServiceError> {
     match services.store.get_saved_card(card_id).await? {
-        Some(card) if card.status == CardStatus::Active.as_str() => {
+        Some(card) if card.status == CardStatus::Active => {
             services.store.mark_submitted(payment.id).await?;
             send_charge(services, adapter, payment, &card, actor).await
         }

@@ -120,7 +120,7 @@ const RESEND_WINDOW: time::Duration = time::Duration::minutes(5);
 
 /// A pending refund for which no answer of the acquirer was recorded.
 fn is_unanswered(refund: &RefundRecord) -> bool {
-    refund.status == RefundStatus::Pending.as_str()
+    refund.status == RefundStatus::Pending
         && refund.acquirer_refund_id.is_none()
         && refund.review_reason.is_none()
 }
@@ -291,7 +291,7 @@ pub async fn resolve_review(
     note: &str,
 ) -> Result<RefundRecord, ServiceError> {
     let refund = reload(services, refund_id).await?;
-    if refund.status != RefundStatus::Pending.as_str() || refund.review_reason.is_none() {
+    if refund.status != RefundStatus::Pending || refund.review_reason.is_none() {
         return Err(ServiceError::NotInReview);
     }
     let actor = format!("operator:{operator}");
@@ -325,9 +325,7 @@ pub async fn settle_reported(
         .list_refunds(payment_id)
         .await?
         .into_iter()
-        .find(|r| {
-            r.status == RefundStatus::AwaitingAcquirer.as_str() && r.amount_minor == amount_minor
-        });
+        .find(|r| r.status == RefundStatus::AwaitingAcquirer && r.amount_minor == amount_minor);
     let Some(refund) = waiting else {
         return Ok(false);
     };

@@ -10,7 +10,7 @@ use super::{ServiceError, Services};
 use crate::domain::cards::CardRuleError;
 use crate::domain::new_payment::PaymentDraft;
 use crate::domain::payment::{PaymentEvent, PaymentStatus};
-use crate::domain::sms::{Command, Reply, decide, kind, local_day, parse};
+use crate::domain::sms::{Command, Reply, SmsState, decide, kind, local_day, parse};
 use crate::domain::supplier::PaymentType;
 use crate::store::{SmsClaim, SmsClaimResult, SmsJudgement, SmsMessageRecord, StatusChange};
 
@@ -140,7 +140,7 @@ pub async fn handle_inbound(
 /// The reply a stored SMS already got; a charge still running is either alive (the gateway
 /// retries) or dead, and then settled from its payment.
 async fn replay(services: &Services, seen: SmsMessageRecord) -> Result<String, ServiceError> {
-    if seen.state != "in_progress" {
+    if seen.state != SmsState::InProgress {
         return Ok(seen.reply);
     }
     if services.clock.now() - seen.updated_at < STALE_CHARGE {

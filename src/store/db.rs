@@ -274,6 +274,7 @@ text_value!(
     &crate::domain::payment::PaymentMethod,
     crate::domain::supplier::PaymentType,
     &crate::domain::supplier::PaymentType,
+    crate::domain::sms::SmsState,
     oplata_providers::AcquirerKind,
     &oplata_providers::AcquirerKind,
 );

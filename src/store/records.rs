@@ -92,7 +92,8 @@ pub struct SmsMessageRecord {
     pub supplier_id: Option<String>,
     pub account_number: Option<String>,
     pub payment_id: Option<Uuid>,
-    pub state: String,
+    #[sqlx(try_from = "String")]
+    pub state: crate::domain::sms::SmsState,
     pub reply: String,
     pub late_reply: Option<String>,
     pub received_at: OffsetDateTime,

@@ -10,7 +10,7 @@ use super::payments::lock_payment_in;
 use super::{
     PaymentRecord, SmsClaim, SmsClaimResult, SmsJudgement, SmsMessageRecord, Store, StoreError,
 };
-use crate::domain::sms::DayCounts;
+use crate::domain::sms::{DayCounts, SmsState};
 
 /// What a payment becoming final means to the channels, inside the transition's
 /// transaction: a public attempt that failed counts as a decline of its address, and
@@ -241,7 +241,11 @@ impl Store {
         .bind(account.map(|(s, _)| s))
         .bind(account.map(|(_, a)| a))
         .bind(accepted.then_some(c.payment_id))
-        .bind(if accepted { "in_progress" } else { "done" })
+        .bind(if accepted {
+            SmsState::InProgress
+        } else {
+            SmsState::Done
+        })
         .bind(&reply_text)
         .bind(c.received_at)
         .bind(c.now)
@@ -280,7 +284,7 @@ impl Store {
         .fetch_optional(&mut tx)
         .await?
         .ok_or(StoreError::NotFound)?;
-        if row.state != "in_progress" {
+        if row.state != SmsState::InProgress {
             tx.commit().await?;
             return Ok(row.reply);
         }
@@ -301,8 +305,8 @@ impl Store {
             &payment.account_number,
             row.payee.as_deref(),
         ) {
-            Some(reply) => ("done", reply),
-            None => ("awaiting_result", Reply::Processing),
+            Some(reply) => (SmsState::Done, reply),
+            None => (SmsState::AwaitingResult, Reply::Processing),
         };
         let text = reply.text();
         query(
