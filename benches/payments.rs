@@ -1,8 +1,10 @@
 //! Throughput and latency of the hot paths, measured over real HTTP on 127.0.0.1:
-//! creating a payment (validation, idempotency, two transactions, signing the Robokassa URL) and
+//! creating a payment (validation, the idempotency key, the payment and its move to the page in one transaction, signing the Robokassa URL) and
 //! handling a ResultURL notification (verification, row lock, state change, audit, outbox); an
 //! anonymous payment (the same plus the abuse limits under an account lock); an inbound SMS
-//! (message-id dedupe and the daily counts under a phone lock).
+//! (message-id dedupe and the daily counts under a phone lock). On PostgreSQL it also runs
+//! pgbench on the least a lifecycle must write (`benches/minimal_lifecycle.sql`) and prints
+//! oplata's share of that limit.
 //!
 //! `cargo bench --bench payments` runs it on SQLite; with `OPLATA_BENCH_POSTGRES_URL` set it runs
 //! on PostgreSQL as well. Numbers go into the README by hand; nothing here asserts a time.
@@ -69,7 +71,48 @@ fn peak_rss_kib() -> String {
         .unwrap_or_else(|| "VmHWM: unknown".into())
 }
 
-async fn run(label: &str, database_url: String) {
+/// The same database's own limit: pgbench replaying the least a lifecycle must write
+/// (`benches/minimal_lifecycle.sql`) with as many clients, and oplata's share of it.
+async fn pgbench_minimal(url: &str, oplata_lifecycles_per_second: u128) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/minimal_lifecycle.sql");
+    let clients = CONCURRENCY.to_string();
+    let url = url.to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("pgbench")
+            .args([
+                "-n", "-f", script, "-c", &clients, "-j", "2", "-T", "10", &url,
+            ])
+            .output()
+    })
+    .await
+    .unwrap();
+    let Ok(output) = output else {
+        println!(
+            "postgres: pgbench is not installed: the comparison with the database's own limit is skipped"
+        );
+        return;
+    };
+    let printed = String::from_utf8_lossy(&output.stdout);
+    let tps = printed
+        .lines()
+        .find_map(|line| line.strip_prefix("tps = "))
+        .and_then(|rest| rest.split('.').next())
+        .and_then(|whole| whole.parse::<u128>().ok());
+    match tps {
+        Some(tps) => println!(
+            "postgres: pgbench minimal lifecycle ({CONCURRENCY} clients)  {tps:>6} per second; oplata reaches {}% of it",
+            oplata_lifecycles_per_second * 100 / tps.max(1)
+        ),
+        None => println!(
+            "postgres: pgbench did not run: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ),
+    }
+}
+
+/// Runs every measurement on one database; returns lifecycles (creation, then its ResultURL)
+/// per second.
+async fn run(label: &str, database_url: String) -> u128 {
     let mut settings = Settings {
         mode: Mode::Demo,
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -100,6 +143,7 @@ async fn run(label: &str, database_url: String) {
     let run = uuid::Uuid::new_v4().simple().to_string();
     let phone_block = 100 + (uuid::Uuid::new_v4().as_u128() % 900) as u32;
 
+    let creating = Instant::now();
     let created: Vec<serde_json::Value> =
         measure(&format!("{label}: POST /v1/payments"), 0..PAYMENTS, |i| {
             let http = http.clone();
@@ -128,6 +172,8 @@ async fn run(label: &str, database_url: String) {
         })
         .await;
 
+    let creating = creating.elapsed();
+    let settling = Instant::now();
     measure(
         &format!("{label}: POST /callbacks/robokassa/result"),
         created.iter(),
@@ -177,6 +223,11 @@ async fn run(label: &str, database_url: String) {
         },
     )
     .await;
+    let lifecycle = creating + settling.elapsed();
+    let lifecycles_per_second = PAYMENTS as u128 * 1_000_000 / lifecycle.as_micros().max(1);
+    println!(
+        "{label}: lifecycle (creation, then its ResultURL)  {lifecycles_per_second:>6} per second"
+    );
 
     measure(
         &format!("{label}: POST /v1/public/payments"),
@@ -230,6 +281,7 @@ async fn run(label: &str, database_url: String) {
             }
     })
     .await;
+    lifecycles_per_second
 }
 
 #[tokio::main]
@@ -242,7 +294,8 @@ async fn main() {
     )
     .await;
     if let Ok(url) = std::env::var("OPLATA_BENCH_POSTGRES_URL") {
-        run("postgres", url).await;
+        let oplata = run("postgres", url.clone()).await;
+        pgbench_minimal(&url, oplata).await;
     }
     println!("{}", peak_rss_kib());
 }
