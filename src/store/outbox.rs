@@ -74,80 +74,78 @@ impl Store {
     ) -> Result<Vec<DueDelivery>, StoreError> {
         let mut tx = self.pool.begin_write().await?;
         // Only the first undelivered event of each aggregate is due: later ones wait, so a
-        // payment's events arrive in order.
-        let claimed: Vec<(Uuid,)> = query_as(concat!(
-            "SELECT d.event_id FROM webhook_deliveries d \
-             WHERE d.endpoint = $1 AND d.status = 'pending' AND d.next_attempt_at <= $2 \
-             AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.endpoint = d.endpoint \
-               AND e.aggregate_id = d.aggregate_id AND e.status = 'pending' AND e.event_id < \
-               d.event_id) \
-             ORDER BY d.next_attempt_at, d.event_id LIMIT $3",
-            " FOR UPDATE SKIP LOCKED"
+        // payment's events arrive in order. The lease (a later `next_attempt_at`) keeps a
+        // claimed event and the events after it from every other claim until it is recorded,
+        // so claims may run side by side. One statement claims the whole batch.
+        let due: Vec<DueDelivery> = query_as(concat!(
+            "UPDATE webhook_deliveries SET next_attempt_at = $4 \
+             WHERE endpoint = $1 AND event_id IN (\
+               SELECT d.event_id FROM webhook_deliveries d \
+               WHERE d.endpoint = $1 AND d.status = 'pending' AND d.next_attempt_at <= $2 \
+               AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.endpoint = d.endpoint \
+                 AND e.aggregate_id = d.aggregate_id AND e.status = 'pending' AND e.event_id < \
+                 d.event_id) \
+               ORDER BY d.next_attempt_at, d.event_id LIMIT $3",
+            " FOR UPDATE SKIP LOCKED",
+            ") \
+             RETURNING event_id, endpoint, attempts, \
+             (SELECT event_type FROM outbox o WHERE o.id = webhook_deliveries.event_id) \
+               AS event_type, \
+             (SELECT payload FROM outbox o WHERE o.id = webhook_deliveries.event_id) AS payload, \
+             (SELECT created_at FROM outbox o WHERE o.id = webhook_deliveries.event_id) \
+               AS created_at"
         ))
         .bind(endpoint)
         .bind(now)
         .bind(limit)
+        .bind(lease_until)
         .fetch_all(&mut tx)
         .await?;
-        let mut due = Vec::with_capacity(claimed.len());
-        for (event_id,) in claimed {
-            let row: DueDelivery = query_as(
-                "UPDATE webhook_deliveries SET next_attempt_at = $3 WHERE event_id = $1 AND \
-                 endpoint = $2 \
-                 RETURNING event_id, endpoint, attempts, \
-                 (SELECT event_type FROM outbox WHERE id = $1) AS event_type, \
-                 (SELECT payload FROM outbox WHERE id = $1) AS payload, \
-                 (SELECT created_at FROM outbox WHERE id = $1) AS created_at",
-            )
-            .bind(event_id)
-            .bind(endpoint)
-            .bind(lease_until)
-            .fetch_one(&mut tx)
-            .await?;
-            due.push(row);
-        }
         tx.commit().await?;
         Ok(due)
     }
 
-    /// Records an attempt: delivered, to retry at `retry_at`, or dead (`retry_at` `None`).
+    /// Records a batch of attempts at one endpoint, each delivered, to retry, or dead, in one
+    /// transaction.
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    pub async fn record_webhook_attempt(
+    pub async fn record_webhook_attempts(
         &self,
-        event_id: Uuid,
         endpoint: &str,
-        outcome: WebhookAttempt<'_>,
+        attempts: &[(Uuid, WebhookAttempt<'_>)],
         at: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let (status, next, error, delivered_at) = match outcome {
-            WebhookAttempt::Delivered => ("delivered", at, None, Some(at)),
-            WebhookAttempt::Retry { at: retry, error } => ("pending", retry, Some(error), None),
-            WebhookAttempt::Dead { error } => ("dead", at, Some(error), None),
-        };
-        query(
-            "UPDATE webhook_deliveries SET status = $3, attempts = attempts + 1, next_attempt_at = \
-             $4, \
-             last_error = $5, delivered_at = $6 WHERE event_id = $1 AND endpoint = $2 AND status = \
-             'pending'",
-        )
-        .bind(event_id)
-        .bind(endpoint)
-        .bind(status)
-        .bind(next)
-        .bind(error)
-        .bind(delivered_at)
-        .execute(&self.pool)
-        .await?;
-        if status == "delivered" {
+        let mut tx = self.pool.begin_write().await?;
+        for (event_id, outcome) in attempts {
+            let (status, next, error, delivered_at) = match *outcome {
+                WebhookAttempt::Delivered => ("delivered", at, None, Some(at)),
+                WebhookAttempt::Retry { at: retry, error } => ("pending", retry, Some(error), None),
+                WebhookAttempt::Dead { error } => ("dead", at, Some(error), None),
+            };
             query(
-                "UPDATE outbox SET delivered_at = $2, attempts = attempts + 1 WHERE id = $1 AND \
-                   delivered_at IS NULL",
+                "UPDATE webhook_deliveries SET status = $3, attempts = attempts + 1, \
+                 next_attempt_at = $4, last_error = $5, delivered_at = $6 \
+                 WHERE event_id = $1 AND endpoint = $2 AND status = 'pending'",
             )
-            .bind(event_id)
-            .bind(at)
-            .execute(&self.pool)
+            .bind(*event_id)
+            .bind(endpoint)
+            .bind(status)
+            .bind(next)
+            .bind(error)
+            .bind(delivered_at)
+            .execute(&mut tx)
             .await?;
+            if status == "delivered" {
+                query(
+                    "UPDATE outbox SET delivered_at = $2, attempts = attempts + 1 WHERE id = $1 \
+                     AND delivered_at IS NULL",
+                )
+                .bind(*event_id)
+                .bind(at)
+                .execute(&mut tx)
+                .await?;
+            }
         }
+        tx.commit().await?;
         Ok(())
     }
 

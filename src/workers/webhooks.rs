@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
@@ -13,10 +14,14 @@ use crate::service::Services;
 use crate::store::{DueDelivery, StoreError, WebhookAttempt};
 
 const LEASE: time::Duration = time::Duration::minutes(2);
-const BATCH: i64 = 50;
+const BATCH: i64 = 200;
 /// A pass goes on claiming while batches come back full, up to this many: a backlog drains at
 /// the endpoint's pace, not one batch per interval.
-const MAX_BATCHES_PER_PASS: usize = 40;
+const MAX_BATCHES_PER_PASS: usize = 10;
+/// How many claim-send-record loops a pass runs side by side per endpoint.
+const LANES: usize = 2;
+/// How many deliveries of a batch are on the wire at once (each to another payment).
+const SENDS_AT_ONCE: usize = 16;
 /// A pass queues the events of the last hour (an index range); no transaction writing the
 /// outbox lives that long. Once an hour, and at the first pass, every event is looked at, for
 /// an endpoint just configured or a process that was down.
@@ -77,16 +82,34 @@ pub async fn deliver_due(
     let since = services.webhook_queue.since();
     for endpoint in &services.settings.webhooks.endpoints {
         services.store.queue_webhooks(&endpoint.name, since).await?;
-        for _ in 0..MAX_BATCHES_PER_PASS {
-            let due = services
-                .store
-                .claim_webhooks(&endpoint.name, now, now + LEASE, BATCH)
-                .await?;
-            let full = due.len() == usize::try_from(BATCH).unwrap_or(usize::MAX);
-            attempted += deliver_batch(services, http, endpoint, due, now).await?;
-            if !full {
-                break;
+        let due = services
+            .store
+            .claim_webhooks(&endpoint.name, now, now + LEASE, BATCH)
+            .await?;
+        let full = due.len() == usize::try_from(BATCH).unwrap_or(usize::MAX);
+        attempted += deliver_batch(services, http, endpoint, due, now).await?;
+        if !full {
+            continue;
+        }
+        // A backlog: several claim-send-record loops side by side. A claimed event's lease
+        // keeps it, and its payment's later events, out of the other loops' claims.
+        let lanes = (0..LANES).map(|_| async {
+            let mut attempted = 0;
+            for _ in 0..MAX_BATCHES_PER_PASS / LANES {
+                let due = services
+                    .store
+                    .claim_webhooks(&endpoint.name, now, now + LEASE, BATCH)
+                    .await?;
+                let full = due.len() == usize::try_from(BATCH).unwrap_or(usize::MAX);
+                attempted += deliver_batch(services, http, endpoint, due, now).await?;
+                if !full {
+                    break;
+                }
             }
+            Ok::<usize, StoreError>(attempted)
+        });
+        for lane in futures_util::future::join_all(lanes).await {
+            attempted += lane?;
         }
     }
     Ok(attempted)
@@ -99,38 +122,49 @@ async fn deliver_batch(
     due: Vec<DueDelivery>,
     now: OffsetDateTime,
 ) -> Result<usize, StoreError> {
-    let mut attempted = 0;
-    for delivery in due {
-        attempted += 1;
-        let outcome = send(http, endpoint, &delivery, now).await;
-        let settings = &services.settings.webhooks;
-        let attempt = match &outcome {
-            Ok(()) => WebhookAttempt::Delivered,
-            Err(error)
-                if now - delivery.created_at
-                    >= time::Duration::hours(settings.retry_window_hours) =>
-            {
-                tracing::error!(event_id = %delivery.event_id, endpoint = %endpoint.name, %error, "webhook dead-lettered");
-                WebhookAttempt::Dead { error }
-            }
-            Err(error) => {
-                let wait = super::reconciliation::backoff(
-                    u32::try_from(delivery.attempts).unwrap_or(u32::MAX),
-                    Duration::from_secs(settings.max_backoff_secs),
-                );
-                tracing::warn!(event_id = %delivery.event_id, endpoint = %endpoint.name, %error, "webhook delivery failed; will retry");
-                WebhookAttempt::Retry {
-                    at: now + wait,
-                    error,
+    // A batch holds at most the first undelivered event of each payment, so its events go out
+    // side by side without breaking any payment's order.
+    let sent: Vec<(DueDelivery, Result<(), String>)> = futures_util::stream::iter(due)
+        .map(|delivery| async move {
+            let outcome = send(http, endpoint, &delivery, now).await;
+            (delivery, outcome)
+        })
+        .buffer_unordered(SENDS_AT_ONCE)
+        .collect()
+        .await;
+    let settings = &services.settings.webhooks;
+    let attempts: Vec<(uuid::Uuid, WebhookAttempt<'_>)> = sent
+        .iter()
+        .map(|(delivery, outcome)| {
+            let attempt = match outcome {
+                Ok(()) => WebhookAttempt::Delivered,
+                Err(error)
+                    if now - delivery.created_at
+                        >= time::Duration::hours(settings.retry_window_hours) =>
+                {
+                    tracing::error!(event_id = %delivery.event_id, endpoint = %endpoint.name, %error, "webhook dead-lettered");
+                    WebhookAttempt::Dead { error }
                 }
-            }
-        };
-        services
-            .store
-            .record_webhook_attempt(delivery.event_id, &endpoint.name, attempt, now)
-            .await?;
-    }
-    Ok(attempted)
+                Err(error) => {
+                    let wait = super::reconciliation::backoff(
+                        u32::try_from(delivery.attempts).unwrap_or(u32::MAX),
+                        Duration::from_secs(settings.max_backoff_secs),
+                    );
+                    tracing::warn!(event_id = %delivery.event_id, endpoint = %endpoint.name, %error, "webhook delivery failed; will retry");
+                    WebhookAttempt::Retry {
+                        at: now + wait,
+                        error,
+                    }
+                }
+            };
+            (delivery.event_id, attempt)
+        })
+        .collect();
+    services
+        .store
+        .record_webhook_attempts(&endpoint.name, &attempts, now)
+        .await?;
+    Ok(attempts.len())
 }
 
 /// The body every endpoint receives: the event's id, type and time, and its data.

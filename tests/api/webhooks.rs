@@ -224,9 +224,9 @@ async fn events_made_after_a_full_pass_are_queued_by_the_next_bounded_one(backen
 
 async fn one_pass_drains_a_backlog_beyond_one_batch(backend: Backend) {
     let (app, receiver) = app_with_receiver(backend, 0).await;
-    for n in 0..55 {
+    for n in 0..210 {
         let mut body = demo_payment_body();
-        body["account_number"] = format!("12345678{n:02}").into();
+        body["account_number"] = format!("1234567{n:03}").into();
         app.create_payment(&body).await;
     }
 
@@ -234,12 +234,31 @@ async fn one_pass_drains_a_backlog_beyond_one_batch(backend: Backend) {
         .await
         .unwrap();
 
-    // 110 events in batches of 50: the pass goes on while batches come back full (a payment's
-    // second event becomes due once its first is delivered, so a few wait for the next pass).
-    assert!(sent > 100, "{sent}");
+    // 420 events in batches of 200: the pass goes on while batches come back full, in several
+    // loops at once (a payment's second event becomes due once its first is delivered, so a
+    // few wait for the next pass).
+    assert!(sent > 200, "{sent}");
     let rest = deliver_due(&app.services, &http(), OffsetDateTime::now_utc())
         .await
         .unwrap();
-    assert_eq!(sent + rest, 110);
-    assert_eq!(receiver.seen.lock().unwrap().len(), 110);
+    assert_eq!(sent + rest, 420);
+    let seen = receiver.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 420);
+    // Claimed by several loops side by side, each payment's events still arrive in order.
+    let mut per_payment: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (_, _, _, body) in &seen {
+        let event: Value = serde_json::from_str(body).unwrap();
+        per_payment
+            .entry(event["data"]["payment_id"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(event["type"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(per_payment.len(), 210);
+    for (payment, types) in per_payment {
+        assert_eq!(
+            types,
+            ["payment.created", "payment.requires_action"],
+            "{payment}"
+        );
+    }
 }
