@@ -82,12 +82,8 @@ pub async fn deliver_due(
     let since = services.webhook_queue.since();
     for endpoint in &services.settings.webhooks.endpoints {
         services.store.queue_webhooks(&endpoint.name, since).await?;
-        let due = services
-            .store
-            .claim_webhooks(&endpoint.name, now, now + LEASE, BATCH)
-            .await?;
-        let full = due.len() == usize::try_from(BATCH).unwrap_or(usize::MAX);
-        attempted += deliver_batch(services, http, endpoint, due, now).await?;
+        let (sent, full) = claim_and_deliver(services, http, endpoint, now).await?;
+        attempted += sent;
         if !full {
             continue;
         }
@@ -96,12 +92,8 @@ pub async fn deliver_due(
         let lanes = (0..LANES).map(|_| async {
             let mut attempted = 0;
             for _ in 0..MAX_BATCHES_PER_PASS / LANES {
-                let due = services
-                    .store
-                    .claim_webhooks(&endpoint.name, now, now + LEASE, BATCH)
-                    .await?;
-                let full = due.len() == usize::try_from(BATCH).unwrap_or(usize::MAX);
-                attempted += deliver_batch(services, http, endpoint, due, now).await?;
+                let (sent, full) = claim_and_deliver(services, http, endpoint, now).await?;
+                attempted += sent;
                 if !full {
                     break;
                 }
@@ -113,6 +105,25 @@ pub async fn deliver_due(
         }
     }
     Ok(attempted)
+}
+
+/// Claims one batch and delivers it; answers how many were attempted and whether the batch
+/// was full (more may be due).
+async fn claim_and_deliver(
+    services: &Services,
+    http: &reqwest::Client,
+    endpoint: &WebhookEndpoint,
+    now: OffsetDateTime,
+) -> Result<(usize, bool), StoreError> {
+    let due = services
+        .store
+        .claim_webhooks(&endpoint.name, now, now + LEASE, BATCH)
+        .await?;
+    let full = due.len() == usize::try_from(BATCH).unwrap_or(usize::MAX);
+    Ok((
+        deliver_batch(services, http, endpoint, due, now).await?,
+        full,
+    ))
 }
 
 async fn deliver_batch(

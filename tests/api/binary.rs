@@ -17,10 +17,9 @@ fn oplata(dir: &std::path::Path) -> Command {
     command
 }
 
-#[tokio::test]
-async fn cargo_run_starts_the_demo_and_a_payment_can_be_made_with_what_it_prints() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = oplata(dir.path())
+/// Starts the demo in `dir` and reads what it prints: the child, its address and the portal key.
+fn start_demo(dir: &std::path::Path) -> (std::process::Child, String, String) {
+    let mut child = oplata(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -45,7 +44,17 @@ async fn cargo_run_starts_the_demo_and_a_payment_can_be_made_with_what_it_prints
             key = Some(rest.trim().to_owned());
         }
     }
-    let (base, key) = (base.expect("address printed"), key.expect("key printed"));
+    (
+        child,
+        base.expect("address printed"),
+        key.expect("key printed"),
+    )
+}
+
+#[tokio::test]
+async fn cargo_run_starts_the_demo_and_a_payment_can_be_made_with_what_it_prints() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, base, key) = start_demo(dir.path());
 
     let client = oplata_providers::http_client(Duration::from_secs(10)).unwrap();
     let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
@@ -288,31 +297,7 @@ async fn sigterm_stops_the_service_within_seconds_even_with_a_webhook_receiver_t
         ),
     )
     .unwrap();
-    let mut child = oplata(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (lines, printed) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = lines.send(line);
-        }
-    });
-    let (mut base, mut key) = (None, None);
-    while key.is_none() {
-        let line = printed
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the demo did not start");
-        if let Some(rest) = line.strip_prefix("oplata demo is running at ") {
-            base = Some(rest.trim().to_owned());
-        }
-        if let Some(rest) = line.strip_prefix("A portal API key for this run: ") {
-            key = Some(rest.trim().to_owned());
-        }
-    }
-    let (base, key) = (base.expect("address printed"), key.expect("key printed"));
+    let (mut child, base, key) = start_demo(dir.path());
     let client = oplata_providers::http_client(Duration::from_secs(10)).unwrap();
     let created = client
         .post(format!("{base}/v1/payments"))
