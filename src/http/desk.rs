@@ -22,7 +22,7 @@ use crate::domain::payment::PaymentStatus;
 use crate::service::idempotency::{self as keys, Ending};
 use crate::service::operators::{self, LoginError};
 use crate::service::{ServiceError, Services, desk, refunds};
-use crate::store::{PaymentRecord, PaymentSearch, SessionRecord};
+use crate::store::{PaymentRecord, SessionRecord};
 
 const SESSION_COOKIE: &str = "oplata_desk";
 const LOGIN_COOKIE: &str = "oplata_desk_login";
@@ -233,15 +233,6 @@ pub async fn logout(
     response
 }
 
-fn parse_day(text: &str) -> Option<OffsetDateTime> {
-    time::Date::parse(
-        text,
-        &time::macros::format_description!("[year]-[month]-[day]"),
-    )
-    .ok()
-    .map(|d| d.midnight().assume_utc())
-}
-
 fn payment_rows(payments: &[PaymentRecord]) -> String {
     if payments.is_empty() {
         return "<p id=\"nothing\">Ничего не найдено.</p>".into();
@@ -271,37 +262,50 @@ pub async fn search(
     operator: Operator,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let field = |name: &str| {
-        query
-            .get(name)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    };
-    let search = PaymentSearch {
-        account_number: field("account"),
-        payment_id: field("payment").and_then(|v| Uuid::parse_str(&v).ok()),
-        acquirer_order_id: field("order"),
-        status: field("status").filter(|s| PaymentStatus::parse(s).is_some()),
-        from: field("from").as_deref().and_then(parse_day),
-        to: field("to")
-            .as_deref()
-            .and_then(parse_day)
-            .map(|d| d + time::Duration::days(1)),
-        limit: 100,
-    };
-    let searched = query.values().any(|v| !v.trim().is_empty());
-    let results = if searched {
-        match desk::search(&services, &search).await {
-            Ok(found) => payment_rows(&found),
+    let (results, errors) = match super::desk_search::read(&query) {
+        Ok(None) => (String::new(), Vec::new()),
+        Ok(Some(search)) => match desk::search(&services, &search).await {
+            Ok(found) => (payment_rows(&found), Vec::new()),
             Err(error) => {
                 tracing::error!(%error, "desk search failed");
-                "<p class=\"error\">Поиск временно недоступен.</p>".into()
+                (
+                    "<p class=\"error\">Поиск временно недоступен.</p>".into(),
+                    Vec::new(),
+                )
             }
-        }
-    } else {
-        String::new()
+        },
+        Err(errors) => (
+            "<p class=\"error\" id=\"search-refused\">Поиск не выполнен: исправьте отмеченные поля.</p>"
+                .into(),
+            errors,
+        ),
     };
     let value = |name: &str| escape(query.get(name).map(String::as_str).unwrap_or_default());
+    // A field the search could not read says so beside it; the first one takes the focus.
+    let mut first = true;
+    let mut marks = std::collections::HashMap::new();
+    for error in &errors {
+        let autofocus = if std::mem::take(&mut first) {
+            " autofocus"
+        } else {
+            ""
+        };
+        marks.entry(error.field).or_insert_with(|| {
+            (
+                format!(
+                    " aria-invalid=\"true\" aria-describedby=\"error-{}\"{autofocus}",
+                    error.field
+                ),
+                format!(
+                    "<span class=\"error\" id=\"error-{}\">{}</span>",
+                    error.field,
+                    escape(error.message)
+                ),
+            )
+        });
+    }
+    let attrs = |name: &str| marks.get(name).map(|m| m.0.as_str()).unwrap_or_default();
+    let note = |name: &str| marks.get(name).map(|m| m.1.as_str()).unwrap_or_default();
     let statuses: String = PaymentStatus::ALL
         .iter()
         .map(|s| {
@@ -319,17 +323,30 @@ pub async fn search(
         .collect();
     let body = format!(
         "<form method=\"get\" action=\"/desk\" id=\"search\">\
-<label>Лицевой счёт <input id=\"account\" name=\"account\" value=\"{}\"></label>\
-<label>Платёж <input name=\"payment\" value=\"{}\" size=\"36\"></label>\
-<label>Номер заказа эквайера <input name=\"order\" value=\"{}\"></label><br>\
-<label>С <input type=\"date\" name=\"from\" value=\"{}\"></label><label>по <input type=\"date\" name=\"to\" value=\"{}\"></label>\
-<label>Статус <select name=\"status\"><option value=\"\">любой</option>{statuses}</select></label>\
+<label>Лицевой счёт <input id=\"account\" name=\"account\" value=\"{}\"{}></label>{}\
+<label>Платёж <input id=\"payment\" name=\"payment\" value=\"{}\" size=\"36\"{}></label>{}\
+<label>Номер заказа эквайера <input id=\"order\" name=\"order\" value=\"{}\"{}></label>{}<br>\
+<label>С <input type=\"date\" id=\"from\" name=\"from\" value=\"{}\"{}></label>{}\
+<label>по <input type=\"date\" id=\"to\" name=\"to\" value=\"{}\"{}></label>{}\
+<label>Статус <select id=\"status\" name=\"status\"{}><option value=\"\">любой</option>{statuses}</select></label>{}\
 <button id=\"find\" type=\"submit\">Найти</button></form>{results}",
         value("account"),
+        attrs("account"),
+        note("account"),
         value("payment"),
+        attrs("payment"),
+        note("payment"),
         value("order"),
+        attrs("order"),
+        note("order"),
         value("from"),
+        attrs("from"),
+        note("from"),
         value("to"),
+        attrs("to"),
+        note("to"),
+        attrs("status"),
+        note("status"),
     );
     Html(page("Поиск платежей", Some(&operator.session), &body)).into_response()
 }

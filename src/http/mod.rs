@@ -5,6 +5,7 @@ pub mod auth;
 pub mod cards;
 pub mod client_address;
 pub mod desk;
+mod desk_search;
 pub mod error;
 pub mod health;
 pub mod idempotency;

@@ -15,6 +15,7 @@ on_both_backends!(
     concurrent_guesses_check_at_most_five_passwords_and_one_address_is_braked_too,
     an_enrolled_operator_signs_in_with_a_fresh_code_and_each_code_works_once,
     where_a_second_factor_is_required_an_operator_without_one_is_not_let_in,
+    a_search_that_cannot_be_read_says_why_instead_of_listing_every_payment,
 );
 
 const PASSWORD: &str = "correct horse battery";
@@ -678,4 +679,45 @@ async fn concurrent_guesses_check_at_most_five_passwords_and_one_address_is_brak
             .unwrap(),
         0
     );
+}
+
+async fn a_search_that_cannot_be_read_says_why_instead_of_listing_every_payment(backend: Backend) {
+    let app = with_operator(backend).await;
+    let payment = app.create_payment(&demo_payment_body()).await;
+    let id = payment["id"].as_str().unwrap();
+    let client = browser();
+    assert_eq!(sign_in(&app, &client, PASSWORD).await, 303);
+    let search = |query: String| {
+        let client = client.clone();
+        let url = app.url(&format!("/desk?{query}"));
+        async move { client.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+
+    let refused = search(format!("payment={}&from=31/12/2026", &id[..13])).await;
+    assert!(refused.contains("Поиск не выполнен"), "{refused}");
+    assert!(
+        refused.contains("id=\"payment\" name=\"payment\"")
+            && refused.contains("aria-describedby=\"error-payment\" autofocus"),
+        "the first field at fault says so and takes the focus: {refused}"
+    );
+    assert!(refused.contains("id=\"error-from\""), "{refused}");
+    assert!(
+        !refused.contains(id),
+        "nothing is listed for a search that could not be read"
+    );
+
+    let today = time::OffsetDateTime::now_utc().date();
+    let russian = format!(
+        "{:02}.{:02}.{}",
+        today.day(),
+        u8::from(today.month()),
+        today.year()
+    );
+    let found = search(format!("from={russian}&to={russian}")).await;
+    assert!(
+        found.contains(id),
+        "a day typed as Russians write it: {found}"
+    );
+    let found = search(format!("payment={id}")).await;
+    assert!(found.contains(id), "{found}");
 }
