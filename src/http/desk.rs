@@ -323,13 +323,13 @@ pub async fn search(
         .collect();
     let body = format!(
         "<form method=\"get\" action=\"/desk\" id=\"search\">\
-<label>Лицевой счёт <input id=\"account\" name=\"account\" value=\"{}\"{}></label>{}\
-<label>Платёж <input id=\"payment\" name=\"payment\" value=\"{}\" size=\"36\"{}></label>{}\
-<label>Номер заказа эквайера <input id=\"order\" name=\"order\" value=\"{}\"{}></label>{}<br>\
-<label>С <input type=\"date\" id=\"from\" name=\"from\" value=\"{}\"{}></label>{}\
-<label>по <input type=\"date\" id=\"to\" name=\"to\" value=\"{}\"{}></label>{}\
-<label>Статус <select id=\"status\" name=\"status\"{}><option value=\"\">любой</option>{statuses}</select></label>{}\
-<button id=\"find\" type=\"submit\">Найти</button></form>{results}",
+<p><label>Лицевой счёт <input id=\"account\" name=\"account\" value=\"{}\"{}></label> {}</p>\
+<p><label>Платёж <input id=\"payment\" name=\"payment\" value=\"{}\" size=\"36\"{}></label> {}</p>\
+<p><label>Номер заказа эквайера <input id=\"order\" name=\"order\" value=\"{}\"{}></label> {}</p>\
+<p><label>С <input id=\"from\" name=\"from\" value=\"{}\" inputmode=\"numeric\" placeholder=\"ДД.ММ.ГГГГ\" size=\"10\"{}></label> {}</p>\
+<p><label>по <input id=\"to\" name=\"to\" value=\"{}\" inputmode=\"numeric\" placeholder=\"ДД.ММ.ГГГГ\" size=\"10\"{}></label> {}</p>\
+<p><label>Статус <select id=\"status\" name=\"status\"{}><option value=\"\">любой</option>{statuses}</select></label> {}</p>\
+<p><button id=\"find\" type=\"submit\">Найти</button></p></form>{results}",
         value("account"),
         attrs("account"),
         note("account"),

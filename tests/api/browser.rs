@@ -97,6 +97,27 @@ impl Browser {
         answer["value"].clone()
     }
 
+    /// Saves the page as a phone (390 px wide) and a desktop (1280 px) show it, into
+    /// `target/screenshots/<name>-<width>.png`, for a person to look at; CI keeps the folder.
+    async fn screenshots(&self, name: &str) {
+        use base64::Engine;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        for (width, height) in [(390, 844), (1280, 900)] {
+            self.call(
+                reqwest::Method::POST,
+                "/window/rect",
+                Some(json!({"width": width, "height": height})),
+            )
+            .await;
+            let png = self.call(reqwest::Method::GET, "/screenshot", None).await;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(png.as_str().unwrap())
+                .unwrap();
+            std::fs::write(dir.join(format!("{name}-{width}.png")), bytes).unwrap();
+        }
+    }
+
     async fn open(&self, url: &str) {
         self.call(reqwest::Method::POST, "/url", Some(json!({"url": url})))
             .await;
@@ -255,6 +276,7 @@ async fn an_operator_signs_in_finds_a_payment_by_account_and_refunds_part_of_it(
     assert_eq!(browser.text("#operator").await, "Ольга Петрова");
     browser.type_into("#account", "1234567890").await;
     browser.click_and_wait("#find").await;
+    browser.screenshots("desk-search").await;
     browser.click_and_wait("a.payment").await;
     assert_eq!(browser.text("#remaining").await, "1500.00 ₽");
     browser.type_into("#amount", "500").await;
@@ -271,6 +293,18 @@ async fn an_operator_signs_in_finds_a_payment_by_account_and_refunds_part_of_it(
         browser.text("#message").await,
         "Сумма возврата больше остатка платежа."
     );
+    browser.screenshots("desk-payment-refund-refused").await;
+    // A search that cannot be read says why beside the field.
+    browser
+        .open(&app.url("/desk?payment=0193a1b2-77&from=31/12/2026"))
+        .await;
+    assert!(
+        browser
+            .text("#error-payment")
+            .await
+            .contains("полный номер")
+    );
+    browser.screenshots("desk-search-refused").await;
     assert_eq!(
         app.payment_record(payment["id"].as_str().unwrap())
             .await
@@ -302,6 +336,7 @@ async fn a_person_pays_an_account_on_the_public_page_and_sees_it_paid() {
         browser.text("#error-account_number").await,
         "Неверный номер лицевого счёта: проверьте его по квитанции."
     );
+    browser.screenshots("pay-page-error").await;
     assert_eq!(app.store.count_payments().await.unwrap(), 0);
 
     browser.clear("#account_number").await;
@@ -319,6 +354,7 @@ async fn a_person_pays_an_account_on_the_public_page_and_sees_it_paid() {
     browser.click_and_wait("#pay").await;
 
     assert_eq!(browser.text("#status").await, "Оплачено");
+    browser.screenshots("result-paid").await;
     assert_eq!(app.store.count_payments().await.unwrap(), 1);
     browser.quit().await;
 }
