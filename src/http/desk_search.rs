@@ -12,6 +12,8 @@ use crate::store::PaymentSearch;
 /// How many payments one search shows.
 pub const LIMIT: i64 = 100;
 const MAX_FIELD_CHARS: usize = 64;
+/// The form's fields.
+const FIELDS: [&str; 6] = ["account", "payment", "order", "from", "to", "status"];
 
 /// A field the form could not read, and what to write instead (in Russian, for the page).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,9 +34,9 @@ pub fn read(query: &HashMap<String, String>) -> Result<Option<PaymentSearch>, Ve
     let mut fail = |field: &'static str, message: &'static str| {
         errors.push(FieldError { field, message });
     };
-    for name in ["account", "payment", "order", "from", "to", "status"] {
+    for name in FIELDS {
         if field(name).is_some_and(|v| v.chars().count() > MAX_FIELD_CHARS) {
-            fail(name_of(name), "Слишком длинное значение.");
+            fail(name, "Слишком длинное значение.");
         }
     }
     let payment_id = field("payment").and_then(|v| match Uuid::parse_str(&v) {
@@ -90,14 +92,6 @@ pub fn read(query: &HashMap<String, String>) -> Result<Option<PaymentSearch>, Ve
         || search.from.is_some()
         || search.to.is_some();
     Ok(anything.then_some(search))
-}
-
-/// The form's field names are fixed; this keeps the `&'static str` the error carries.
-fn name_of(name: &str) -> &'static str {
-    ["account", "payment", "order", "from", "to", "status"]
-        .into_iter()
-        .find(|known| *known == name)
-        .unwrap_or("search")
 }
 
 /// A day as the date input sends it (`2026-12-31`) or as a person types it (`31.12.2026`).
