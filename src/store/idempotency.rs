@@ -4,8 +4,60 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::db::{query, query_as};
+use super::db::{Executor, Tx, query, query_as};
 use super::{ClaimedKey, IdempotencyClaim, Store, StoreError, StoredResponse, new_row_id};
+
+/// A key as its first claim writes it: held by its request until `lock_until`.
+pub(super) struct NewKey<'a> {
+    pub client_id: Uuid,
+    pub key: &'a str,
+    pub fingerprint: &'a str,
+    pub now: OffsetDateTime,
+    pub lock_until: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub resource_id: Uuid,
+}
+
+/// Writes a key unless the client has it already; true when this call wrote it.
+pub(super) async fn insert_key_in(conn: &mut Tx, k: &NewKey<'_>) -> Result<bool, StoreError> {
+    let inserted = query(
+        "INSERT INTO idempotency_keys \
+         (client_id, idem_key, fingerprint, state, created_at, locked_until, expires_at, \
+         resource_id) \
+         VALUES ($1, $2, $3, 'in_progress', $4, $5, $6, $7) \
+         ON CONFLICT (client_id, idem_key) DO NOTHING",
+    )
+    .bind(k.client_id)
+    .bind(k.key)
+    .bind(k.fingerprint)
+    .bind(k.now)
+    .bind(k.lock_until)
+    .bind(k.expires_at)
+    .bind(k.resource_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// Keeps a key's answer: later requests with it get this again.
+pub(super) async fn answer_key<'c>(
+    on: impl Executor<'c>,
+    client_id: Uuid,
+    key: &str,
+    response: &StoredResponse,
+) -> Result<(), StoreError> {
+    query(
+        "UPDATE idempotency_keys SET state = 'done', response_status = $3, response_body = $4 \
+         WHERE client_id = $1 AND idem_key = $2",
+    )
+    .bind(client_id)
+    .bind(key)
+    .bind(i32::from(response.status))
+    .bind(&response.body)
+    .execute(on)
+    .await?;
+    Ok(())
+}
 
 impl Store {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
@@ -30,23 +82,16 @@ impl Store {
         .execute(&mut tx)
         .await?;
         let resource_id = new_row_id();
-        let inserted = query(
-            "INSERT INTO idempotency_keys \
-             (client_id, idem_key, fingerprint, state, created_at, locked_until, expires_at, \
-             resource_id) \
-             VALUES ($1, $2, $3, 'in_progress', $4, $5, $6, $7) \
-             ON CONFLICT (client_id, idem_key) DO NOTHING",
-        )
-        .bind(client_id)
-        .bind(key)
-        .bind(fingerprint)
-        .bind(now)
-        .bind(lock_until)
-        .bind(expires_at)
-        .bind(resource_id)
-        .execute(&mut tx)
-        .await?;
-        if inserted.rows_affected() == 1 {
+        let new_key = NewKey {
+            client_id,
+            key,
+            fingerprint,
+            now,
+            lock_until,
+            expires_at,
+            resource_id,
+        };
+        if insert_key_in(&mut tx, &new_key).await? {
             tx.commit().await?;
             return Ok(IdempotencyClaim::Claimed(ClaimedKey {
                 resource_id,
@@ -112,17 +157,7 @@ impl Store {
         key: &str,
         response: &StoredResponse,
     ) -> Result<(), StoreError> {
-        query(
-            "UPDATE idempotency_keys SET state = 'done', response_status = $3, response_body = $4 \
-             WHERE client_id = $1 AND idem_key = $2",
-        )
-        .bind(client_id)
-        .bind(key)
-        .bind(i32::from(response.status))
-        .bind(&response.body)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        answer_key(&self.pool, client_id, key, response).await
     }
 
     /// Forgets a key whose request was refused without writing anything.

@@ -5,6 +5,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::db::{Tx, query, query_as};
+use super::idempotency::{NewKey, answer_key, insert_key_in};
 use super::journal::{AuditLine, audit_in, outbox_in};
 use super::{
     AuditRecord, DecideFirstMove, KeyAnswer, NewPaymentRecord, PaymentRecord, PaymentSearch,
@@ -220,22 +221,17 @@ impl Store {
         let mut tx = self.pool.begin_write().await?;
         // A concurrent request with the same key waits here until this one commits, then
         // finds the answer.
-        let claimed = query(
-            "INSERT INTO idempotency_keys \
-             (client_id, idem_key, fingerprint, state, created_at, locked_until, expires_at, \
-             resource_id) \
-             VALUES ($1, $2, $3, 'in_progress', $4, $4, $5, $6) \
-             ON CONFLICT (client_id, idem_key) DO NOTHING",
-        )
-        .bind(key.client_id)
-        .bind(key.key)
-        .bind(key.fingerprint)
-        .bind(key.now)
-        .bind(key.expires_at)
-        .bind(p.id)
-        .execute(&mut tx)
-        .await?;
-        if claimed.rows_affected() != 1 {
+        let new_key = NewKey {
+            client_id: key.client_id,
+            key: key.key,
+            fingerprint: key.fingerprint,
+            now: key.now,
+            // Answered before anyone can see it: no lease is needed.
+            lock_until: key.now,
+            expires_at: key.expires_at,
+            resource_id: p.id,
+        };
+        if !insert_key_in(&mut tx, &new_key).await? {
             tx.rollback().await?;
             return Ok(None);
         }
@@ -244,16 +240,7 @@ impl Store {
             tx.rollback().await?;
             return Ok(None);
         };
-        query(
-            "UPDATE idempotency_keys SET state = 'done', response_status = $3, response_body = $4 \
-             WHERE client_id = $1 AND idem_key = $2",
-        )
-        .bind(key.client_id)
-        .bind(key.key)
-        .bind(i32::from(answer.status))
-        .bind(answer.body)
-        .execute(&mut tx)
-        .await?;
+        answer_key(&mut tx, key.client_id, key.key, &answer).await?;
         tx.commit().await?;
         Ok(Some(record))
     }
