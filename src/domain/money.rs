@@ -34,9 +34,43 @@ pub fn typed_amount(text: &str) -> String {
         .collect()
 }
 
+/// An amount in kopecks as a Russian reads it: «1 500,50 ₽», thousands apart by a no-break
+/// space (so the figure never wraps) and a decimal comma.
+pub fn rubles_ru(minor: i64) -> String {
+    let sign = if minor < 0 { "−" } else { "" };
+    let minor = minor.unsigned_abs();
+    let rubles = (minor / 100).to_string();
+    let mut grouped = String::with_capacity(rubles.len() + rubles.len() / 3);
+    for (i, digit) in rubles.chars().enumerate() {
+        if i > 0 && (rubles.len() - i).is_multiple_of(3) {
+            grouped.push('\u{a0}');
+        }
+        grouped.push(digit);
+    }
+    format!("{sign}{grouped},{:02}\u{a0}₽", minor % 100)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn amounts_are_shown_as_russians_read_them() {
+        for (minor, shown) in [
+            (0, "0,00 ₽"),
+            (5, "0,05 ₽"),
+            (150_050, "1 500,50 ₽"),
+            (99_999_999, "999 999,99 ₽"),
+            (12_345_678_900, "123 456 789,00 ₽"),
+            (-150_050, "−1 500,50 ₽"),
+        ] {
+            assert_eq!(rubles_ru(minor).replace('\u{a0}', " "), shown, "{minor}");
+        }
+        assert!(
+            !rubles_ru(150_050).contains(' '),
+            "no breakable space inside a figure"
+        );
+    }
 
     #[test]
     fn amounts_are_read_as_russians_write_them() {

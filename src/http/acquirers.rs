@@ -6,7 +6,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use oplata_providers::{AcquirerKind, CallbackAnswer, RawCallback};
 
@@ -65,6 +65,7 @@ pub async fn browser_return(
     State(services): State<Arc<Services>>,
     Path((acquirer, outcome)): Path<(String, String)>,
     RawQuery(query): RawQuery,
+    headers: axum::http::HeaderMap,
 ) -> Response {
     let Some(kind) = AcquirerKind::parse(&acquirer) else {
         return pages::not_found();
@@ -77,7 +78,9 @@ pub async fn browser_return(
         body: Vec::new(),
     };
     match payments::handle_browser_return(&services, kind, &raw).await {
-        Ok(payments::BrowserReturn::Proven(payment)) => back_to_portal(&payment),
+        Ok(payments::BrowserReturn::Proven(payment)) => {
+            back_to_portal(&services, &headers, &payment)
+        }
         Ok(payments::BrowserReturn::Unproven { return_url }) => {
             match return_url.as_deref().map(url::Url::parse) {
                 Some(Ok(url)) => Redirect::to(url.as_str()).into_response(),
@@ -104,13 +107,14 @@ pub struct ThreeDsAnswer {
 pub async fn three_ds_complete(
     State(services): State<Arc<Services>>,
     Path(payment_id): Path<String>,
+    headers: axum::http::HeaderMap,
     axum::Form(answer): axum::Form<ThreeDsAnswer>,
 ) -> Response {
     let Ok(payment_id) = uuid::Uuid::parse_str(&payment_id) else {
         return pages::not_found();
     };
     match payments::complete_three_ds(&services, payment_id, &answer.md, &answer.pa_res).await {
-        Ok(payment) => back_to_portal(&payment),
+        Ok(payment) => back_to_portal(&services, &headers, &payment),
         Err(ServiceError::NotFound) => pages::not_found(),
         Err(error) => {
             tracing::error!(%error, "3-D Secure completion failed");
@@ -120,13 +124,25 @@ pub async fn three_ds_complete(
 }
 
 /// Sends the browser back to the portal with the payment id, or shows oplata's result page.
-fn back_to_portal(payment: &crate::store::PaymentRecord) -> Response {
+fn back_to_portal(
+    services: &Services,
+    headers: &axum::http::HeaderMap,
+    payment: &crate::store::PaymentRecord,
+) -> Response {
     match payment.return_url.as_deref().map(url::Url::parse) {
         Some(Ok(mut url)) => {
             url.query_pairs_mut()
                 .append_pair("payment_id", &payment.id.to_string());
             Redirect::to(url.as_str()).into_response()
         }
-        Some(Err(_)) | None => Html(pages::payment_result(payment)).into_response(),
+        Some(Err(_)) | None => pages::payment_result(
+            services,
+            payment,
+            super::result_page::Visit {
+                check: 0,
+                now: time::OffsetDateTime::now_utc(),
+                resume: pages::resume_link(services, headers, payment),
+            },
+        ),
     }
 }

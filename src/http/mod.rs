@@ -15,8 +15,10 @@ pub mod pages;
 pub mod payments;
 pub mod public;
 pub mod refunds;
+mod result_page;
 pub mod review;
 pub mod sms;
+mod wording;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,30 +4,15 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
-use crate::domain::payment::PaymentStatus;
 use crate::service::Services;
 use crate::store::PaymentRecord;
 
 /// Escapes text for HTML content and attribute values.
 pub(super) use oplata_providers::markup::escape;
 
-/// One small stylesheet for every page oplata shows: mobile first (16 px text so phones do not
-/// zoom, 44 px touch targets), calm colours, errors that stand out.
-const STYLE: &str = "*{box-sizing:border-box}\
-body{font:16px/1.5 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;max-width:34rem;margin:0 auto;padding:1rem;color:#1f2933;background:#f5f7fa}\
-h1{font-size:1.5rem;line-height:1.25;margin:.5rem 0 1rem}\
-label{display:block;font-weight:600}\
-input,select{width:100%;font:inherit;min-height:44px;padding:.5rem .75rem;margin-top:.25rem;border:1px solid #9aa5b1;border-radius:8px;background:#fff;color:inherit}\
-input:focus,select:focus{outline:3px solid #93c5fd;border-color:#1d4ed8}\
-button{font:inherit;font-weight:600;min-height:44px;padding:.5rem 1.5rem;border:0;border-radius:8px;background:#1d4ed8;color:#fff;cursor:pointer}\
-button:focus{outline:3px solid #93c5fd}\
-form p,fieldset{margin:0 0 1rem}\
-fieldset{border:1px solid #cbd2d9;border-radius:8px;padding:.75rem}\
-.error{color:#b91c1c;font-weight:600}\
-.hint{color:#52606d;font-size:.9375rem;margin-top:-.5rem}\
-a{color:#1d4ed8}\
-table{border-collapse:collapse;width:100%;display:block;overflow-x:auto}\
-td,th{padding:.375rem .5rem;border-bottom:1px solid #e4e7eb;text-align:left}";
+/// One small stylesheet for every page oplata shows (templates/pages.css): mobile first (16 px
+/// text so phones do not zoom, 44 px touch targets), calm colours, errors that stand out.
+const STYLE: &str = include_str!("../../templates/pages.css");
 
 pub(super) fn layout(title: &str, body: &str) -> String {
     format!(
@@ -40,46 +25,47 @@ pub(super) fn layout(title: &str, body: &str) -> String {
 }
 
 /// The result of a payment from oplata's own record, for a payment without a `return_url`.
-pub fn payment_result(payment: &PaymentRecord) -> String {
-    let status = Some(payment.status);
-    let (headline, detail) = match status {
-        Some(
-            PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded | PaymentStatus::Refunded,
-        ) => ("Оплачено", "Спасибо! Платёж принят."),
-        Some(PaymentStatus::Failed | PaymentStatus::Canceled | PaymentStatus::Expired) => (
-            "Платёж не прошёл",
-            "Деньги не списаны. Попробуйте оплатить ещё раз.",
-        ),
-        Some(
-            PaymentStatus::Created | PaymentStatus::RequiresAction | PaymentStatus::Processing,
-        )
-        | None => ("Платёж обрабатывается", "Обновите страницу через минуту."),
-    };
-    let amount = oplata_providers::Amount::from_minor(payment.amount_minor)
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    let body = format!(
-        "<h1 id=\"status\" data-status=\"{status}\">{headline}</h1><p>{detail}</p>\
-<p>Лицевой счёт: {account}<br>Сумма: {amount} ₽</p>",
-        status = payment.status.as_str(),
-        account = escape(&payment.account_number),
-    );
-    let page = layout(headline, &body);
-    if status.is_some_and(PaymentStatus::is_final) {
-        return page;
+pub fn payment_result(
+    services: &Services,
+    payment: &PaymentRecord,
+    visit: super::result_page::Visit,
+) -> Response {
+    use askama::Template;
+    match super::result_page::ResultPage::new(services, payment, visit).render() {
+        Ok(page) => Html(page).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "result page did not render");
+            temporary_failure()
+        }
     }
-    // Until the outcome is known the page reloads itself; an anonymous payment's page reads
-    // oplata's record only, so reloading never asks the acquirer again.
-    let target = if payment.client_id.is_none() {
-        format!(";url=/pay/result/{}", payment.id)
-    } else {
-        String::new()
-    };
-    page.replacen(
-        "<title>",
-        &format!("<meta http-equiv=\"refresh\" content=\"3{target}\"><title>"),
-        1,
+}
+
+/// Remembers, in the browser that created an anonymous payment, the token that takes it back to
+/// the acquirer's page: the result page offers the way back to that browser only (anyone else
+/// holding the page's address sees the outcome, not the acquirer's page with its details).
+const RESUME_COOKIE: &str = "oplata_resume";
+
+pub(super) fn resume_cookie(services: &Services, payment_id: uuid::Uuid) -> String {
+    use secrecy::ExposeSecret;
+    format!(
+        "{RESUME_COOKIE}={payment_id}.{}; HttpOnly; SameSite=Lax; Path=/; Max-Age=86400{}",
+        services.continue_token(payment_id).expose_secret(),
+        secure_flag(services)
     )
+}
+
+/// The way back to the acquirer's page, when this browser created `payment`.
+pub(super) fn resume_link(
+    services: &Services,
+    headers: &HeaderMap,
+    payment: &PaymentRecord,
+) -> Option<String> {
+    use secrecy::ExposeSecret;
+    let value = cookie_value(headers, RESUME_COOKIE)?;
+    let (id, token) = value.split_once('.')?;
+    let expected = services.continue_token(payment.id);
+    (id == payment.id.to_string() && same(token, expected.expose_secret()))
+        .then(|| format!("/pay/{}/continue?token={token}", payment.id))
 }
 
 /// A return from the acquirer that does not prove which payment it is about: nothing of the

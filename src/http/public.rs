@@ -231,6 +231,8 @@ pub async fn get(
 #[derive(Debug, Default, Deserialize)]
 pub struct PayQuery {
     supplier: Option<String>,
+    /// Filled in for a new attempt from a result page.
+    account: Option<String>,
 }
 
 /// What the person typed, echoed back into the form after an error.
@@ -454,7 +456,11 @@ pub async fn page(
         );
     };
     let token = crate::service::operators::form_token();
-    let body = pay_form(supplier, &PayForm::default(), &token, None);
+    let typed = PayForm {
+        account_number: query.account.unwrap_or_default(),
+        ..PayForm::default()
+    };
+    let body = pay_form(supplier, &typed, &token, None);
     let mut response = page_response(StatusCode::OK, "Оплата", &body);
     set_cookie(&mut response, new_csrf_cookie(&services, &token));
     response
@@ -697,9 +703,9 @@ pub async fn submit(
     }
 }
 
-/// Where the browser goes once its payment exists.
+/// Where the browser goes once its payment exists; it keeps the way back to the acquirer's page.
 fn after_creation(services: &Services, payment: &crate::store::PaymentRecord) -> Response {
-    match payments::next_action(payment) {
+    let mut response = match payments::next_action(payment) {
         // The person who sent this form created the payment: they get the unlocking link.
         Some(NextAction::Redirect { url }) if url == services.continue_url(payment.id) => {
             Redirect::to(&services.continue_link(payment.id)).into_response()
@@ -707,16 +713,36 @@ fn after_creation(services: &Services, payment: &crate::store::PaymentRecord) ->
         Some(action) => go_to_acquirer(action),
         // Declined or unreachable at once: the result page says so.
         None => Redirect::to(&format!("/pay/result/{}", payment.id)).into_response(),
-    }
+    };
+    set_cookie(&mut response, pages::resume_cookie(services, payment.id));
+    response
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ResultQuery {
+    /// How many times the page has reloaded itself so far (anything unreadable counts as 0).
+    check: Option<String>,
 }
 
 /// `GET /pay/result/{id}`: the outcome from oplata's own record.
-pub async fn result(State(services): State<Arc<Services>>, Path(id): Path<String>) -> Response {
+pub async fn result(
+    State(services): State<Arc<Services>>,
+    Path(id): Path<String>,
+    Query(query): Query<ResultQuery>,
+    headers: HeaderMap,
+) -> Response {
     let Ok(id) = Uuid::parse_str(&id) else {
         return pages::not_found();
     };
     match public::get(&services, id).await {
-        Ok(payment) => Html(pages::payment_result(&payment)).into_response(),
+        Ok(payment) => {
+            let visit = super::result_page::Visit {
+                check: query.check.and_then(|c| c.parse().ok()).unwrap_or(0),
+                now: time::OffsetDateTime::now_utc(),
+                resume: pages::resume_link(&services, &headers, &payment),
+            };
+            pages::payment_result(&services, &payment, visit)
+        }
         Err(ServiceError::NotFound) => pages::not_found(),
         Err(error) => {
             tracing::error!(%error, "result page");

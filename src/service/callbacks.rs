@@ -376,6 +376,10 @@ async fn payment_succeeded(
     Ok(())
 }
 
+/// The failure code of a payment the acquirer took without 3-D Secure and oplata sent back:
+/// unlike an issuer's 3-D Secure decline (`three_ds_failed`), money did move, and returns.
+pub const PAID_WITHOUT_THREE_DS: &str = "paid_without_three_ds";
+
 /// Rule 7: a new-card payment that did not pass 3-D Secure fails, and its money goes back.
 async fn without_three_ds(
     services: &Services,
@@ -399,7 +403,7 @@ async fn without_three_ds(
         event: PaymentEvent::Failed,
         next_action: None,
         failure: Some((
-            "three_ds_failed",
+            PAID_WITHOUT_THREE_DS,
             "the card payment was not authenticated with 3-D Secure",
         )),
         actor,

@@ -407,9 +407,9 @@ pub fn next_action(payment: &PaymentRecord) -> Option<NextAction> {
     serde_json::from_str(payment.next_action.as_deref()?).ok()
 }
 
-/// The acquirer's form for a payment that carries personal data, built on the browser's visit
-/// from the sealed data. Only the holder of the continue token gets it, only while the customer
-/// still has to act.
+/// The acquirer's page again for the browser that created the payment (the holder of its
+/// continue token), only while the customer still has to act. A payment carrying personal data
+/// has its form built on this visit from the sealed data; another gets its stored next step.
 pub async fn continue_to_acquirer(
     services: &Services,
     payment_id: Uuid,
@@ -420,14 +420,26 @@ pub async fn continue_to_acquirer(
         .get_payment(payment_id)
         .await?
         .ok_or(ServiceError::NotFound)?;
-    let row = services
-        .store
-        .payer_data(payment_id)
-        .await?
-        .ok_or(ServiceError::NotFound)?;
-    if !payer::token_matches(token, &row.continue_token_hash)
-        || Some(payment.status) != Some(PaymentStatus::RequiresAction)
-    {
+    if Some(payment.status) != Some(PaymentStatus::RequiresAction) {
+        return Err(ServiceError::NotFound);
+    }
+    let Some(row) = services.store.payer_data(payment_id).await? else {
+        // A payment without personal data: its stored next step is the acquirer's page itself,
+        // handed to the holder of the token (the browser that created it) and nobody else.
+        use secrecy::ExposeSecret;
+        let expected = services.continue_token(payment_id);
+        let holder = bool::from(subtle::ConstantTimeEq::ct_eq(
+            token.as_bytes(),
+            expected.expose_secret().as_bytes(),
+        ));
+        return next_action(&payment)
+            .filter(|action| {
+                holder
+                    && !matches!(action, NextAction::Redirect { url } if *url == services.continue_url(payment_id))
+            })
+            .ok_or(ServiceError::NotFound);
+    };
+    if !payer::token_matches(token, &row.continue_token_hash) {
         return Err(ServiceError::NotFound);
     }
     let identity = payer::open(&services.vault, &row)?;

@@ -342,6 +342,17 @@ async fn a_person_pays_an_account_on_the_public_page_and_sees_it_paid() {
     browser.clear("#account_number").await;
     browser.type_into("#account_number", "1234567890").await;
     browser.click_and_wait("#pay").await;
+    let acquirer_page = browser.url().await;
+    assert!(acquirer_page.contains("/sandbox/robokassa/"));
+    // The person leaves the acquirer's page unpaid and comes back to the result page: it says
+    // so once it stops waiting, and leads back to the acquirer's page or to a new attempt.
+    let id = param(&query_params(&acquirer_page), "Shp_payment");
+    browser
+        .open(&app.url(&format!("/pay/result/{id}?check=20")))
+        .await;
+    assert_eq!(browser.text("#status").await, "Оплата не завершена");
+    browser.screenshots("result-unfinished").await;
+    browser.click_and_wait("#resume").await;
     assert!(browser.url().await.contains("/sandbox/robokassa/"));
     assert_eq!(browser.text("#amount").await, "1500.50 ₽");
     // The acquirer's page shows the receipt oplata sent (54-FZ).

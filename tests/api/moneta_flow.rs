@@ -189,7 +189,8 @@ async fn a_wrong_three_ds_code_fails_the_payment(backend: Backend) {
         .await
         .unwrap();
 
-    assert!(page.contains("Платёж не прошёл"), "{page}");
+    assert!(page.contains("data-outcome=\"declined\""), "{page}");
+    assert!(page.contains("Платёж отклонён"), "{page}");
     assert_eq!(
         app.payment_record(payment["id"].as_str().unwrap())
             .await
@@ -211,9 +212,29 @@ async fn a_payment_without_three_ds_fails_and_its_money_goes_back(backend: Backe
     .await;
 
     assert_eq!(done.status(), 303);
+    let back = done.headers()["location"].to_str().unwrap().to_owned();
+    let page = app
+        .http
+        .get(&back)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let record = app.payment_record(payment["id"].as_str().unwrap()).await;
     assert_eq!(record.status, "failed");
-    assert_eq!(record.failure_code.as_deref(), Some("three_ds_failed"));
+    assert_eq!(
+        record.failure_code.as_deref(),
+        Some("paid_without_three_ds")
+    );
+    // The card was debited and refunded: the customer is not told that nothing was taken.
+    assert!(
+        page.contains("data-outcome=\"canceled_and_refunded\""),
+        "{page}"
+    );
+    assert!(!page.contains("не списаны"), "{page}");
+    assert!(page.contains("вернётся на карту"), "{page}");
     assert!(record.review_reason.unwrap().contains("refunded in full"));
     assert_eq!(app.moneta.operation(operation).unwrap().refunded, 150_000);
 }

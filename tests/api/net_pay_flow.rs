@@ -120,7 +120,8 @@ async fn a_netpay_decline_notification_fails_the_payment(backend: Backend) {
     let back = press(&app, &order_id, "decline").await;
     let page = app.http.get(&back).send().await.unwrap();
 
-    assert!(page.text().await.unwrap().contains("Платёж не прошёл"));
+    let page = page.text().await.unwrap();
+    assert!(page.contains("data-outcome=\"declined\""), "{page}");
     let record = app.payment_record(payment["id"].as_str().unwrap()).await;
     assert_eq!(record.status, "failed");
     assert_eq!(record.failure_code.as_deref(), Some("refused"));
@@ -229,7 +230,8 @@ async fn a_return_before_the_notification_shows_processing_until_it_arrives(back
         .text()
         .await
         .unwrap();
-    assert!(early.contains("обрабатывается"), "{early}");
+    assert!(early.contains("data-outcome=\"checking\""), "{early}");
+    assert!(early.contains("http-equiv=\"refresh\""), "{early}");
     assert_eq!(app.payment_record(&id).await.status, "requires_action");
     // The same return typed by someone else, without oplata's proof (or with another order's),
     // shows nothing of the payment.

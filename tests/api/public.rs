@@ -18,6 +18,7 @@ on_both_backends!(
     budget_payments_carry_sealed_passport_data_that_is_purged_later,
     the_pay_page_checks_its_csrf_token_and_shows_errors_beside_fields,
     passport_data_in_robokassa_custom_parameters_is_signed_and_verified_both_ways,
+    the_result_page_tells_each_state_and_the_way_on,
 );
 
 fn anonymous(account: &str) -> Value {
@@ -661,4 +662,171 @@ async fn one_address_creates_at_most_its_hourly_number_of_payments(backend: Back
     let other = post_public(&app, &anonymous("1234567800"), Some("203.0.113.10")).await;
     assert_eq!(other.status(), 201, "another address is not affected");
     assert_eq!(app.store.count_payments().await.unwrap(), 4);
+}
+
+async fn result_page(app: &TestApp, id: &str, query: &str) -> String {
+    result_page_in(&app.http, app, id, query).await
+}
+
+async fn result_page_in(client: &reqwest::Client, app: &TestApp, id: &str, query: &str) -> String {
+    let response = client
+        .get(app.url(&format!("/pay/result/{id}{query}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap()
+}
+
+fn outcome(page: &str) -> &str {
+    let start = page.find("data-outcome=\"").expect("an outcome") + "data-outcome=\"".len();
+    &page[start..start + page[start..].find('"').unwrap()]
+}
+
+fn hidden<'a>(page: &'a str, name: &str) -> &'a str {
+    let needle = format!("name=\"{name}\" value=\"");
+    let at = page.find(&needle).unwrap() + needle.len();
+    &page[at..at + page[at..].find('"').unwrap()]
+}
+
+async fn the_result_page_tells_each_state_and_the_way_on(backend: Backend) {
+    let app = spawn_app(backend).await;
+    // A person's browser: it keeps its cookies and does not follow the way to the acquirer.
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = browser
+        .get(app.url("/pay?supplier=demo-electro"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let sent = browser
+        .post(app.url("/pay"))
+        .form(&[
+            ("csrf", hidden(&form, "csrf")),
+            ("attempt", hidden(&form, "attempt")),
+            ("supplier_id", "demo-electro"),
+            ("account_number", "1234567890"),
+            ("amount", "1 500,00"),
+            ("email", "anna@example.ru"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 303);
+    let acquirer_page = sent.headers()["location"].to_str().unwrap().to_owned();
+    let id = param(&query_params(&acquirer_page), "Shp_payment");
+    let id = id.as_str();
+    let order = app.payment_record(id).await.acquirer_order_id;
+
+    // Just back from the acquirer: the page waits for the acquirer's word, a bounded while.
+    let first = result_page(&app, id, "").await;
+    assert_eq!(outcome(&first), "checking", "{first}");
+    assert!(
+        first.contains(&format!("url=/pay/result/{id}?check=1")),
+        "{first}"
+    );
+    let unreadable = result_page(&app, id, "?check=many").await;
+    assert_eq!(outcome(&unreadable), "checking");
+
+    // Nothing heard after the last reload: not finished, with the way back to the acquirer's
+    // page (for the browser that made the payment only) and a new attempt.
+    let left = result_page_in(&browser, &app, id, "?check=20").await;
+    assert_eq!(outcome(&left), "unfinished", "{left}");
+    assert!(!left.contains("http-equiv=\"refresh\""), "{left}");
+    assert!(left.contains("Оплатить можно до"), "{left}");
+    let resume = {
+        let needle = "id=\"resume\" href=\"";
+        let at = left.find(needle).expect("a way back") + needle.len();
+        left[at..at + left[at..].find('"').unwrap()].replace("&#38;", "&")
+    };
+    let back = browser.get(app.url(&resume)).send().await.unwrap();
+    assert_eq!(back.status(), 303);
+    assert_eq!(back.headers()["location"], acquirer_page.as_str());
+    let forged = browser
+        .get(app.url(&format!("/pay/{id}/continue?token={}", "0".repeat(64))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 404);
+    let someone_else = result_page(&app, id, "?check=20").await;
+    assert_eq!(outcome(&someone_else), "unfinished");
+    assert!(!someone_else.contains("id=\"resume\""), "{someone_else}");
+    assert!(!someone_else.contains("anna"), "{someone_else}");
+    assert!(
+        left.contains("href=\"/pay?supplier=demo-electro&#38;account=1234567890\""),
+        "{left}"
+    );
+    // Who is paid, how much, when (in the supplier's zone) and the number support will ask for.
+    assert!(left.contains("Демо-Энергосбыт"), "{left}");
+    assert!(left.contains("1\u{a0}500,00\u{a0}₽"), "{left}");
+    assert!(left.contains("(МСК)"), "{left}");
+    assert!(
+        left.contains(&format!("<dd id=\"number\">{order}</dd>")),
+        "{left}"
+    );
+    assert!(
+        !left.contains("id=\"receipt\""),
+        "no receipt before payment: {left}"
+    );
+    let again = app
+        .http
+        .get(app.url("/pay?supplier=demo-electro&account=1234567890"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        again.contains("value=\"1234567890\""),
+        "the new attempt is filled in"
+    );
+
+    // Paid: the receipt's address, recognisable but not readable by whoever has the link.
+    app.http.get(&acquirer_page).send().await.unwrap();
+    app.sandbox.decide(DEMO_LOGIN, &order, true).await.unwrap();
+    let paid = result_page(&app, id, "").await;
+    assert_eq!(outcome(&paid), "paid", "{paid}");
+    assert!(paid.contains("отправлен на a***@example.ru"), "{paid}");
+    assert!(!paid.contains("anna@example.ru"), "{paid}");
+    assert!(!paid.contains("id=\"retry\""), "{paid}");
+    assert!(!paid.contains("http-equiv=\"refresh\""), "{paid}");
+    let late = browser.get(app.url(&resume)).send().await.unwrap();
+    assert_eq!(
+        late.status(),
+        404,
+        "a paid payment has no way back to the acquirer"
+    );
+
+    // Declined and expired: nothing taken, a new attempt offered, no way back to the old page.
+    for (event, expected) in [
+        (PaymentEvent::Failed, "declined"),
+        (PaymentEvent::Expired, "expired"),
+    ] {
+        let other = created(&app, &anonymous("1234567890")).await;
+        let other_id = other["id"].as_str().unwrap();
+        let change = StatusChange {
+            event,
+            next_action: None,
+            failure: (event == PaymentEvent::Failed).then_some(("declined", "the issuer declined")),
+            actor: "test",
+            reason: "test",
+            acquirer_operation_id: None,
+        };
+        app.store
+            .transition_payment(other_id.parse().unwrap(), &change)
+            .await
+            .unwrap();
+        let page = result_page(&app, other_id, "").await;
+        assert_eq!(outcome(&page), expected, "{page}");
+        assert!(page.contains("не списаны"), "{page}");
+        assert!(page.contains("id=\"retry\""), "{page}");
+        assert!(!page.contains("id=\"resume\""), "{page}");
+    }
 }

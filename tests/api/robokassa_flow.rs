@@ -339,7 +339,12 @@ async fn the_browser_return_alone_never_marks_a_payment_paid(backend: Backend) {
         .await
         .unwrap();
 
-    assert!(page.text().await.unwrap().contains("обрабатывается"));
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains("data-outcome=\"checking\"")
+    );
     assert_eq!(app.payment_record(&id).await.status, "requires_action");
 }
 

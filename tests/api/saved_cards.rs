@@ -431,7 +431,10 @@ async fn a_card_without_three_ds_is_never_stored(backend: Backend) {
 
     let record = app.payment_record(created["id"].as_str().unwrap()).await;
     assert_eq!(record.status, "failed");
-    assert_eq!(record.failure_code.as_deref(), Some("three_ds_failed"));
+    assert_eq!(
+        record.failure_code.as_deref(),
+        Some("paid_without_three_ds")
+    );
     assert!(list_cards(&app, "alice").await.is_empty());
 }
 
