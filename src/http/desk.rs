@@ -17,17 +17,17 @@ use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::desk_refund::RefundDraft;
 use super::pages::{cookie_value, escape, same, secure_flag, set_cookie};
 use crate::domain::payment::PaymentStatus;
-use crate::service::idempotency::{self as keys, Ending};
 use crate::service::operators::{self, LoginError};
-use crate::service::{ServiceError, Services, desk, refunds};
+use crate::service::{ServiceError, Services, desk};
 use crate::store::{PaymentRecord, SessionRecord};
 
 const SESSION_COOKIE: &str = "oplata_desk";
 const LOGIN_COOKIE: &str = "oplata_desk_login";
 
-fn kopecks(minor: i64) -> String {
+pub(super) fn kopecks(minor: i64) -> String {
     Amount::from_minor(minor)
         .map(|a| a.to_string())
         .unwrap_or_else(|_| "0.00".into())
@@ -65,7 +65,7 @@ fn refund_status_ru(status: &str) -> &'static str {
     }
 }
 
-fn page(title: &str, session: Option<&SessionRecord>, body: &str) -> String {
+pub(super) fn page(title: &str, session: Option<&SessionRecord>, body: &str) -> String {
     let header = match session {
         Some(s) => format!(
             "<header><a href=\"/desk\">Поиск</a> · <a href=\"/desk/review\">На проверку</a> · \
@@ -90,7 +90,7 @@ input,select,button{{font-size:1rem;padding:.3rem;margin:.2rem}}</style></head><
 /// A signed-in operator; anything else is sent to the sign-in page.
 #[derive(Debug)]
 pub struct Operator {
-    session: SessionRecord,
+    pub(super) session: SessionRecord,
 }
 
 impl FromRequestParts<Arc<Services>> for Operator {
@@ -351,11 +351,12 @@ pub async fn search(
     Html(page("Поиск платежей", Some(&operator.session), &body)).into_response()
 }
 
-async fn payment_page(
+pub(super) async fn payment_page(
     services: &Services,
     operator: &Operator,
     id: Uuid,
     message: Option<(&str, bool)>,
+    draft: Option<RefundDraft>,
     status: StatusCode,
 ) -> Response {
     let file = match desk::payment_file(services, id).await {
@@ -439,18 +440,12 @@ async fn payment_page(
         Some(PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded)
     );
     let form = if refundable && remaining > 0 {
-        format!(
-            "<h2>Возврат</h2><p>Можно вернуть: <strong id=\"remaining\">{} ₽</strong></p>\
-<form method=\"post\" action=\"/desk/payments/{}/refunds\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-<input type=\"hidden\" name=\"attempt\" value=\"{}\">\
-<label>Сумма <input id=\"amount\" name=\"amount\" inputmode=\"decimal\" placeholder=\"{}\"></label>\
-<label>Причина <input id=\"reason\" name=\"reason\" required maxlength=\"500\"></label>\
-<button id=\"refund\" type=\"submit\">Вернуть</button></form>",
-            kopecks(remaining),
+        let draft = draft.unwrap_or_else(RefundDraft::fresh);
+        super::desk_refund::form_section(
             payment.id,
-            escape(&operator.session.csrf_token),
-            Uuid::now_v7(),
-            kopecks(remaining)
+            &operator.session.csrf_token,
+            remaining,
+            &draft,
         )
     } else {
         "<p>Возврат недоступен для этого платежа.</p>".into()
@@ -519,162 +514,20 @@ pub async fn payment(
     } else {
         None
     };
-    payment_page(&services, &operator, id, message, StatusCode::OK).await
-}
-
-#[derive(Debug, serde::Deserialize)]
-pub struct RefundForm {
-    csrf: String,
-    /// The form's rendering: a second post of the same form finds the first refund.
-    #[serde(default)]
-    attempt: String,
-    amount: String,
-    reason: String,
-}
-
-pub async fn refund(
-    State(services): State<Arc<Services>>,
-    operator: Operator,
-    Path(id): Path<String>,
-    Form(form): Form<RefundForm>,
-) -> Response {
-    if !same(&form.csrf, &operator.session.csrf_token) {
-        return stale_form(&operator);
-    }
-    let Ok(id) = Uuid::parse_str(&id) else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    let amount = match form.amount.trim().replace(',', ".") {
-        text if text.is_empty() => None,
-        text => match Amount::parse_api(&text) {
-            Ok(amount) => Some(amount),
-            Err(_) => {
-                return payment_page(
-                    &services,
-                    &operator,
-                    id,
-                    Some(("Сумма указана неверно.", false)),
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                )
-                .await;
-            }
-        },
-    };
-    let reason = form.reason.trim();
-    let Ok(attempt) = Uuid::parse_str(&form.attempt) else {
-        return payment_page(
-            &services,
-            &operator,
-            id,
-            Some(("Форма устарела: обновите страницу.", false)),
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
-    };
-    // Each rendering of the form is one refund: a double click or a repost finds the refund the
-    // first post made (or resumes it if that request died) instead of making a second.
-    let owner = operator.session.operator_id;
-    let key = format!("desk-refund:{attempt}");
-    let fingerprint = super::idempotency::fingerprint(
-        "POST /desk/payments/refunds",
-        format!("{id}\n{}\n{reason}", form.amount.trim()).as_bytes(),
-    );
-    let attempt = match keys::claim(&services, owner, &key, &fingerprint).await {
-        Ok(crate::store::IdempotencyClaim::Claimed(claimed)) => claimed,
-        Ok(crate::store::IdempotencyClaim::Completed(_)) => {
-            return Redirect::to(&format!("/desk/payments/{id}?refunded=1")).into_response();
-        }
-        Ok(crate::store::IdempotencyClaim::InProgress) => {
-            return payment_page(
-                &services,
-                &operator,
-                id,
-                Some((
-                    "Этот возврат уже оформляется: обновите страницу через минуту.",
-                    false,
-                )),
-                StatusCode::CONFLICT,
-            )
-            .await;
-        }
-        Ok(crate::store::IdempotencyClaim::Mismatch) => {
-            return payment_page(
-                &services,
-                &operator,
-                id,
-                Some((
-                    "Форма уже отправлена с другими данными: заполните её заново.",
-                    false,
-                )),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await;
-        }
-        Err(error) => {
-            tracing::error!(%error, "desk refund idempotency");
-            return StatusCode::SERVICE_UNAVAILABLE.into_response();
-        }
-    };
-    let created = refunds::create(
+    let draft = RefundDraft::from_query(&query);
+    payment_page(
         &services,
-        None,
+        &operator,
         id,
-        amount,
-        reason,
-        &operator.session.login,
-        attempt,
+        message,
+        Some(draft),
+        StatusCode::OK,
     )
-    .await;
-    // A refusal wrote nothing: the same form may be corrected and sent again.
-    let ending = match &created {
-        Ok(refund) => Ending::Answered(crate::store::StoredResponse {
-            status: 201,
-            body: serde_json::json!({ "refund_id": refund.id }).to_string(),
-        }),
-        Err(ServiceError::Refund(_) | ServiceError::NotFound) => Ending::RefusedUnwritten,
-        // Anything else may have left the refund half made: a repost of the form resumes it.
-        Err(_) => Ending::Interrupted,
-    };
-    keys::end(&services, owner, &key, ending).await;
-    match created {
-        Ok(_) => Redirect::to(&format!("/desk/payments/{id}?refunded=1")).into_response(),
-        Err(ServiceError::Refund(rule)) => {
-            use crate::domain::refunds::RefundRuleError as R;
-            let text = match rule {
-                R::ExceedsRemaining { .. } => "Сумма возврата больше остатка платежа.".to_owned(),
-                R::PaymentNotRefundable => "Этот платёж нельзя вернуть.".to_owned(),
-                R::TooOld => "Платёж слишком старый для возврата.".to_owned(),
-                R::OperatorDailyLimit { .. } => {
-                    "Превышен дневной лимит возвратов оператора.".to_owned()
-                }
-                R::ReasonRequired => "Укажите причину возврата.".to_owned(),
-            };
-            payment_page(
-                &services,
-                &operator,
-                id,
-                Some((&text, false)),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await
-        }
-        Err(ServiceError::NotFound) => StatusCode::NOT_FOUND.into_response(),
-        Err(error) => {
-            tracing::error!(%error, "desk refund failed");
-            payment_page(
-                &services,
-                &operator,
-                id,
-                Some(("Возврат не удался, попробуйте позже.", false)),
-                StatusCode::SERVICE_UNAVAILABLE,
-            )
-            .await
-        }
-    }
+    .await
 }
 
 /// The answer to a form whose CSRF token is not the session's.
-fn stale_form(operator: &Operator) -> Response {
+pub(super) fn stale_form(operator: &Operator) -> Response {
     (
         StatusCode::FORBIDDEN,
         Html(page(
@@ -760,6 +613,7 @@ async fn settle_review(
             operator,
             payment_id,
             Some(("Выберите решение и напишите примечание.", false)),
+            None,
             StatusCode::UNPROCESSABLE_ENTITY,
         )
         .await;
@@ -798,6 +652,7 @@ async fn settle_review(
         operator,
         payment_id,
         Some((text, false)),
+        None,
         StatusCode::UNPROCESSABLE_ENTITY,
     )
     .await

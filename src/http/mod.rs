@@ -5,6 +5,7 @@ pub mod auth;
 pub mod cards;
 pub mod client_address;
 pub mod desk;
+mod desk_refund;
 mod desk_search;
 pub mod error;
 pub mod health;
@@ -84,7 +85,7 @@ pub fn router(services: Arc<Services>, extra: Router) -> Router {
         .route("/desk/logout", post(desk::logout))
         .route("/desk/review", get(desk::review))
         .route("/desk/payments/{id}", get(desk::payment))
-        .route("/desk/payments/{id}/refunds", post(desk::refund))
+        .route("/desk/payments/{id}/refunds", post(desk_refund::refund))
         .route("/desk/payments/{id}/review", post(desk::review_payment))
         .route("/desk/refunds/{id}/review", post(desk::review_refund))
         .route("/v1/public/payments", post(public::create))

@@ -62,6 +62,38 @@ pub async fn create(
     send(services, entry.acquirer.as_ref(), &payment, refund).await
 }
 
+/// A refund as it would be made now: checked by the same rules as the refund itself, written
+/// nowhere. The desk's confirmation step shows it; the refund is checked again under the lock.
+#[derive(Debug)]
+pub struct RefundPreview {
+    pub payment: PaymentRecord,
+    pub amount: Amount,
+    /// What may still be refunded after this refund.
+    pub remaining_after_minor: i64,
+}
+
+pub async fn preview(
+    services: &Services,
+    payment_id: Uuid,
+    amount: Option<Amount>,
+    reason: &str,
+    operator: &str,
+) -> Result<RefundPreview, ServiceError> {
+    let now = OffsetDateTime::now_utc();
+    let (payment, context) = services
+        .store
+        .refund_context(payment_id, operator, now)
+        .await?
+        .ok_or(ServiceError::NotFound)?;
+    let limits = services.settings.refund_limits();
+    let amount = check_refund(&context, amount, reason, &limits, now)?;
+    Ok(RefundPreview {
+        remaining_after_minor: context.paid_minor - context.held_minor - amount.minor(),
+        payment,
+        amount,
+    })
+}
+
 /// Asks the acquirer to refund, under the refund's own id as its reference on every attempt.
 async fn send(
     services: &Services,

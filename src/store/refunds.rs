@@ -7,10 +7,12 @@ use uuid::Uuid;
 
 use crate::domain::refunds::RefundContext;
 
-use super::db::{Tx, query, query_as};
+use super::db::{Executor, Tx, query, query_as};
 use super::journal::{AuditLine, audit_in, outbox_in};
 use super::payments::lock_payment_in;
-use super::{NewRefund, RefundRecord, RefundSettlement, StatusChange, Store, StoreError};
+use super::{
+    NewRefund, PaymentRecord, RefundRecord, RefundSettlement, StatusChange, Store, StoreError,
+};
 
 pub(super) async fn refund_outbox_in(
     conn: &mut Tx,
@@ -23,7 +25,51 @@ pub(super) async fn refund_outbox_in(
     Ok(())
 }
 
+/// What the refund rules read about a payment and the operator asking: the refunds holding part
+/// of the payment and the operator's refunds today (one statement).
+async fn refund_context_on<'c>(
+    on: impl Executor<'c>,
+    payment: &PaymentRecord,
+    operator: &str,
+    now: OffsetDateTime,
+) -> Result<RefundContext, StoreError> {
+    let (held, today): (i64, i64) = query_as(
+        "SELECT CAST(COALESCE((SELECT SUM(amount_minor) FROM refunds WHERE payment_id = $1 \
+         AND status IN ('pending', 'awaiting_acquirer', 'succeeded')), 0) AS BIGINT), \
+         CAST(COALESCE((SELECT SUM(amount_minor) FROM refunds WHERE operator = $2 \
+         AND created_at >= $3 AND status <> 'failed'), 0) AS BIGINT)",
+    )
+    .bind(payment.id)
+    .bind(operator)
+    .bind(now.replace_time(time::Time::MIDNIGHT))
+    .fetch_one(on)
+    .await?;
+    Ok(RefundContext {
+        payment_status: payment.status,
+        paid_minor: payment.amount_minor,
+        paid_at: payment.created_at,
+        held_minor: held,
+        operator_today_minor: today,
+    })
+}
+
 impl Store {
+    /// The refund rules' reading of a payment as it stands, without a lock and without writing:
+    /// what a confirmation step shows. The refund itself is checked again under the lock.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn refund_context(
+        &self,
+        payment_id: Uuid,
+        operator: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<(PaymentRecord, RefundContext)>, StoreError> {
+        let Some(payment) = self.get_payment(payment_id).await? else {
+            return Ok(None);
+        };
+        let context = refund_context_on(&self.pool, &payment, operator, now).await?;
+        Ok(Some((payment, context)))
+    }
+
     /// Reserves a refund under a lock on the payment row, after `rules` (the caller's, rule 13)
     /// accept it against what the lock makes stable: the payment, the refunds already holding
     /// part of it and the operator's refunds today. `rules` answers the amount to refund.
@@ -38,30 +84,7 @@ impl Store {
         let payment = lock_payment_in(&mut tx, r.payment_id)
             .await?
             .ok_or(StoreError::NotFound)?;
-        let (held,): (i64,) = query_as(
-            "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM refunds \
-             WHERE payment_id = $1 AND status IN ('pending', 'awaiting_acquirer', 'succeeded')",
-        )
-        .bind(r.payment_id)
-        .fetch_one(&mut tx)
-        .await?;
-        let day_start = r.now.replace_time(time::Time::MIDNIGHT);
-        let (today,): (i64,) = query_as(
-            "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM refunds \
-             WHERE operator = $1 AND created_at >= $2 AND status <> 'failed'",
-        )
-        .bind(r.operator)
-        .bind(day_start)
-        .fetch_one(&mut tx)
-        .await?;
-        let payment_status = payment.status;
-        let context = RefundContext {
-            payment_status,
-            paid_minor: payment.amount_minor,
-            paid_at: payment.created_at,
-            held_minor: held,
-            operator_today_minor: today,
-        };
+        let context = refund_context_on(&mut tx, &payment, r.operator, r.now).await?;
         let amount = match rules(&context) {
             Ok(amount) => amount,
             Err(refused) => return Ok(Err(refused)),

@@ -225,6 +225,20 @@ impl Browser {
         .unwrap()
         .to_owned()
     }
+
+    /// An input's current value (what the person sees in it).
+    async fn value(&self, css: &str) -> String {
+        let element = self.find(css).await;
+        self.call(
+            reqwest::Method::GET,
+            &format!("/element/{element}/property/value"),
+            None,
+        )
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned()
+    }
 }
 
 impl Browser {
@@ -282,6 +296,18 @@ async fn an_operator_signs_in_finds_a_payment_by_account_and_refunds_part_of_it(
     browser.type_into("#amount", "500").await;
     browser.type_into("#reason", "переплата").await;
     browser.click_and_wait("#refund").await;
+    // A confirmation step: what goes back, to whom, what remains; nothing refunded yet.
+    assert_eq!(browser.text("#confirm-amount").await, "500.00 ₽");
+    assert_eq!(browser.text("#confirm-remaining").await, "1000.00 ₽");
+    browser.screenshots("desk-refund-confirmation").await;
+    assert!(
+        app.store
+            .list_refunds(payment["id"].as_str().unwrap().parse().unwrap())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    browser.click_and_wait("#confirm").await;
 
     assert_eq!(browser.text("#message").await, "Возврат оформлен.");
     assert_eq!(browser.text("#status").await, "возвращён частично");
@@ -289,10 +315,15 @@ async fn an_operator_signs_in_finds_a_payment_by_account_and_refunds_part_of_it(
     browser.type_into("#amount", "1000.01").await;
     browser.type_into("#reason", "ещё раз").await;
     browser.click_and_wait("#refund").await;
-    assert_eq!(
-        browser.text("#message").await,
-        "Сумма возврата больше остатка платежа."
+    // Refused beside the amount, with what was typed kept.
+    assert!(
+        browser
+            .text("#error-amount")
+            .await
+            .starts_with("Сумма возврата больше остатка платежа")
     );
+    assert_eq!(browser.value("#amount").await, "1000.01");
+    assert_eq!(browser.value("#reason").await, "ещё раз");
     browser.screenshots("desk-payment-refund-refused").await;
     // A search that cannot be read says why beside the field.
     browser

@@ -8,6 +8,7 @@ on_both_backends!(
     guessing_passwords_is_stopped_after_five_failures,
     a_refund_form_without_the_sessions_csrf_token_is_refused,
     a_refund_form_sent_twice_refunds_once,
+    a_refund_form_with_mistakes_says_each_beside_its_field_and_keeps_them,
     an_operator_settles_a_refund_on_the_review_list_from_the_payment_page,
     disabling_an_operator_ends_their_session,
     the_review_page_lists_refunds_waiting_for_the_acquirer,
@@ -334,6 +335,7 @@ async fn a_refund_form_without_the_sessions_csrf_token_is_refused(backend: Backe
             ("reason", "r"),
             ("csrf", hidden_csrf(&page).as_str()),
             ("attempt", hidden_attempt(&page).as_str()),
+            ("confirmed", "1"),
         ])
         .send()
         .await
@@ -404,6 +406,7 @@ async fn the_review_page_lists_refunds_waiting_for_the_acquirer(backend: Backend
             ("reason", "переплата"),
             ("csrf", hidden_csrf(&page).as_str()),
             ("attempt", hidden_attempt(&page).as_str()),
+            ("confirmed", "1"),
         ])
         .send()
         .await
@@ -441,10 +444,47 @@ async fn a_refund_form_sent_twice_refunds_once(backend: Backend) {
     let id = payment["id"].as_str().unwrap();
     let page = payment_page(&app, &client, id).await;
     let form = [
+        ("amount", "10,00".to_owned()),
+        ("reason", "двойной щелчок".to_owned()),
+        ("csrf", hidden_csrf(&page)),
+        ("attempt", hidden_attempt(&page)),
+    ];
+    // The form shows a confirmation first and refunds nothing.
+    let shown = client
+        .post(app.url(&format!("/desk/payments/{id}/refunds")))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shown.status(), 200);
+    let confirmation = shown.text().await.unwrap();
+    assert!(
+        confirmation.contains("Подтвердите возврат"),
+        "{confirmation}"
+    );
+    assert!(
+        confirmation.contains("<td id=\"confirm-amount\"><strong>10.00 ₽</strong></td>"),
+        "{confirmation}"
+    );
+    assert!(
+        confirmation.contains("<td id=\"confirm-remaining\">1490.00 ₽</td>"),
+        "{confirmation}"
+    );
+    assert!(confirmation.contains("anna@example.ru") || confirmation.contains("Покупатель"));
+    assert!(
+        app.store
+            .list_refunds(id.parse().unwrap())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(hidden_attempt(&confirmation), hidden_attempt(&page));
+    let form = [
         ("amount", "10.00".to_owned()),
         ("reason", "двойной щелчок".to_owned()),
         ("csrf", hidden_csrf(&page)),
         ("attempt", hidden_attempt(&page)),
+        ("confirmed", "1".to_owned()),
     ];
 
     let first = client
@@ -493,6 +533,7 @@ async fn an_operator_settles_a_refund_on_the_review_list_from_the_payment_page(b
             ("reason", "ответ потерян"),
             ("csrf", hidden_csrf(&page).as_str()),
             ("attempt", hidden_attempt(&page).as_str()),
+            ("confirmed", "1"),
         ])
         .send()
         .await
@@ -720,4 +761,83 @@ async fn a_search_that_cannot_be_read_says_why_instead_of_listing_every_payment(
     );
     let found = search(format!("payment={id}")).await;
     assert!(found.contains(id), "{found}");
+}
+
+async fn a_refund_form_with_mistakes_says_each_beside_its_field_and_keeps_them(backend: Backend) {
+    let app = with_operator(backend).await;
+    let client = browser();
+    sign_in(&app, &client, PASSWORD).await;
+    let (payment, _) = app.paid_demo_payment().await;
+    let id = payment["id"].as_str().unwrap();
+    let page = payment_page(&app, &client, id).await;
+    let post = |amount: &'static str, reason: &'static str, attempt: String| {
+        let form = [
+            ("amount", amount.to_owned()),
+            ("reason", reason.to_owned()),
+            ("csrf", hidden_csrf(&page)),
+            ("attempt", attempt),
+        ];
+        let request = client
+            .post(app.url(&format!("/desk/payments/{id}/refunds")))
+            .form(&form);
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+
+    let (status, both) = post("12,3,4", "  ", hidden_attempt(&page)).await;
+    assert_eq!(status, 422);
+    assert!(both.contains("id=\"error-amount\""), "{both}");
+    assert!(both.contains("id=\"error-reason\""), "{both}");
+    assert!(
+        both.contains("value=\"12,3,4\" aria-invalid=\"true\""),
+        "{both}"
+    );
+    assert_eq!(both.matches("autofocus").count(), 1, "{both}");
+    assert_eq!(
+        hidden_attempt(&both),
+        hidden_attempt(&page),
+        "the same refund"
+    );
+
+    let (status, over) = post("1 500,01", "переплата", hidden_attempt(&page)).await;
+    assert_eq!(status, 422);
+    assert!(over.contains("можно вернуть не больше 1500.00 ₽"), "{over}");
+    assert!(over.contains("value=\"1 500,01\""), "{over}");
+    assert!(over.contains("value=\"переплата\""), "{over}");
+
+    let (status, stale) = post("10", "переплата", "not-an-id".into()).await;
+    assert_eq!(status, 422);
+    assert!(stale.contains("id=\"refund-error\""), "{stale}");
+    assert!(stale.contains("value=\"переплата\""), "{stale}");
+
+    // «Изменить» on the confirmation brings the form back as it was typed.
+    let (status, confirmation) = post("", "переплата", hidden_attempt(&page)).await;
+    assert_eq!(status, 200);
+    assert!(
+        confirmation.contains("1500.00 ₽</strong>"),
+        "all that remains: {confirmation}"
+    );
+    let change = client
+        .get(app.url(&format!(
+            "/desk/payments/{id}?attempt={}&amount=&reason=%D0%BF%D0%B5%D1%80%D0%B5%D0%BF%D0%BB%D0%B0%D1%82%D0%B0",
+            hidden_attempt(&page)
+        )))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(hidden_attempt(&change), hidden_attempt(&page));
+    assert!(change.contains("value=\"переплата\""), "{change}");
+    assert!(
+        app.store
+            .list_refunds(id.parse().unwrap())
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing refunded without the confirmation"
+    );
 }
