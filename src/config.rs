@@ -94,9 +94,19 @@ pub struct DeskSettings {
     /// in. Unset: required in production, optional in demo; production refuses `false`. An
     /// operator who has enrolled one is always asked for its code.
     pub require_second_factor: Option<bool>,
+    /// The zone of the desk's times (an IANA name); unset: Europe/Moscow.
+    pub time_zone: Option<String>,
 }
 
+/// The desk's zone when none is set: operators work in Moscow time.
+const DESK_TIME_ZONE: &str = "Europe/Moscow";
+
 impl Settings {
+    pub fn desk_time_zone(&self) -> jiff::tz::TimeZone {
+        jiff::tz::TimeZone::get(self.desk.time_zone.as_deref().unwrap_or(DESK_TIME_ZONE))
+            .unwrap_or(jiff::tz::TimeZone::UTC)
+    }
+
     /// Whether the desk lets in no operator without a second factor.
     pub fn desk_requires_second_factor(&self) -> bool {
         self.desk
@@ -521,6 +531,13 @@ impl Settings {
                 self.sms.time_zone
             )));
         }
+        if let Some(zone) = &self.desk.time_zone
+            && jiff::tz::TimeZone::get(zone).is_err()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "desk.time_zone {zone:?} is not an IANA time zone such as \"Europe/Moscow\""
+            )));
+        }
         for supplier in &self.suppliers {
             if let Some(zone) = &supplier.time_zone
                 && jiff::tz::TimeZone::get(zone).is_err()
@@ -835,6 +852,8 @@ mod tests {
         assert!(matches!(settings.check(), Err(ConfigError::Invalid(_))));
         settings.suppliers[0].time_zone = Some("Asia/Yekaterinburg".into());
         assert!(settings.check().is_ok());
+        settings.desk.time_zone = Some("Moscow".into());
+        assert!(matches!(settings.check(), Err(ConfigError::Invalid(_))));
     }
 
     fn refusal(settings: &Settings) -> String {

@@ -81,6 +81,13 @@ macro_rules! acquirers {
                 }
             }
 
+            /// The acquirer's name as people write it (its variant: `NetPay`, `Robokassa`).
+            pub fn display_name(self) -> &'static str {
+                match self {
+                    $(AcquirerKind::$variant => stringify!($variant),)+
+                }
+            }
+
             /// This acquirer's wire protocol (its folder's `protocol::PROTOCOL`).
             pub fn protocol(self) -> &'static dyn Protocol {
                 match self {

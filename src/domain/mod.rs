@@ -1,6 +1,7 @@
 //! The rules of paying a bill, free of HTTP and SQL: money, suppliers, the payment state machine
 //! and the validation of a new payment.
 
+pub mod audit;
 pub mod cards;
 pub mod money;
 pub mod new_payment;

@@ -53,6 +53,21 @@ pub struct InvalidTransition {
 }
 
 impl PaymentStatus {
+    /// The status as the desk shows it.
+    pub fn russian(self) -> &'static str {
+        match self {
+            PaymentStatus::Created => "создан",
+            PaymentStatus::RequiresAction => "ожидает клиента",
+            PaymentStatus::Processing => "в обработке",
+            PaymentStatus::Succeeded => "оплачен",
+            PaymentStatus::Failed => "не прошёл",
+            PaymentStatus::Canceled => "отменён",
+            PaymentStatus::Expired => "истёк",
+            PaymentStatus::PartiallyRefunded => "возвращён частично",
+            PaymentStatus::Refunded => "возвращён",
+        }
+    }
+
     pub const ALL: [PaymentStatus; 9] = [
         PaymentStatus::Created,
         PaymentStatus::RequiresAction,

@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use super::desk_refund::RefundDraft;
 use super::pages::{cookie_value, escape, same, secure_flag, set_cookie};
+use crate::domain::audit::{AuditReason, ReviewReason};
 use crate::domain::payment::PaymentStatus;
 use crate::service::operators::{self, LoginError};
 use crate::service::{ServiceError, Services, desk};
@@ -33,26 +34,40 @@ pub(super) fn kopecks(minor: i64) -> String {
         .unwrap_or_else(|_| "0.00".into())
 }
 
-fn moment(at: OffsetDateTime) -> String {
-    at.format(&time::macros::format_description!(
-        "[day].[month].[year] [hour]:[minute]:[second] UTC"
-    ))
-    .unwrap_or_default()
+/// A time in the desk's zone (`desk.time_zone`, Moscow unless set), to the second.
+fn moment(services: &Services, at: OffsetDateTime) -> String {
+    super::wording::local_moment_to_the_second(at, &services.settings.desk_time_zone())
+}
+
+fn supplier_name<'a>(services: &'a Services, id: &'a str) -> &'a str {
+    services
+        .suppliers
+        .supplier(id)
+        .map_or(id, |s| s.name.as_str())
+}
+
+/// Why an item is on the review list and what to do about it, from its stored code; an item
+/// flagged before codes were stored shows its English sentence.
+fn review_words(detail: Option<&str>, english: Option<&str>) -> (String, &'static str) {
+    match detail.and_then(ReviewReason::from_json) {
+        Some(reason) => (reason.russian(), reason.advice()),
+        None => (
+            english.unwrap_or_default().to_owned(),
+            "Проверьте операцию в кабинете эквайера и запишите решение.",
+        ),
+    }
+}
+
+/// One line of the audit trail in Russian, from its stored code.
+fn audit_words(line: &crate::store::AuditRecord) -> String {
+    line.detail
+        .as_deref()
+        .and_then(AuditReason::from_json)
+        .map_or_else(|| line.reason.clone(), |reason| reason.russian())
 }
 
 fn status_ru(status: &str) -> &'static str {
-    match PaymentStatus::parse(status) {
-        Some(PaymentStatus::Created) => "создан",
-        Some(PaymentStatus::RequiresAction) => "ожидает клиента",
-        Some(PaymentStatus::Processing) => "в обработке",
-        Some(PaymentStatus::Succeeded) => "оплачен",
-        Some(PaymentStatus::Failed) => "не прошёл",
-        Some(PaymentStatus::Canceled) => "отменён",
-        Some(PaymentStatus::Expired) => "истёк",
-        Some(PaymentStatus::PartiallyRefunded) => "возвращён частично",
-        Some(PaymentStatus::Refunded) => "возвращён",
-        None => "неизвестно",
-    }
+    PaymentStatus::parse(status).map_or("неизвестно", PaymentStatus::russian)
 }
 
 fn refund_status_ru(status: &str) -> &'static str {
@@ -65,11 +80,24 @@ fn refund_status_ru(status: &str) -> &'static str {
     }
 }
 
+/// The desk's additions to the pages' stylesheet: wider, a header that wraps, review items that
+/// stand out.
+const DESK_STYLE: &str = "body{max-width:64rem}\
+header{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:center;margin-bottom:.5rem}\
+header form{margin:0}.ok{color:#15803d;font-weight:600}\
+.review{background:#fff;border-left:6px solid #b91c1c;border-radius:8px;padding:.75rem 1rem;margin:0 0 1rem}\
+.advice{margin:.25rem 0 .75rem}form input:not([type=radio]),form select{max-width:28rem}\
+label input[type=radio]{width:auto;min-height:0;margin-right:.5rem}\
+.error[id^=error-]{display:block}\
+@media (max-width:40rem){table.stack,table.stack tbody,table.stack tr,table.stack td{display:block}\
+table.stack tr:first-child{display:none}table.stack tr{padding:.5rem 0;border-bottom:1px solid #cbd2d9}\
+table.stack td{border:0;padding:.125rem .5rem}}";
+
 pub(super) fn page(title: &str, session: Option<&SessionRecord>, body: &str) -> String {
     let header = match session {
         Some(s) => format!(
             "<header><a href=\"/desk\">Поиск</a> · <a href=\"/desk/review\">На проверку</a> · \
-<span id=\"operator\">{}</span> <form method=\"post\" action=\"/desk/logout\" style=\"display:inline\">\
+<span id=\"operator\">{}</span> <form method=\"post\" action=\"/desk/logout\">\
 <input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\">Выйти</button></form></header>",
             escape(&s.name),
             escape(&s.csrf_token)
@@ -79,10 +107,9 @@ pub(super) fn page(title: &str, session: Option<&SessionRecord>, body: &str) -> 
     format!(
         "<!doctype html><html lang=\"ru\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{} — стол возвратов</title>\
-<style>body{{font-family:sans-serif;max-width:60rem;margin:1rem auto;padding:0 1rem}}table{{border-collapse:collapse}}\
-td,th{{border:1px solid #ccc;padding:.3rem .5rem;text-align:left}}.error{{color:#b00}}.ok{{color:#070}}\
-input,select,button{{font-size:1rem;padding:.3rem;margin:.2rem}}</style></head><body>{header}<h1>{}</h1>{body}</body></html>",
+<style>{}{DESK_STYLE}</style></head><body>{header}<main><h1>{}</h1>{body}</main></body></html>",
         escape(title),
+        super::pages::STYLE,
         escape(title)
     )
 }
@@ -233,7 +260,7 @@ pub async fn logout(
     response
 }
 
-fn payment_rows(payments: &[PaymentRecord]) -> String {
+fn payment_rows(services: &Services, payments: &[PaymentRecord]) -> String {
     if payments.is_empty() {
         return "<p id=\"nothing\">Ничего не найдено.</p>".into();
     }
@@ -244,8 +271,8 @@ fn payment_rows(payments: &[PaymentRecord]) -> String {
                 "<tr><td><a class=\"payment\" href=\"/desk/payments/{id}\">{id}</a></td><td>{created}</td><td>{supplier}</td>\
 <td>{account}</td><td>{amount} ₽</td><td>{status}</td></tr>",
                 id = p.id,
-                created = moment(p.created_at),
-                supplier = escape(&p.supplier_id),
+                created = moment(services, p.created_at),
+                supplier = escape(supplier_name(services, &p.supplier_id)),
                 account = escape(&p.account_number),
                 amount = kopecks(p.amount_minor),
                 status = status_ru(p.status.as_str()),
@@ -253,7 +280,7 @@ fn payment_rows(payments: &[PaymentRecord]) -> String {
         })
         .collect();
     format!(
-        "<table id=\"results\"><tr><th>Платёж</th><th>Создан</th><th>Поставщик</th><th>Лицевой счёт</th><th>Сумма</th><th>Статус</th></tr>{rows}</table>"
+        "<table id=\"results\" class=\"stack\"><tr><th>Платёж</th><th>Создан</th><th>Поставщик</th><th>Лицевой счёт</th><th>Сумма</th><th>Статус</th></tr>{rows}</table>"
     )
 }
 
@@ -265,7 +292,7 @@ pub async fn search(
     let (results, errors) = match super::desk_search::read(&query) {
         Ok(None) => (String::new(), Vec::new()),
         Ok(Some(search)) => match desk::search(&services, &search).await {
-            Ok(found) => (payment_rows(&found), Vec::new()),
+            Ok(found) => (payment_rows(&services, &found), Vec::new()),
             Err(error) => {
                 tracing::error!(%error, "desk search failed");
                 (
@@ -378,7 +405,14 @@ pub(super) async fn payment_page(
         audit,
         refunds: refund_list,
         refundable_minor: remaining,
+        actors,
     } = file;
+    let who = |actor: &str| {
+        actors
+            .get(actor)
+            .cloned()
+            .unwrap_or_else(|| actor.to_owned())
+    };
     let message = message
         .map(|(text, ok)| {
             format!(
@@ -393,10 +427,10 @@ pub(super) async fn payment_page(
         .map(|a| {
             format!(
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                moment(a.created_at),
+                moment(services, a.created_at),
                 status_ru(&a.to_status),
-                escape(&a.actor),
-                escape(&a.reason)
+                escape(&who(&a.actor)),
+                escape(&audit_words(a))
             )
         })
         .collect();
@@ -405,10 +439,10 @@ pub(super) async fn payment_page(
         .map(|r| {
             format!(
                 "<tr><td>{}</td><td>{} ₽</td><td class=\"refund-status\">{}</td><td>{}</td><td>{}</td></tr>",
-                moment(r.created_at),
+                moment(services, r.created_at),
                 kopecks(r.amount_minor),
                 refund_status_ru(r.status.as_str()),
-                escape(&r.operator),
+                escape(&who(&format!("operator:{}", r.operator))),
                 escape(&r.reason)
             )
         })
@@ -419,14 +453,13 @@ pub(super) async fn payment_page(
             r.status == crate::domain::refunds::RefundStatus::Pending && r.review_reason.is_some()
         })
         .map(|r| {
+            let (why, advice) =
+                review_words(r.review_detail.as_deref(), r.review_reason.as_deref());
             review_form(
                 &format!("/desk/refunds/{}/review", r.id),
                 &format!("refund-review-{}", r.id),
-                &format!(
-                    "Возврат {} ₽ на проверке: {}",
-                    kopecks(r.amount_minor),
-                    r.review_reason.as_deref().unwrap_or_default()
-                ),
+                &format!("Возврат {} ₽ на проверке: {why}", kopecks(r.amount_minor)),
+                advice,
                 &[
                     ("happened", "Эквайер вернул деньги"),
                     ("never_happened", "Возврата не было (сумма освободится)"),
@@ -454,10 +487,12 @@ pub(super) async fn payment_page(
         .review_reason
         .as_deref()
         .map(|reason| {
+            let (why, advice) = review_words(payment.review_detail.as_deref(), Some(reason));
             review_form(
                 &format!("/desk/payments/{}/review", payment.id),
                 "payment-review",
-                &format!("На проверке: {reason}"),
+                &format!("На проверке: {why}"),
+                advice,
                 &[
                     ("happened", "Эквайер провёл платёж (оплачен)"),
                     ("never_happened", "Платежа не было"),
@@ -472,16 +507,16 @@ pub(super) async fn payment_page(
 <tr><th>Сумма</th><td>{amount} ₽</td></tr><tr><th>Поставщик</th><td>{supplier}</td></tr>\
 <tr><th>Лицевой счёт</th><td>{account}</td></tr><tr><th>Эквайер, заказ</th><td>{acquirer} {order}</td></tr>\
 <tr><th>Создан</th><td>{created}</td></tr></table>\
-<h2>История</h2><table id=\"timeline\"><tr><th>Когда</th><th>Статус</th><th>Кто</th><th>Что</th></tr>{timeline}</table>\
-<h2>Возвраты</h2><table id=\"refunds\"><tr><th>Когда</th><th>Сумма</th><th>Статус</th><th>Оператор</th><th>Причина</th></tr>{refunds_rows}</table>{refund_reviews}{form}",
+<h2>История</h2><table id=\"timeline\" class=\"stack\"><tr><th>Когда</th><th>Статус</th><th>Кто</th><th>Что</th></tr>{timeline}</table>\
+<h2>Возвраты</h2><table id=\"refunds\" class=\"stack\"><tr><th>Когда</th><th>Сумма</th><th>Статус</th><th>Оператор</th><th>Причина</th></tr>{refunds_rows}</table>{refund_reviews}{form}",
         status = payment.status.as_str(),
         status_ru = status_ru(payment.status.as_str()),
         amount = kopecks(payment.amount_minor),
-        supplier = escape(&payment.supplier_id),
+        supplier = escape(supplier_name(services, &payment.supplier_id)),
         account = escape(&payment.account_number),
         acquirer = payment.acquirer.as_str(),
         order = escape(&payment.acquirer_order_id),
-        created = moment(payment.created_at),
+        created = moment(services, payment.created_at),
     );
     (
         status,
@@ -544,6 +579,7 @@ fn review_form(
     action: &str,
     id: &str,
     title: &str,
+    advice: &str,
     outcomes: &[(&str, &str)],
     csrf: &str,
 ) -> String {
@@ -557,13 +593,14 @@ fn review_form(
         })
         .collect();
     format!(
-        "<section class=\"review\" id=\"{id}\"><p class=\"error\">{title}</p>\
+        "<section class=\"review\" id=\"{id}\"><p class=\"error\">{title}</p><p class=\"advice\">{advice}</p>\
 <form method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
 <fieldset><legend>Что показал кабинет эквайера</legend>{choices}</fieldset>\
 <label>Примечание <input name=\"note\" required maxlength=\"1000\"></label>\
 <button type=\"submit\">Записать решение</button></form></section>",
         id = escape(id),
         title = escape(title),
+        advice = escape(advice),
         action = escape(action),
         csrf = escape(csrf),
     )
@@ -713,8 +750,8 @@ pub async fn review(State(services): State<Arc<Services>>, operator: Operator) -
                 p = r.payment_id,
                 id = r.id,
                 amount = kopecks(r.amount_minor),
-                reason = escape(r.review_reason.as_deref().unwrap_or_default()),
-                at = moment(r.created_at),
+                reason = escape(&review_words(r.review_detail.as_deref(), r.review_reason.as_deref()).0),
+                at = moment(&services, r.created_at),
             )
         })
         .collect();
@@ -726,7 +763,7 @@ pub async fn review(State(services): State<Arc<Services>>, operator: Operator) -
                 p = r.payment_id,
                 amount = kopecks(r.amount_minor),
                 operator = escape(&r.operator),
-                at = moment(r.created_at),
+                at = moment(&services, r.created_at),
             )
         })
         .collect();
@@ -742,16 +779,35 @@ pub async fn review(State(services): State<Arc<Services>>, operator: Operator) -
             )
         })
         .collect();
+    let review_rows: String = payments
+        .iter()
+        .map(|p| {
+            let (why, advice) = review_words(p.review_detail.as_deref(), p.review_reason.as_deref());
+            format!(
+                "<tr><td><a class=\"payment\" href=\"/desk/payments/{id}#payment-review\">{id}</a></td>\
+<td>{supplier}</td><td>{amount} ₽</td><td>{status}</td><td>{why}</td><td>{advice}</td><td>{at}</td></tr>",
+                id = p.id,
+                supplier = escape(supplier_name(&services, &p.supplier_id)),
+                amount = kopecks(p.amount_minor),
+                status = status_ru(p.status.as_str()),
+                why = escape(&why),
+                advice = escape(advice),
+                at = moment(&services, p.updated_at),
+            )
+        })
+        .collect();
     let body = format!(
-        "<h2>Платежи на проверке</h2>{}<h2>Возвраты на проверке</h2>\
+        "<h2>Платежи на проверке</h2><p>Каждый пункт говорит, почему он здесь и что сделать; решение с \
+примечанием записывается на странице платежа и закрывает пункт.</p>\
+<table id=\"payments-in-review\" class=\"stack\"><tr><th>Платёж</th><th>Поставщик</th><th>Сумма</th><th>Статус</th>\
+<th>Почему</th><th>Что сделать</th><th>Когда</th></tr>{review_rows}</table><h2>Возвраты на проверке</h2>\
 <p>Исход неизвестен: проверьте в кабинете эквайера и запишите решение на странице платежа.</p>\
-<table id=\"refunds-in-review\"><tr><th>Платёж</th><th>Сумма</th><th>Почему</th><th>Когда</th></tr>{in_review_rows}</table>\
+<table id=\"refunds-in-review\" class=\"stack\"><tr><th>Платёж</th><th>Сумма</th><th>Почему</th><th>Когда</th></tr>{in_review_rows}</table>\
 <h2>Возвраты, ожидающие эквайера</h2>\
 <p>Выполните их в кабинете эквайера; его уведомление закроет возврат.</p>\
-<table id=\"awaiting\"><tr><th>Платёж</th><th>Сумма</th><th>Оператор</th><th>Когда</th></tr>{awaiting_rows}</table>\
+<table id=\"awaiting\" class=\"stack\"><tr><th>Платёж</th><th>Сумма</th><th>Оператор</th><th>Когда</th></tr>{awaiting_rows}</table>\
 <h2>Недоставленные события для биллинга</h2>\
-<table><tr><th>Событие</th><th>Получатель</th><th>Попыток</th><th>Ошибка</th></tr>{dead_rows}</table>",
-        payment_rows(&payments)
+<table><tr><th>Событие</th><th>Получатель</th><th>Попыток</th><th>Ошибка</th></tr>{dead_rows}</table>"
     );
     Html(page("На проверку", Some(&operator.session), &body)).into_response()
 }

@@ -12,7 +12,7 @@ pub(super) use oplata_providers::markup::escape;
 
 /// One small stylesheet for every page oplata shows (templates/pages.css): mobile first (16 px
 /// text so phones do not zoom, 44 px touch targets), calm colours, errors that stand out.
-const STYLE: &str = include_str!("../../templates/pages.css");
+pub(super) const STYLE: &str = include_str!("../../templates/pages.css");
 
 pub(super) fn layout(title: &str, body: &str) -> String {
     format!(

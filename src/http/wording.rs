@@ -9,6 +9,15 @@ const MOSCOW_OFFSET_SECS: i32 = 3 * 3600;
 
 /// «02.12.2026 19:10 (МСК)» in `zone`, the zone named as Russians name it.
 pub fn local_moment(at: OffsetDateTime, zone: &jiff::tz::TimeZone) -> String {
+    in_zone(at, zone, "%d.%m.%Y %H:%M")
+}
+
+/// «02.12.2026 19:10:05 (МСК)»: to the second, as the desk's timelines need.
+pub fn local_moment_to_the_second(at: OffsetDateTime, zone: &jiff::tz::TimeZone) -> String {
+    in_zone(at, zone, "%d.%m.%Y %H:%M:%S")
+}
+
+fn in_zone(at: OffsetDateTime, zone: &jiff::tz::TimeZone, format: &str) -> String {
     let Ok(instant) = jiff::Timestamp::from_second(at.unix_timestamp()) else {
         return String::new();
     };
@@ -21,7 +30,7 @@ pub fn local_moment(at: OffsetDateTime, zone: &jiff::tz::TimeZone) -> String {
         s if s % 3600 == 0 => format!("МСК−{}", -s / 3600),
         _ => format!("UTC{}", zoned.offset()),
     };
-    format!("{} ({name})", zoned.strftime("%d.%m.%Y %H:%M"))
+    format!("{} ({name})", zoned.strftime(format))
 }
 
 /// Where the receipt went, shown to whoever holds the page's address: enough for its owner to

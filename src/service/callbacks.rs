@@ -179,14 +179,21 @@ async fn process(
             verified.amount_text,
             verified.currency.as_deref().unwrap_or(&payment.currency)
         );
-        let reason = format!(
-            "the acquirer's signed notification reports {reported} paid for order {}, the payment is for {} {}",
-            payment.acquirer_order_id,
+        let expected = format!(
+            "{} {}",
             Amount::from_minor(payment.amount_minor)
                 .map(|a| a.to_string())
                 .unwrap_or_default(),
             payment.currency
         );
+        let reason = crate::domain::audit::ReviewReason::OtherAmount {
+            detail: format!(
+                "the acquirer's signed notification reports {reported} paid for order {}, the payment is for {expected}",
+                payment.acquirer_order_id,
+            ),
+            reported,
+            expected,
+        };
         return paid_other_than_asked(services, kind, &payment, &reason).await;
     } else if !amount_matches {
         tracing::error!(
@@ -207,7 +214,7 @@ async fn process(
                 next_action: None,
                 failure: Some((decline.code.as_str(), decline.message.as_str())),
                 actor: &actor,
-                reason: "the acquirer's signed notification reports the payment failed",
+                reason: &crate::domain::audit::AuditReason::NotificationFailed,
                 acquirer_operation_id: verified.operation_id.as_deref(),
             };
             apply(services, &payment, &change).await?;
@@ -221,11 +228,10 @@ async fn process(
                 .map_err(|e| Failure::Internal(e.into()))?;
             if !settled {
                 // A refund done in the cabinet without a request here: a person reconciles it.
-                let what = format!(
-                    "the acquirer reports a refund of {} that nobody asked oplata for",
-                    verified.amount_text
-                );
-                tracing::warn!(payment_id = %payment.id, %what, "notification needs a person");
+                let what = crate::domain::audit::ReviewReason::UnrequestedRefund {
+                    amount: verified.amount_text.clone(),
+                };
+                tracing::warn!(payment_id = %payment.id, what = %what.english(), "notification needs a person");
                 services
                     .store
                     .flag_payment_for_review(payment.id, &actor, &what)
@@ -238,7 +244,13 @@ async fn process(
             tracing::warn!(payment_id = %payment.id, %what, "notification needs a person");
             services
                 .store
-                .flag_payment_for_review(payment.id, &actor, what)
+                .flag_payment_for_review(
+                    payment.id,
+                    &actor,
+                    &crate::domain::audit::ReviewReason::Unexpected {
+                        words: what.clone(),
+                    },
+                )
                 .await?;
         }
         CallbackEvent::CheckRequested => {}
@@ -259,9 +271,9 @@ async fn paid_other_than_asked(
     services: &Services,
     kind: AcquirerKind,
     payment: &PaymentRecord,
-    reason: &str,
+    reason: &crate::domain::audit::ReviewReason,
 ) -> Result<Accepted, Failure> {
-    tracing::error!(payment_id = %payment.id, %reason, "the acquirer took another sum than the payment's");
+    tracing::error!(payment_id = %payment.id, reason = %reason.english(), "the acquirer took another sum than the payment's");
     metrics::counter!("oplata_notification_amount_mismatches_total", "acquirer" => kind.as_str())
         .increment(1);
     services
@@ -337,15 +349,22 @@ async fn payment_succeeded(
                 if amount.minor() != payment.amount_minor
                     || !currency.eq_ignore_ascii_case(&payment.currency)
                 {
-                    let reason = format!(
-                        "the acquirer's operation {} for order {} is {amount} {currency}, the payment is for {} {}",
-                        operation_id.unwrap_or("?"),
-                        payment.acquirer_order_id,
+                    let expected = format!(
+                        "{} {}",
                         Amount::from_minor(payment.amount_minor)
                             .map(|a| a.to_string())
                             .unwrap_or_default(),
                         payment.currency
                     );
+                    let reason = crate::domain::audit::ReviewReason::OtherAmount {
+                        detail: format!(
+                            "the acquirer's operation {} for order {} is {amount} {currency}, the payment is for {expected}",
+                            operation_id.unwrap_or("?"),
+                            payment.acquirer_order_id,
+                        ),
+                        reported: format!("{amount} {currency}"),
+                        expected,
+                    };
                     paid_other_than_asked(services, adapter.kind(), payment, &reason).await?;
                     return Ok(());
                 }
@@ -363,7 +382,7 @@ async fn payment_succeeded(
         next_action: None,
         failure: None,
         actor,
-        reason: "the acquirer's signed notification reports the payment paid",
+        reason: &crate::domain::audit::AuditReason::NotificationPaid,
         acquirer_operation_id: operation_id,
     };
     apply(services, payment, &change).await?;
@@ -395,8 +414,7 @@ async fn without_three_ds(
         .flag_payment_for_review(
             payment.id,
             actor,
-            "paid without 3-D Secure: the payment fails and the money is refunded automatically; \
-             check that the refund reached the customer",
+            &crate::domain::audit::ReviewReason::PaidWithoutThreeDs,
         )
         .await?;
     let change = StatusChange {
@@ -407,7 +425,7 @@ async fn without_three_ds(
             "the card payment was not authenticated with 3-D Secure",
         )),
         actor,
-        reason: "the acquirer reports the payment was not 3-D Secure authenticated",
+        reason: &crate::domain::audit::AuditReason::NotThreeDsAuthenticated,
         acquirer_operation_id: Some(operation_id),
     };
     let applied = matches!(
@@ -436,14 +454,16 @@ async fn without_three_ds(
         .await;
     let note = match outcome {
         Ok(RefundOutcome::Succeeded { refund_id }) => {
-            format!("paid without 3-D Secure; refunded in full (refund {refund_id})")
+            crate::domain::audit::ReviewReason::PaidWithoutThreeDsRefunded { refund_id }
         }
-        Ok(other) => {
-            format!("paid without 3-D Secure; the automatic refund did not complete: {other:?}")
-        }
-        Err(error) => format!("paid without 3-D Secure; the automatic refund failed: {error}"),
+        Ok(other) => crate::domain::audit::ReviewReason::PaidWithoutThreeDsRefundIncomplete {
+            detail: format!("{other:?}"),
+        },
+        Err(error) => crate::domain::audit::ReviewReason::PaidWithoutThreeDsRefundIncomplete {
+            detail: format!("the refund failed: {error}"),
+        },
     };
-    tracing::warn!(payment_id = %payment.id, %note, "payment without 3-D Secure");
+    tracing::warn!(payment_id = %payment.id, note = %note.english(), "payment without 3-D Secure");
     services
         .store
         .flag_payment_for_review(payment.id, actor, &note)
@@ -470,10 +490,10 @@ async fn apply(
         TransitionResult::Refused(current, refused) => {
             // Money moved for a payment we already closed: accept the notification (so the
             // acquirer stops re-sending) and leave it to a person.
-            let reason = format!(
-                "notification {:?} arrived for a {} payment",
-                change.event, current.status
-            );
+            let reason = crate::domain::audit::ReviewReason::NotificationForClosedPayment {
+                event: format!("{:?}", change.event),
+                status: current.status.as_str().to_owned(),
+            };
             tracing::error!(payment_id = %current.id, %refused, "notification conflicts with a final state");
             services
                 .store

@@ -393,7 +393,7 @@ async fn send_to_continue_page(
         next_action: Some(&next_action),
         failure: None,
         actor,
-        reason: "customer sent on to the acquirer's page through oplata",
+        reason: &crate::domain::audit::AuditReason::ContinuedThroughOplata,
         acquirer_operation_id: None,
     };
     settle(services, payment_id, &change).await
@@ -531,13 +531,13 @@ fn first_move_of(outcome: &StartOutcome) -> Result<FirstMove, ServiceError> {
                     .map_err(|e| ServiceError::internal_from("the next action", e))?,
             ),
             failure: None,
-            reason: "customer sent to the acquirer's page",
+            reason: &crate::domain::audit::AuditReason::SentToAcquirerPage,
         },
         StartOutcome::Declined(decline) => FirstMove {
             event: PaymentEvent::Failed,
             next_action: None,
             failure: Some((decline.code.as_str().to_owned(), decline.message.clone())),
-            reason: "the acquirer refused the payment",
+            reason: &crate::domain::audit::AuditReason::AcquirerRefused,
         },
         StartOutcome::NotSent { reason } => FirstMove {
             event: PaymentEvent::Failed,
@@ -546,7 +546,7 @@ fn first_move_of(outcome: &StartOutcome) -> Result<FirstMove, ServiceError> {
                 "acquirer_unavailable".to_owned(),
                 format!("the acquirer could not be reached: {reason}"),
             )),
-            reason: "the payment could not be started",
+            reason: &crate::domain::audit::AuditReason::NotStarted,
         },
     })
 }
@@ -600,7 +600,7 @@ async fn charge_saved_card(
                 "the card was deleted or revoked before the charge started",
             )),
             actor,
-            reason: "the saved card is no longer active",
+            reason: &crate::domain::audit::AuditReason::SavedCardInactive,
             acquirer_operation_id: None,
         };
         settle(services, created.id, &change).await?;
@@ -650,7 +650,7 @@ async fn send_charge(
                     "the saved card could not be used; nothing was charged",
                 )),
                 actor,
-                reason: "the card's token could not be opened",
+                reason: &crate::domain::audit::AuditReason::TokenUnopenable,
                 acquirer_operation_id: None,
             };
             settle(services, created.id, &change).await?;
@@ -659,7 +659,7 @@ async fn send_charge(
                 .flag_payment_for_review(
                     created.id,
                     actor,
-                    &format!("the token of card {card_id} does not open"),
+                    &crate::domain::audit::ReviewReason::TokenUnopenable { card_id },
                 )
                 .await?;
             return Err(error);
@@ -700,7 +700,7 @@ async fn record_charge_outcome(
             next_action: None,
             failure: None,
             actor,
-            reason: "the acquirer charged the saved card",
+            reason: &crate::domain::audit::AuditReason::SavedCardCharged,
             acquirer_operation_id: Some(operation_id),
         },
         ChargeOutcome::RequiresAction {
@@ -714,7 +714,7 @@ async fn record_charge_outcome(
                 next_action: Some(&next_action_json),
                 failure: None,
                 actor,
-                reason: "the issuer demands 3-D Secure",
+                reason: &crate::domain::audit::AuditReason::IssuerDemandsThreeDs,
                 acquirer_operation_id: Some(operation_id),
             }
         }
@@ -723,7 +723,7 @@ async fn record_charge_outcome(
             next_action: None,
             failure: Some((decline.code.as_str(), &decline.message)),
             actor,
-            reason: "the acquirer declined the charge",
+            reason: &crate::domain::audit::AuditReason::ChargeDeclined,
             acquirer_operation_id: None,
         },
         ChargeOutcome::NotSent { reason } => {
@@ -733,7 +733,7 @@ async fn record_charge_outcome(
                 next_action: None,
                 failure: Some(("acquirer_unavailable", &not_sent)),
                 actor,
-                reason: "the charge was not sent",
+                reason: &crate::domain::audit::AuditReason::ChargeNotSent,
                 acquirer_operation_id: None,
             }
         }
@@ -782,7 +782,7 @@ pub async fn complete_three_ds(
         next_action: None,
         failure: None,
         actor,
-        reason: "3-D Secure answer received; completing with the acquirer",
+        reason: &crate::domain::audit::AuditReason::ThreeDsAnswerReceived,
         acquirer_operation_id: None,
     };
     let payment = match services
@@ -879,7 +879,7 @@ async fn record_status_answer(
     let change = match read_status(outcome, payment.amount_minor, actor) {
         StatusReading::Final(change) => change,
         StatusReading::AmountMismatch(reason) => {
-            tracing::error!(%reason, "amount mismatch in status query");
+            tracing::error!(reason = %reason.english(), "amount mismatch in status query");
             services
                 .store
                 .flag_payment_for_review(payment.id, actor, &reason)
@@ -910,7 +910,7 @@ pub enum StatusReading<'a> {
     /// Final: record this change.
     Final(StatusChange<'a>),
     /// Paid, but another amount than the payment's: a person must look.
-    AmountMismatch(String),
+    AmountMismatch(crate::domain::audit::ReviewReason),
     /// Pending, or no readable answer.
     NotFinal,
 }
@@ -929,22 +929,28 @@ pub fn read_status<'a>(
                 next_action: None,
                 failure: None,
                 actor,
-                reason: "the acquirer's status query reports the payment paid",
+                reason: &crate::domain::audit::AuditReason::StatusQueryPaid,
                 acquirer_operation_id: None,
             })
         }
-        StatusOutcome::Succeeded { amount } => StatusReading::AmountMismatch(format!(
-            "the acquirer reports {amount} paid, the payment is for {}",
-            Amount::from_minor(paid_minor)
+        StatusOutcome::Succeeded { amount } => {
+            let expected = Amount::from_minor(paid_minor)
                 .map(|a| a.to_string())
-                .unwrap_or_default()
-        )),
+                .unwrap_or_default();
+            StatusReading::AmountMismatch(crate::domain::audit::ReviewReason::OtherAmount {
+                detail: format!(
+                    "the acquirer reports {amount} paid, the payment is for {expected}"
+                ),
+                reported: amount.to_string(),
+                expected,
+            })
+        }
         StatusOutcome::Failed(decline) => StatusReading::Final(StatusChange {
             event: PaymentEvent::Failed,
             next_action: None,
             failure: Some((decline.code.as_str(), &decline.message)),
             actor,
-            reason: "the acquirer's status query reports the payment failed",
+            reason: &crate::domain::audit::AuditReason::StatusQueryFailed,
             acquirer_operation_id: None,
         }),
         StatusOutcome::Pending | StatusOutcome::NotFound | StatusOutcome::Unknown { .. } => {

@@ -187,13 +187,10 @@ async fn answer_lost(
     let entry = services.supplier_of(&payment.supplier_id)?;
     let adapter = entry.acquirer.as_ref();
     if !adapter.capabilities().refund_lookup {
-        let reason = format!(
-            "the refund of {} was sent to {} but its answer was lost, and {} cannot be asked about \
-             it without its request id: check the acquirer's cabinet and settle it here",
-            amount_text(refund.amount_minor),
-            adapter.kind(),
-            adapter.kind()
-        );
+        let reason = crate::domain::audit::ReviewReason::RefundAnswerLost {
+            acquirer: adapter.kind().to_string(),
+            amount_minor: refund.amount_minor,
+        };
         services
             .store
             .flag_refund_for_review(refund.id, actor, &reason)
@@ -228,12 +225,6 @@ async fn answer_lost(
             Ok(refund)
         }
     }
-}
-
-fn amount_text(minor: i64) -> String {
-    Amount::from_minor(minor)
-        .map(|a| a.to_string())
-        .unwrap_or_else(|_| format!("{minor} kopecks"))
 }
 
 async fn reload(services: &Services, refund_id: Uuid) -> Result<RefundRecord, ServiceError> {
@@ -297,12 +288,11 @@ async fn record_outcome(
                     .await?;
                 return reload(services, refund.id).await;
             }
-            let flagged = format!(
-                "{} did not answer the refund of {} readably ({reason}): check the acquirer's \
-                 cabinet and settle it here",
-                adapter.kind(),
-                amount_text(refund.amount_minor)
-            );
+            let flagged = crate::domain::audit::ReviewReason::RefundAnswerUnreadable {
+                acquirer: adapter.kind().to_string(),
+                amount_minor: refund.amount_minor,
+                detail: reason.clone(),
+            };
             services
                 .store
                 .flag_refund_for_review(refund.id, actor, &flagged)

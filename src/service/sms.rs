@@ -300,7 +300,7 @@ async fn charge(
                     "the issuer demanded 3-D Secure, which an SMS payment cannot pass",
                 )),
                 actor: &actor,
-                reason: "3-D Secure demanded without the customer present",
+                reason: &crate::domain::audit::AuditReason::ThreeDsWithoutCustomer,
                 acquirer_operation_id: None,
             };
             services

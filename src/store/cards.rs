@@ -187,7 +187,7 @@ impl Store {
             next_action: None,
             failure: None,
             actor,
-            reason: "saved-card charge sent to the acquirer",
+            reason: &crate::domain::audit::AuditReason::SavedCardChargeSent,
             acquirer_operation_id: None,
         };
         match super::payments::transition_in(&mut tx, payment_id, &change).await? {

@@ -6,7 +6,7 @@ macro_rules! payment_columns {
     () => {
         "id, client_id, user_id, supplier_id, account_number, amount_minor, currency, description, \
          email, phone, return_url, acquirer, acquirer_order_id, status, next_action, failure_code, \
-         failure_message, review_reason, acquirer_operation_id, payment_method, saved_card_id, \
+         failure_message, review_reason, review_detail, acquirer_operation_id, payment_method, saved_card_id, \
          save_card, next_check_at, check_attempts, action_deadline, submitted_at, created_at, \
          updated_at"
     };
@@ -16,7 +16,7 @@ macro_rules! payment_columns {
 macro_rules! refund_columns {
     () => {
         "id, payment_id, amount_minor, status, reason, operator, client_id, acquirer_refund_id, \
-         failure_code, failure_message, next_check_at, check_attempts, review_reason, resolved_by, \
+         failure_code, failure_message, next_check_at, check_attempts, review_reason, review_detail, resolved_by, \
          resolution_note, created_at, updated_at"
     };
 }

@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::db::{Tx, query};
 use super::{StoreError, new_row_id};
+use crate::domain::audit::AuditReason;
 use crate::domain::payment::PaymentStatus;
 
 /// One line of a payment's audit trail; `from: None` for its creation.
@@ -16,7 +17,7 @@ pub(super) struct AuditLine<'a> {
     pub from: Option<PaymentStatus>,
     pub to: PaymentStatus,
     pub actor: &'a str,
-    pub reason: &'a str,
+    pub reason: &'a AuditReason,
     pub at: OffsetDateTime,
 }
 
@@ -26,7 +27,7 @@ impl<'a> AuditLine<'a> {
         payment_id: Uuid,
         status: PaymentStatus,
         actor: &'a str,
-        reason: &'a str,
+        reason: &'a AuditReason,
         at: OffsetDateTime,
     ) -> Self {
         AuditLine {
@@ -43,14 +44,15 @@ impl<'a> AuditLine<'a> {
 pub(super) async fn audit_in(tx: &mut Tx, line: AuditLine<'_>) -> Result<(), StoreError> {
     query(
         "INSERT INTO payment_audit (id, payment_id, from_status, to_status, actor, reason, \
-         created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+         detail, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(new_row_id())
     .bind(line.payment_id)
     .bind(line.from.map(PaymentStatus::as_str))
     .bind(line.to)
     .bind(line.actor)
-    .bind(line.reason)
+    .bind(line.reason.english())
+    .bind(line.reason.to_json())
     .bind(line.at)
     .execute(tx)
     .await?;

@@ -98,7 +98,7 @@ pub struct StatusChange<'a> {
     pub failure: Option<(&'a str, &'a str)>,
     /// Who caused it: `client:<id>`, `acquirer:robokassa`, `worker:reconciliation`…
     pub actor: &'a str,
-    pub reason: &'a str,
+    pub reason: &'a crate::domain::audit::AuditReason,
     /// The acquirer's id of the operation, recorded when it becomes known.
     pub acquirer_operation_id: Option<&'a str>,
 }
@@ -111,7 +111,7 @@ pub struct FirstMove {
     pub event: PaymentEvent,
     pub next_action: Option<String>,
     pub failure: Option<(String, String)>,
-    pub reason: &'static str,
+    pub reason: &'static crate::domain::audit::AuditReason,
 }
 
 impl FirstMove {

@@ -148,7 +148,7 @@ pub(super) async fn create_payment_in(
             from: None,
             to: PaymentStatus::Created,
             actor,
-            reason: "payment created",
+            reason: &crate::domain::audit::AuditReason::PaymentCreated,
             at: p.created_at,
         },
     )
@@ -290,7 +290,7 @@ impl Store {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn payment_audit(&self, payment_id: Uuid) -> Result<Vec<AuditRecord>, StoreError> {
         Ok(query_as(
-            "SELECT id, payment_id, from_status, to_status, actor, reason, created_at \
+            "SELECT id, payment_id, from_status, to_status, actor, reason, detail, created_at \
              FROM payment_audit WHERE payment_id = $1 ORDER BY id",
         )
         .bind(payment_id)

@@ -165,6 +165,8 @@ pub struct PaymentRecord {
     pub failure_code: Option<String>,
     pub failure_message: Option<String>,
     pub review_reason: Option<String>,
+    /// Why it is on the review list: the code and facts of a `ReviewReason` (JSON).
+    pub review_detail: Option<String>,
     pub acquirer_operation_id: Option<String>,
     #[sqlx(try_from = "String")]
     pub payment_method: crate::domain::payment::PaymentMethod,
@@ -187,6 +189,8 @@ pub struct AuditRecord {
     pub to_status: String,
     pub actor: String,
     pub reason: String,
+    /// The code and facts of an `AuditReason` (JSON); `None` on lines written before codes.
+    pub detail: Option<String>,
     pub created_at: OffsetDateTime,
 }
 
@@ -309,6 +313,8 @@ pub struct RefundRecord {
     pub check_attempts: i32,
     /// Why the refund waits for a person: its outcome could not be learned from the acquirer.
     pub review_reason: Option<String>,
+    /// The code and facts of its `ReviewReason` (JSON).
+    pub review_detail: Option<String>,
     /// The operator who settled it from the review list, and their note.
     pub resolved_by: Option<String>,
     pub resolution_note: Option<String>,

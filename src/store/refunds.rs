@@ -5,6 +5,7 @@ use oplata_providers::Amount;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::domain::audit::AuditReason;
 use crate::domain::refunds::RefundContext;
 
 use super::db::{Executor, Tx, query, query_as};
@@ -116,7 +117,11 @@ impl Store {
         .fetch_one(&mut tx)
         .await?;
         let actor = format!("operator:{}", r.operator);
-        let reason = format!("refund {} of {} requested: {}", refund.id, amount, r.reason);
+        let reason = AuditReason::RefundRequested {
+            refund_id: refund.id,
+            amount_minor: amount.minor(),
+            reason: r.reason.to_owned(),
+        };
         let line = AuditLine::note(r.payment_id, payment.status, &actor, &reason, r.now);
         audit_in(&mut tx, line).await?;
         refund_outbox_in(&mut tx, &refund, "refund.requested", r.now).await?;
@@ -176,10 +181,11 @@ impl Store {
             return Ok(current);
         };
         if let Some(note) = s.resolution_note {
-            let reason = format!(
-                "refund {} settled from review as {}: {note}",
-                updated.id, updated.status
-            );
+            let reason = AuditReason::RefundSettledFromReview {
+                refund_id: updated.id,
+                status: updated.status.as_str().to_owned(),
+                note: note.to_owned(),
+            };
             let line = AuditLine::note(payment.id, payment.status, s.actor, &reason, now);
             audit_in(&mut tx, line).await?;
         }
@@ -198,7 +204,7 @@ impl Store {
                         next_action: None,
                         failure: None,
                         actor: s.actor,
-                        reason: "a refund succeeded",
+                        reason: &crate::domain::audit::AuditReason::RefundSucceeded,
                         acquirer_operation_id: None,
                     };
                     super::payments::transition_in(&mut tx, payment.id, &change).await?;

@@ -10,6 +10,7 @@ use super::{
     AttentionCounts, PaymentRecord, RefundRecord, StatusChange, Store, StoreError,
     TransitionResult, new_row_id,
 };
+use crate::domain::audit::{AuditReason, ReviewReason};
 use crate::domain::payment::PaymentStatus;
 
 impl Store {
@@ -19,23 +20,26 @@ impl Store {
         &self,
         id: Uuid,
         actor: &str,
-        reason: &str,
+        reason: &ReviewReason,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin_write().await?;
         let now = OffsetDateTime::now_utc();
         let status: Option<(String,)> = query_as(
-            "UPDATE payments SET review_reason = $2, updated_at = $3 WHERE id = $1 RETURNING \
-             status",
+            "UPDATE payments SET review_reason = $2, review_detail = $4, updated_at = $3 \
+             WHERE id = $1 RETURNING status",
         )
         .bind(id)
-        .bind(reason)
+        .bind(reason.english())
         .bind(now)
+        .bind(reason.to_json())
         .fetch_optional(&mut tx)
         .await?;
         let (status,) = status.ok_or(StoreError::NotFound)?;
         let status = PaymentStatus::try_from(status)
             .map_err(|unknown| StoreError::Corrupt(format!("payment {id}: {unknown}")))?;
-        let reason = format!("flagged for manual review: {reason}");
+        let reason = AuditReason::FlaggedForReview {
+            review: reason.clone(),
+        };
         audit_in(&mut tx, AuditLine::note(id, status, actor, &reason, now)).await?;
         tx.commit().await?;
         Ok(())
@@ -65,7 +69,7 @@ impl Store {
                     "an operator found that the payment did not happen",
                 )),
                 actor,
-                reason: "settled from the review list",
+                reason: &crate::domain::audit::AuditReason::SettledFromReview,
                 acquirer_operation_id: None,
             };
             if let TransitionResult::Refused(_, refused) =
@@ -76,14 +80,17 @@ impl Store {
         }
         let now = OffsetDateTime::now_utc();
         let updated: PaymentRecord = query_as(concat!(
-            "UPDATE payments SET review_reason = NULL, updated_at = $2 WHERE id = $1 RETURNING ",
+            "UPDATE payments SET review_reason = NULL, review_detail = NULL, updated_at = $2 \
+             WHERE id = $1 RETURNING ",
             payment_columns!()
         ))
         .bind(id)
         .bind(now)
         .fetch_one(&mut tx)
         .await?;
-        let reason = format!("review resolved: {note}");
+        let reason = AuditReason::ReviewResolved {
+            note: note.to_owned(),
+        };
         audit_in(
             &mut tx,
             AuditLine::note(id, updated.status, actor, &reason, now),
@@ -100,33 +107,37 @@ impl Store {
         &self,
         refund_id: Uuid,
         actor: &str,
-        reason: &str,
+        reason: &ReviewReason,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin_write().await?;
         let now = OffsetDateTime::now_utc();
         let flagged: Option<(Uuid,)> = query_as(
-            "UPDATE refunds SET review_reason = $2, next_check_at = NULL, updated_at = $3 \
-             WHERE id = $1 AND status = 'pending' RETURNING payment_id",
+            "UPDATE refunds SET review_reason = $2, review_detail = $4, next_check_at = NULL, \
+             updated_at = $3 WHERE id = $1 AND status = 'pending' RETURNING payment_id",
         )
         .bind(refund_id)
-        .bind(reason)
+        .bind(reason.english())
         .bind(now)
+        .bind(reason.to_json())
         .fetch_optional(&mut tx)
         .await?;
         let Some((payment_id,)) = flagged else {
             return Ok(());
         };
+        let line = AuditReason::RefundFlaggedForReview {
+            refund_id,
+            review: reason.clone(),
+        };
         query(
             "INSERT INTO payment_audit (id, payment_id, from_status, to_status, actor, reason, \
-             created_at) \
-             SELECT $1, id, status, status, $3, $4, $5 FROM payments WHERE id = $2",
+             detail, created_at) \
+             SELECT $1, id, status, status, $3, $4, $5, $6 FROM payments WHERE id = $2",
         )
         .bind(new_row_id())
         .bind(payment_id)
         .bind(actor)
-        .bind(format!(
-            "refund {refund_id} flagged for manual review: {reason}"
-        ))
+        .bind(line.english())
+        .bind(line.to_json())
         .bind(now)
         .execute(&mut tx)
         .await?;

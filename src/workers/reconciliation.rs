@@ -153,11 +153,11 @@ async fn reconcile_refund(
         | RefundOutcome::Unknown { .. }
         | RefundOutcome::NotSent { .. } => {
             if now >= refund.created_at + REFUND_REVIEW_AFTER {
-                let reason = format!(
-                    "{} has not finished refund {acquirer_refund_id} after {} days: check it in the acquirer's cabinet",
-                    entry.acquirer.kind(),
-                    REFUND_REVIEW_AFTER.whole_days()
-                );
+                let reason = crate::domain::audit::ReviewReason::RefundUnfinished {
+                    acquirer: entry.acquirer.kind().to_string(),
+                    acquirer_refund_id: acquirer_refund_id.to_string(),
+                    days: REFUND_REVIEW_AFTER.whole_days(),
+                };
                 services
                     .store
                     .flag_refund_for_review(refund.id, ACTOR, &reason)
@@ -208,17 +208,16 @@ async fn reconcile(
             .flag_payment_for_review(
                 payment.id,
                 ACTOR,
-                "the supplier is no longer configured: the outcome cannot be asked",
+                &crate::domain::audit::ReviewReason::SupplierGone,
             )
             .await?;
         return services.store.schedule_check(payment.id, None).await;
     };
     if !entry.acquirer.capabilities().status_query {
         if now >= deadline {
-            let reason = format!(
-                "{} has no status query and no notification came within the window: check the acquirer's cabinet",
-                entry.acquirer.kind()
-            );
+            let reason = crate::domain::audit::ReviewReason::NoStatusQuery {
+                acquirer: entry.acquirer.kind().to_string(),
+            };
             services
                 .store
                 .flag_payment_for_review(payment.id, ACTOR, &reason)
@@ -262,7 +261,7 @@ async fn reconcile(
                         "the acquirer never received the charge; nothing was debited",
                     )),
                     actor: ACTOR,
-                    reason: "the acquirer has no such operation past the deadline: it never happened",
+                    reason: &crate::domain::audit::AuditReason::NeverHappened,
                     acquirer_operation_id: None,
                 },
                 AbsentOperation::AskAgainBy(by) => {
@@ -286,7 +285,7 @@ async fn reconcile(
                     "the customer did not complete the payment in time",
                 )),
                 actor: ACTOR,
-                reason: "nothing happened within the action window",
+                reason: &crate::domain::audit::AuditReason::ActionWindowPassed,
                 acquirer_operation_id: None,
             }
         }
@@ -302,14 +301,10 @@ async fn reconcile(
                 && payment.review_reason.is_none()
                 && now >= submitted + PROCESSING_REVIEW_AFTER
             {
-                let reason = format!(
-                    "{} has not finished this charge an hour after it was sent ({}): check it in the acquirer's cabinet",
-                    entry.acquirer.kind(),
-                    match &outcome {
-                        StatusOutcome::Unknown { .. } => "its status query gives no answer",
-                        _ => "its status query says it is in progress",
-                    }
-                );
+                let reason = crate::domain::audit::ReviewReason::ChargeUnfinished {
+                    acquirer: entry.acquirer.kind().to_string(),
+                    in_progress: !matches!(&outcome, StatusOutcome::Unknown { .. }),
+                };
                 services
                     .store
                     .flag_payment_for_review(payment.id, ACTOR, &reason)

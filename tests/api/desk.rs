@@ -557,6 +557,37 @@ async fn an_operator_settles_a_refund_on_the_review_list_from_the_payment_page(b
         page.contains(&format!("refund-review-{}", refund.id)),
         "{page}"
     );
+    // The item says, in Russian, why it is there and what to do; so does the list.
+    assert!(
+        page.contains("ответил на возврат 10.00 ₽ нечитаемо"),
+        "{page}"
+    );
+    assert!(
+        page.contains("Найдите возврат в кабинете эквайера"),
+        "{page}"
+    );
+    assert!(
+        review.contains("ответил на возврат 10.00 ₽ нечитаемо"),
+        "{review}"
+    );
+    // The timeline is Russian, with people and acquirers by name and times in Moscow time.
+    assert!(
+        page.contains("Оформлен возврат 10.00 ₽. Причина: ответ потерян"),
+        "{page}"
+    );
+    assert!(
+        page.contains("Эквайер прислал подписанное уведомление об оплате."),
+        "{page}"
+    );
+    assert!(page.contains("оператор Ольга (olga)"), "{page}");
+    assert!(page.contains("эквайер Robokassa"), "{page}");
+    assert!(page.contains("клиент API «"), "{page}");
+    assert!(page.contains("(МСК)"), "{page}");
+    assert!(page.contains("Демо-Энергосбыт"), "{page}");
+    assert!(
+        !page.contains("client:") && !page.contains(" UTC"),
+        "{page}"
+    );
     let settle = |note: &'static str| {
         let (client, app, csrf) = (&client, &app, hidden_csrf(&page));
         async move {
@@ -597,6 +628,11 @@ async fn an_operator_settles_a_refund_on_the_review_list_from_the_payment_page(b
     assert!(
         !review.contains(&format!("refund-review-{}", refund.id)),
         "settled items leave the list"
+    );
+    let page = payment_page(&app, &client, id).await;
+    assert!(
+        page.contains("Проверка возврата закрыта (возврат был). Примечание: в кабинете Robokassa"),
+        "the settlement and its note are on the timeline: {page}"
     );
 }
 

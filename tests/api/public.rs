@@ -280,7 +280,7 @@ async fn declines_from_one_address_make_it_wait(backend: Backend) {
             next_action: None,
             failure: Some(("declined", "the issuer declined")),
             actor: "test",
-            reason: "declined",
+            reason: &oplata::domain::audit::AuditReason::NotificationFailed,
             acquirer_operation_id: None,
         };
         app.store
@@ -432,7 +432,7 @@ async fn budget_payments_carry_sealed_passport_data_that_is_purged_later(backend
         next_action: None,
         failure: Some(("declined", "the issuer declined")),
         actor: "test",
-        reason: "declined",
+        reason: &oplata::domain::audit::AuditReason::NotificationFailed,
         acquirer_operation_id: None,
     };
     app.store.transition_payment(id, &declined).await.unwrap();
@@ -816,7 +816,7 @@ async fn the_result_page_tells_each_state_and_the_way_on(backend: Backend) {
             next_action: None,
             failure: (event == PaymentEvent::Failed).then_some(("declined", "the issuer declined")),
             actor: "test",
-            reason: "test",
+            reason: &oplata::domain::audit::AuditReason::SettledFromReview,
             acquirer_operation_id: None,
         };
         app.store

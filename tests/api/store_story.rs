@@ -55,7 +55,7 @@ async fn a_payment_and_its_first_move_are_written_together(backend: Backend) {
                     record.acquirer_order_id
                 )),
                 failure: None,
-                reason: "customer sent to the acquirer's page",
+                reason: &oplata::domain::audit::AuditReason::SentToAcquirerPage,
             })
         })
         .await
@@ -146,7 +146,7 @@ async fn a_refused_transition_writes_nothing(backend: Backend) {
         next_action: None,
         failure: Some(("refused", "declined by the issuer")),
         actor: "test",
-        reason: "test",
+        reason: &oplata::domain::audit::AuditReason::SettledFromReview,
         acquirer_operation_id: None,
     };
 
