@@ -88,7 +88,7 @@ header form{margin:0}.ok{color:#15803d;font-weight:600}\
 .review{background:#fff;border-left:6px solid #b91c1c;border-radius:8px;padding:.75rem 1rem;margin:0 0 1rem}\
 .advice{margin:.25rem 0 .75rem}form input:not([type=radio]),form select{max-width:28rem}\
 label input[type=radio]{width:auto;min-height:0;margin-right:.5rem}\
-.error[id^=error-]{display:block}\
+.error[id^=error-]{display:block}td{overflow-wrap:anywhere}\
 @media (max-width:40rem){table.stack,table.stack tbody,table.stack tr,table.stack td{display:block}\
 table.stack tr:first-child{display:none}table.stack tr{padding:.5rem 0;border-bottom:1px solid #cbd2d9}\
 table.stack td{border:0;padding:.125rem .5rem}}";
@@ -796,18 +796,50 @@ pub async fn review(State(services): State<Arc<Services>>, operator: Operator) -
             )
         })
         .collect();
+    // An empty list says so rather than showing a header over nothing.
+    let table = |id: &str, head: &[&str], rows: &str| {
+        if rows.is_empty() {
+            return format!("<p id=\"{id}\" class=\"empty\">Ничего нет.</p>");
+        }
+        let head: String = head.iter().map(|h| format!("<th>{h}</th>")).collect();
+        format!("<table id=\"{id}\" class=\"stack\"><tr>{head}</tr>{rows}</table>")
+    };
     let body = format!(
         "<h2>Платежи на проверке</h2><p>Каждый пункт говорит, почему он здесь и что сделать; решение с \
-примечанием записывается на странице платежа и закрывает пункт.</p>\
-<table id=\"payments-in-review\" class=\"stack\"><tr><th>Платёж</th><th>Поставщик</th><th>Сумма</th><th>Статус</th>\
-<th>Почему</th><th>Что сделать</th><th>Когда</th></tr>{review_rows}</table><h2>Возвраты на проверке</h2>\
-<p>Исход неизвестен: проверьте в кабинете эквайера и запишите решение на странице платежа.</p>\
-<table id=\"refunds-in-review\" class=\"stack\"><tr><th>Платёж</th><th>Сумма</th><th>Почему</th><th>Когда</th></tr>{in_review_rows}</table>\
+примечанием записывается на странице платежа и закрывает пункт.</p>{}\
+<h2>Возвраты на проверке</h2>\
+<p>Исход неизвестен: проверьте в кабинете эквайера и запишите решение на странице платежа.</p>{}\
 <h2>Возвраты, ожидающие эквайера</h2>\
-<p>Выполните их в кабинете эквайера; его уведомление закроет возврат.</p>\
-<table id=\"awaiting\" class=\"stack\"><tr><th>Платёж</th><th>Сумма</th><th>Оператор</th><th>Когда</th></tr>{awaiting_rows}</table>\
-<h2>Недоставленные события для биллинга</h2>\
-<table><tr><th>Событие</th><th>Получатель</th><th>Попыток</th><th>Ошибка</th></tr>{dead_rows}</table>"
+<p>Выполните их в кабинете эквайера; его уведомление закроет возврат.</p>{}\
+<h2>Недоставленные события для биллинга</h2>{}",
+        table(
+            "payments-in-review",
+            &[
+                "Платёж",
+                "Поставщик",
+                "Сумма",
+                "Статус",
+                "Почему",
+                "Что сделать",
+                "Когда"
+            ],
+            &review_rows
+        ),
+        table(
+            "refunds-in-review",
+            &["Платёж", "Сумма", "Почему", "Когда"],
+            &in_review_rows
+        ),
+        table(
+            "awaiting",
+            &["Платёж", "Сумма", "Оператор", "Когда"],
+            &awaiting_rows
+        ),
+        table(
+            "dead-webhooks",
+            &["Событие", "Получатель", "Попыток", "Ошибка"],
+            &dead_rows
+        ),
     );
     Html(page("На проверку", Some(&operator.session), &body)).into_response()
 }

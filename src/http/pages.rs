@@ -19,7 +19,7 @@ pub(super) fn layout(title: &str, body: &str) -> String {
         "<!doctype html><html lang=\"ru\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title>\
 <style>{STYLE}</style>\
-</head><body>{body}</body></html>",
+</head><body><main>{body}</main></body></html>",
         escape(title)
     )
 }

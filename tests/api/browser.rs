@@ -17,6 +17,15 @@ use crate::helpers::*;
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
+/// Runs axe-core in the page (WCAG 2 A and AA rules, and best practices) and answers the serious
+/// and critical violations, one line each with the elements concerned.
+const AXE_RUN: &str = "const done = arguments[arguments.length - 1];
+axe.run(document, {resultTypes: ['violations']})
+  .then(r => done(r.violations
+    .filter(v => v.impact === 'serious' || v.impact === 'critical')
+    .map(v => v.id + ' (' + v.impact + '): ' + v.help + ' at ' + v.nodes.map(n => n.target.join(' ')).join('; '))))
+  .catch(e => done(['axe could not run: ' + e]));";
+
 struct Browser {
     driver: Child,
     base: String,
@@ -97,8 +106,44 @@ impl Browser {
         answer["value"].clone()
     }
 
+    /// Runs axe-core (the npm package, `OPLATA_TEST_AXE` naming its `axe.min.js`; CI installs
+    /// it) on the page as it is, and fails on any serious or critical violation.
+    async fn check_accessibility(&self, name: &str) {
+        let Ok(path) = std::env::var("OPLATA_TEST_AXE") else {
+            eprintln!("{name}: accessibility NOT CHECKED (OPLATA_TEST_AXE is not set)");
+            return;
+        };
+        let axe = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("OPLATA_TEST_AXE={path}: {e}"));
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": format!("{axe}\nreturn typeof axe;"), "args": []})),
+        )
+        .await;
+        let found = self
+            .call(
+                reqwest::Method::POST,
+                "/execute/async",
+                Some(json!({"script": AXE_RUN, "args": []})),
+            )
+            .await;
+        let serious: Vec<&str> = found
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: axe answered {found}"))
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(
+            serious.is_empty(),
+            "{name}: serious or critical accessibility violations:\n{}",
+            serious.join("\n")
+        );
+    }
+
     /// Saves the page as a phone (390 px wide) and a desktop (1280 px) show it, into
     /// `target/screenshots/<name>-<width>.png`, for a person to look at; CI keeps the folder.
+    /// Each page saved is checked for accessibility at both widths too.
     async fn screenshots(&self, name: &str) {
         use base64::Engine;
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
@@ -115,6 +160,8 @@ impl Browser {
                 .decode(png.as_str().unwrap())
                 .unwrap();
             std::fs::write(dir.join(format!("{name}-{width}.png")), bytes).unwrap();
+            self.check_accessibility(&format!("{name} at {width} px"))
+                .await;
         }
     }
 
@@ -282,6 +329,7 @@ async fn an_operator_signs_in_finds_a_payment_by_account_and_refunds_part_of_it(
         browser.url().await.ends_with("/desk/login"),
         "the desk needs a sign-in"
     );
+    browser.screenshots("desk-login").await;
     browser.type_into("#login", "olga").await;
     browser
         .type_into("#password", "correct horse battery")
@@ -325,6 +373,8 @@ async fn an_operator_signs_in_finds_a_payment_by_account_and_refunds_part_of_it(
     assert_eq!(browser.value("#amount").await, "1000.01");
     assert_eq!(browser.value("#reason").await, "ещё раз");
     browser.screenshots("desk-payment-refund-refused").await;
+    browser.open(&app.url("/desk/review")).await;
+    browser.screenshots("desk-review").await;
     // A search that cannot be read says why beside the field.
     browser
         .open(&app.url("/desk?payment=0193a1b2-77&from=31/12/2026"))
@@ -351,8 +401,10 @@ async fn a_person_pays_an_account_on_the_public_page_and_sees_it_paid() {
     let app = spawn_app(Backend::Sqlite).await;
 
     browser.open(&app.url("/pay")).await;
+    browser.screenshots("pay-choice").await;
     // The first supplier in the list is the demo electricity supplier (10-digit accounts).
     browser.click_and_wait("#choose").await;
+    browser.screenshots("pay-form").await;
     assert!(browser.text("h1").await.contains("Демо-Энергосбыт"));
     browser.type_into("#account_number", "12345").await;
     // As Russians write it: a no-break space between thousands, a decimal comma.
@@ -422,6 +474,7 @@ async fn a_budget_payment_carries_passport_data_through_the_self_submitting_form
         browser.text("#error-passport_number").await,
         "Номер паспорта — 6 цифр."
     );
+    browser.screenshots("pay-budget-error").await;
     // The field at fault has the focus; the person types the number again.
     browser.clear("#passport_number").await;
     browser.type_into("#passport_number", "987654").await;
@@ -437,6 +490,7 @@ async fn a_budget_payment_carries_passport_data_through_the_self_submitting_form
     browser.click_and_wait("#confirm").await;
 
     assert_eq!(browser.text("#status").await, "Оплачено");
+    browser.screenshots("result-budget-paid").await;
     let payments = app
         .store
         .search_payments(&oplata::store::PaymentSearch {
@@ -453,5 +507,130 @@ async fn a_budget_payment_carries_passport_data_through_the_self_submitting_form
         .unwrap();
     assert_eq!(operation.custom2, "4510 987654");
     assert_eq!(operation.custom3, "Кузнецова Мария Петровна");
+    browser.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_netpay_payment_declined_is_tried_again_from_the_result_page_and_paid() {
+    let browser = Browser::start().await;
+    let app = spawn_app(Backend::Sqlite).await;
+
+    browser.open(&app.url("/pay?supplier=demo-water")).await;
+    browser.type_into("#account_number", "00123456").await;
+    browser.type_into("#amount", "812,40").await;
+    browser.type_into("#email", "pavel@example.ru").await;
+    browser.click_and_wait("#pay").await;
+    assert!(browser.url().await.contains("/sandbox/net_pay/"));
+    browser.click_and_wait("#decline").await;
+    // The notification may come a moment after the browser: the page waits for it.
+    browser.find("h1[data-outcome=declined]").await;
+    assert_eq!(browser.text("#status").await, "Платёж отклонён");
+    browser.screenshots("result-declined").await;
+
+    browser.click_and_wait("#retry").await;
+    assert_eq!(browser.value("#account_number").await, "00123456");
+    browser.type_into("#amount", "812,40").await;
+    browser.type_into("#email", "pavel@example.ru").await;
+    browser.click_and_wait("#pay").await;
+    browser.click_and_wait("#pay").await;
+    browser.find("h1[data-outcome=paid]").await;
+    assert_eq!(browser.text("#amount").await, "812,40 ₽");
+    browser.screenshots("result-netpay-paid").await;
+    browser.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_result_state_reads_right_at_both_widths() {
+    use oplata::domain::audit::AuditReason;
+    use oplata::domain::payment::PaymentEvent;
+    use oplata::store::StatusChange;
+    let browser = Browser::start().await;
+    let app = spawn_app(Backend::Sqlite).await;
+
+    let steps = |events: &'static [PaymentEvent], failure: Option<(&'static str, &'static str)>| {
+        events.iter().map(move |&event| StatusChange {
+            event,
+            next_action: None,
+            failure: (event == PaymentEvent::Failed).then_some(failure).flatten(),
+            actor: "test",
+            reason: &AuditReason::SettledFromReview,
+            acquirer_operation_id: None,
+        })
+    };
+    /// The outcome, the events that lead there, the failure they carry, the headline.
+    type Case = (
+        &'static str,
+        &'static [PaymentEvent],
+        Option<(&'static str, &'static str)>,
+        &'static str,
+    );
+    let cases: [Case; 6] = [
+        (
+            "expired",
+            &[PaymentEvent::Expired],
+            None,
+            "Время на оплату истекло",
+        ),
+        (
+            "canceled",
+            &[PaymentEvent::Canceled],
+            None,
+            "Платёж отменён",
+        ),
+        (
+            "canceled_and_refunded",
+            &[PaymentEvent::Failed],
+            Some(("paid_without_three_ds", "not 3-D Secure authenticated")),
+            "Платёж отменён",
+        ),
+        (
+            "refunded",
+            &[PaymentEvent::Succeeded, PaymentEvent::FullyRefunded],
+            None,
+            "Платёж возвращён",
+        ),
+        (
+            "partly_refunded",
+            &[PaymentEvent::Succeeded, PaymentEvent::PartiallyRefunded],
+            None,
+            "Оплачено",
+        ),
+        (
+            "processing",
+            &[PaymentEvent::Submitted],
+            None,
+            "Платёж обрабатывается",
+        ),
+    ];
+    for (outcome, events, failure, headline) in cases {
+        let answer: Value = app
+            .http
+            .post(app.url("/v1/public/payments"))
+            .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+            .json(
+                &json!({"supplier_id": "demo-electro", "account_number": "1234567890",
+                          "amount": "2350.00", "email": "anna@example.ru"}),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = answer["id"].as_str().unwrap_or_else(|| panic!("{answer}"));
+        for change in steps(events, failure) {
+            app.store
+                .transition_payment(id.parse().unwrap(), &change)
+                .await
+                .unwrap();
+        }
+        // The last of the page's own reloads: what it says once it stops waiting.
+        browser
+            .open(&app.url(&format!("/pay/result/{id}?check=20")))
+            .await;
+        browser.find(&format!("h1[data-outcome={outcome}]")).await;
+        assert_eq!(browser.text("#status").await, headline, "{outcome}");
+        browser.screenshots(&format!("result-{outcome}")).await;
+    }
     browser.quit().await;
 }
