@@ -284,6 +284,39 @@ fn payment_rows(services: &Services, payments: &[PaymentRecord]) -> String {
     )
 }
 
+/// The search form's inputs after the status: name, label, the input's own attributes.
+const SEARCH_INPUTS: [(&str, &str, &str); 9] = [
+    ("account", "Лицевой счёт", ""),
+    (
+        "payment",
+        "Платёж: номер или его начало (от 8 знаков)",
+        " size=\"36\"",
+    ),
+    ("order", "Номер заказа эквайера", ""),
+    ("email", "E-mail покупателя", " inputmode=\"email\""),
+    (
+        "phone",
+        "Телефон покупателя",
+        " inputmode=\"tel\" placeholder=\"+7 900 123-45-67\"",
+    ),
+    (
+        "card",
+        "Последние 4 цифры карты",
+        " inputmode=\"numeric\" maxlength=\"4\" size=\"4\"",
+    ),
+    ("amount", "Сумма, ₽", " inputmode=\"decimal\""),
+    (
+        "from",
+        "С",
+        " inputmode=\"numeric\" placeholder=\"ДД.ММ.ГГГГ\" size=\"10\"",
+    ),
+    (
+        "to",
+        "по",
+        " inputmode=\"numeric\" placeholder=\"ДД.ММ.ГГГГ\" size=\"10\"",
+    ),
+];
+
 pub async fn search(
     State(services): State<Arc<Services>>,
     operator: Operator,
@@ -292,7 +325,36 @@ pub async fn search(
     let (results, errors) = match super::desk_search::read(&query) {
         Ok(None) => (String::new(), Vec::new()),
         Ok(Some(search)) => match desk::search(&services, &search).await {
-            Ok(found) => (payment_rows(&services, &found), Vec::new()),
+            Ok(mut found) => {
+                let shown = usize::try_from(super::desk_search::LIMIT).unwrap_or(usize::MAX);
+                let more = found.len() > shown;
+                found.truncate(shown);
+                let next = match found.last() {
+                    Some(last) if more => {
+                        let mut pairs: Vec<(&str, String)> = super::desk_search::FIELDS
+                            .iter()
+                            .filter(|name| **name != "after")
+                            .filter_map(|name| {
+                                query
+                                    .get(*name)
+                                    .filter(|v| !v.trim().is_empty())
+                                    .map(|v| (*name, v.clone()))
+                            })
+                            .collect();
+                        pairs.push(("after", super::desk_search::place(last.created_at, last.id)));
+                        let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
+                        format!(
+                            "<p><a id=\"next-page\" href=\"/desk?{}\">Следующие {shown} →</a></p>",
+                            escape(&query)
+                        )
+                    }
+                    _ => String::new(),
+                };
+                (
+                    format!("{}{next}", payment_rows(&services, &found)),
+                    Vec::new(),
+                )
+            }
             Err(error) => {
                 tracing::error!(%error, "desk search failed");
                 (
@@ -301,17 +363,26 @@ pub async fn search(
                 )
             }
         },
-        Err(errors) => (
-            "<p class=\"error\" id=\"search-refused\">Поиск не выполнен: исправьте отмеченные поля.</p>"
-                .into(),
-            errors,
-        ),
+        Err(errors) => {
+            let page_link = errors
+                .iter()
+                .find(|e| e.field == "after")
+                .map(|e| format!(" {}", escape(e.message)))
+                .unwrap_or_default();
+            (
+                format!(
+                    "<p class=\"error\" id=\"search-refused\" role=\"alert\">Поиск не выполнен: исправьте \
+отмеченные поля.{page_link}</p>"
+                ),
+                errors,
+            )
+        }
     };
     let value = |name: &str| escape(query.get(name).map(String::as_str).unwrap_or_default());
     // A field the search could not read says so beside it; the first one takes the focus.
     let mut first = true;
     let mut marks = std::collections::HashMap::new();
-    for error in &errors {
+    for error in errors.iter().filter(|e| e.field != "after") {
         let autofocus = if std::mem::take(&mut first) {
             " autofocus"
         } else {
@@ -348,30 +419,22 @@ pub async fn search(
             )
         })
         .collect();
+    let inputs: String = SEARCH_INPUTS
+        .iter()
+        .map(|(name, label, own)| {
+            format!(
+                "<p><label for=\"{name}\">{label}</label> <input id=\"{name}\" name=\"{name}\" \
+value=\"{}\"{own}{}> {}</p>",
+                value(name),
+                attrs(name),
+                note(name)
+            )
+        })
+        .collect();
     let body = format!(
-        "<form method=\"get\" action=\"/desk\" id=\"search\">\
-<p><label>Лицевой счёт <input id=\"account\" name=\"account\" value=\"{}\"{}></label> {}</p>\
-<p><label>Платёж <input id=\"payment\" name=\"payment\" value=\"{}\" size=\"36\"{}></label> {}</p>\
-<p><label>Номер заказа эквайера <input id=\"order\" name=\"order\" value=\"{}\"{}></label> {}</p>\
-<p><label>С <input id=\"from\" name=\"from\" value=\"{}\" inputmode=\"numeric\" placeholder=\"ДД.ММ.ГГГГ\" size=\"10\"{}></label> {}</p>\
-<p><label>по <input id=\"to\" name=\"to\" value=\"{}\" inputmode=\"numeric\" placeholder=\"ДД.ММ.ГГГГ\" size=\"10\"{}></label> {}</p>\
-<p><label>Статус <select id=\"status\" name=\"status\"{}><option value=\"\">любой</option>{statuses}</select></label> {}</p>\
+        "<form method=\"get\" action=\"/desk\" id=\"search\">{inputs}\
+<p><label for=\"status\">Статус</label> <select id=\"status\" name=\"status\"{}><option value=\"\">любой</option>{statuses}</select> {}</p>\
 <p><button id=\"find\" type=\"submit\">Найти</button></p></form>{results}",
-        value("account"),
-        attrs("account"),
-        note("account"),
-        value("payment"),
-        attrs("payment"),
-        note("payment"),
-        value("order"),
-        attrs("order"),
-        note("order"),
-        value("from"),
-        attrs("from"),
-        note("from"),
-        value("to"),
-        attrs("to"),
-        note("to"),
         attrs("status"),
         note("status"),
     );

@@ -211,11 +211,22 @@ pub struct AttentionCounts {
 #[derive(Debug, Clone, Default)]
 pub struct PaymentSearch {
     pub account_number: Option<String>,
-    pub payment_id: Option<Uuid>,
+    /// Ids from the first to the last (a whole id is a range of one; a prefix of a time-ordered
+    /// id is a range the primary key finds).
+    pub id_range: Option<(Uuid, Uuid)>,
     pub acquirer_order_id: Option<String>,
     pub status: Option<String>,
     pub from: Option<OffsetDateTime>,
     pub to: Option<OffsetDateTime>,
+    /// Lower case: addresses are compared without case.
+    pub email: Option<String>,
+    /// `+7` and ten digits.
+    pub phone: Option<String>,
+    pub amount_minor: Option<i64>,
+    /// The last four digits of the saved card that paid.
+    pub card_last4: Option<String>,
+    /// The next page: payments listed before this one (newest first).
+    pub before: Option<(OffsetDateTime, Uuid)>,
     pub limit: i64,
 }
 

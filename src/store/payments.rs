@@ -383,17 +383,29 @@ impl Store {
             "SELECT ",
             payment_columns!(),
             " FROM payments WHERE \
-             ($1 IS NULL OR account_number = $1) AND ($2 IS NULL OR id = $2) AND \
-             ($3 IS NULL OR acquirer_order_id = $3) AND ($4 IS NULL OR status = $4) AND \
-             ($5 IS NULL OR created_at >= $5) AND ($6 IS NULL OR created_at < $6) \
-             ORDER BY created_at DESC, id DESC LIMIT $7"
+             ($1 IS NULL OR account_number = $1) AND ($2 IS NULL OR id >= $2) AND \
+             ($3 IS NULL OR id <= $3) AND \
+             ($4 IS NULL OR acquirer_order_id = $4) AND ($5 IS NULL OR status = $5) AND \
+             ($6 IS NULL OR created_at >= $6) AND ($7 IS NULL OR created_at < $7) AND \
+             ($8 IS NULL OR lower(email) = $8) AND ($9 IS NULL OR phone = $9) AND \
+             ($10 IS NULL OR amount_minor = $10) AND \
+             ($11 IS NULL OR saved_card_id IN (SELECT id FROM saved_cards WHERE last4 = $11)) AND \
+             ($12 IS NULL OR created_at < $12 OR (created_at = $12 AND id < $13)) \
+             ORDER BY created_at DESC, id DESC LIMIT $14"
         ))
         .bind(&q.account_number)
-        .bind(q.payment_id)
+        .bind(q.id_range.map(|(first, _)| first))
+        .bind(q.id_range.map(|(_, last)| last))
         .bind(&q.acquirer_order_id)
         .bind(&q.status)
         .bind(q.from)
         .bind(q.to)
+        .bind(&q.email)
+        .bind(&q.phone)
+        .bind(q.amount_minor)
+        .bind(&q.card_last4)
+        .bind(q.before.map(|(at, _)| at))
+        .bind(q.before.map(|(_, id)| id))
         .bind(q.limit)
         .fetch_all(&self.pool)
         .await?)

@@ -211,6 +211,20 @@ async fn a_binding_payment_saves_a_card_that_then_pays_without_card_entry(backen
         list_cards(&app, "bob").await.is_empty(),
         "cards belong to their user"
     );
+    // The desk finds the charge by the card's last four digits (a new card's payment has none).
+    let by_card = app
+        .store
+        .search_payments(&oplata::store::PaymentSearch {
+            card_last4: Some("4242".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        by_card.iter().map(|p| p.id.to_string()).collect::<Vec<_>>(),
+        [charged["id"].as_str().unwrap()]
+    );
 }
 
 async fn a_utilities_card_is_refused_for_fines_and_binding_again_makes_a_second_token(
