@@ -111,6 +111,59 @@ fn plausible_email(text: &str) -> bool {
 }
 
 /// Applies the rules in the order a person would fix them: who, which account, how much.
+/// Every rule a form's draft breaks, not only the first, in the form's order: a page shows each
+/// beside its field at once. Empty when [`validate`] would accept the fields a person types
+/// (account, amount, contacts, passport data); [`validate`] still decides.
+pub fn every_problem<'s>(
+    draft: &PaymentDraft<'_>,
+    find_supplier: impl Fn(&str) -> Option<&'s Supplier>,
+) -> Vec<PaymentRuleError> {
+    let Some(supplier) = find_supplier(draft.supplier_id) else {
+        return vec![PaymentRuleError::UnknownSupplier];
+    };
+    let mut problems = Vec::new();
+    if !supplier.accepts_account(draft.account_number) {
+        problems.push(PaymentRuleError::InvalidAccountNumber {
+            supplier_id: supplier.id.clone(),
+        });
+    }
+    match Amount::parse_api(draft.amount) {
+        Err(error) => problems.push(PaymentRuleError::InvalidAmount(error)),
+        Ok(amount) if amount > supplier.max_amount => {
+            problems.push(PaymentRuleError::AmountAboveLimit {
+                max: supplier.max_amount,
+            });
+        }
+        Ok(_) => {}
+    }
+    if draft.email.is_some_and(|email| !plausible_email(email)) {
+        problems.push(PaymentRuleError::InvalidEmail);
+    } else if supplier.receipt.is_some()
+        && super::receipt::contact(draft.email, draft.phone).is_none()
+    {
+        problems.push(PaymentRuleError::ReceiptContactRequired);
+    }
+    if draft
+        .phone
+        .is_some_and(|phone| !super::receipt::plausible_phone(phone))
+    {
+        problems.push(PaymentRuleError::InvalidPhone);
+    }
+    match (supplier.payment_type, draft.payer.as_ref()) {
+        (super::supplier::PaymentType::Budget, Some(payer)) => problems.extend(
+            super::payer::identity_problems(payer)
+                .into_iter()
+                .map(PaymentRuleError::Payer),
+        ),
+        (payment_type, payer) => {
+            if let Err(error) = check_payer(payment_type, payer) {
+                problems.push(PaymentRuleError::Payer(error));
+            }
+        }
+    }
+    problems
+}
+
 pub fn validate<'s>(
     draft: &PaymentDraft<'_>,
     find_supplier: impl Fn(&str) -> Option<&'s Supplier>,
@@ -222,6 +275,31 @@ mod tests {
             v.supplier = supplier();
             v
         })
+    }
+
+    fn problems(draft: PaymentDraft<'_>) -> Vec<&'static str> {
+        let s = supplier();
+        every_problem(&draft, |id| (id == s.id).then_some(&s))
+            .iter()
+            .map(PaymentRuleError::field)
+            .collect()
+    }
+
+    #[test]
+    fn a_form_hears_of_every_broken_rule_at_once_and_validate_agrees_on_the_first() {
+        let broken = PaymentDraft {
+            account_number: "12345",
+            amount: "0",
+            email: Some("not an address"),
+            ..draft()
+        };
+        assert_eq!(problems(broken), ["account_number", "amount", "email"]);
+        assert_eq!(
+            check(broken).expect_err("refused").field(),
+            "account_number"
+        );
+        assert!(problems(draft()).is_empty());
+        assert!(check(draft()).is_ok());
     }
 
     #[test]

@@ -86,17 +86,31 @@ fn russian_word(word: &str) -> bool {
 
 /// Normalises spacing of the name and checks it (a passport series is written "45 10" too).
 fn valid_identity(draft: &PayerDraft<'_>) -> Result<PayerIdentity, PayerError> {
+    let (identity, problems) = read_identity(draft);
+    match problems.into_iter().next() {
+        Some(problem) => Err(problem),
+        None => Ok(identity),
+    }
+}
+
+/// Every field of the passport data that is wrong, in the form's order (none: it is valid).
+pub fn identity_problems(draft: &PayerDraft<'_>) -> Vec<PayerError> {
+    read_identity(draft).1
+}
+
+fn read_identity(draft: &PayerDraft<'_>) -> (PayerIdentity, Vec<PayerError>) {
+    let mut problems = Vec::new();
     let series: String = draft
         .passport_series
         .chars()
         .filter(|c| *c != ' ')
         .collect();
     if !digits(&series, 4) {
-        return Err(PayerError::InvalidSeries);
+        problems.push(PayerError::InvalidSeries);
     }
     let number = draft.passport_number.trim();
     if !digits(number, 6) {
-        return Err(PayerError::InvalidNumber);
+        problems.push(PayerError::InvalidNumber);
     }
     let words: Vec<&str> = draft.full_name.split_whitespace().collect();
     let full_name = words.join(" ");
@@ -104,13 +118,14 @@ fn valid_identity(draft: &PayerDraft<'_>) -> Result<PayerIdentity, PayerError> {
         || full_name.chars().count() > 150
         || !words.iter().all(|w| russian_word(w))
     {
-        return Err(PayerError::InvalidFullName);
+        problems.push(PayerError::InvalidFullName);
     }
-    Ok(PayerIdentity {
+    let identity = PayerIdentity {
         passport_series: series,
         passport_number: number.to_owned(),
         full_name,
-    })
+    };
+    (identity, problems)
 }
 
 /// Rule 8: passport data is required for `budget` suppliers and refused for the rest.

@@ -234,11 +234,8 @@ mod tests {
 
     #[test]
     fn what_cannot_be_read_is_an_error_beside_its_field_not_a_search_for_everything() {
-        let errors = read(&query(&[
-            ("payment", "0193a1b"),
-            ("from", "31/12/2026"),
-        ]))
-        .expect_err("refused");
+        let errors =
+            read(&query(&[("payment", "0193a1b"), ("from", "31/12/2026")])).expect_err("refused");
         assert_eq!(fields(errors), ["payment", "from"]);
         let errors = read(&query(&[("status", "paid")])).expect_err("refused");
         assert_eq!(fields(errors), ["status"]);

@@ -308,14 +308,29 @@ fn supplier_choice(services: &Services) -> String {
 }
 
 /// One input with its label and, after a refusal, the message beside it.
+/// The fields of the pay form in their order: the first with an error takes the focus.
+const FORM_ORDER: [&str; 6] = [
+    "account_number",
+    "amount",
+    "email",
+    "passport_series",
+    "passport_number",
+    "full_name",
+];
+
 fn field(
     name: &str,
     label: &str,
     value: &str,
     attributes: &str,
-    error: Option<&(String, String)>,
+    errors: &[(String, String)],
 ) -> String {
-    let failed = error.filter(|(param, _)| param == name);
+    let failed = errors.iter().find(|(param, _)| param == name);
+    let focus = FORM_ORDER
+        .into_iter()
+        .find(|field| errors.iter().any(|(param, _)| param == field))
+        == Some(name);
+    let autofocus = if focus { " autofocus" } else { "" };
     let message = failed
         .map(|(_, message)| {
             format!(
@@ -332,12 +347,12 @@ fn field(
             let at = at + "aria-describedby=\"".len();
             (
                 format!("{}error-{name} {}", &attributes[..at], &attributes[at..]),
-                " aria-invalid=\"true\" autofocus".to_owned(),
+                format!(" aria-invalid=\"true\"{autofocus}"),
             )
         }
         (Some(_), None) => (
             attributes.to_owned(),
-            format!(" aria-invalid=\"true\" aria-describedby=\"error-{name}\" autofocus"),
+            format!(" aria-invalid=\"true\" aria-describedby=\"error-{name}\"{autofocus}"),
         ),
     };
     format!(
@@ -350,9 +365,11 @@ fn pay_form(
     supplier: &Supplier,
     form: &PayForm,
     csrf: &str,
-    error: Option<&(String, String)>,
+    errors: &[(String, String)],
 ) -> String {
-    let general = error
+    let error = errors;
+    let general: String = errors
+        .iter()
         .filter(|(param, _)| param.is_empty())
         .map(|(_, m)| {
             format!(
@@ -360,7 +377,7 @@ fn pay_form(
                 escape(m)
             )
         })
-        .unwrap_or_default();
+        .collect();
     let passport = if supplier.payment_type == PaymentType::Budget {
         format!(
             "<fieldset><legend>Паспорт плательщика (обязательно для бюджетных платежей)</legend>{}{}{}</fieldset>",
@@ -460,7 +477,7 @@ pub async fn page(
         account_number: query.account.unwrap_or_default(),
         ..PayForm::default()
     };
-    let body = pay_form(supplier, &typed, &token, None);
+    let body = pay_form(supplier, &typed, &token, &[]);
     let mut response = page_response(StatusCode::OK, "Оплата", &body);
     set_cookie(&mut response, new_csrf_cookie(&services, &token));
     response
@@ -615,6 +632,16 @@ pub async fn submit(
             full_name: &form.full_name,
         }),
     };
+    // Every mistake at once, beside its field, before anything is written.
+    let problems: Vec<(String, String)> =
+        crate::domain::new_payment::every_problem(&draft, |id| services.suppliers.supplier(id))
+            .into_iter()
+            .filter_map(|problem| explain(&ServiceError::Rule(problem)))
+            .collect();
+    if !problems.is_empty() {
+        let body = pay_form(supplier, &form, &expected, &problems);
+        return page_response(StatusCode::UNPROCESSABLE_ENTITY, "Оплата", &body);
+    }
     let Ok(attempt) = Uuid::parse_str(&form.attempt) else {
         return page_response(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -692,7 +719,7 @@ pub async fn submit(
         Err(ServiceError::Limited(limited)) => retry_page(limited.retry_after_secs()),
         Err(error) => match explain(&error) {
             Some(explained) => {
-                let body = pay_form(supplier, &form, &expected, Some(&explained));
+                let body = pay_form(supplier, &form, &expected, &[explained]);
                 page_response(StatusCode::UNPROCESSABLE_ENTITY, "Оплата", &body)
             }
             None => {

@@ -564,6 +564,33 @@ async fn the_pay_page_checks_its_csrf_token_and_shows_errors_beside_fields(backe
         second_attempt, first_attempt,
         "a refused form gets a new attempt"
     );
+    // Every mistake at once, each beside its field; the first takes the focus.
+    let several = app
+        .http
+        .post(app.url("/pay"))
+        .header("cookie", format!("oplata_pay_csrf={token}"))
+        .form(&[
+            ("csrf", token.as_str()),
+            ("attempt", second_attempt.as_str()),
+            ("supplier_id", "demo-electro"),
+            ("account_number", "12"),
+            ("amount", "сто"),
+            ("email", ""),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(several.status(), 422);
+    let several = several.text().await.unwrap();
+    for field in ["account_number", "amount", "email"] {
+        assert!(
+            several.contains(&format!("id=\"error-{field}\"")),
+            "{field}: {several}"
+        );
+    }
+    assert_eq!(several.matches("autofocus").count(), 1, "{several}");
+    assert!(several.contains("value=\"сто\""), "{several}");
+    assert_eq!(app.store.count_payments().await.unwrap(), 0);
 
     let good = submit(
         token.clone(),
