@@ -58,6 +58,36 @@ fn review_words(detail: Option<&str>, english: Option<&str>) -> (String, &'stati
     }
 }
 
+/// The refund oplata asks for by itself when a card paid without 3-D Secure (rule 7), listed
+/// with the operators' refunds: it is made at the acquirer directly, and its outcome is on the
+/// payment's audit trail.
+fn automatic_refund_row(
+    services: &Services,
+    payment: &PaymentRecord,
+    line: &crate::store::AuditRecord,
+) -> Option<String> {
+    let AuditReason::FlaggedForReview { review } =
+        line.detail.as_deref().and_then(AuditReason::from_json)?
+    else {
+        return None;
+    };
+    let status = match review {
+        ReviewReason::PaidWithoutThreeDsRefunded { refund_id } => {
+            format!("выполнен (возврат эквайера {})", escape(&refund_id))
+        }
+        ReviewReason::PaidWithoutThreeDsRefundIncomplete { .. } => {
+            "не завершён: проверьте в кабинете эквайера".to_owned()
+        }
+        _ => return None,
+    };
+    Some(format!(
+        "<tr class=\"automatic-refund\"><td>{}</td><td>{} ₽</td><td class=\"refund-status\">{status}</td>\
+<td>автоматически</td><td>платёж без 3-D Secure</td></tr>",
+        moment(services, line.created_at),
+        kopecks(payment.amount_minor),
+    ))
+}
+
 /// One line of the audit trail in Russian, from its stored code.
 fn audit_words(line: &crate::store::AuditRecord) -> String {
     line.detail
@@ -509,6 +539,7 @@ pub(super) async fn payment_page(
                 escape(&r.reason)
             )
         })
+        .chain(audit.iter().filter_map(|line| automatic_refund_row(services, &payment, line)))
         .collect();
     let refund_reviews: String = refund_list
         .iter()

@@ -20,14 +20,14 @@ on_both_backends!(
     the_desk_finds_payments_by_what_a_customer_tells_and_pages_through_them,
 );
 
-const PASSWORD: &str = "correct horse battery";
+pub(crate) const PASSWORD: &str = "correct horse battery";
 
 async fn with_operator(backend: Backend) -> TestApp {
     add_operator(spawn_app(backend).await).await
 }
 
 /// Adds the operator olga to `app`.
-async fn add_operator(app: TestApp) -> TestApp {
+pub(crate) async fn add_operator(app: TestApp) -> TestApp {
     oplata::service::operators::add(
         app.store.as_ref(),
         "olga",
@@ -39,7 +39,7 @@ async fn add_operator(app: TestApp) -> TestApp {
     app
 }
 
-fn browser() -> reqwest::Client {
+pub(crate) fn browser() -> reqwest::Client {
     // Building one client installs the TLS crypto provider every reqwest client here needs.
     let _ = oplata_providers::http_client(std::time::Duration::from_secs(10));
     reqwest::Client::builder()
@@ -79,7 +79,7 @@ async fn login_form_token(app: &TestApp, client: &reqwest::Client) -> String {
 }
 
 /// Signs in; returns the status of the answer to the sign-in form.
-async fn sign_in(app: &TestApp, client: &reqwest::Client, password: &str) -> u16 {
+pub(crate) async fn sign_in(app: &TestApp, client: &reqwest::Client, password: &str) -> u16 {
     sign_in_with_code(app, client, password, "").await.0
 }
 

@@ -237,6 +237,28 @@ async fn a_payment_without_three_ds_fails_and_its_money_goes_back(backend: Backe
     assert!(page.contains("вернётся на карту"), "{page}");
     assert!(record.review_reason.unwrap().contains("refunded in full"));
     assert_eq!(app.moneta.operation(operation).unwrap().refunded, 150_000);
+    // The desk lists the automatic refund with the others and says in Russian what happened.
+    let app = crate::desk::add_operator(app).await;
+    let desk = crate::desk::browser();
+    crate::desk::sign_in(&app, &desk, crate::desk::PASSWORD).await;
+    let page = desk
+        .get(app.url(&format!(
+            "/desk/payments/{}",
+            payment["id"].as_str().unwrap()
+        )))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("class=\"automatic-refund\""), "{page}");
+    assert!(page.contains("выполнен (возврат эквайера"), "{page}");
+    assert!(page.contains("1500.00 ₽"), "{page}");
+    assert!(
+        page.contains("платёж прошёл без 3-D Secure: он отменён, деньги возвращены полностью"),
+        "{page}"
+    );
 }
 
 async fn the_check_url_says_whether_the_order_may_be_paid(backend: Backend) {
