@@ -9,6 +9,30 @@ use super::{
     DeliveryRecord, DueDelivery, OutboxRecord, Store, StoreError, WebhookAttempt, first_id_at,
 };
 
+/// The claim of due deliveries, with how its ids are matched (`open` … `close`).
+macro_rules! claim_sql {
+    ($open:literal, $close:literal) => {
+        concat!(
+            "UPDATE webhook_deliveries SET next_attempt_at = $4 \
+             WHERE endpoint = $1 AND event_id",
+            $open,
+            "SELECT d.event_id FROM webhook_deliveries d \
+               WHERE d.endpoint = $1 AND d.status = 'pending' AND d.next_attempt_at <= $2 \
+               AND d.event_id = (SELECT e.event_id FROM webhook_deliveries e \
+                 WHERE e.endpoint = d.endpoint AND e.aggregate_id = d.aggregate_id \
+                 AND e.status = 'pending' ORDER BY e.event_id LIMIT 1) \
+               ORDER BY d.next_attempt_at, d.event_id LIMIT $3",
+            $close,
+            " RETURNING event_id, endpoint, attempts, \
+             (SELECT event_type FROM outbox o WHERE o.id = webhook_deliveries.event_id) \
+               AS event_type, \
+             (SELECT payload FROM outbox o WHERE o.id = webhook_deliveries.event_id) AS payload, \
+             (SELECT created_at FROM outbox o WHERE o.id = webhook_deliveries.event_id) \
+               AS created_at"
+        )
+    };
+}
+
 impl Store {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn outbox_for(&self, aggregate_id: Uuid) -> Result<Vec<OutboxRecord>, StoreError> {
@@ -74,39 +98,33 @@ impl Store {
     ) -> Result<Vec<DueDelivery>, StoreError> {
         let mut tx = self.pool.begin_write().await?;
         // Only the first undelivered event of each aggregate is due: later ones wait, so a
-        // payment's events arrive in order. The lease (a later `next_attempt_at`) keeps a
+        // payment's events arrive in order. That first event is asked of the index per candidate
+        // (a correlated subquery, always a lookup by aggregate): as `NOT EXISTS`, a plan made while
+        // the table looked empty scanned every pending delivery per candidate (a second and more
+        // per claim once thousands were queued). The lease (a later `next_attempt_at`) keeps a
         // claimed event and the events after it from every other claim until it is recorded,
         // so claims may run side by side. One statement claims the whole batch.
-        let due: Vec<DueDelivery> = query_as(concat!(
-            "UPDATE webhook_deliveries SET next_attempt_at = $4 \
-             WHERE endpoint = $1 AND event_id IN (\
-               SELECT d.event_id FROM webhook_deliveries d \
-               WHERE d.endpoint = $1 AND d.status = 'pending' AND d.next_attempt_at <= $2 \
-               AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.endpoint = d.endpoint \
-                 AND e.aggregate_id = d.aggregate_id AND e.status = 'pending' AND e.event_id < \
-                 d.event_id) \
-               ORDER BY d.next_attempt_at, d.event_id LIMIT $3",
-            " FOR UPDATE SKIP LOCKED",
-            ") \
-             RETURNING event_id, endpoint, attempts, \
-             (SELECT event_type FROM outbox o WHERE o.id = webhook_deliveries.event_id) \
-               AS event_type, \
-             (SELECT payload FROM outbox o WHERE o.id = webhook_deliveries.event_id) AS payload, \
-             (SELECT created_at FROM outbox o WHERE o.id = webhook_deliveries.event_id) \
-               AS created_at"
-        ))
-        .bind(endpoint)
-        .bind(now)
-        .bind(limit)
-        .bind(lease_until)
-        .fetch_all(&mut tx)
-        .await?;
+        // PostgreSQL reads the claimed ids into an array first, so the update finds them by
+        // primary key; as `IN (subquery)` its generic plan joined against a scan of every
+        // delivery, which took a second and more once deliveries piled up.
+        let sql = match self.pool.backend() {
+            "postgres" => claim_sql!(" = ANY(ARRAY(", " FOR UPDATE SKIP LOCKED))"),
+            _ => claim_sql!(" IN (", ")"),
+        };
+        let due: Vec<DueDelivery> = query_as(sql)
+            .bind(endpoint)
+            .bind(now)
+            .bind(limit)
+            .bind(lease_until)
+            .fetch_all(&mut tx)
+            .await?;
         tx.commit().await?;
         Ok(due)
     }
 
     /// Records a batch of attempts at one endpoint, each delivered, to retry, or dead, in one
-    /// transaction.
+    /// transaction. The delivered ones (nearly all of a batch) are two statements however many
+    /// they are: their ids travel as one JSON array.
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn record_webhook_attempts(
         &self,
@@ -114,16 +132,53 @@ impl Store {
         attempts: &[(Uuid, WebhookAttempt<'_>)],
         at: OffsetDateTime,
     ) -> Result<(), StoreError> {
+        let delivered: Vec<String> = attempts
+            .iter()
+            .filter(|(_, outcome)| matches!(outcome, WebhookAttempt::Delivered))
+            .map(|(id, _)| id.simple().to_string())
+            .collect();
         let mut tx = self.pool.begin_write().await?;
+        if !delivered.is_empty() {
+            let ids = serde_json::to_string(&delivered)
+                .map_err(|e| StoreError::Corrupt(format!("webhook ids: {e}")))?;
+            // The same statements on both databases but for reading the array: PostgreSQL's
+            // uuid from text, SQLite's 16-byte blob from hex.
+            let (deliveries, outbox) = match self.pool.backend() {
+                "postgres" => (
+                    "UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, \
+                     next_attempt_at = $3, last_error = NULL, delivered_at = $3 \
+                     WHERE endpoint = $1 AND status = 'pending' AND event_id = ANY(ARRAY(\
+                     SELECT CAST(value AS uuid) FROM json_array_elements_text(CAST($2 AS json))))",
+                    "UPDATE outbox SET delivered_at = $2, attempts = attempts + 1 \
+                     WHERE delivered_at IS NULL AND id = ANY(ARRAY(\
+                     SELECT CAST(value AS uuid) FROM json_array_elements_text(CAST($1 AS json))))",
+                ),
+                _ => (
+                    "UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, \
+                     next_attempt_at = $3, last_error = NULL, delivered_at = $3 \
+                     WHERE endpoint = $1 AND status = 'pending' AND event_id IN \
+                     (SELECT unhex(value) FROM json_each($2))",
+                    "UPDATE outbox SET delivered_at = $2, attempts = attempts + 1 \
+                     WHERE delivered_at IS NULL AND id IN (SELECT unhex(value) FROM json_each($1))",
+                ),
+            };
+            query(deliveries)
+                .bind(endpoint)
+                .bind(&ids)
+                .bind(at)
+                .execute(&mut tx)
+                .await?;
+            query(outbox).bind(&ids).bind(at).execute(&mut tx).await?;
+        }
         for (event_id, outcome) in attempts {
-            let (status, next, error, delivered_at) = match *outcome {
-                WebhookAttempt::Delivered => ("delivered", at, None, Some(at)),
-                WebhookAttempt::Retry { at: retry, error } => ("pending", retry, Some(error), None),
-                WebhookAttempt::Dead { error } => ("dead", at, Some(error), None),
+            let (status, next, error) = match *outcome {
+                WebhookAttempt::Delivered => continue,
+                WebhookAttempt::Retry { at: retry, error } => ("pending", retry, error),
+                WebhookAttempt::Dead { error } => ("dead", at, error),
             };
             query(
                 "UPDATE webhook_deliveries SET status = $3, attempts = attempts + 1, \
-                 next_attempt_at = $4, last_error = $5, delivered_at = $6 \
+                 next_attempt_at = $4, last_error = $5 \
                  WHERE event_id = $1 AND endpoint = $2 AND status = 'pending'",
             )
             .bind(*event_id)
@@ -131,19 +186,8 @@ impl Store {
             .bind(status)
             .bind(next)
             .bind(error)
-            .bind(delivered_at)
             .execute(&mut tx)
             .await?;
-            if status == "delivered" {
-                query(
-                    "UPDATE outbox SET delivered_at = $2, attempts = attempts + 1 WHERE id = $1 \
-                     AND delivered_at IS NULL",
-                )
-                .bind(*event_id)
-                .bind(at)
-                .execute(&mut tx)
-                .await?;
-            }
         }
         tx.commit().await?;
         Ok(())
