@@ -276,7 +276,12 @@ fn new_csrf_cookie(services: &Services, token: &str) -> String {
 }
 
 fn page_response(status: StatusCode, title: &str, body: &str) -> Response {
-    let mut response = (status, Html(layout(title, body))).into_response();
+    html_response(status, layout(title, body))
+}
+
+/// A whole page, with the policy that it needs nothing from elsewhere.
+fn html_response(status: StatusCode, document: String) -> Response {
+    let mut response = (status, Html(document)).into_response();
     // The page needs nothing from elsewhere: say so to the browser.
     response.headers_mut().insert(
         header::CONTENT_SECURITY_POLICY,
@@ -285,26 +290,6 @@ fn page_response(status: StatusCode, title: &str, body: &str) -> Response {
         ),
     );
     response
-}
-
-fn supplier_choice(services: &Services) -> String {
-    let options: String = services
-        .suppliers
-        .iter()
-        .filter(|e| e.supplier.anonymous)
-        .map(|e| {
-            format!(
-                "<option value=\"{}\">{}</option>",
-                escape(&e.supplier.id),
-                escape(&e.supplier.name)
-            )
-        })
-        .collect();
-    format!(
-        "<h1>Оплата по лицевому счёту</h1><p>Без регистрации: выберите получателя платежа.</p>\
-<form method=\"get\" action=\"/pay\"><p><label>Получатель<br><select id=\"supplier\" name=\"supplier\">{options}</select></label></p>\
-<p><button id=\"choose\" type=\"submit\">Далее</button></p></form>"
-    )
 }
 
 /// One input with its label and, after a refusal, the message beside it.
@@ -318,47 +303,70 @@ const FORM_ORDER: [&str; 6] = [
     "full_name",
 ];
 
-fn field(
-    name: &str,
-    label: &str,
-    value: &str,
-    attributes: &str,
-    errors: &[(String, String)],
-) -> String {
-    let failed = errors.iter().find(|(param, _)| param == name);
-    let focus = FORM_ORDER
-        .into_iter()
-        .find(|field| errors.iter().any(|(param, _)| param == field))
-        == Some(name);
-    let autofocus = if focus { " autofocus" } else { "" };
-    let message = failed
-        .map(|(_, message)| {
-            format!(
-                "<br><span class=\"error\" id=\"error-{name}\" role=\"alert\">{}</span>",
-                escape(message)
-            )
-        })
-        .unwrap_or_default();
-    // The field at fault says so to assistive technology, names its message, and takes the
-    // focus (without a script).
-    let (attributes, invalid) = match (failed, attributes.find("aria-describedby=\"")) {
-        (None, _) => (attributes.to_owned(), String::new()),
-        (Some(_), Some(at)) => {
-            let at = at + "aria-describedby=\"".len();
-            (
-                format!("{}error-{name} {}", &attributes[..at], &attributes[at..]),
-                format!(" aria-invalid=\"true\"{autofocus}"),
-            )
-        }
-        (Some(_), None) => (
-            attributes.to_owned(),
-            format!(" aria-invalid=\"true\" aria-describedby=\"error-{name}\"{autofocus}"),
-        ),
-    };
-    format!(
-        "<p><label>{label}<br><input id=\"{name}\" name=\"{name}\" value=\"{}\" {attributes}{invalid}></label>{message}</p>",
-        escape(value)
-    )
+/// One input of the pay form as `templates/pay_field.html` shows it.
+struct PayField {
+    name: &'static str,
+    label: &'static str,
+    value: String,
+    /// The input's own attributes (fixed text, written as is).
+    attributes: &'static str,
+    error: Option<String>,
+    /// A note under the field that the input is described by: its id and text.
+    hint: Option<(&'static str, &'static str)>,
+    focus: bool,
+}
+
+impl PayField {
+    /// What describes the input to assistive technology: its error first, then its note.
+    fn described_by(&self) -> Option<String> {
+        let ids: Vec<String> = self
+            .error
+            .as_ref()
+            .map(|_| format!("error-{}", self.name))
+            .into_iter()
+            .chain(self.hint.map(|(id, _)| id.to_owned()))
+            .collect();
+        (!ids.is_empty()).then(|| ids.join(" "))
+    }
+}
+
+#[derive(askama::Template)]
+#[template(path = "pay_form.html")]
+struct PayPage {
+    title: String,
+    supplier: String,
+    supplier_id: String,
+    csrf: String,
+    attempt: Uuid,
+    general: Vec<String>,
+    fields: Vec<PayField>,
+    passport: Vec<PayField>,
+}
+
+#[derive(askama::Template)]
+#[template(path = "pay_choice.html")]
+struct ChoicePage {
+    title: &'static str,
+    suppliers: Vec<(String, String)>,
+}
+
+fn render(page: &impl askama::Template) -> String {
+    page.render().unwrap_or_else(|error| {
+        tracing::error!(%error, "a page did not render");
+        String::new()
+    })
+}
+
+fn supplier_choice_page(services: &Services) -> String {
+    render(&ChoicePage {
+        title: "Оплата по лицевому счёту",
+        suppliers: services
+            .suppliers
+            .iter()
+            .filter(|e| e.supplier.anonymous)
+            .map(|e| (e.supplier.id.clone(), e.supplier.name.clone()))
+            .collect(),
+    })
 }
 
 fn pay_form(
@@ -367,95 +375,106 @@ fn pay_form(
     csrf: &str,
     errors: &[(String, String)],
 ) -> String {
-    let error = errors;
-    let general: String = errors
-        .iter()
-        .filter(|(param, _)| param.is_empty())
-        .map(|(_, m)| {
-            format!(
-                "<p class=\"error\" id=\"error\" role=\"alert\">{}</p>",
-                escape(m)
-            )
-        })
-        .collect();
+    let focus = FORM_ORDER
+        .into_iter()
+        .find(|field| errors.iter().any(|(param, _)| param == field));
+    let field = |name: &'static str,
+                 label: &'static str,
+                 value: &str,
+                 attributes: &'static str,
+                 hint: Option<(&'static str, &'static str)>| PayField {
+        name,
+        label,
+        value: value.to_owned(),
+        attributes,
+        error: errors
+            .iter()
+            .find(|(param, _)| param == name)
+            .map(|(_, message)| message.clone()),
+        hint,
+        focus: focus == Some(name),
+    };
+    let email = if supplier.receipt.is_some() {
+        // 54-FZ: the supplier's cashbox sends the receipt there.
+        field(
+            "email",
+            "E-mail для кассового чека",
+            &form.email,
+            "type=\"email\" maxlength=\"254\" required autocomplete=\"email\"",
+            Some((
+                "receipt-note",
+                "Кассовый чек придёт на этот адрес сразу после оплаты.",
+            )),
+        )
+    } else {
+        field(
+            "email",
+            "E-mail для уведомления об оплате (необязательно)",
+            &form.email,
+            "type=\"email\" maxlength=\"254\" autocomplete=\"email\"",
+            None,
+        )
+    };
+    let fields = vec![
+        field(
+            "account_number",
+            "Лицевой счёт",
+            &form.account_number,
+            "inputmode=\"numeric\" maxlength=\"40\" required autocomplete=\"off\"",
+            None,
+        ),
+        field(
+            "amount",
+            "Сумма, ₽ (например, 1 500,50)",
+            &form.amount,
+            "inputmode=\"decimal\" maxlength=\"15\" required",
+            None,
+        ),
+        email,
+    ];
     let passport = if supplier.payment_type == PaymentType::Budget {
-        format!(
-            "<fieldset><legend>Паспорт плательщика (обязательно для бюджетных платежей)</legend>{}{}{}</fieldset>",
+        vec![
             field(
                 "passport_series",
                 "Серия",
                 &form.passport_series,
                 "inputmode=\"numeric\" maxlength=\"5\" required autocomplete=\"off\"",
-                error
+                None,
             ),
             field(
                 "passport_number",
                 "Номер",
                 &form.passport_number,
                 "inputmode=\"numeric\" maxlength=\"6\" required autocomplete=\"off\"",
-                error
+                None,
             ),
             field(
                 "full_name",
                 "Фамилия, имя, отчество",
                 &form.full_name,
                 "maxlength=\"150\" required autocomplete=\"name\"",
-                error
+                None,
             ),
-        )
+        ]
     } else {
-        String::new()
+        Vec::new()
     };
-    format!(
-        "<h1>Оплата: {name}</h1>{general}<form method=\"post\" action=\"/pay\">\
-<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"supplier_id\" value=\"{id}\">\
-<input type=\"hidden\" name=\"attempt\" value=\"{attempt}\">\
-{account}{amount}{email}{passport}\
-<p><button id=\"pay\" type=\"submit\">Перейти к оплате</button></p></form>\
-<p><a href=\"/pay\">Выбрать другого получателя</a></p>",
-        name = escape(&supplier.name),
-        id = escape(&supplier.id),
-        csrf = escape(csrf),
-        attempt = Uuid::new_v4(),
-        account = field(
-            "account_number",
-            "Лицевой счёт",
-            &form.account_number,
-            "inputmode=\"numeric\" maxlength=\"40\" required autocomplete=\"off\"",
-            error
-        ),
-        amount = field(
-            "amount",
-            "Сумма, ₽ (например, 1 500,50)",
-            &form.amount,
-            "inputmode=\"decimal\" maxlength=\"15\" required",
-            error
-        ),
-        email = if supplier.receipt.is_some() {
-            // 54-FZ: the supplier's cashbox sends the receipt there.
-            format!(
-                "{}<p class=\"hint\" id=\"receipt-note\">Кассовый чек придёт на этот адрес сразу после оплаты.</p>",
-                field(
-                    "email",
-                    "E-mail для кассового чека",
-                    &form.email,
-                    "type=\"email\" maxlength=\"254\" required autocomplete=\"email\" aria-describedby=\"receipt-note\"",
-                    error
-                )
-            )
-        } else {
-            field(
-                "email",
-                "E-mail для уведомления об оплате (необязательно)",
-                &form.email,
-                "type=\"email\" maxlength=\"254\" autocomplete=\"email\"",
-                error,
-            )
-        },
-    )
+    render(&PayPage {
+        title: "Оплата".to_owned(),
+        supplier: supplier.name.clone(),
+        supplier_id: supplier.id.clone(),
+        csrf: csrf.to_owned(),
+        attempt: Uuid::new_v4(),
+        general: errors
+            .iter()
+            .filter(|(param, _)| param.is_empty())
+            .map(|(_, message)| message.clone())
+            .collect(),
+        fields,
+        passport,
+    })
 }
 
-/// `GET /pay`: choose the supplier, then fill in the form for it.
 pub async fn page(
     State(services): State<Arc<Services>>,
     Query(query): Query<PayQuery>,
@@ -466,19 +485,14 @@ pub async fn page(
         .and_then(|id| services.suppliers.supplier(id))
         .filter(|s| s.anonymous)
     else {
-        return page_response(
-            StatusCode::OK,
-            "Оплата по лицевому счёту",
-            &supplier_choice(&services),
-        );
+        return html_response(StatusCode::OK, supplier_choice_page(&services));
     };
     let token = crate::service::operators::form_token();
     let typed = PayForm {
         account_number: query.account.unwrap_or_default(),
         ..PayForm::default()
     };
-    let body = pay_form(supplier, &typed, &token, &[]);
-    let mut response = page_response(StatusCode::OK, "Оплата", &body);
+    let mut response = html_response(StatusCode::OK, pay_form(supplier, &typed, &token, &[]));
     set_cookie(&mut response, new_csrf_cookie(&services, &token));
     response
 }
@@ -605,10 +619,9 @@ pub async fn submit(
         .supplier(&form.supplier_id)
         .filter(|s| s.anonymous)
     else {
-        return page_response(
+        return html_response(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "Оплата",
-            &supplier_choice(&services),
+            supplier_choice_page(&services),
         );
     };
     let account = form.account_number.trim();
@@ -639,14 +652,15 @@ pub async fn submit(
             .filter_map(|problem| explain(&ServiceError::Rule(problem)))
             .collect();
     if !problems.is_empty() {
-        let body = pay_form(supplier, &form, &expected, &problems);
-        return page_response(StatusCode::UNPROCESSABLE_ENTITY, "Оплата", &body);
+        return html_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            pay_form(supplier, &form, &expected, &problems),
+        );
     }
     let Ok(attempt) = Uuid::parse_str(&form.attempt) else {
-        return page_response(
+        return html_response(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "Оплата",
-            &supplier_choice(&services),
+            supplier_choice_page(&services),
         );
     };
     let key = format!("pay-form:{attempt}");
@@ -684,10 +698,9 @@ pub async fn submit(
             return page_response(StatusCode::CONFLICT, "Платёж создаётся", body);
         }
         Ok(IdempotencyClaim::Mismatch) => {
-            return page_response(
+            return html_response(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "Оплата",
-                &supplier_choice(&services),
+                supplier_choice_page(&services),
             );
         }
         Err(error) => {
@@ -718,10 +731,10 @@ pub async fn submit(
         Ok(payment) => after_creation(&services, &payment),
         Err(ServiceError::Limited(limited)) => retry_page(limited.retry_after_secs()),
         Err(error) => match explain(&error) {
-            Some(explained) => {
-                let body = pay_form(supplier, &form, &expected, &[explained]);
-                page_response(StatusCode::UNPROCESSABLE_ENTITY, "Оплата", &body)
-            }
+            Some(explained) => html_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                pay_form(supplier, &form, &expected, &[explained]),
+            ),
             None => {
                 tracing::error!(%error, "public payment failed");
                 pages::temporary_failure()
