@@ -68,6 +68,12 @@ impl RefundDraft {
         self
     }
 
+    /// The draft with a refund rule's refusal beside its field.
+    fn refused_by(self, rule: &RefundRuleError) -> Self {
+        let (field, message) = explain(rule);
+        self.with_error(field, message)
+    }
+
     fn error(&self, field: &str) -> Option<&str> {
         self.errors
             .iter()
@@ -257,12 +263,7 @@ pub async fn refund(
         return match refunds::preview(&services, id, amount, &reason, login).await {
             Ok(preview) => confirmation(&services, &operator, &draft, &preview),
             Err(ServiceError::Refund(rule)) => {
-                let (field, message) = explain(&rule);
-                refused(
-                    draft.with_error(field, message),
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                )
-                .await
+                refused(draft.refused_by(&rule), StatusCode::UNPROCESSABLE_ENTITY).await
             }
             Err(ServiceError::NotFound) => StatusCode::NOT_FOUND.into_response(),
             Err(error) => {
@@ -324,12 +325,7 @@ pub async fn refund(
     match created {
         Ok(_) => Redirect::to(&format!("/desk/payments/{id}?refunded=1")).into_response(),
         Err(ServiceError::Refund(rule)) => {
-            let (field, message) = explain(&rule);
-            refused(
-                draft.with_error(field, message),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await
+            refused(draft.refused_by(&rule), StatusCode::UNPROCESSABLE_ENTITY).await
         }
         Err(ServiceError::NotFound) => StatusCode::NOT_FOUND.into_response(),
         Err(error) => {
