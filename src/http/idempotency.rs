@@ -81,6 +81,29 @@ pub(super) fn json_response(status: StatusCode, body: String, replayed: bool) ->
     response
 }
 
+/// Ends a key after its request answered `status` with `body`.
+pub(super) async fn end_after(
+    services: &Services,
+    client_id: uuid::Uuid,
+    key: &str,
+    status: StatusCode,
+    body: &str,
+) {
+    let ending = match status {
+        // A refusal by the abuse limits wrote nothing and moved nothing: the key stays free, so
+        // the same request may be sent again once the wait is over.
+        StatusCode::TOO_MANY_REQUESTS => Ending::RefusedUnwritten,
+        // The database went away mid-way, or the service failed: the retry resumes the resource
+        // the claim named, at once. Resuming never moves money twice.
+        status if status.is_server_error() => Ending::Interrupted,
+        _ => Ending::Answered(StoredResponse {
+            status: status.as_u16(),
+            body: body.to_owned(),
+        }),
+    };
+    idempotency::end(services, client_id, key, ending).await;
+}
+
 /// Runs `work` at most once per key and request; see the module docs. `work` gets the claim:
 /// the id its payment or refund must take, and whether an earlier holder of the key may have
 /// started it already.
@@ -126,20 +149,7 @@ where
                     Ok((status, body)) => (status, body, None),
                     Err(error) => (error.status, error.body_json(), error.retry_after),
                 };
-            let response = StoredResponse {
-                status: status.as_u16(),
-                body: body.clone(),
-            };
-            let ending = match status {
-                // A refusal by the abuse limits wrote nothing and moved nothing: the key stays
-                // free, so the same request may be sent again once the wait is over.
-                StatusCode::TOO_MANY_REQUESTS => Ending::RefusedUnwritten,
-                // The database went away mid-way, or the service failed: the retry resumes the
-                // resource the claim named, at once. Resuming never moves money twice.
-                status if status.is_server_error() => Ending::Interrupted,
-                _ => Ending::Answered(response),
-            };
-            idempotency::end(&services, client.id, &key.0, ending).await;
+            end_after(&services, client.id, &key.0, status, &body).await;
             (status, body, retry_after)
         }
         .instrument(tracing::Span::current()),

@@ -22,7 +22,8 @@ use crate::domain::payment::PaymentStatus;
 use crate::service::api_keys::ApiClient;
 use crate::service::api_keys::Scope;
 use crate::service::{Services, payments};
-use crate::store::{KeyAnswer, PaymentRecord, StoredResponse};
+use crate::store::{KeyAnswer, KeyLease, PaymentRecord, StoredResponse};
+use tracing::Instrument;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -224,6 +225,11 @@ pub async fn create(
     {
         return Ok(answered);
     }
+    if let Some(answered) =
+        charge_in_two_commits(&services, &client, &key, &fingerprint, &body).await?
+    {
+        return Ok(answered);
+    }
     idempotency::run(
         services,
         client,
@@ -273,6 +279,76 @@ async fn create_in_one_commit(
             .ok()??;
     let body = created_body(created).ok()?;
     Some(idempotency::json_response(StatusCode::CREATED, body, false))
+}
+
+/// A saved-card charge under a fresh key in two commits (`payments::charge_saved_card_keyed`):
+/// one before the call to the acquirer, one with its outcome and the key's answer. It runs in a
+/// task of its own, as every keyed request does, so a client that hangs up cannot cut it in
+/// two. `None` sends the request the step-by-step way, which also answers every refusal.
+async fn charge_in_two_commits(
+    services: &Arc<Services>,
+    client: &ApiClient,
+    key: &IdempotencyKey,
+    fingerprint: &str,
+    body: &axum::body::Bytes,
+) -> Result<Option<Response>, ApiError> {
+    let Ok(request) = json::parse::<CreatePaymentRequest>(body) else {
+        return Ok(None);
+    };
+    let Ok(method @ payments::Method::SavedCard { .. }) = method_of(&request) else {
+        return Ok(None);
+    };
+    let (services, client, key, fingerprint) = (
+        services.clone(),
+        client.clone(),
+        key.clone(),
+        fingerprint.to_owned(),
+    );
+    let task = tokio::spawn(
+        async move {
+            let now = time::OffsetDateTime::now_utc();
+            let lease = KeyLease {
+                client_id: client.id,
+                key: key.as_str(),
+                fingerprint: &fingerprint,
+                now,
+                lock_until: crate::service::idempotency::lease_until(&services, now),
+                expires_at: crate::service::idempotency::expires_at(&services, now),
+            };
+            let answer = |payment: &PaymentRecord| {
+                Some(StoredResponse {
+                    status: StatusCode::CREATED.as_u16(),
+                    body: created_body(payment.clone()).ok()?,
+                })
+            };
+            let charged = payments::charge_saved_card_keyed(
+                &services,
+                &client,
+                &draft_of(&request),
+                method,
+                &lease,
+                &answer,
+            )
+            .await;
+            let (answered, rendered) = match charged {
+                Ok(payments::KeyedCharge::NotTaken) => return None,
+                Ok(payments::KeyedCharge::Charged { payment, answered }) => {
+                    (answered, created_body(*payment))
+                }
+                Err(error) => (false, Err(ApiError::from(error))),
+            };
+            let (status, body) = match rendered {
+                Ok(body) => (StatusCode::CREATED, body),
+                Err(error) => (error.status, error.body_json()),
+            };
+            if !answered {
+                idempotency::end_after(&services, client.id, key.as_str(), status, &body).await;
+            }
+            Some(idempotency::json_response(status, body, false))
+        }
+        .instrument(tracing::Span::current()),
+    );
+    task.await.map_err(|e| ApiError::internal(&e))
 }
 
 fn draft_of(request: &CreatePaymentRequest) -> PaymentDraft<'_> {

@@ -31,11 +31,6 @@ pub async fn claim(
     fingerprint: &str,
 ) -> Result<IdempotencyClaim, StoreError> {
     let now = OffsetDateTime::now_utc();
-    // A request that has not answered within the lease is presumed dead: its key may be
-    // retaken, and the taker resumes what it started.
-    let lease = Duration::seconds(
-        i64::try_from(services.settings.idempotency_lease_secs).unwrap_or(i64::MAX),
-    );
     services
         .store
         .claim_idempotency_key(
@@ -43,10 +38,18 @@ pub async fn claim(
             key,
             fingerprint,
             now,
-            now + lease,
+            lease_until(services, now),
             expires_at(services, now),
         )
         .await
+}
+
+/// Until when a key claimed `now` is its request's. A request that has not answered within the
+/// lease is presumed dead: its key may be retaken, and the taker resumes what it started.
+pub fn lease_until(services: &Services, now: OffsetDateTime) -> OffsetDateTime {
+    now + Duration::seconds(
+        i64::try_from(services.settings.idempotency_lease_secs).unwrap_or(i64::MAX),
+    )
 }
 
 /// When a key claimed `now` may be forgotten.

@@ -17,8 +17,8 @@ use crate::domain::payer::PayerError;
 use crate::domain::payment::{PaymentEvent, PaymentMethod, PaymentStatus};
 use crate::domain::public_limits::{self, PublicLimits};
 use crate::store::{
-    ClaimedKey, FirstMove, KeyAnswer, NewPaymentRecord, PaymentRecord, PublicAttempt,
-    SavedCardRecord, StatusChange, TransitionResult,
+    ClaimedKey, FirstMove, KeyAnswer, KeyLease, NewPaymentRecord, PaymentRecord, PublicAttempt,
+    SavedCardRecord, StatusChange, StoredResponse, TransitionResult,
 };
 
 /// How long after a saved-card charge was sent a resumed request may send it again when the
@@ -567,13 +567,94 @@ async fn settle(
     id: Uuid,
     change: &StatusChange<'_>,
 ) -> Result<PaymentRecord, ServiceError> {
-    match services.store.transition_payment(id, change).await? {
-        TransitionResult::Applied(p) | TransitionResult::AlreadyThere(p) => Ok(p),
+    Ok(settled(
+        services.store.transition_payment(id, change).await?,
+    ))
+}
+
+/// The payment after a change, whether it applied or had nothing left to change.
+fn settled(result: TransitionResult) -> PaymentRecord {
+    match result {
+        TransitionResult::Applied(p) | TransitionResult::AlreadyThere(p) => p,
         TransitionResult::Refused(p, refused) => {
             tracing::warn!(payment_id = %p.id, %refused, "outcome arrived for a payment already settled");
-            Ok(p)
+            p
         }
     }
+}
+
+/// How a charge's outcome is recorded: alone, or with the answer of the idempotency key whose
+/// request made the charge (one commit for both).
+#[derive(Clone, Copy)]
+enum Recording<'k> {
+    Alone,
+    Answering {
+        client_id: Uuid,
+        key: &'k str,
+        answer: &'k (dyn Fn(&PaymentRecord) -> Option<StoredResponse> + Send + Sync),
+    },
+}
+
+/// What [`charge_saved_card_keyed`] did.
+#[derive(Debug)]
+pub enum KeyedCharge {
+    /// Nothing was written: the key is known already, the request breaks a rule, or the card
+    /// is gone; the step-by-step path takes the request and answers it.
+    NotTaken,
+    /// The charge ran; `answered` says whether its key was answered in the same commit (if
+    /// not, the caller still holds the key and must end it).
+    Charged {
+        payment: Box<PaymentRecord>,
+        answered: bool,
+    },
+}
+
+/// A portal's saved-card charge in two commits: the key claimed with a lease, the payment
+/// created and moved to `processing` with the card locked (the recovery point before the call);
+/// then, after the acquirer's answer, the outcome recorded with the key's answer. An `Err` comes
+/// only once the first commit is made: the caller holds the key and ends it.
+#[tracing::instrument(skip_all, fields(supplier_id = draft.supplier_id))]
+pub async fn charge_saved_card_keyed(
+    services: &Services,
+    client: &ApiClient,
+    draft: &PaymentDraft<'_>,
+    method: Method,
+    key: &KeyLease<'_>,
+    answer: &(dyn Fn(&PaymentRecord) -> Option<StoredResponse> + Send + Sync),
+) -> Result<KeyedCharge, ServiceError> {
+    if !matches!(method, Method::SavedCard { .. }) || draft.payer.is_some() {
+        return Ok(KeyedCharge::NotTaken);
+    }
+    let origin = Origin::Api(client);
+    let Ok(prepared) = prepare(services, &origin, draft, method, Uuid::now_v7()).await else {
+        return Ok(KeyedCharge::NotTaken);
+    };
+    let Some(card_id) = prepared.card else {
+        return Ok(KeyedCharge::NotTaken);
+    };
+    let actor = origin.actor();
+    let Ok(Some((created, card))) = services
+        .store
+        .begin_saved_card_charge(&prepared.new, card_id, &actor, key)
+        .await
+    else {
+        // Nothing was written (a refusal, a known key, or a failure the step-by-step path
+        // will meet and answer the same way).
+        return Ok(KeyedCharge::NotTaken);
+    };
+    count_created(&created, "two");
+    let recording = Recording::Answering {
+        client_id: key.client_id,
+        key: key.key,
+        answer,
+    };
+    let adapter = prepared.entry.acquirer.as_ref();
+    let (payment, answered) =
+        send_charge(services, adapter, created, &card, &actor, recording).await?;
+    Ok(KeyedCharge::Charged {
+        payment: Box::new(payment),
+        answered,
+    })
 }
 
 /// Charges a saved card: takes the card under a lock (a password reset either waits for this or
@@ -606,7 +687,9 @@ async fn charge_saved_card(
         settle(services, created.id, &change).await?;
         return Err(CardRuleError::CardNotFound.into());
     };
-    send_charge(services, adapter, created, &card, actor).await
+    send_charge(services, adapter, created, &card, actor, Recording::Alone)
+        .await
+        .map(|(payment, _)| payment)
 }
 
 /// Sends a charge already recorded as `processing` again, after its first request died: the
@@ -622,20 +705,24 @@ async fn resend_saved_card_charge(
     match services.store.get_saved_card(card_id).await? {
         Some(card) if card.status == CardStatus::Active => {
             services.store.mark_submitted(payment.id).await?;
-            send_charge(services, adapter, payment, &card, actor).await
+            send_charge(services, adapter, payment, &card, actor, Recording::Alone)
+                .await
+                .map(|(payment, _)| payment)
         }
         _ => Ok(payment),
     }
 }
 
-/// Opens the card's token and asks the acquirer to charge it.
+/// Opens the card's token and asks the acquirer to charge it; answers the payment and whether
+/// the outcome was recorded with its key's answer.
 async fn send_charge(
     services: &Services,
     adapter: &dyn Acquirer,
     created: PaymentRecord,
     card: &SavedCardRecord,
     actor: &str,
-) -> Result<PaymentRecord, ServiceError> {
+    recording: Recording<'_>,
+) -> Result<(PaymentRecord, bool), ServiceError> {
     let card_id = card.id;
     let token = match cards::open_token(&services.vault, card) {
         Ok(token) => token,
@@ -683,7 +770,7 @@ async fn send_charge(
         })
         .await
         .map_err(|e| ServiceError::internal_from("the start of the payment at the acquirer", e))?;
-    record_charge_outcome(services, created, &outcome, actor).await
+    record_charge_outcome(services, created, &outcome, actor, recording).await
 }
 
 async fn record_charge_outcome(
@@ -691,7 +778,8 @@ async fn record_charge_outcome(
     payment: PaymentRecord,
     outcome: &ChargeOutcome,
     actor: &str,
-) -> Result<PaymentRecord, ServiceError> {
+    recording: Recording<'_>,
+) -> Result<(PaymentRecord, bool), ServiceError> {
     let next_action_json;
     let not_sent;
     let change = match outcome {
@@ -740,23 +828,38 @@ async fn record_charge_outcome(
         // Accepted; the notification (or the reconciliation worker) settles it.
         ChargeOutcome::Pending { operation_id } => {
             tracing::info!(payment_id = %payment.id, %operation_id, "charge accepted; the result comes later");
-            return services
+            let payment = services
                 .store
                 .get_payment(payment.id)
                 .await?
-                .ok_or(ServiceError::NotFound);
+                .ok_or(ServiceError::NotFound)?;
+            return Ok((payment, false));
         }
         // Sent, no answer: stays `processing`; the reconciliation worker asks the acquirer.
         ChargeOutcome::Unknown { reason } => {
             tracing::warn!(payment_id = %payment.id, %reason, "charge outcome unknown: left to reconciliation");
-            return services
+            let payment = services
                 .store
                 .get_payment(payment.id)
                 .await?
-                .ok_or(ServiceError::NotFound);
+                .ok_or(ServiceError::NotFound)?;
+            return Ok((payment, false));
         }
     };
-    settle(services, payment.id, &change).await
+    match recording {
+        Recording::Alone => Ok((settle(services, payment.id, &change).await?, false)),
+        Recording::Answering {
+            client_id,
+            key,
+            answer,
+        } => {
+            let (result, answered) = services
+                .store
+                .transition_payment_answered(payment.id, &change, client_id, key, answer)
+                .await?;
+            Ok((settled(result), answered))
+        }
+    }
 }
 
 /// The issuer's 3-D Secure page sent the customer back with its answer (`PaRes`, `MD`).
@@ -806,7 +909,9 @@ pub async fn complete_three_ds(
         },
         other => other,
     };
-    record_charge_outcome(services, payment, &outcome, actor).await
+    record_charge_outcome(services, payment, &outcome, actor, Recording::Alone)
+        .await
+        .map(|(payment, _)| payment)
 }
 
 /// A payment as its creator may see it: another client's (or another user's) payment does not

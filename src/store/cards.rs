@@ -5,10 +5,12 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::db::{Tx, query, query_as};
+use super::idempotency::{NewKey, insert_key_in};
 use super::journal::outbox_in;
+use super::payments::create_payment_in;
 use super::{
-    CardEnding, CardEventRecord, NewSavedCard, SavedCardRecord, StatusChange, Store, StoreError,
-    TransitionResult, new_row_id,
+    CardEnding, CardEventRecord, KeyLease, NewPaymentRecord, NewSavedCard, PaymentRecord,
+    SavedCardRecord, StatusChange, Store, StoreError, TransitionResult, new_row_id,
 };
 
 /// One row of a card's audit trail.
@@ -166,57 +168,51 @@ impl Store {
         card_id: Uuid,
         actor: &str,
     ) -> Result<Option<SavedCardRecord>, StoreError> {
-        use crate::domain::payment::PaymentEvent;
         let mut tx = self.pool.begin_write().await?;
-        // The lock makes a revocation wait for this transaction, and this one wait for a
-        // revocation under way: after a reset commits, no charge can take the card.
-        let card: Option<SavedCardRecord> = query_as(concat!(
-            "SELECT ",
-            card_columns!(),
-            " FROM saved_cards WHERE id = $1 AND status = 'active'",
-            " FOR UPDATE"
-        ))
-        .bind(card_id)
-        .fetch_optional(&mut tx)
-        .await?;
-        let Some(card) = card else {
+        let Some((_, card)) =
+            start_saved_card_charge_in(&mut tx, payment_id, card_id, actor).await?
+        else {
             return Ok(None);
         };
-        let change = StatusChange {
-            event: PaymentEvent::Submitted,
-            next_action: None,
-            failure: None,
-            actor,
-            reason: &crate::domain::audit::AuditReason::SavedCardChargeSent,
-            acquirer_operation_id: None,
-        };
-        match super::payments::transition_in(&mut tx, payment_id, &change).await? {
-            TransitionResult::Applied(_) => {}
-            TransitionResult::AlreadyThere(_) | TransitionResult::Refused(..) => {
-                return Ok(None);
-            }
-        }
-        let now = OffsetDateTime::now_utc();
-        query("UPDATE saved_cards SET last_used_at = $2 WHERE id = $1")
-            .bind(card_id)
-            .bind(now)
-            .execute(&mut tx)
-            .await?;
-        card_event_in(
-            &mut tx,
-            CardEvent {
-                card_id: card.id,
-                user_id: &card.user_id,
-                event: "used",
-                actor,
-                payment_id: Some(payment_id),
-                detail: "recurring charge started",
-                at: now,
-            },
-        )
-        .await?;
         tx.commit().await?;
         Ok(Some(card))
+    }
+
+    /// A saved-card charge's first commit: its idempotency key claimed with a lease, the payment
+    /// created and started as [`Store::start_saved_card_charge`] starts it, in one transaction.
+    /// `None`, with nothing written, when the key is known already or the card is not active:
+    /// the step-by-step path then answers the retry or the refusal. A request that dies after
+    /// this commit leaves a `processing` payment under its key, which the retry resumes.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn begin_saved_card_charge(
+        &self,
+        p: &NewPaymentRecord,
+        card_id: Uuid,
+        actor: &str,
+        key: &KeyLease<'_>,
+    ) -> Result<Option<(PaymentRecord, SavedCardRecord)>, StoreError> {
+        let mut tx = self.pool.begin_write().await?;
+        let new_key = NewKey {
+            client_id: key.client_id,
+            key: key.key,
+            fingerprint: key.fingerprint,
+            now: key.now,
+            lock_until: key.lock_until,
+            expires_at: key.expires_at,
+            resource_id: p.id,
+        };
+        if !insert_key_in(&mut tx, &new_key).await? {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        create_payment_in(&mut tx, p, actor, &|_| None).await?;
+        let started = start_saved_card_charge_in(&mut tx, p.id, card_id, actor).await?;
+        if started.is_some() {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        Ok(started)
     }
 
     /// Ends active cards of a user (all of them, or one), deleting their ciphertexts, with
@@ -358,4 +354,63 @@ impl Store {
         .await?;
         Ok(done.rows_affected() == 1)
     }
+}
+
+/// Takes an active card under a lock and moves its payment to `processing`, marking the card
+/// used; answers both, or `None` when the card is no longer active or the payment cannot start.
+async fn start_saved_card_charge_in(
+    tx: &mut Tx,
+    payment_id: Uuid,
+    card_id: Uuid,
+    actor: &str,
+) -> Result<Option<(PaymentRecord, SavedCardRecord)>, StoreError> {
+    use crate::domain::payment::PaymentEvent;
+    // The lock makes a revocation wait for this transaction, and this one wait for a
+    // revocation under way: after a reset commits, no charge can take the card.
+    let card: Option<SavedCardRecord> = query_as(concat!(
+        "SELECT ",
+        card_columns!(),
+        " FROM saved_cards WHERE id = $1 AND status = 'active'",
+        " FOR UPDATE"
+    ))
+    .bind(card_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(card) = card else {
+        return Ok(None);
+    };
+    let change = StatusChange {
+        event: PaymentEvent::Submitted,
+        next_action: None,
+        failure: None,
+        actor,
+        reason: &crate::domain::audit::AuditReason::SavedCardChargeSent,
+        acquirer_operation_id: None,
+    };
+    let payment = match super::payments::transition_in(tx, payment_id, &change).await? {
+        TransitionResult::Applied(payment) => payment,
+        TransitionResult::AlreadyThere(_) | TransitionResult::Refused(..) => {
+            return Ok(None);
+        }
+    };
+    let now = OffsetDateTime::now_utc();
+    query("UPDATE saved_cards SET last_used_at = $2 WHERE id = $1")
+        .bind(card_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    card_event_in(
+        tx,
+        CardEvent {
+            card_id: card.id,
+            user_id: &card.user_id,
+            event: "used",
+            actor,
+            payment_id: Some(payment_id),
+            detail: "recurring charge started",
+            at: now,
+        },
+    )
+    .await?;
+    Ok(Some((payment, card)))
 }

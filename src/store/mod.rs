@@ -153,6 +153,19 @@ impl std::fmt::Debug for KeyAnswer<'_> {
     }
 }
 
+/// An idempotency key claimed, with a lease, in the transaction that creates its payment: the
+/// first commit of a saved-card charge, whose answer can only come after the acquirer's.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyLease<'a> {
+    pub client_id: Uuid,
+    pub key: &'a str,
+    pub fingerprint: &'a str,
+    pub now: OffsetDateTime,
+    /// Until then the key is this request's; after it, a retry takes it over and resumes.
+    pub lock_until: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
 /// A key this request now holds, and the resource it stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClaimedKey {

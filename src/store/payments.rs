@@ -9,7 +9,7 @@ use super::idempotency::{NewKey, answer_key, insert_key_in};
 use super::journal::{AuditLine, audit_in, outbox_in};
 use super::{
     AuditRecord, DecideFirstMove, KeyAnswer, NewPaymentRecord, PaymentRecord, PaymentSearch,
-    StatusChange, Store, StoreError, TransitionResult,
+    StatusChange, Store, StoreError, StoredResponse, TransitionResult,
 };
 use crate::domain::payment::PaymentStatus;
 
@@ -285,6 +285,35 @@ impl Store {
         let result = transition_in(&mut tx, id, change).await?;
         tx.commit().await?;
         Ok(result)
+    }
+
+    /// [`Store::transition_payment`] with the answer of the idempotency key that asked for it,
+    /// in one transaction: the second and last commit of a saved-card charge (see
+    /// [`Store::begin_saved_card_charge`]). When `answer` gives none the change still commits
+    /// and the key stays with its holder; the flag says whether the key was answered.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn transition_payment_answered(
+        &self,
+        id: Uuid,
+        change: &StatusChange<'_>,
+        client_id: Uuid,
+        key: &str,
+        answer: &(dyn Fn(&PaymentRecord) -> Option<StoredResponse> + Send + Sync),
+    ) -> Result<(TransitionResult, bool), StoreError> {
+        let mut tx = self.pool.begin_write().await?;
+        let result = transition_in(&mut tx, id, change).await?;
+        let (TransitionResult::Applied(payment)
+        | TransitionResult::AlreadyThere(payment)
+        | TransitionResult::Refused(payment, _)) = &result;
+        let answered = match answer(payment) {
+            Some(response) => {
+                answer_key(&mut tx, client_id, key, &response).await?;
+                true
+            }
+            None => false,
+        };
+        tx.commit().await?;
+        Ok((result, answered))
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]

@@ -15,6 +15,7 @@ use crate::helpers::*;
 use crate::saved_cards::{bind_card, card_app, code, post, saved_card_payment};
 
 on_both_backends!(
+    a_charge_in_two_commits_replays_its_answer_and_refuses_its_key_for_another_request,
     a_charge_whose_process_died_after_the_debit_is_resumed_not_charged_twice,
     a_charge_that_never_reached_the_acquirer_is_sent_once_more_under_the_same_order,
     a_charge_the_acquirer_never_received_fails_after_the_deadline,
@@ -46,6 +47,36 @@ async fn payments_of_user(app: &TestApp, user: &str) -> usize {
         .into_iter()
         .filter(|p| p.user_id.as_deref() == Some(user))
         .count()
+}
+
+/// A saved-card charge under a fresh key takes two commits, the key answered in the second:
+/// the answer is there for a retry at once, and the key is bound to that request.
+async fn a_charge_in_two_commits_replays_its_answer_and_refuses_its_key_for_another_request(
+    backend: Backend,
+) {
+    let app = card_app(backend).await;
+    let card = bind_card(&app, "heat", "alice").await;
+    let before = app.moneta.charges_made();
+    let key = Uuid::new_v4().to_string();
+    let body = saved_card_payment("heat", "alice", card);
+
+    let (status, first) = post_with_key(&app, &key, &body).await;
+    let replay = app
+        .post_payment(Some(&app.portal_key), Some(&key), &body.to_string())
+        .await;
+    let mut other = body.clone();
+    other["amount"] = "1600.00".into();
+    let (reused, refusal) = post_with_key(&app, &key, &other).await;
+
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(first["status"], "succeeded", "{first}");
+    assert_eq!(replay.status(), 201);
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(replay.json::<Value>().await.unwrap(), first);
+    assert_eq!(reused, 422, "{refusal}");
+    assert_eq!(code(&refusal), "idempotency_key_reused");
+    assert_eq!(app.moneta.charges_made(), before + 1, "one debit");
+    assert_eq!(payments_of_user(&app, "alice").await, 2);
 }
 
 async fn a_charge_whose_process_died_after_the_debit_is_resumed_not_charged_twice(

@@ -4,7 +4,9 @@
 //! anonymous payment (the same plus the abuse limits under an account lock); an inbound SMS
 //! (message-id dedupe and the daily counts under a phone lock). On PostgreSQL it also runs
 //! pgbench on the least a lifecycle must write (`benches/minimal_lifecycle.sql`) and prints
-//! oplata's share of that limit.
+//! oplata's share of that limit. Last, bursts of saved-card charges against an acquirer that
+//! answers after a second (`slow_acquirer.rs`; alone: `cargo bench --bench payments --
+//! slow-acquirer`).
 //!
 //! `cargo bench --bench payments` runs it on SQLite; with `OPLATA_BENCH_POSTGRES_URL` set it runs
 //! on PostgreSQL as well. Numbers go into the README by hand; nothing here asserts a time.
@@ -21,8 +23,20 @@ use oplata_providers::robokassa::wire;
 use oplata_providers::signing::HashAlgorithm;
 use secrecy::ExposeSecret;
 
+mod slow_acquirer;
+
 const PAYMENTS: usize = 2000;
 const CONCURRENCY: usize = 16;
+/// Saved-card charges sent at once to an acquirer that answers after a second, and how many
+/// such bursts (memory is read after each).
+const SLOW_CHARGES: usize = 1000;
+const SLOW_BURSTS: usize = 3;
+
+/// `cargo bench --bench payments -- slow-acquirer` measures only the saved-card charges against
+/// a slow acquirer.
+fn slow_acquirer_only() -> bool {
+    std::env::args().any(|arg| arg == "slow-acquirer")
+}
 
 fn percentile(sorted: &[Duration], p: usize) -> Duration {
     sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
@@ -58,6 +72,18 @@ where
     let (latencies, outputs): (Vec<Duration>, Vec<T>) = done.into_iter().unzip();
     report(name, started.elapsed(), latencies);
     outputs
+}
+
+/// The process's resident memory now, in KiB.
+fn resident_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn peak_rss_kib() -> String {
@@ -156,18 +182,41 @@ async fn run(label: &str, database_url: String) -> u128 {
         .unwrap();
     let sms_key = sms_key.expose_secret().to_owned();
     tokio::spawn(app.run_until(std::future::pending()));
-    let http = reqwest::Client::new();
     // A PostgreSQL database outlives the run: keys, message ids and phones of this run are new.
     let run = uuid::Uuid::new_v4().simple().to_string();
-    let phone_block = 100 + (uuid::Uuid::new_v4().as_u128() % 900) as u32;
 
+    let lifecycles_per_second = if slow_acquirer_only() {
+        0
+    } else {
+        let per_second = lifecycles(label, &base, &key, &run).await;
+        others(label, &base, &sms_key, &run).await;
+        drain_webhooks(label, &services).await;
+        per_second
+    };
+    slow_acquirer::measure(
+        &slow_acquirer::Target {
+            label,
+            base: &base,
+            key: &key,
+            run: &run,
+        },
+        SLOW_CHARGES,
+        SLOW_BURSTS,
+    )
+    .await;
+    lifecycles_per_second
+}
+
+/// Creations with a fresh key, then each one's signed ResultURL; answers lifecycles per second.
+async fn lifecycles(label: &str, base: &str, key: &str, run: &str) -> u128 {
+    let http = reqwest::Client::new();
     let creating = Instant::now();
     let created: Vec<serde_json::Value> =
         measure(&format!("{label}: POST /v1/payments"), 0..PAYMENTS, |i| {
             let http = http.clone();
-            let base = base.clone();
-            let key = key.clone();
-            let run = run.clone();
+            let base = base.to_owned();
+            let key = key.to_owned();
+            let run = run.to_owned();
             async move {
                 let body = serde_json::json!({
                     "supplier_id": "demo-electro", "account_number": "1234567890",
@@ -197,7 +246,7 @@ async fn run(label: &str, database_url: String) -> u128 {
         created.iter(),
         |payment| {
             let http = http.clone();
-            let base = base.clone();
+            let base = base.to_owned();
             async move {
                 let url = url::Url::parse(payment["next_action"]["url"].as_str().unwrap()).unwrap();
                 let param = |n: &str| {
@@ -247,13 +296,20 @@ async fn run(label: &str, database_url: String) -> u128 {
         "{label}: lifecycle (creation, then its ResultURL)  {lifecycles_per_second:>6} per second"
     );
 
+    lifecycles_per_second
+}
+
+/// Anonymous payments and inbound SMS.
+async fn others(label: &str, base: &str, sms_key: &str, run: &str) {
+    let http = reqwest::Client::new();
+    let phone_block = 100 + (uuid::Uuid::new_v4().as_u128() % 900) as u32;
     measure(
         &format!("{label}: POST /v1/public/payments"),
         0..PAYMENTS,
         |i| {
             let http = http.clone();
-            let base = base.clone();
-            let run = run.clone();
+            let base = base.to_owned();
+            let run = run.to_owned();
             async move {
                 let body = serde_json::json!({
                     "supplier_id": "demo-electro", "account_number": format!("{:010}", i),
@@ -278,9 +334,9 @@ async fn run(label: &str, database_url: String) -> u128 {
 
     measure(&format!("{label}: POST /v1/sms/inbound (help)"), 0..PAYMENTS, |i| {
             let http = http.clone();
-            let base = base.clone();
-            let key = sms_key.clone();
-            let run = run.clone();
+            let base = base.to_owned();
+            let key = sms_key.to_owned();
+            let run = run.to_owned();
             async move {
                 let body = serde_json::json!({
                     "message_id": format!("bench-{run}-{i}"), "from": format!("+7{phone_block}{i:07}"),
@@ -299,8 +355,6 @@ async fn run(label: &str, database_url: String) -> u128 {
             }
     })
     .await;
-    drain_webhooks(label, &services).await;
-    lifecycles_per_second
 }
 
 /// Delivers every event the run made (about 6 per payment, SMS and public payments included)
@@ -340,7 +394,9 @@ async fn main() {
     .await;
     if let Ok(url) = std::env::var("OPLATA_BENCH_POSTGRES_URL") {
         let oplata = run("postgres", url.clone()).await;
-        pgbench_minimal(&url, oplata).await;
+        if !slow_acquirer_only() {
+            pgbench_minimal(&url, oplata).await;
+        }
     }
     println!("{}", peak_rss_kib());
 }
