@@ -74,27 +74,22 @@ where
     outputs
 }
 
-/// The process's resident memory now, in KiB.
-fn resident_kib() -> u64 {
+/// A memory figure of this process from `/proc/self/status` (`VmRSS`: now, `VmHWM`: peak), in
+/// KiB; 0 where it cannot be read.
+fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
                 .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
 }
 
-fn peak_rss_kib() -> String {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM"))
-                .map(|l| l.to_owned())
-        })
-        .unwrap_or_else(|| "VmHWM: unknown".into())
+/// The process's resident memory now, in KiB.
+fn resident_kib() -> u64 {
+    status_kib("VmRSS")
 }
 
 /// The same database's own limit: pgbench replaying the least a lifecycle must write
@@ -398,5 +393,5 @@ async fn main() {
             pgbench_minimal(&url, oplata).await;
         }
     }
-    println!("{}", peak_rss_kib());
+    println!("VmHWM:\t{:>8} kB", status_kib("VmHWM"));
 }

@@ -258,12 +258,6 @@ async fn create_in_one_commit(
 ) -> Option<Response> {
     let request: CreatePaymentRequest = json::parse(body).ok()?;
     let method = method_of(&request).ok()?;
-    let answer = |payment: &PaymentRecord| {
-        Some(StoredResponse {
-            status: StatusCode::CREATED.as_u16(),
-            body: created_body(payment.clone()).ok()?,
-        })
-    };
     let now = time::OffsetDateTime::now_utc();
     let key_answer = KeyAnswer {
         client_id: client.id,
@@ -271,7 +265,7 @@ async fn create_in_one_commit(
         fingerprint,
         now,
         expires_at: crate::service::idempotency::expires_at(services, now),
-        answer: &answer,
+        answer: &created_answer,
     };
     let created =
         payments::create_answered(services, client, &draft_of(&request), method, &key_answer)
@@ -315,40 +309,50 @@ async fn charge_in_two_commits(
                 lock_until: crate::service::idempotency::lease_until(&services, now),
                 expires_at: crate::service::idempotency::expires_at(&services, now),
             };
-            let answer = |payment: &PaymentRecord| {
-                Some(StoredResponse {
-                    status: StatusCode::CREATED.as_u16(),
-                    body: created_body(payment.clone()).ok()?,
-                })
-            };
             let charged = payments::charge_saved_card_keyed(
                 &services,
                 &client,
                 &draft_of(&request),
                 method,
                 &lease,
-                &answer,
+                &created_answer,
             )
             .await;
-            let (answered, rendered) = match charged {
+            let rendered = match charged {
                 Ok(payments::KeyedCharge::NotTaken) => return None,
-                Ok(payments::KeyedCharge::Charged { payment, answered }) => {
-                    (answered, created_body(*payment))
+                // Answered with the outcome's commit: the key holds this very answer.
+                Ok(payments::KeyedCharge::Charged {
+                    answer: Some(stored),
+                    ..
+                }) => {
+                    let status = StatusCode::from_u16(stored.status)
+                        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                    return Some(idempotency::json_response(status, stored.body, false));
                 }
-                Err(error) => (false, Err(ApiError::from(error))),
+                Ok(payments::KeyedCharge::Charged {
+                    payment,
+                    answer: None,
+                }) => created_body(*payment),
+                Err(error) => Err(ApiError::from(error)),
             };
             let (status, body) = match rendered {
                 Ok(body) => (StatusCode::CREATED, body),
                 Err(error) => (error.status, error.body_json()),
             };
-            if !answered {
-                idempotency::end_after(&services, client.id, key.as_str(), status, &body).await;
-            }
+            idempotency::end_after(&services, client.id, key.as_str(), status, &body).await;
             Some(idempotency::json_response(status, body, false))
         }
         .instrument(tracing::Span::current()),
     );
     task.await.map_err(|e| ApiError::internal(&e))
+}
+
+/// The answer a key keeps for the payment its request created.
+fn created_answer(payment: &PaymentRecord) -> Option<StoredResponse> {
+    Some(StoredResponse {
+        status: StatusCode::CREATED.as_u16(),
+        body: created_body(payment.clone()).ok()?,
+    })
 }
 
 fn draft_of(request: &CreatePaymentRequest) -> PaymentDraft<'_> {

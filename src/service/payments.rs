@@ -601,11 +601,11 @@ pub enum KeyedCharge {
     /// Nothing was written: the key is known already, the request breaks a rule, or the card
     /// is gone; the step-by-step path takes the request and answers it.
     NotTaken,
-    /// The charge ran; `answered` says whether its key was answered in the same commit (if
-    /// not, the caller still holds the key and must end it).
+    /// The charge ran; `answer` is what its key was answered with in the same commit (when
+    /// none, the caller still holds the key and must end it).
     Charged {
         payment: Box<PaymentRecord>,
-        answered: bool,
+        answer: Option<StoredResponse>,
     },
 }
 
@@ -649,11 +649,11 @@ pub async fn charge_saved_card_keyed(
         answer,
     };
     let adapter = prepared.entry.acquirer.as_ref();
-    let (payment, answered) =
+    let (payment, answer) =
         send_charge(services, adapter, created, &card, &actor, recording).await?;
     Ok(KeyedCharge::Charged {
         payment: Box::new(payment),
-        answered,
+        answer,
     })
 }
 
@@ -713,8 +713,8 @@ async fn resend_saved_card_charge(
     }
 }
 
-/// Opens the card's token and asks the acquirer to charge it; answers the payment and whether
-/// the outcome was recorded with its key's answer.
+/// Opens the card's token and asks the acquirer to charge it; answers the payment and the key's
+/// answer when the outcome was recorded with one.
 async fn send_charge(
     services: &Services,
     adapter: &dyn Acquirer,
@@ -722,7 +722,7 @@ async fn send_charge(
     card: &SavedCardRecord,
     actor: &str,
     recording: Recording<'_>,
-) -> Result<(PaymentRecord, bool), ServiceError> {
+) -> Result<(PaymentRecord, Option<StoredResponse>), ServiceError> {
     let card_id = card.id;
     let token = match cards::open_token(&services.vault, card) {
         Ok(token) => token,
@@ -779,7 +779,7 @@ async fn record_charge_outcome(
     outcome: &ChargeOutcome,
     actor: &str,
     recording: Recording<'_>,
-) -> Result<(PaymentRecord, bool), ServiceError> {
+) -> Result<(PaymentRecord, Option<StoredResponse>), ServiceError> {
     let next_action_json;
     let not_sent;
     let change = match outcome {
@@ -833,7 +833,7 @@ async fn record_charge_outcome(
                 .get_payment(payment.id)
                 .await?
                 .ok_or(ServiceError::NotFound)?;
-            return Ok((payment, false));
+            return Ok((payment, None));
         }
         // Sent, no answer: stays `processing`; the reconciliation worker asks the acquirer.
         ChargeOutcome::Unknown { reason } => {
@@ -843,21 +843,21 @@ async fn record_charge_outcome(
                 .get_payment(payment.id)
                 .await?
                 .ok_or(ServiceError::NotFound)?;
-            return Ok((payment, false));
+            return Ok((payment, None));
         }
     };
     match recording {
-        Recording::Alone => Ok((settle(services, payment.id, &change).await?, false)),
+        Recording::Alone => Ok((settle(services, payment.id, &change).await?, None)),
         Recording::Answering {
             client_id,
             key,
             answer,
         } => {
-            let (result, answered) = services
+            let (result, answer) = services
                 .store
                 .transition_payment_answered(payment.id, &change, client_id, key, answer)
                 .await?;
-            Ok((settled(result), answered))
+            Ok((settled(result), answer))
         }
     }
 }

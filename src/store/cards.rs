@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::db::{Tx, query, query_as};
-use super::idempotency::{NewKey, insert_key_in};
+use super::idempotency::insert_key_in;
 use super::journal::outbox_in;
 use super::payments::create_payment_in;
 use super::{
@@ -192,16 +192,7 @@ impl Store {
         key: &KeyLease<'_>,
     ) -> Result<Option<(PaymentRecord, SavedCardRecord)>, StoreError> {
         let mut tx = self.pool.begin_write().await?;
-        let new_key = NewKey {
-            client_id: key.client_id,
-            key: key.key,
-            fingerprint: key.fingerprint,
-            now: key.now,
-            lock_until: key.lock_until,
-            expires_at: key.expires_at,
-            resource_id: p.id,
-        };
-        if !insert_key_in(&mut tx, &new_key).await? {
+        if !insert_key_in(&mut tx, &key.claim_for(p.id)).await? {
             tx.rollback().await?;
             return Ok(None);
         }

@@ -145,6 +145,20 @@ pub struct KeyAnswer<'a> {
     pub answer: &'a (dyn Fn(&PaymentRecord) -> Option<StoredResponse> + Send + Sync),
 }
 
+impl KeyAnswer<'_> {
+    /// The key as it is claimed: answered before anyone can see it, so no lease runs.
+    fn lease(&self) -> KeyLease<'_> {
+        KeyLease {
+            client_id: self.client_id,
+            key: self.key,
+            fingerprint: self.fingerprint,
+            now: self.now,
+            lock_until: self.now,
+            expires_at: self.expires_at,
+        }
+    }
+}
+
 impl std::fmt::Debug for KeyAnswer<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyAnswer")
@@ -164,6 +178,21 @@ pub struct KeyLease<'a> {
     /// Until then the key is this request's; after it, a retry takes it over and resumes.
     pub lock_until: OffsetDateTime,
     pub expires_at: OffsetDateTime,
+}
+
+impl<'a> KeyLease<'a> {
+    /// The row that claims this key for `resource_id`.
+    fn claim_for(&self, resource_id: Uuid) -> idempotency::NewKey<'a> {
+        idempotency::NewKey {
+            client_id: self.client_id,
+            key: self.key,
+            fingerprint: self.fingerprint,
+            now: self.now,
+            lock_until: self.lock_until,
+            expires_at: self.expires_at,
+            resource_id,
+        }
+    }
 }
 
 /// A key this request now holds, and the resource it stands for.

@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::db::{Tx, query, query_as};
-use super::idempotency::{NewKey, answer_key, insert_key_in};
+use super::idempotency::{answer_key, insert_key_in};
 use super::journal::{AuditLine, audit_in, outbox_in};
 use super::{
     AuditRecord, DecideFirstMove, KeyAnswer, NewPaymentRecord, PaymentRecord, PaymentSearch,
@@ -221,17 +221,7 @@ impl Store {
         let mut tx = self.pool.begin_write().await?;
         // A concurrent request with the same key waits here until this one commits, then
         // finds the answer.
-        let new_key = NewKey {
-            client_id: key.client_id,
-            key: key.key,
-            fingerprint: key.fingerprint,
-            now: key.now,
-            // Answered before anyone can see it: no lease is needed.
-            lock_until: key.now,
-            expires_at: key.expires_at,
-            resource_id: p.id,
-        };
-        if !insert_key_in(&mut tx, &new_key).await? {
+        if !insert_key_in(&mut tx, &key.lease().claim_for(p.id)).await? {
             tx.rollback().await?;
             return Ok(None);
         }
@@ -290,7 +280,7 @@ impl Store {
     /// [`Store::transition_payment`] with the answer of the idempotency key that asked for it,
     /// in one transaction: the second and last commit of a saved-card charge (see
     /// [`Store::begin_saved_card_charge`]). When `answer` gives none the change still commits
-    /// and the key stays with its holder; the flag says whether the key was answered.
+    /// and the key stays with its holder; otherwise the answer kept is returned.
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn transition_payment_answered(
         &self,
@@ -299,21 +289,18 @@ impl Store {
         client_id: Uuid,
         key: &str,
         answer: &(dyn Fn(&PaymentRecord) -> Option<StoredResponse> + Send + Sync),
-    ) -> Result<(TransitionResult, bool), StoreError> {
+    ) -> Result<(TransitionResult, Option<StoredResponse>), StoreError> {
         let mut tx = self.pool.begin_write().await?;
         let result = transition_in(&mut tx, id, change).await?;
         let (TransitionResult::Applied(payment)
         | TransitionResult::AlreadyThere(payment)
         | TransitionResult::Refused(payment, _)) = &result;
-        let answered = match answer(payment) {
-            Some(response) => {
-                answer_key(&mut tx, client_id, key, &response).await?;
-                true
-            }
-            None => false,
-        };
+        let answer = answer(payment);
+        if let Some(response) = &answer {
+            answer_key(&mut tx, client_id, key, response).await?;
+        }
         tx.commit().await?;
-        Ok((result, answered))
+        Ok((result, answer))
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
