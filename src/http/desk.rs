@@ -11,19 +11,24 @@ use axum::Form;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use oplata_providers::Amount;
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::desk_refund::RefundDraft;
-use super::pages::{cookie_value, escape, same, secure_flag, set_cookie};
+use super::desk_views::{
+    DeadWebhook, DeskInput, DeskNotice, LoginPage, PaymentInReview, PaymentPage, PaymentRow,
+    RefundAwaiting, RefundInReview, RefundLine, ReviewItem, ReviewPage, SearchPage, SearchResults,
+    TimelineLine,
+};
+use super::pages::{cookie_value, respond, same, secure_flag, set_cookie};
 use crate::domain::audit::{AuditReason, ReviewReason};
 use crate::domain::payment::PaymentStatus;
 use crate::service::operators::{self, LoginError};
 use crate::service::{ServiceError, Services, desk};
-use crate::store::{PaymentRecord, SessionRecord};
+use crate::store::{PaymentRecord, RefundRecord, SessionRecord};
 
 const SESSION_COOKIE: &str = "oplata_desk";
 const LOGIN_COOKIE: &str = "oplata_desk_login";
@@ -61,11 +66,11 @@ fn review_words(detail: Option<&str>, english: Option<&str>) -> (String, &'stati
 /// The refund oplata asks for by itself when a card paid without 3-D Secure (rule 7), listed
 /// with the operators' refunds: it is made at the acquirer directly, and its outcome is on the
 /// payment's audit trail.
-fn automatic_refund_row(
+fn automatic_refund_line(
     services: &Services,
     payment: &PaymentRecord,
     line: &crate::store::AuditRecord,
-) -> Option<String> {
+) -> Option<RefundLine> {
     let AuditReason::FlaggedForReview { review } =
         line.detail.as_deref().and_then(AuditReason::from_json)?
     else {
@@ -73,19 +78,21 @@ fn automatic_refund_row(
     };
     let status = match review {
         ReviewReason::PaidWithoutThreeDsRefunded { refund_id } => {
-            format!("выполнен (возврат эквайера {})", escape(&refund_id))
+            format!("выполнен (возврат эквайера {refund_id})")
         }
         ReviewReason::PaidWithoutThreeDsRefundIncomplete { .. } => {
             "не завершён: проверьте в кабинете эквайера".to_owned()
         }
         _ => return None,
     };
-    Some(format!(
-        "<tr class=\"automatic-refund\"><td>{}</td><td>{} ₽</td><td class=\"refund-status\">{status}</td>\
-<td>автоматически</td><td>платёж без 3-D Secure</td></tr>",
-        moment(services, line.created_at),
-        kopecks(payment.amount_minor),
-    ))
+    Some(RefundLine {
+        automatic: true,
+        when: moment(services, line.created_at),
+        amount: kopecks(payment.amount_minor),
+        status,
+        operator: "автоматически".to_owned(),
+        reason: "платёж без 3-D Secure".to_owned(),
+    })
 }
 
 /// One line of the audit trail in Russian, from its stored code.
@@ -110,37 +117,20 @@ fn refund_status_ru(status: &str) -> &'static str {
     }
 }
 
-/// The desk's additions to the pages' stylesheet: wider, a header that wraps, review items that
-/// stand out.
-const DESK_STYLE: &str = "body{max-width:64rem}\
-header{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:center;margin-bottom:.5rem}\
-header form{margin:0}.ok{color:#15803d;font-weight:600}\
-.review{background:#fff;border-left:6px solid #b91c1c;border-radius:8px;padding:.75rem 1rem;margin:0 0 1rem}\
-.advice{margin:.25rem 0 .75rem}form input:not([type=radio]),form select{max-width:28rem}\
-label input[type=radio]{width:auto;min-height:0;margin-right:.5rem}\
-.error[id^=error-]{display:block}td{overflow-wrap:anywhere}\
-@media (max-width:40rem){table.stack,table.stack tbody,table.stack tr,table.stack td{display:block}\
-table.stack tr:first-child{display:none}table.stack tr{padding:.5rem 0;border-bottom:1px solid #cbd2d9}\
-table.stack td{border:0;padding:.125rem .5rem}}";
-
-pub(super) fn page(title: &str, session: Option<&SessionRecord>, body: &str) -> String {
-    let header = match session {
-        Some(s) => format!(
-            "<header><a href=\"/desk\">Поиск</a> · <a href=\"/desk/review\">На проверку</a> · \
-<span id=\"operator\">{}</span> <form method=\"post\" action=\"/desk/logout\">\
-<input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\">Выйти</button></form></header>",
-            escape(&s.name),
-            escape(&s.csrf_token)
-        ),
-        None => String::new(),
-    };
-    format!(
-        "<!doctype html><html lang=\"ru\"><head><meta charset=\"utf-8\">\
-<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{} — стол возвратов</title>\
-<style>{}{DESK_STYLE}</style></head><body>{header}<main><h1>{}</h1>{body}</main></body></html>",
-        escape(title),
-        super::pages::STYLE,
-        escape(title)
+/// A page that says one thing, with the operator's header when signed in.
+pub(super) fn notice(
+    status: StatusCode,
+    title: &str,
+    session: Option<&SessionRecord>,
+    message: Option<&str>,
+) -> Response {
+    respond(
+        status,
+        &DeskNotice {
+            title,
+            session,
+            message,
+        },
     )
 }
 
@@ -172,17 +162,15 @@ impl FromRequestParts<Arc<Services>> for Operator {
 
 fn login_page(services: &Services, message: Option<&str>, status: StatusCode) -> Response {
     let token = operators::form_token();
-    let message = message
-        .map(|m| format!("<p class=\"error\" id=\"error\">{}</p>", escape(m)))
-        .unwrap_or_default();
-    let body = format!(
-        "{message}<form method=\"post\" action=\"/desk/login\"><input type=\"hidden\" name=\"csrf\" value=\"{token}\">\
-<p><label>Логин <input id=\"login\" name=\"login\" autocomplete=\"username\" required></label></p>\
-<p><label>Пароль <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label></p>\
-<p><label>Код из приложения <input id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" maxlength=\"7\" aria-describedby=\"code-hint\"></label> <small id=\"code-hint\">6 цифр, если для входа подключён второй фактор</small></p>\
-<p><button id=\"sign-in\" type=\"submit\">Войти</button></p></form>"
+    let mut response = respond(
+        status,
+        &LoginPage {
+            title: "Вход",
+            session: None,
+            message,
+            token: &token,
+        },
     );
-    let mut response = (status, Html(page("Вход", None, &body))).into_response();
     set_cookie(
         &mut response,
         format!(
@@ -290,28 +278,15 @@ pub async fn logout(
     response
 }
 
-fn payment_rows(services: &Services, payments: &[PaymentRecord]) -> String {
-    if payments.is_empty() {
-        return "<p id=\"nothing\">Ничего не найдено.</p>".into();
+fn payment_row(services: &Services, payment: &PaymentRecord) -> PaymentRow {
+    PaymentRow {
+        id: payment.id,
+        created: moment(services, payment.created_at),
+        supplier: supplier_name(services, &payment.supplier_id).to_owned(),
+        account: payment.account_number.clone(),
+        amount: kopecks(payment.amount_minor),
+        status: status_ru(payment.status.as_str()),
     }
-    let rows: String = payments
-        .iter()
-        .map(|p| {
-            format!(
-                "<tr><td><a class=\"payment\" href=\"/desk/payments/{id}\">{id}</a></td><td>{created}</td><td>{supplier}</td>\
-<td>{account}</td><td>{amount} ₽</td><td>{status}</td></tr>",
-                id = p.id,
-                created = moment(services, p.created_at),
-                supplier = escape(supplier_name(services, &p.supplier_id)),
-                account = escape(&p.account_number),
-                amount = kopecks(p.amount_minor),
-                status = status_ru(p.status.as_str()),
-            )
-        })
-        .collect();
-    format!(
-        "<table id=\"results\" class=\"stack\"><tr><th>Платёж</th><th>Создан</th><th>Поставщик</th><th>Лицевой счёт</th><th>Сумма</th><th>Статус</th></tr>{rows}</table>"
-    )
 }
 
 /// The search form's inputs after the status: name, label, the input's own attributes.
@@ -347,129 +322,101 @@ const SEARCH_INPUTS: [(&str, &str, &str); 9] = [
     ),
 ];
 
+/// The query string of the page after `last`: the same search, from after that payment.
+fn next_page_query(query: &HashMap<String, String>, last: &PaymentRecord) -> String {
+    let mut pairs: Vec<(&str, String)> = super::desk_search::FIELDS
+        .iter()
+        .filter(|name| **name != "after")
+        .filter_map(|name| {
+            query
+                .get(*name)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| (*name, v.clone()))
+        })
+        .collect();
+    pairs.push(("after", super::desk_search::place(last.created_at, last.id)));
+    serde_urlencoded::to_string(&pairs).unwrap_or_default()
+}
+
 pub async fn search(
     State(services): State<Arc<Services>>,
     operator: Operator,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     let (results, errors) = match super::desk_search::read(&query) {
-        Ok(None) => (String::new(), Vec::new()),
+        Ok(None) => (SearchResults::NotAsked, Vec::new()),
         Ok(Some(search)) => match desk::search(&services, &search).await {
             Ok(mut found) => {
                 let shown = usize::try_from(super::desk_search::LIMIT).unwrap_or(usize::MAX);
                 let more = found.len() > shown;
                 found.truncate(shown);
-                let next = match found.last() {
-                    Some(last) if more => {
-                        let mut pairs: Vec<(&str, String)> = super::desk_search::FIELDS
-                            .iter()
-                            .filter(|name| **name != "after")
-                            .filter_map(|name| {
-                                query
-                                    .get(*name)
-                                    .filter(|v| !v.trim().is_empty())
-                                    .map(|v| (*name, v.clone()))
-                            })
-                            .collect();
-                        pairs.push(("after", super::desk_search::place(last.created_at, last.id)));
-                        let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
-                        format!(
-                            "<p><a id=\"next-page\" href=\"/desk?{}\">Следующие {shown} →</a></p>",
-                            escape(&query)
-                        )
-                    }
-                    _ => String::new(),
-                };
-                (
-                    format!("{}{next}", payment_rows(&services, &found)),
-                    Vec::new(),
-                )
+                let next = found
+                    .last()
+                    .filter(|_| more)
+                    .map(|last| next_page_query(&query, last));
+                let rows = found.iter().map(|p| payment_row(&services, p)).collect();
+                (SearchResults::Found { rows, next }, Vec::new())
             }
             Err(error) => {
                 tracing::error!(%error, "desk search failed");
-                (
-                    "<p class=\"error\">Поиск временно недоступен.</p>".into(),
-                    Vec::new(),
-                )
+                (SearchResults::Unavailable, Vec::new())
             }
         },
         Err(errors) => {
             let page_link = errors
                 .iter()
                 .find(|e| e.field == "after")
-                .map(|e| format!(" {}", escape(e.message)))
-                .unwrap_or_default();
-            (
-                format!(
-                    "<p class=\"error\" id=\"search-refused\" role=\"alert\">Поиск не выполнен: исправьте \
-отмеченные поля.{page_link}</p>"
-                ),
-                errors,
-            )
+                .map(|e| e.message);
+            (SearchResults::Refused { page_link }, errors)
         }
     };
-    let value = |name: &str| escape(query.get(name).map(String::as_str).unwrap_or_default());
     // A field the search could not read says so beside it; the first one takes the focus.
-    let mut first = true;
-    let mut marks = std::collections::HashMap::new();
-    for error in errors.iter().filter(|e| e.field != "after") {
-        let autofocus = if std::mem::take(&mut first) {
-            " autofocus"
-        } else {
-            ""
-        };
-        marks.entry(error.field).or_insert_with(|| {
-            (
-                format!(
-                    " aria-invalid=\"true\" aria-describedby=\"error-{}\"{autofocus}",
-                    error.field
-                ),
-                format!(
-                    "<span class=\"error\" id=\"error-{}\">{}</span>",
-                    error.field,
-                    escape(error.message)
-                ),
-            )
-        });
-    }
-    let attrs = |name: &str| marks.get(name).map(|m| m.0.as_str()).unwrap_or_default();
-    let note = |name: &str| marks.get(name).map(|m| m.1.as_str()).unwrap_or_default();
-    let statuses: String = PaymentStatus::ALL
+    let first_error = errors.iter().find(|e| e.field != "after").map(|e| e.field);
+    let error_of = |name: &str| errors.iter().find(|e| e.field == name).map(|e| e.message);
+    let typed = |name: &str| query.get(name).map(String::as_str).unwrap_or_default();
+    let inputs = SEARCH_INPUTS
+        .iter()
+        .map(|&(name, label, attributes)| DeskInput {
+            attributes,
+            error: error_of(name).map(str::to_owned),
+            focus: first_error == Some(name),
+            ..DeskInput::new(name, label, typed(name))
+        })
+        .collect();
+    let statuses = PaymentStatus::ALL
         .iter()
         .map(|s| {
-            let selected = if query.get("status").map(String::as_str) == Some(s.as_str()) {
-                " selected"
-            } else {
-                ""
-            };
-            format!(
-                "<option value=\"{}\"{selected}>{}</option>",
+            (
                 s.as_str(),
-                status_ru(s.as_str())
+                status_ru(s.as_str()),
+                typed("status") == s.as_str(),
             )
         })
         .collect();
-    let inputs: String = SEARCH_INPUTS
-        .iter()
-        .map(|(name, label, own)| {
-            format!(
-                "<p><label for=\"{name}\">{label}</label> <input id=\"{name}\" name=\"{name}\" \
-value=\"{}\"{own}{}> {}</p>",
-                value(name),
-                attrs(name),
-                note(name)
-            )
-        })
-        .collect();
-    let body = format!(
-        "<form method=\"get\" action=\"/desk\" id=\"search\">{inputs}\
-<p><label for=\"status\">Статус</label> <select id=\"status\" name=\"status\"{}><option value=\"\">любой</option>{statuses}</select> {}</p>\
-<p><button id=\"find\" type=\"submit\">Найти</button></p></form>{results}",
-        attrs("status"),
-        note("status"),
-    );
-    Html(page("Поиск платежей", Some(&operator.session), &body)).into_response()
+    respond(
+        StatusCode::OK,
+        &SearchPage {
+            title: "Поиск платежей",
+            session: Some(&operator.session),
+            inputs,
+            statuses,
+            status_error: error_of("status"),
+            status_focus: first_error == Some("status"),
+            results,
+        },
+    )
 }
+
+const PAYMENT_OUTCOMES: &[(&str, &str)] = &[
+    ("happened", "Эквайер провёл платёж (оплачен)"),
+    ("never_happened", "Платежа не было"),
+    ("acknowledged", "Проверено, без изменений"),
+];
+
+const REFUND_OUTCOMES: &[(&str, &str)] = &[
+    ("happened", "Эквайер вернул деньги"),
+    ("never_happened", "Возврата не было (сумма освободится)"),
+];
 
 pub(super) async fn payment_page(
     services: &Services,
@@ -481,13 +428,7 @@ pub(super) async fn payment_page(
 ) -> Response {
     let file = match desk::payment_file(services, id).await {
         Ok(file) => file,
-        Err(ServiceError::NotFound) => {
-            return (
-                StatusCode::NOT_FOUND,
-                Html(page("Платёж не найден", Some(&operator.session), "")),
-            )
-                .into_response();
-        }
+        Err(ServiceError::NotFound) => return payment_not_found(operator),
         Err(error) => {
             tracing::error!(%error, "desk payment page failed");
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
@@ -506,42 +447,32 @@ pub(super) async fn payment_page(
             .cloned()
             .unwrap_or_else(|| actor.to_owned())
     };
-    let message = message
-        .map(|(text, ok)| {
-            format!(
-                "<p class=\"{}\" id=\"message\">{}</p>",
-                if ok { "ok" } else { "error" },
-                escape(text)
-            )
-        })
-        .unwrap_or_default();
-    let timeline: String = audit
+    let timeline = audit
         .iter()
-        .map(|a| {
-            format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                moment(services, a.created_at),
-                status_ru(&a.to_status),
-                escape(&who(&a.actor)),
-                escape(&audit_words(a))
-            )
+        .map(|a| TimelineLine {
+            when: moment(services, a.created_at),
+            status: status_ru(&a.to_status),
+            who: who(&a.actor),
+            what: audit_words(a),
         })
         .collect();
-    let refunds_rows: String = refund_list
+    let refunds = refund_list
         .iter()
-        .map(|r| {
-            format!(
-                "<tr><td>{}</td><td>{} ₽</td><td class=\"refund-status\">{}</td><td>{}</td><td>{}</td></tr>",
-                moment(services, r.created_at),
-                kopecks(r.amount_minor),
-                refund_status_ru(r.status.as_str()),
-                escape(&who(&format!("operator:{}", r.operator))),
-                escape(&r.reason)
-            )
+        .map(|r| RefundLine {
+            automatic: false,
+            when: moment(services, r.created_at),
+            amount: kopecks(r.amount_minor),
+            status: refund_status_ru(r.status.as_str()).to_owned(),
+            operator: who(&format!("operator:{}", r.operator)),
+            reason: r.reason.clone(),
         })
-        .chain(audit.iter().filter_map(|line| automatic_refund_row(services, &payment, line)))
+        .chain(
+            audit
+                .iter()
+                .filter_map(|line| automatic_refund_line(services, &payment, line)),
+        )
         .collect();
-    let refund_reviews: String = refund_list
+    let refund_reviews = refund_list
         .iter()
         .filter(|r| {
             r.status == crate::domain::refunds::RefundStatus::Pending && r.review_reason.is_some()
@@ -549,78 +480,87 @@ pub(super) async fn payment_page(
         .map(|r| {
             let (why, advice) =
                 review_words(r.review_detail.as_deref(), r.review_reason.as_deref());
-            review_form(
-                &format!("/desk/refunds/{}/review", r.id),
-                &format!("refund-review-{}", r.id),
-                &format!("Возврат {} ₽ на проверке: {why}", kopecks(r.amount_minor)),
+            ReviewItem {
+                anchor: format!("refund-review-{}", r.id),
+                action: format!("/desk/refunds/{}/review", r.id),
+                title: format!("Возврат {} ₽ на проверке: {why}", kopecks(r.amount_minor)),
                 advice,
-                &[
-                    ("happened", "Эквайер вернул деньги"),
-                    ("never_happened", "Возврата не было (сумма освободится)"),
-                ],
-                &operator.session.csrf_token,
-            )
+                outcomes: REFUND_OUTCOMES,
+            }
         })
         .collect();
     let refundable = matches!(
-        Some(payment.status),
-        Some(PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded)
+        payment.status,
+        PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded
     );
-    let form = if refundable && remaining > 0 {
-        let draft = draft.unwrap_or_else(RefundDraft::fresh);
-        super::desk_refund::form_section(
+    let refund_form = (refundable && remaining > 0).then(|| {
+        super::desk_refund::form_view(
             payment.id,
             &operator.session.csrf_token,
             remaining,
-            &draft,
+            draft.unwrap_or_else(RefundDraft::fresh),
         )
-    } else {
-        "<p>Возврат недоступен для этого платежа.</p>".into()
-    };
-    let review = payment
-        .review_reason
-        .as_deref()
-        .map(|reason| {
-            let (why, advice) = review_words(payment.review_detail.as_deref(), Some(reason));
-            review_form(
-                &format!("/desk/payments/{}/review", payment.id),
-                "payment-review",
-                &format!("На проверке: {why}"),
-                advice,
-                &[
-                    ("happened", "Эквайер провёл платёж (оплачен)"),
-                    ("never_happened", "Платежа не было"),
-                    ("acknowledged", "Проверено, без изменений"),
-                ],
-                &operator.session.csrf_token,
-            )
-        })
-        .unwrap_or_default();
-    let body = format!(
-        "{message}{review}<table><tr><th>Статус</th><td id=\"status\" data-status=\"{status}\">{status_ru}</td></tr>\
-<tr><th>Сумма</th><td>{amount} ₽</td></tr><tr><th>Поставщик</th><td>{supplier}</td></tr>\
-<tr><th>Лицевой счёт</th><td>{account}</td></tr><tr><th>Эквайер, заказ</th><td>{acquirer} {order}</td></tr>\
-<tr><th>Создан</th><td>{created}</td></tr></table>\
-<h2>История</h2><table id=\"timeline\" class=\"stack\"><tr><th>Когда</th><th>Статус</th><th>Кто</th><th>Что</th></tr>{timeline}</table>\
-<h2>Возвраты</h2><table id=\"refunds\" class=\"stack\"><tr><th>Когда</th><th>Сумма</th><th>Статус</th><th>Оператор</th><th>Причина</th></tr>{refunds_rows}</table>{refund_reviews}{form}",
-        status = payment.status.as_str(),
-        status_ru = status_ru(payment.status.as_str()),
-        amount = kopecks(payment.amount_minor),
-        supplier = escape(supplier_name(services, &payment.supplier_id)),
-        account = escape(&payment.account_number),
-        acquirer = payment.acquirer.as_str(),
-        order = escape(&payment.acquirer_order_id),
-        created = moment(services, payment.created_at),
-    );
-    (
+    });
+    let payment_review = payment.review_reason.as_deref().map(|reason| {
+        let (why, advice) = review_words(payment.review_detail.as_deref(), Some(reason));
+        ReviewItem {
+            anchor: "payment-review".to_owned(),
+            action: format!("/desk/payments/{}/review", payment.id),
+            title: format!("На проверке: {why}"),
+            advice,
+            outcomes: PAYMENT_OUTCOMES,
+        }
+    });
+    respond(
         status,
-        Html(page(
-            &format!("Платёж {}", payment.id),
-            Some(&operator.session),
-            &body,
-        )),
+        &PaymentPage {
+            title: format!("Платёж {}", payment.id),
+            session: Some(&operator.session),
+            csrf: &operator.session.csrf_token,
+            message,
+            payment_review,
+            status: payment.status.as_str(),
+            status_words: status_ru(payment.status.as_str()),
+            amount: kopecks(payment.amount_minor),
+            supplier: supplier_name(services, &payment.supplier_id).to_owned(),
+            account: payment.account_number.clone(),
+            acquirer: payment.acquirer.as_str(),
+            order: payment.acquirer_order_id.clone(),
+            created: moment(services, payment.created_at),
+            timeline,
+            refunds,
+            refund_reviews,
+            refund_form,
+        },
     )
-        .into_response()
+}
+
+fn payment_not_found(operator: &Operator) -> Response {
+    notice(
+        StatusCode::NOT_FOUND,
+        "Платёж не найден",
+        Some(&operator.session),
+        None,
+    )
+}
+
+/// What became of the refund the operator just confirmed, as it stands now: an acquirer that
+/// has not answered, or answered unreadably, is not a refund done.
+fn refund_made_words(refund: &RefundRecord) -> (&'static str, bool) {
+    use crate::domain::refunds::RefundStatus;
+    match refund.status {
+        RefundStatus::Succeeded => ("Возврат выполнен.", true),
+        RefundStatus::Failed => ("Эквайер отклонил возврат: деньги не вернулись.", false),
+        RefundStatus::AwaitingAcquirer => (
+            "Возврат оформлен: выполните его в кабинете эквайера, его уведомление закроет возврат.",
+            true,
+        ),
+        RefundStatus::Pending if refund.review_reason.is_some() => (
+            "Возврат оформлен, но ответ эквайера не прочитан: возврат на проверке ниже.",
+            false,
+        ),
+        RefundStatus::Pending => ("Возврат оформлен и ждёт ответа эквайера.", true),
+    }
 }
 
 pub async fn payment(
@@ -630,14 +570,17 @@ pub async fn payment(
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     let Ok(id) = Uuid::parse_str(&id) else {
-        return (
-            StatusCode::NOT_FOUND,
-            Html(page("Платёж не найден", Some(&operator.session), "")),
-        )
-            .into_response();
+        return payment_not_found(&operator);
     };
-    let message = if query.contains_key("refunded") {
-        Some(("Возврат оформлен.", true))
+    let refund_made = match query.get("refunded").map(|r| Uuid::parse_str(r)) {
+        Some(Ok(refund_id)) => desk::refund(&services, refund_id)
+            .await
+            .ok()
+            .filter(|refund| refund.payment_id == id),
+        _ => None,
+    };
+    let message = if let Some(refund) = refund_made {
+        Some(refund_made_words(&refund))
     } else if query.contains_key("resolved") {
         Some(("Решение записано.", true))
     } else {
@@ -657,46 +600,11 @@ pub async fn payment(
 
 /// The answer to a form whose CSRF token is not the session's.
 pub(super) fn stale_form(operator: &Operator) -> Response {
-    (
+    notice(
         StatusCode::FORBIDDEN,
-        Html(page(
-            "Форма устарела",
-            Some(&operator.session),
-            "<p>Обновите страницу.</p>",
-        )),
-    )
-        .into_response()
-}
-
-/// A settlement form for an item on the review list: what was found, and a note.
-fn review_form(
-    action: &str,
-    id: &str,
-    title: &str,
-    advice: &str,
-    outcomes: &[(&str, &str)],
-    csrf: &str,
-) -> String {
-    let choices: String = outcomes
-        .iter()
-        .map(|(value, label)| {
-            format!(
-                "<label><input type=\"radio\" name=\"outcome\" value=\"{value}\" required> {label}</label><br>",
-                label = escape(label),
-            )
-        })
-        .collect();
-    format!(
-        "<section class=\"review\" id=\"{id}\"><p class=\"error\">{title}</p><p class=\"advice\">{advice}</p>\
-<form method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-<fieldset><legend>Что показал кабинет эквайера</legend>{choices}</fieldset>\
-<label>Примечание <input name=\"note\" required maxlength=\"1000\"></label>\
-<button type=\"submit\">Записать решение</button></form></section>",
-        id = escape(id),
-        title = escape(title),
-        advice = escape(advice),
-        action = escape(action),
-        csrf = escape(csrf),
+        "Форма устарела",
+        Some(&operator.session),
+        Some("Обновите страницу."),
     )
 }
 
@@ -836,104 +744,59 @@ pub async fn review(State(services): State<Arc<Services>>, operator: Operator) -
         (Ok(review), Ok(awaiting), Ok(dead)) => (review.payments, review.refunds, awaiting, dead),
         _ => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
     };
-    let in_review_rows: String = in_review
-        .iter()
-        .map(|r| {
-            format!(
-                "<tr><td><a href=\"/desk/payments/{p}#refund-review-{id}\">{p}</a></td><td>{amount} ₽</td><td>{reason}</td><td>{at}</td></tr>",
-                p = r.payment_id,
-                id = r.id,
-                amount = kopecks(r.amount_minor),
-                reason = escape(&review_words(r.review_detail.as_deref(), r.review_reason.as_deref()).0),
-                at = moment(&services, r.created_at),
-            )
-        })
-        .collect();
-    let awaiting_rows: String = awaiting
-        .iter()
-        .map(|r| {
-            format!(
-                "<tr><td><a href=\"/desk/payments/{p}\">{p}</a></td><td>{amount} ₽</td><td>{operator}</td><td>{at}</td></tr>",
-                p = r.payment_id,
-                amount = kopecks(r.amount_minor),
-                operator = escape(&r.operator),
-                at = moment(&services, r.created_at),
-            )
-        })
-        .collect();
-    let dead_rows: String = dead
-        .iter()
-        .map(|d| {
-            format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                d.event_id,
-                escape(&d.endpoint),
-                d.attempts,
-                escape(d.last_error.as_deref().unwrap_or_default())
-            )
-        })
-        .collect();
-    let review_rows: String = payments
+    let payments = payments
         .iter()
         .map(|p| {
-            let (why, advice) = review_words(p.review_detail.as_deref(), p.review_reason.as_deref());
-            format!(
-                "<tr><td><a class=\"payment\" href=\"/desk/payments/{id}#payment-review\">{id}</a></td>\
-<td>{supplier}</td><td>{amount} ₽</td><td>{status}</td><td>{why}</td><td>{advice}</td><td>{at}</td></tr>",
-                id = p.id,
-                supplier = escape(supplier_name(&services, &p.supplier_id)),
-                amount = kopecks(p.amount_minor),
-                status = status_ru(p.status.as_str()),
-                why = escape(&why),
-                advice = escape(advice),
-                at = moment(&services, p.updated_at),
-            )
+            let (why, advice) =
+                review_words(p.review_detail.as_deref(), p.review_reason.as_deref());
+            PaymentInReview {
+                id: p.id,
+                supplier: supplier_name(&services, &p.supplier_id).to_owned(),
+                amount: kopecks(p.amount_minor),
+                status: status_ru(p.status.as_str()),
+                why,
+                advice,
+                when: moment(&services, p.updated_at),
+            }
         })
         .collect();
-    // An empty list says so rather than showing a header over nothing.
-    let table = |id: &str, head: &[&str], rows: &str| {
-        if rows.is_empty() {
-            return format!("<p id=\"{id}\" class=\"empty\">Ничего нет.</p>");
-        }
-        let head: String = head.iter().map(|h| format!("<th>{h}</th>")).collect();
-        format!("<table id=\"{id}\" class=\"stack\"><tr>{head}</tr>{rows}</table>")
-    };
-    let body = format!(
-        "<h2>Платежи на проверке</h2><p>Каждый пункт говорит, почему он здесь и что сделать; решение с \
-примечанием записывается на странице платежа и закрывает пункт.</p>{}\
-<h2>Возвраты на проверке</h2>\
-<p>Исход неизвестен: проверьте в кабинете эквайера и запишите решение на странице платежа.</p>{}\
-<h2>Возвраты, ожидающие эквайера</h2>\
-<p>Выполните их в кабинете эквайера; его уведомление закроет возврат.</p>{}\
-<h2>Недоставленные события для биллинга</h2>{}",
-        table(
-            "payments-in-review",
-            &[
-                "Платёж",
-                "Поставщик",
-                "Сумма",
-                "Статус",
-                "Почему",
-                "Что сделать",
-                "Когда"
-            ],
-            &review_rows
-        ),
-        table(
-            "refunds-in-review",
-            &["Платёж", "Сумма", "Почему", "Когда"],
-            &in_review_rows
-        ),
-        table(
-            "awaiting",
-            &["Платёж", "Сумма", "Оператор", "Когда"],
-            &awaiting_rows
-        ),
-        table(
-            "dead-webhooks",
-            &["Событие", "Получатель", "Попыток", "Ошибка"],
-            &dead_rows
-        ),
-    );
-    Html(page("На проверку", Some(&operator.session), &body)).into_response()
+    let refunds = in_review
+        .iter()
+        .map(|r| RefundInReview {
+            id: r.id,
+            payment_id: r.payment_id,
+            amount: kopecks(r.amount_minor),
+            why: review_words(r.review_detail.as_deref(), r.review_reason.as_deref()).0,
+            when: moment(&services, r.created_at),
+        })
+        .collect();
+    let awaiting = awaiting
+        .iter()
+        .map(|r| RefundAwaiting {
+            payment_id: r.payment_id,
+            amount: kopecks(r.amount_minor),
+            operator: r.operator.clone(),
+            when: moment(&services, r.created_at),
+        })
+        .collect();
+    let dead = dead
+        .iter()
+        .map(|d| DeadWebhook {
+            event_id: d.event_id.to_string(),
+            endpoint: d.endpoint.clone(),
+            attempts: d.attempts.to_string(),
+            error: d.last_error.clone().unwrap_or_default(),
+        })
+        .collect();
+    respond(
+        StatusCode::OK,
+        &ReviewPage {
+            title: "На проверку",
+            session: Some(&operator.session),
+            payments,
+            refunds,
+            awaiting,
+            dead,
+        },
+    )
 }

@@ -9,12 +9,13 @@ use std::sync::Arc;
 use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use oplata_providers::Amount;
 use uuid::Uuid;
 
-use super::desk::{Operator, kopecks, page, payment_page, stale_form};
-use super::pages::{escape, same};
+use super::desk::{Operator, kopecks, payment_page, stale_form};
+use super::desk_views::{DeskInput, RefundConfirmation, RefundFormView};
+use super::pages::{respond, same};
 use crate::domain::refunds::RefundRuleError;
 use crate::service::idempotency::{self as keys, Ending};
 use crate::service::{ServiceError, Services, refunds};
@@ -143,61 +144,44 @@ fn explain(rule: &RefundRuleError) -> (&'static str, String) {
     }
 }
 
-/// The input's attributes and the message beside it; the first field in error takes the focus.
-fn field_state(draft: &RefundDraft, field: &str) -> (String, String) {
-    let Some(message) = draft.error(field) else {
-        return (String::new(), String::new());
-    };
-    let first = draft
-        .errors
-        .iter()
-        .find(|e| !e.field.is_empty())
-        .is_some_and(|e| e.field == field);
-    (
-        format!(
-            " aria-invalid=\"true\" aria-describedby=\"error-{field}\"{}",
-            if first { " autofocus" } else { "" }
-        ),
-        format!(
-            "<span class=\"error\" id=\"error-{field}\">{}</span>",
-            escape(message)
-        ),
-    )
-}
-
-/// The refund section of a payment's page.
-pub(super) fn form_section(
+/// The refund form on a payment's page, with each refusal beside its field and what was typed
+/// kept; the first field in error takes the focus.
+pub(super) fn form_view(
     payment_id: Uuid,
     csrf: &str,
     remaining_minor: i64,
-    draft: &RefundDraft,
-) -> String {
-    let (amount_attrs, amount_error) = field_state(draft, "amount");
-    let (reason_attrs, reason_error) = field_state(draft, "reason");
-    let above = draft
-        .error("")
-        .map(|m| {
-            format!(
-                "<p class=\"error\" id=\"refund-error\" role=\"alert\">{}</p>",
-                escape(m)
-            )
-        })
-        .unwrap_or_default();
-    format!(
-        "<h2 id=\"refund-form\">Возврат</h2><p>Можно вернуть: <strong id=\"remaining\">{remaining} ₽</strong></p>{above}\
-<form method=\"post\" action=\"/desk/payments/{payment_id}/refunds\" novalidate>\
-<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"attempt\" value=\"{attempt}\">\
-<p><label for=\"amount\">Сумма, ₽</label> <input id=\"amount\" name=\"amount\" inputmode=\"decimal\" \
-placeholder=\"{remaining}\" value=\"{amount}\"{amount_attrs}> {amount_error}<br><small>Пусто — вся оставшаяся сумма.</small></p>\
-<p><label for=\"reason\">Причина</label> <input id=\"reason\" name=\"reason\" required maxlength=\"{MAX_REASON_CHARS}\" \
-value=\"{reason}\"{reason_attrs}> {reason_error}</p>\
-<button id=\"refund\" type=\"submit\">Продолжить</button></form>",
-        remaining = kopecks(remaining_minor),
-        csrf = escape(csrf),
-        attempt = draft.attempt,
-        amount = escape(&draft.amount),
-        reason = escape(&draft.reason),
-    )
+    draft: RefundDraft,
+) -> RefundFormView {
+    let remaining = kopecks(remaining_minor);
+    let first_error = draft
+        .errors
+        .iter()
+        .find(|e| !e.field.is_empty())
+        .map(|e| e.field);
+    let input = |name: &'static str, label: &'static str, value: &str| DeskInput {
+        error: draft.error(name).map(str::to_owned),
+        focus: first_error == Some(name),
+        ..DeskInput::new(name, label, value)
+    };
+    let amount = DeskInput {
+        attributes: " inputmode=\"decimal\"",
+        placeholder: Some(remaining.clone()),
+        hint: Some("Пусто — вся оставшаяся сумма."),
+        ..input("amount", "Сумма, ₽", &draft.amount)
+    };
+    let reason = DeskInput {
+        attributes: " required",
+        max_length: Some(MAX_REASON_CHARS),
+        ..input("reason", "Причина", &draft.reason)
+    };
+    RefundFormView {
+        payment_id,
+        csrf: csrf.to_owned(),
+        attempt: draft.attempt,
+        remaining,
+        general: draft.error("").map(str::to_owned),
+        inputs: vec![amount, reason],
+    }
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -284,8 +268,14 @@ pub async fn refund(
     );
     let claimed = match keys::claim(&services, owner, &key, &fingerprint).await {
         Ok(crate::store::IdempotencyClaim::Claimed(claimed)) => claimed,
-        Ok(crate::store::IdempotencyClaim::Completed(_)) => {
-            return Redirect::to(&format!("/desk/payments/{id}?refunded=1")).into_response();
+        Ok(crate::store::IdempotencyClaim::Completed(stored)) => {
+            // The refund the first post made, as its page shows it now.
+            let refund_id = serde_json::from_str::<serde_json::Value>(&stored.body)
+                .ok()
+                .and_then(|body| body["refund_id"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            return Redirect::to(&format!("/desk/payments/{id}?refunded={refund_id}"))
+                .into_response();
         }
         Ok(crate::store::IdempotencyClaim::InProgress) => {
             let draft = draft.with_error(
@@ -323,7 +313,9 @@ pub async fn refund(
     };
     keys::end(&services, owner, &key, ending).await;
     match created {
-        Ok(_) => Redirect::to(&format!("/desk/payments/{id}?refunded=1")).into_response(),
+        Ok(refund) => {
+            Redirect::to(&format!("/desk/payments/{id}?refunded={}", refund.id)).into_response()
+        }
         Err(ServiceError::Refund(rule)) => {
             refused(draft.refused_by(&rule), StatusCode::UNPROCESSABLE_ENTITY).await
         }
@@ -355,7 +347,6 @@ fn confirmation(
     let customer = [payment.email.as_deref(), payment.phone.as_deref()]
         .into_iter()
         .flatten()
-        .map(escape)
         .collect::<Vec<_>>()
         .join(", ");
     let customer = if customer.is_empty() {
@@ -363,47 +354,24 @@ fn confirmation(
     } else {
         customer
     };
-    let amount = preview.amount.to_string();
-    let reason = draft.reason.trim();
-    let hidden = |name: &str, value: &str| {
-        format!(
-            "<input type=\"hidden\" name=\"{name}\" value=\"{}\">",
-            escape(value)
-        )
-    };
-    let body = format!(
-        "<table id=\"confirmation\">\
-<tr><th>Платёж</th><td><a href=\"/desk/payments/{id}\">{id}</a></td></tr>\
-<tr><th>Поставщик</th><td>{supplier}</td></tr>\
-<tr><th>Лицевой счёт</th><td>{account}</td></tr>\
-<tr><th>Покупатель</th><td id=\"confirm-customer\">{customer}</td></tr>\
-<tr><th>Сумма платежа</th><td>{paid} ₽</td></tr>\
-<tr><th>Вернуть</th><td id=\"confirm-amount\"><strong>{amount} ₽</strong></td></tr>\
-<tr><th>Останется</th><td id=\"confirm-remaining\">{left} ₽</td></tr>\
-<tr><th>Причина</th><td>{reason_shown}</td></tr></table>\
-<form method=\"post\" action=\"/desk/payments/{id}/refunds\">{csrf}{attempt}{amount_field}{reason_field}\
-<input type=\"hidden\" name=\"confirmed\" value=\"1\">\
-<p><button id=\"confirm\" type=\"submit\">Вернуть {amount} ₽</button></p></form>\
-<form method=\"get\" action=\"/desk/payments/{id}#refund-form\">{attempt}{typed_amount}{reason_field}\
-<p><button id=\"change\" type=\"submit\">Изменить</button></p></form>",
-        id = payment.id,
-        supplier = escape(supplier),
-        account = escape(&payment.account_number),
-        paid = kopecks(payment.amount_minor),
-        left = kopecks(preview.remaining_after_minor),
-        reason_shown = escape(reason),
-        csrf = hidden("csrf", &operator.session.csrf_token),
-        attempt = hidden("attempt", &draft.attempt.to_string()),
-        // The confirmed amount is the one shown (all that remains when the field was empty).
-        amount_field = hidden("amount", &amount),
-        typed_amount = hidden("amount", &draft.amount),
-        reason_field = hidden("reason", reason),
-    );
-    (
+    respond(
         StatusCode::OK,
-        Html(page("Подтвердите возврат", Some(&operator.session), &body)),
+        &RefundConfirmation {
+            title: "Подтвердите возврат",
+            session: Some(&operator.session),
+            csrf: &operator.session.csrf_token,
+            payment_id: payment.id,
+            attempt: draft.attempt,
+            supplier,
+            account: &payment.account_number,
+            customer,
+            paid: kopecks(payment.amount_minor),
+            amount: preview.amount.to_string(),
+            typed_amount: &draft.amount,
+            left: kopecks(preview.remaining_after_minor),
+            reason: draft.reason.trim(),
+        },
     )
-        .into_response()
 }
 
 #[cfg(test)]
@@ -443,17 +411,18 @@ mod tests {
         let draft = draft("abc", "")
             .with_error("amount", "неверно")
             .with_error("reason", "нужна");
-        let html = form_section(Uuid::nil(), "t", 100, &draft);
-        assert!(
-            html.contains(
-                "value=\"abc\" aria-invalid=\"true\" aria-describedby=\"error-amount\" autofocus"
-            ),
-            "{html}"
+        let view = form_view(Uuid::nil(), "t", 100, draft);
+        let [amount, reason] = &view.inputs[..] else {
+            panic!("two inputs");
+        };
+        assert_eq!(
+            (amount.value.as_str(), amount.error.as_deref(), amount.focus),
+            ("abc", Some("неверно"), true)
         );
-        assert!(
-            html.contains("aria-describedby=\"error-reason\">"),
-            "{html}"
+        assert_eq!(
+            (reason.error.as_deref(), reason.focus),
+            (Some("нужна"), false)
         );
-        assert_eq!(html.matches("autofocus").count(), 1);
+        assert_eq!(view.remaining, "1.00");
     }
 }

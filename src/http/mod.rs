@@ -7,6 +7,7 @@ pub mod client_address;
 pub mod desk;
 mod desk_refund;
 mod desk_search;
+mod desk_views;
 pub mod error;
 pub mod health;
 pub mod idempotency;

@@ -7,21 +7,56 @@ use subtle::ConstantTimeEq;
 use crate::service::Services;
 use crate::store::PaymentRecord;
 
-/// Escapes text for HTML content and attribute values.
-pub(super) use oplata_providers::markup::escape;
+/// A page from its template, answered with `status`. A template that fails to render (its
+/// types make that unlikely, but the error exists) is logged and answered as a temporary
+/// failure rather than an empty page.
+pub(super) fn respond(status: StatusCode, page: &impl askama::Template) -> Response {
+    match page.render() {
+        Ok(document) => (status, Html(document)).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "a page did not render");
+            temporary_failure()
+        }
+    }
+}
 
-/// One small stylesheet for every page oplata shows (templates/pages.css): mobile first (16 px
-/// text so phones do not zoom, 44 px touch targets), calm colours, errors that stand out.
-pub(super) const STYLE: &str = include_str!("../../templates/pages.css");
+/// A short page that says one thing: a heading, a sentence, and where to go next.
+#[derive(askama::Template)]
+#[template(path = "notice.html")]
+pub(super) struct Notice<'a> {
+    pub title: &'a str,
+    /// The heading's `data-status`, for a page that stands for a payment's state.
+    pub status: Option<&'a str>,
+    pub message: &'a str,
+    /// The sentence is an error the customer must act on: read out at once.
+    pub alert: bool,
+    pub link: Option<(&'a str, &'a str)>,
+}
 
-pub(super) fn layout(title: &str, body: &str) -> String {
-    format!(
-        "<!doctype html><html lang=\"ru\"><head><meta charset=\"utf-8\">\
-<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title>\
-<style>{STYLE}</style>\
-</head><body><main>{body}</main></body></html>",
-        escape(title)
-    )
+impl<'a> Notice<'a> {
+    pub fn new(title: &'a str, message: &'a str) -> Self {
+        Notice {
+            title,
+            status: None,
+            message,
+            alert: false,
+            link: None,
+        }
+    }
+
+    pub fn alert(self) -> Self {
+        Notice {
+            alert: true,
+            ..self
+        }
+    }
+
+    pub fn link(self, href: &'a str, text: &'a str) -> Self {
+        Notice {
+            link: Some((href, text)),
+            ..self
+        }
+    }
 }
 
 /// The result of a payment from oplata's own record, for a payment without a `return_url`.
@@ -30,14 +65,10 @@ pub fn payment_result(
     payment: &PaymentRecord,
     visit: super::result_page::Visit,
 ) -> Response {
-    use askama::Template;
-    match super::result_page::ResultPage::new(services, payment, visit).render() {
-        Ok(page) => Html(page).into_response(),
-        Err(error) => {
-            tracing::error!(%error, "result page did not render");
-            temporary_failure()
-        }
-    }
+    respond(
+        StatusCode::OK,
+        &super::result_page::ResultPage::new(services, payment, visit),
+    )
 }
 
 /// Remembers, in the browser that created an anonymous payment, the token that takes it back to
@@ -71,32 +102,36 @@ pub(super) fn resume_link(
 /// A return from the acquirer that does not prove which payment it is about: nothing of the
 /// payment is shown (anyone could type an order number).
 pub fn return_without_proof() -> Response {
-    let body = "<h1 id=\"status\" data-status=\"unknown\">Вы вернулись со страницы оплаты</h1>\
-<p>Если оплата прошла, деньги поступят получателю, а чек придёт на указанный e-mail. \
-Если нет — <a href=\"/pay\">оплатите ещё раз</a>.</p>";
-    (
+    respond(
         StatusCode::OK,
-        Html(layout("Возврат со страницы оплаты", body)),
+        &Notice {
+            status: Some("unknown"),
+            ..Notice::new(
+                "Вы вернулись со страницы оплаты",
+                "Если оплата прошла, деньги поступят получателю, а чек придёт на указанный \
+                 e-mail. Если нет, оплатите ещё раз.",
+            )
+            .link("/pay", "Оплатить ещё раз")
+        },
     )
-        .into_response()
 }
 
 pub fn not_found() -> Response {
-    let body = "<h1>Платёж не найден</h1><p>Проверьте ссылку.</p>";
-    (
+    respond(
         StatusCode::NOT_FOUND,
-        Html(layout("Платёж не найден", body)),
+        &Notice::new("Платёж не найден", "Проверьте ссылку."),
     )
-        .into_response()
 }
 
 pub fn temporary_failure() -> Response {
-    let body = "<h1>Временная ошибка</h1><p>Обновите страницу через минуту.</p>";
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        Html(layout("Временная ошибка", body)),
-    )
-        .into_response()
+    const TITLE: &str = "Временная ошибка";
+    const MESSAGE: &str = "Обновите страницу через минуту.";
+    use askama::Template;
+    // This page is the answer when another page fails to render, so it cannot depend on itself.
+    let document = Notice::new(TITLE, MESSAGE).render().unwrap_or_else(|_| {
+        format!("<!doctype html><html lang=\"ru\"><title>{TITLE}</title><h1>{TITLE}</h1><p>{MESSAGE}</p></html>")
+    });
+    (StatusCode::SERVICE_UNAVAILABLE, Html(document)).into_response()
 }
 
 /// One cookie's value from the request.

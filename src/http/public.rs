@@ -9,7 +9,7 @@ use axum::Form;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use oplata_providers::NextAction;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::error::{ApiError, ErrorBody, ErrorCode};
 use super::idempotency::{self, IdempotencyKey};
 use super::json::{self, Body};
-use super::pages::{self, cookie_value, escape, layout, same, secure_flag, set_cookie};
+use super::pages::{self, Notice, cookie_value, respond, same, secure_flag, set_cookie};
 use super::payments::{PayerRequest, PaymentView};
 use crate::domain::new_payment::{PaymentDraft, PaymentRuleError};
 use crate::domain::payer::PayerDraft;
@@ -275,23 +275,6 @@ fn new_csrf_cookie(services: &Services, token: &str) -> String {
     )
 }
 
-fn page_response(status: StatusCode, title: &str, body: &str) -> Response {
-    html_response(status, layout(title, body))
-}
-
-/// A whole page, with the policy that it needs nothing from elsewhere.
-fn html_response(status: StatusCode, document: String) -> Response {
-    let mut response = (status, Html(document)).into_response();
-    // The page needs nothing from elsewhere: say so to the browser.
-    response.headers_mut().insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-        ),
-    );
-    response
-}
-
 /// One input with its label and, after a refusal, the message beside it.
 /// The fields of the pay form in their order: the first with an error takes the focus.
 const FORM_ORDER: [&str; 6] = [
@@ -350,31 +333,28 @@ struct ChoicePage {
     suppliers: Vec<(String, String)>,
 }
 
-fn render(page: &impl askama::Template) -> String {
-    page.render().unwrap_or_else(|error| {
-        tracing::error!(%error, "a page did not render");
-        String::new()
-    })
-}
-
-fn supplier_choice_page(services: &Services) -> String {
-    render(&ChoicePage {
-        title: "Оплата по лицевому счёту",
-        suppliers: services
-            .suppliers
-            .iter()
-            .filter(|e| e.supplier.anonymous)
-            .map(|e| (e.supplier.id.clone(), e.supplier.name.clone()))
-            .collect(),
-    })
+fn supplier_choice_page(services: &Services, status: StatusCode) -> Response {
+    respond(
+        status,
+        &ChoicePage {
+            title: "Оплата по лицевому счёту",
+            suppliers: services
+                .suppliers
+                .iter()
+                .filter(|e| e.supplier.anonymous)
+                .map(|e| (e.supplier.id.clone(), e.supplier.name.clone()))
+                .collect(),
+        },
+    )
 }
 
 fn pay_form(
+    status: StatusCode,
     supplier: &Supplier,
     form: &PayForm,
     csrf: &str,
     errors: &[(String, String)],
-) -> String {
+) -> Response {
     let focus = FORM_ORDER
         .into_iter()
         .find(|field| errors.iter().any(|(param, _)| param == field));
@@ -459,7 +439,7 @@ fn pay_form(
     } else {
         Vec::new()
     };
-    render(&PayPage {
+    let page = PayPage {
         title: "Оплата".to_owned(),
         supplier: supplier.name.clone(),
         supplier_id: supplier.id.clone(),
@@ -472,7 +452,8 @@ fn pay_form(
             .collect(),
         fields,
         passport,
-    })
+    };
+    respond(status, &page)
 }
 
 pub async fn page(
@@ -485,14 +466,14 @@ pub async fn page(
         .and_then(|id| services.suppliers.supplier(id))
         .filter(|s| s.anonymous)
     else {
-        return html_response(StatusCode::OK, supplier_choice_page(&services));
+        return supplier_choice_page(&services, StatusCode::OK);
     };
     let token = crate::service::operators::form_token();
     let typed = PayForm {
         account_number: query.account.unwrap_or_default(),
         ..PayForm::default()
     };
-    let mut response = html_response(StatusCode::OK, pay_form(supplier, &typed, &token, &[]));
+    let mut response = pay_form(StatusCode::OK, supplier, &typed, &token, &[]);
     set_cookie(&mut response, new_csrf_cookie(&services, &token));
     response
 }
@@ -548,20 +529,29 @@ fn explain(error: &ServiceError) -> Option<(String, String)> {
 }
 
 fn retry_page(seconds: u64) -> Response {
-    let minutes = seconds.div_ceil(60);
-    let body = format!(
-        "<h1>Слишком много попыток</h1><p id=\"error\" role=\"alert\">Слишком много попыток оплаты. \
-Повторите через {minutes} мин.</p><p><a href=\"/pay\">Вернуться к оплате</a></p>"
+    let message = format!(
+        "Слишком много попыток оплаты. Повторите через {} мин.",
+        seconds.div_ceil(60)
     );
-    let mut response = page_response(
+    let mut response = respond(
         StatusCode::TOO_MANY_REQUESTS,
-        "Слишком много попыток",
-        &body,
+        &Notice::new("Слишком много попыток", &message)
+            .alert()
+            .link("/pay", "Вернуться к оплате"),
     );
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     response
+}
+
+/// The page that posts the acquirer's form for the browser.
+#[derive(askama::Template)]
+#[template(path = "to_acquirer.html")]
+struct ToAcquirer<'a> {
+    title: &'a str,
+    url: &'a str,
+    fields: &'a [(String, String)],
 }
 
 /// Sends the browser on to the acquirer: a redirect, or a form that submits itself (with a
@@ -570,29 +560,19 @@ pub(super) fn go_to_acquirer(action: NextAction) -> Response {
     match action {
         NextAction::Redirect { url } => Redirect::to(&url).into_response(),
         NextAction::FormPost { url, fields } => {
-            let inputs: String = fields
-                .iter()
-                .map(|(name, value)| {
-                    format!(
-                        "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
-                        escape(name),
-                        escape(value)
-                    )
-                })
-                .collect();
-            let body = format!(
-                "<form id=\"acquirer\" method=\"post\" action=\"{}\">{inputs}\
-<p>Переходим на страницу оплаты банка…</p><p><button id=\"continue\" type=\"submit\">Продолжить</button></p></form>\
-<script>document.getElementById('acquirer').submit()</script>",
-                escape(&url)
+            let mut response = respond(
+                StatusCode::OK,
+                &ToAcquirer {
+                    title: "Переход к оплате",
+                    url: &url,
+                    fields: &fields,
+                },
             );
-            let mut response =
-                (StatusCode::OK, Html(layout("Переход к оплате", &body))).into_response();
-            // The one inline script above, and a form that leaves for the acquirer.
+            // The template's one inline script submits the form that leaves for the acquirer.
             response.headers_mut().insert(
                 header::CONTENT_SECURITY_POLICY,
                 HeaderValue::from_static(
-                    "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; frame-ancestors 'none'",
+                    "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'",
                 ),
             );
             response
@@ -610,19 +590,19 @@ pub async fn submit(
 ) -> Response {
     let expected = cookie_value(&headers, CSRF_COOKIE).unwrap_or_default();
     if expected.is_empty() || !same(&form.csrf, &expected) {
-        let body = "<h1>Форма устарела</h1><p id=\"error\" role=\"alert\">Откройте страницу оплаты заново.</p>\
-<p><a href=\"/pay\">Оплата по лицевому счёту</a></p>";
-        return page_response(StatusCode::FORBIDDEN, "Форма устарела", body);
+        return respond(
+            StatusCode::FORBIDDEN,
+            &Notice::new("Форма устарела", "Откройте страницу оплаты заново.")
+                .alert()
+                .link("/pay", "Оплата по лицевому счёту"),
+        );
     }
     let Some(supplier) = services
         .suppliers
         .supplier(&form.supplier_id)
         .filter(|s| s.anonymous)
     else {
-        return html_response(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            supplier_choice_page(&services),
-        );
+        return supplier_choice_page(&services, StatusCode::UNPROCESSABLE_ENTITY);
     };
     let account = form.account_number.trim();
     let description = supplier_description(&services, &supplier.id, account);
@@ -652,16 +632,16 @@ pub async fn submit(
             .filter_map(|problem| explain(&ServiceError::Rule(problem)))
             .collect();
     if !problems.is_empty() {
-        return html_response(
+        return pay_form(
             StatusCode::UNPROCESSABLE_ENTITY,
-            pay_form(supplier, &form, &expected, &problems),
+            supplier,
+            &form,
+            &expected,
+            &problems,
         );
     }
     let Ok(attempt) = Uuid::parse_str(&form.attempt) else {
-        return html_response(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            supplier_choice_page(&services),
-        );
+        return supplier_choice_page(&services, StatusCode::UNPROCESSABLE_ENTITY);
     };
     let key = format!("pay-form:{attempt}");
     let fingerprint = idempotency::fingerprint(
@@ -693,15 +673,17 @@ pub async fn submit(
             };
         }
         Ok(IdempotencyClaim::InProgress) => {
-            let body = "<h1>Платёж создаётся</h1><p id=\"error\" role=\"alert\">Форма уже отправлена. \
-Подождите несколько секунд и обновите страницу.</p>";
-            return page_response(StatusCode::CONFLICT, "Платёж создаётся", body);
+            return respond(
+                StatusCode::CONFLICT,
+                &Notice::new(
+                    "Платёж создаётся",
+                    "Форма уже отправлена. Подождите несколько секунд и обновите страницу.",
+                )
+                .alert(),
+            );
         }
         Ok(IdempotencyClaim::Mismatch) => {
-            return html_response(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                supplier_choice_page(&services),
-            );
+            return supplier_choice_page(&services, StatusCode::UNPROCESSABLE_ENTITY);
         }
         Err(error) => {
             tracing::error!(%error, "pay form idempotency");
@@ -731,9 +713,12 @@ pub async fn submit(
         Ok(payment) => after_creation(&services, &payment),
         Err(ServiceError::Limited(limited)) => retry_page(limited.retry_after_secs()),
         Err(error) => match explain(&error) {
-            Some(explained) => html_response(
+            Some(explained) => pay_form(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                pay_form(supplier, &form, &expected, &[explained]),
+                supplier,
+                &form,
+                &expected,
+                &[explained],
             ),
             None => {
                 tracing::error!(%error, "public payment failed");

@@ -357,7 +357,7 @@ async fn an_operator_signs_in_finds_a_payment_by_account_and_refunds_part_of_it(
     );
     browser.click_and_wait("#confirm").await;
 
-    assert_eq!(browser.text("#message").await, "Возврат оформлен.");
+    assert_eq!(browser.text("#message").await, "Возврат выполнен.");
     assert_eq!(browser.text("#status").await, "возвращён частично");
     assert_eq!(browser.text("#remaining").await, "1000.00 ₽");
     browser.type_into("#amount", "1000.01").await;
@@ -373,8 +373,50 @@ async fn an_operator_signs_in_finds_a_payment_by_account_and_refunds_part_of_it(
     assert_eq!(browser.value("#amount").await, "1000.01");
     assert_eq!(browser.value("#reason").await, "ещё раз");
     browser.screenshots("desk-payment-refund-refused").await;
+    // The acquirer's answer to the next refund cannot be read: the refund goes on the review
+    // list, and the operator settles it from the payment's page with a note.
+    app.sandbox
+        .set_recurring_mode(oplata_providers::sandbox::ApiMode::Garbage);
+    browser.clear("#amount").await;
+    browser.type_into("#amount", "100").await;
+    browser.click_and_wait("#refund").await;
+    browser.click_and_wait("#confirm").await;
+    app.sandbox
+        .set_recurring_mode(oplata_providers::sandbox::ApiMode::Normal);
+    assert!(
+        browser
+            .text("#message")
+            .await
+            .contains("ответ эквайера не прочитан"),
+        "a refund whose answer was lost is not reported as done"
+    );
+    assert!(
+        browser
+            .text("section.review p.error")
+            .await
+            .starts_with("Возврат 100.00 ₽ на проверке")
+    );
+    browser.screenshots("desk-payment-refund-review").await;
     browser.open(&app.url("/desk/review")).await;
+    assert!(
+        browser
+            .text("#refunds-in-review")
+            .await
+            .contains("100.00 ₽")
+    );
     browser.screenshots("desk-review").await;
+    browser.click_and_wait("#refunds-in-review a").await;
+    browser.click("section.review input[value=happened]").await;
+    browser
+        .type_into(
+            "section.review input[name=note]",
+            "возврат виден в кабинете Robokassa",
+        )
+        .await;
+    browser.click_and_wait("section.review button").await;
+    assert_eq!(browser.text("#message").await, "Решение записано.");
+    browser.open(&app.url("/desk/review")).await;
+    assert_eq!(browser.text("#refunds-in-review").await, "Ничего нет.");
     // A search that cannot be read says why beside the field.
     browser
         .open(&app.url("/desk?payment=0193a1b&from=31/12/2026"))
