@@ -39,9 +39,25 @@ pub(super) fn kopecks(minor: i64) -> String {
         .unwrap_or_else(|_| "0.00".into())
 }
 
-/// A time in the desk's zone (`desk.time_zone`, Moscow unless set), to the second.
-fn moment(services: &Services, at: OffsetDateTime) -> String {
-    super::wording::local_moment_to_the_second(at, &services.settings.desk_time_zone())
+/// What a desk page puts facts into words with: the desk's zone (`desk.time_zone`, Moscow unless
+/// set), resolved once per page rather than once per time shown.
+struct Words<'a> {
+    services: &'a Services,
+    zone: jiff::tz::TimeZone,
+}
+
+impl<'a> Words<'a> {
+    fn new(services: &'a Services) -> Self {
+        Words {
+            services,
+            zone: services.settings.desk_time_zone(),
+        }
+    }
+
+    /// A time in the desk's zone, to the second.
+    fn moment(&self, at: OffsetDateTime) -> String {
+        super::wording::local_moment_to_the_second(at, &self.zone)
+    }
 }
 
 fn supplier_name<'a>(services: &'a Services, id: &'a str) -> &'a str {
@@ -67,7 +83,7 @@ fn review_words(detail: Option<&str>, english: Option<&str>) -> (String, &'stati
 /// with the operators' refunds: it is made at the acquirer directly, and its outcome is on the
 /// payment's audit trail.
 fn automatic_refund_line(
-    services: &Services,
+    words: &Words,
     payment: &PaymentRecord,
     line: &crate::store::AuditRecord,
 ) -> Option<RefundLine> {
@@ -87,7 +103,7 @@ fn automatic_refund_line(
     };
     Some(RefundLine {
         automatic: true,
-        when: moment(services, line.created_at),
+        when: words.moment(line.created_at),
         amount: kopecks(payment.amount_minor),
         status,
         operator: "автоматически".to_owned(),
@@ -278,11 +294,11 @@ pub async fn logout(
     response
 }
 
-fn payment_row(services: &Services, payment: &PaymentRecord) -> PaymentRow {
+fn payment_row(words: &Words, payment: &PaymentRecord) -> PaymentRow {
     PaymentRow {
         id: payment.id,
-        created: moment(services, payment.created_at),
-        supplier: supplier_name(services, &payment.supplier_id).to_owned(),
+        created: words.moment(payment.created_at),
+        supplier: supplier_name(words.services, &payment.supplier_id).to_owned(),
         account: payment.account_number.clone(),
         amount: kopecks(payment.amount_minor),
         status: status_ru(payment.status.as_str()),
@@ -354,7 +370,8 @@ pub async fn search(
                     .last()
                     .filter(|_| more)
                     .map(|last| next_page_query(&query, last));
-                let rows = found.iter().map(|p| payment_row(&services, p)).collect();
+                let words = Words::new(&services);
+                let rows = found.iter().map(|p| payment_row(&words, p)).collect();
                 (SearchResults::Found { rows, next }, Vec::new())
             }
             Err(error) => {
@@ -441,6 +458,7 @@ pub(super) async fn payment_page(
         refundable_minor: remaining,
         actors,
     } = file;
+    let words = Words::new(services);
     let who = |actor: &str| {
         actors
             .get(actor)
@@ -450,7 +468,7 @@ pub(super) async fn payment_page(
     let timeline = audit
         .iter()
         .map(|a| TimelineLine {
-            when: moment(services, a.created_at),
+            when: words.moment(a.created_at),
             status: status_ru(&a.to_status),
             who: who(&a.actor),
             what: audit_words(a),
@@ -460,7 +478,7 @@ pub(super) async fn payment_page(
         .iter()
         .map(|r| RefundLine {
             automatic: false,
-            when: moment(services, r.created_at),
+            when: words.moment(r.created_at),
             amount: kopecks(r.amount_minor),
             status: refund_status_ru(r.status.as_str()).to_owned(),
             operator: who(&format!("operator:{}", r.operator)),
@@ -469,7 +487,7 @@ pub(super) async fn payment_page(
         .chain(
             audit
                 .iter()
-                .filter_map(|line| automatic_refund_line(services, &payment, line)),
+                .filter_map(|line| automatic_refund_line(&words, &payment, line)),
         )
         .collect();
     let refund_reviews = refund_list
@@ -526,7 +544,7 @@ pub(super) async fn payment_page(
             account: payment.account_number.clone(),
             acquirer: payment.acquirer.as_str(),
             order: payment.acquirer_order_id.clone(),
-            created: moment(services, payment.created_at),
+            created: words.moment(payment.created_at),
             timeline,
             refunds,
             refund_reviews,
@@ -744,6 +762,7 @@ pub async fn review(State(services): State<Arc<Services>>, operator: Operator) -
         (Ok(review), Ok(awaiting), Ok(dead)) => (review.payments, review.refunds, awaiting, dead),
         _ => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
     };
+    let words = Words::new(&services);
     let payments = payments
         .iter()
         .map(|p| {
@@ -756,7 +775,7 @@ pub async fn review(State(services): State<Arc<Services>>, operator: Operator) -
                 status: status_ru(p.status.as_str()),
                 why,
                 advice,
-                when: moment(&services, p.updated_at),
+                when: words.moment(p.updated_at),
             }
         })
         .collect();
@@ -767,7 +786,7 @@ pub async fn review(State(services): State<Arc<Services>>, operator: Operator) -
             payment_id: r.payment_id,
             amount: kopecks(r.amount_minor),
             why: review_words(r.review_detail.as_deref(), r.review_reason.as_deref()).0,
-            when: moment(&services, r.created_at),
+            when: words.moment(r.created_at),
         })
         .collect();
     let awaiting = awaiting
@@ -776,7 +795,7 @@ pub async fn review(State(services): State<Arc<Services>>, operator: Operator) -
             payment_id: r.payment_id,
             amount: kopecks(r.amount_minor),
             operator: r.operator.clone(),
-            when: moment(&services, r.created_at),
+            when: words.moment(r.created_at),
         })
         .collect();
     let dead = dead

@@ -3,12 +3,11 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::db::{query, query_as};
+use super::db::query_as;
 use super::journal::{AuditLine, audit_in};
 use super::payments::lock_payment_in;
 use super::{
-    AttentionCounts, PaymentRecord, RefundRecord, StatusChange, Store, StoreError,
-    TransitionResult, new_row_id,
+    AttentionCounts, PaymentRecord, RefundRecord, StatusChange, Store, StoreError, TransitionResult,
 };
 use crate::domain::audit::{AuditReason, ReviewReason};
 use crate::domain::payment::PaymentStatus;
@@ -124,22 +123,21 @@ impl Store {
         let Some((payment_id,)) = flagged else {
             return Ok(());
         };
+        // The payment's status is only read: the line records the flag, not a move.
+        let (status,): (String,) = query_as("SELECT status FROM payments WHERE id = $1")
+            .bind(payment_id)
+            .fetch_one(&mut tx)
+            .await?;
+        let status = PaymentStatus::try_from(status)
+            .map_err(|unknown| StoreError::Corrupt(format!("payment {payment_id}: {unknown}")))?;
         let line = AuditReason::RefundFlaggedForReview {
             refund_id,
             review: reason.clone(),
         };
-        query(
-            "INSERT INTO payment_audit (id, payment_id, from_status, to_status, actor, reason, \
-             detail, created_at) \
-             SELECT $1, id, status, status, $3, $4, $5, $6 FROM payments WHERE id = $2",
+        audit_in(
+            &mut tx,
+            AuditLine::note(payment_id, status, actor, &line, now),
         )
-        .bind(new_row_id())
-        .bind(payment_id)
-        .bind(actor)
-        .bind(line.english())
-        .bind(line.to_json())
-        .bind(now)
-        .execute(&mut tx)
         .await?;
         tx.commit().await?;
         Ok(())
