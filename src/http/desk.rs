@@ -21,7 +21,7 @@ use super::desk_refund::RefundDraft;
 use super::desk_views::{
     DeadWebhook, DeskInput, DeskNotice, LoginPage, PaymentInReview, PaymentPage, PaymentRow,
     RefundAwaiting, RefundInReview, RefundLine, ReviewItem, ReviewPage, SearchPage, SearchResults,
-    TimelineLine,
+    SettledItem, TimelineLine,
 };
 use super::pages::{cookie_value, respond, same, secure_flag, set_cookie};
 use crate::domain::audit::{AuditReason, ReviewReason};
@@ -754,14 +754,19 @@ pub async fn review_refund(
 }
 
 pub async fn review(State(services): State<Arc<Services>>, operator: Operator) -> Response {
-    let (payments, in_review, awaiting, dead) = match (
+    let (review, awaiting, dead) = match (
         crate::service::review::list(&services).await,
         desk::refunds_awaiting(&services).await,
         desk::dead_webhooks(&services).await,
     ) {
-        (Ok(review), Ok(awaiting), Ok(dead)) => (review.payments, review.refunds, awaiting, dead),
+        (Ok(review), Ok(awaiting), Ok(dead)) => (review, awaiting, dead),
         _ => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
     };
+    let crate::service::review::ReviewList {
+        payments,
+        refunds: in_review,
+        settled,
+    } = review;
     let words = Words::new(&services);
     let payments = payments
         .iter()
@@ -807,6 +812,16 @@ pub async fn review(State(services): State<Arc<Services>>, operator: Operator) -
             error: d.last_error.clone().unwrap_or_default(),
         })
         .collect();
+    let settled = settled
+        .iter()
+        .map(|p| SettledItem {
+            payment_id: p.payment_id,
+            supplier: supplier_name(&services, &p.supplier_id).to_owned(),
+            amount: kopecks(p.amount_minor),
+            status: p.status.russian(),
+            when: words.moment(p.settled_at),
+        })
+        .collect();
     respond(
         StatusCode::OK,
         &ReviewPage {
@@ -816,6 +831,7 @@ pub async fn review(State(services): State<Arc<Services>>, operator: Operator) -
             refunds,
             awaiting,
             dead,
+            settled,
         },
     )
 }

@@ -181,6 +181,7 @@ pub(super) struct ReviewPage<'a> {
     pub refunds: Vec<RefundInReview>,
     pub awaiting: Vec<RefundAwaiting>,
     pub dead: Vec<DeadWebhook>,
+    pub settled: Vec<SettledItem>,
 }
 
 pub(super) struct PaymentInReview {
@@ -213,4 +214,13 @@ pub(super) struct DeadWebhook {
     pub endpoint: String,
     pub attempts: String,
     pub error: String,
+}
+
+/// A payment whose review item (or a refund's) a person settled lately.
+pub(super) struct SettledItem {
+    pub payment_id: Uuid,
+    pub supplier: String,
+    pub amount: String,
+    pub status: &'static str,
+    pub when: String,
 }

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{ServiceError, Services, refunds};
 use crate::domain::payment::PaymentEvent;
-use crate::store::{PaymentRecord, RefundRecord};
+use crate::store::{PaymentRecord, RefundRecord, SettledReview};
 
 /// What a person found out at the acquirer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
@@ -20,17 +20,22 @@ pub enum Resolution {
     Acknowledged,
 }
 
-/// Everything on the review list, oldest first.
+/// How many settled items the list shows after the open ones.
+const SETTLED_SHOWN: i64 = 20;
+
+/// Everything on the review list, oldest first, and the items settled most lately.
 #[derive(Debug)]
 pub struct ReviewList {
     pub payments: Vec<PaymentRecord>,
     pub refunds: Vec<RefundRecord>,
+    pub settled: Vec<SettledReview>,
 }
 
 pub async fn list(services: &Services) -> Result<ReviewList, ServiceError> {
     Ok(ReviewList {
         payments: services.store.payments_for_review().await?,
         refunds: services.store.refunds_for_review().await?,
+        settled: services.store.settled_reviews(SETTLED_SHOWN).await?,
     })
 }
 

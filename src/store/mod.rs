@@ -249,6 +249,16 @@ pub struct AttentionCounts {
     pub refunds_in_review: i64,
 }
 
+/// A payment whose review item, or one of its refunds', a person settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettledReview {
+    pub payment_id: Uuid,
+    pub supplier_id: String,
+    pub amount_minor: i64,
+    pub status: crate::domain::payment::PaymentStatus,
+    pub settled_at: OffsetDateTime,
+}
+
 /// The refunds desk's search; every given field must match.
 #[derive(Debug, Clone, Default)]
 pub struct PaymentSearch {

@@ -188,6 +188,11 @@ impl Store {
             };
             let line = AuditLine::note(payment.id, payment.status, s.actor, &reason, now);
             audit_in(&mut tx, line).await?;
+            query("UPDATE payments SET review_settled_at = $2 WHERE id = $1")
+                .bind(payment.id)
+                .bind(now)
+                .execute(&mut tx)
+                .await?;
         }
         match s.status {
             RefundStatus::Succeeded => {

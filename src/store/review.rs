@@ -7,7 +7,8 @@ use super::db::query_as;
 use super::journal::{AuditLine, audit_in};
 use super::payments::lock_payment_in;
 use super::{
-    AttentionCounts, PaymentRecord, RefundRecord, StatusChange, Store, StoreError, TransitionResult,
+    AttentionCounts, PaymentRecord, RefundRecord, SettledReview, StatusChange, Store, StoreError,
+    TransitionResult,
 };
 use crate::domain::audit::{AuditReason, ReviewReason};
 use crate::domain::payment::PaymentStatus;
@@ -79,8 +80,8 @@ impl Store {
         }
         let now = OffsetDateTime::now_utc();
         let updated: PaymentRecord = query_as(concat!(
-            "UPDATE payments SET review_reason = NULL, review_detail = NULL, updated_at = $2 \
-             WHERE id = $1 RETURNING ",
+            "UPDATE payments SET review_reason = NULL, review_detail = NULL, \
+             review_settled_at = $2, updated_at = $2 WHERE id = $1 RETURNING ",
             payment_columns!()
         ))
         .bind(id)
@@ -166,6 +167,35 @@ impl Store {
         ))
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    /// The payments whose review item (or a refund's) a person settled most lately, newest
+    /// first: the settled items, found after they left the open list.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn settled_reviews(&self, limit: i64) -> Result<Vec<SettledReview>, StoreError> {
+        let rows: Vec<(Uuid, String, i64, String, OffsetDateTime)> = query_as(
+            "SELECT id, supplier_id, amount_minor, status, review_settled_at FROM payments \
+             WHERE review_settled_at IS NOT NULL ORDER BY review_settled_at DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(
+                |(payment_id, supplier_id, amount_minor, status, settled_at)| {
+                    let status = PaymentStatus::try_from(status).map_err(|unknown| {
+                        StoreError::Corrupt(format!("payment {payment_id}: {unknown}"))
+                    })?;
+                    Ok(SettledReview {
+                        payment_id,
+                        supplier_id,
+                        amount_minor,
+                        status,
+                        settled_at,
+                    })
+                },
+            )
+            .collect()
     }
 
     /// How many things wait for a person, counted in the database.

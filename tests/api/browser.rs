@@ -417,6 +417,13 @@ async fn an_operator_signs_in_finds_a_payment_by_account_and_refunds_part_of_it(
     assert_eq!(browser.text("#message").await, "Решение записано.");
     browser.open(&app.url("/desk/review")).await;
     assert_eq!(browser.text("#refunds-in-review").await, "Ничего нет.");
+    assert!(
+        browser
+            .text("#settled")
+            .await
+            .contains(payment["id"].as_str().unwrap())
+    );
+    browser.screenshots("desk-review-settled").await;
     // A search that cannot be read says why beside the field.
     browser
         .open(&app.url("/desk?payment=0193a1b&from=31/12/2026"))

@@ -630,6 +630,14 @@ async fn an_operator_settles_a_refund_on_the_review_list_from_the_payment_page(b
         !review.contains(&format!("refund-review-{}", refund.id)),
         "settled items leave the list"
     );
+    let settled_lately = review
+        .split("id=\"settled\"")
+        .nth(1)
+        .expect("a list of the items settled lately");
+    assert!(
+        settled_lately.contains(&format!("/desk/payments/{id}\"")),
+        "a settled item can still be found: {review}"
+    );
     let page = payment_page(&app, &client, id).await;
     assert!(
         page.contains("Проверка возврата закрыта (возврат был). Примечание: в кабинете Robokassa"),
