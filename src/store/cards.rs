@@ -356,13 +356,10 @@ async fn start_saved_card_charge_in(
     actor: &str,
 ) -> Result<Option<(PaymentRecord, SavedCardRecord)>, StoreError> {
     use crate::domain::payment::PaymentEvent;
-    // The lock makes a revocation wait for this transaction, and this one wait for a
-    // revocation under way: after a reset commits, no charge can take the card.
     let card: Option<SavedCardRecord> = query_as(concat!(
         "SELECT ",
         card_columns!(),
-        " FROM saved_cards WHERE id = $1 AND status = 'active'",
-        " FOR UPDATE"
+        " FROM saved_cards WHERE id = $1 AND status = 'active'"
     ))
     .bind(card_id)
     .fetch_optional(&mut *tx)
@@ -385,11 +382,6 @@ async fn start_saved_card_charge_in(
         }
     };
     let now = OffsetDateTime::now_utc();
-    query("UPDATE saved_cards SET last_used_at = $2 WHERE id = $1")
-        .bind(card_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
     card_event_in(
         tx,
         CardEvent {
@@ -403,5 +395,22 @@ async fn start_saved_card_charge_in(
         },
     )
     .await?;
+    // The card's row lock comes last, just before the commit, so that the charges of one card
+    // (a customer's bills paid at once) queue behind each other for one statement, not for the
+    // whole transaction. The lock makes a revocation wait for this commit, and this statement
+    // wait for a revocation under way and then find the card ended: after a reset commits, no
+    // charge can take the card.
+    let card: Option<SavedCardRecord> = query_as(concat!(
+        "UPDATE saved_cards SET last_used_at = $2 WHERE id = $1 AND status = 'active' \
+         RETURNING ",
+        card_columns!()
+    ))
+    .bind(card_id)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(card) = card else {
+        return Ok(None);
+    };
     Ok(Some((payment, card)))
 }
