@@ -92,42 +92,66 @@ fn resident_kib() -> u64 {
     status_kib("VmRSS")
 }
 
-/// The same database's own limit: pgbench replaying the least a lifecycle must write
-/// (`benches/minimal_lifecycle.sql`) with as many clients, and oplata's share of it.
-async fn pgbench_minimal(url: &str, oplata_lifecycles_per_second: u128) {
+/// pgbench replaying the least a lifecycle must write (`benches/minimal_lifecycle.sql`) with
+/// `clients` clients for `seconds`: its stdout, or why it did not run.
+async fn pgbench(url: &str, clients: usize, seconds: u32) -> Result<String, String> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/minimal_lifecycle.sql");
-    let clients = CONCURRENCY.to_string();
-    let url = url.to_owned();
+    let (url, clients, seconds) = (url.to_owned(), clients.to_string(), seconds.to_string());
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new("pgbench")
             .args([
-                "-n", "-f", script, "-c", &clients, "-j", "2", "-T", "10", &url,
+                "-n", "-f", script, "-c", &clients, "-j", "2", "-T", &seconds, &url,
             ])
             .output()
     })
     .await
-    .unwrap();
-    let Ok(output) = output else {
-        println!(
-            "postgres: pgbench is not installed: the comparison with the database's own limit is skipped"
-        );
-        return;
-    };
-    let printed = String::from_utf8_lossy(&output.stdout);
-    let tps = printed
+    .unwrap()
+    .map_err(|_| "pgbench is not installed".to_owned())?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+    }
+}
+
+/// A figure pgbench printed (`tps = 812.3 …`, `latency average = 2.1 ms`).
+fn pgbench_figure(printed: &str, prefix: &str) -> Option<rust_decimal::Decimal> {
+    printed
         .lines()
-        .find_map(|line| line.strip_prefix("tps = "))
-        .and_then(|rest| rest.split('.').next())
-        .and_then(|whole| whole.parse::<u128>().ok());
-    match tps {
-        Some(tps) => println!(
-            "postgres: pgbench minimal lifecycle ({CONCURRENCY} clients)  {tps:>6} per second; oplata reaches {}% of it",
-            oplata_lifecycles_per_second * 100 / tps.max(1)
-        ),
-        None => println!(
-            "postgres: pgbench did not run: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        ),
+        .find_map(|line| line.strip_prefix(prefix))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|number| number.parse().ok())
+}
+
+/// The same database's own limit: pgbench on the minimal lifecycle with as many clients, and
+/// oplata's share of it; then with one client, the database's own time for a lifecycle's two
+/// commits, against which a creation's latency at half load is read.
+async fn pgbench_minimal(url: &str, oplata_lifecycles_per_second: u128) {
+    match pgbench(url, CONCURRENCY, 10).await {
+        Ok(printed) => match pgbench_figure(&printed, "tps = ") {
+            Some(tps) => println!(
+                "postgres: pgbench minimal lifecycle ({CONCURRENCY} clients)  {:>6} per second; oplata reaches {}% of it",
+                tps.round(),
+                (rust_decimal::Decimal::from(oplata_lifecycles_per_second)
+                    * rust_decimal::Decimal::ONE_HUNDRED
+                    / tps.max(rust_decimal::Decimal::ONE))
+                .round()
+            ),
+            None => println!("postgres: pgbench printed no rate: {printed}"),
+        },
+        Err(why) => {
+            println!("postgres: {why}: the comparison with the database's own limit is skipped");
+            return;
+        }
+    }
+    if let Ok(printed) = pgbench(url, 1, 3).await
+        && let Some(latency) = pgbench_figure(&printed, "latency average = ")
+    {
+        println!(
+            "postgres: pgbench minimal lifecycle (1 client)  {} ms per lifecycle (two commits), about {} ms per commit",
+            latency.round_dp(2),
+            (latency / rust_decimal::Decimal::TWO).round_dp(2)
+        );
     }
 }
 
@@ -183,7 +207,8 @@ async fn run(label: &str, database_url: String) -> u128 {
     let lifecycles_per_second = if slow_acquirer_only() {
         0
     } else {
-        let per_second = lifecycles(label, &base, &key, &run).await;
+        let (per_second, creations_per_second) = lifecycles(label, &base, &key, &run).await;
+        at_half_load(label, &base, &key, &run, creations_per_second).await;
         others(label, &base, &sms_key, &run).await;
         drain_webhooks(label, &services).await;
         per_second
@@ -202,39 +227,25 @@ async fn run(label: &str, database_url: String) -> u128 {
     lifecycles_per_second
 }
 
-/// Creations with a fresh key, then each one's signed ResultURL; answers lifecycles per second.
-async fn lifecycles(label: &str, base: &str, key: &str, run: &str) -> u128 {
+/// Creations with a fresh key, then each one's signed ResultURL; answers lifecycles per second and
+/// creations per second.
+async fn lifecycles(label: &str, base: &str, key: &str, run: &str) -> (u128, u128) {
     let http = reqwest::Client::new();
     let creating = Instant::now();
     let created: Vec<serde_json::Value> =
         measure(&format!("{label}: POST /v1/payments"), 0..PAYMENTS, |i| {
-            let http = http.clone();
-            let base = base.to_owned();
-            let key = key.to_owned();
-            let run = run.to_owned();
-            async move {
-                let body = serde_json::json!({
-                    "supplier_id": "demo-electro", "account_number": "1234567890",
-                    "amount": format!("{}.{:02}", 100 + i, i % 100), "currency": "RUB",
-                    "description": "Электроэнергия", "email": "bench@example.ru"
-                });
-                let t = Instant::now();
-                let response = http
-                    .post(format!("{base}/v1/payments"))
-                    .bearer_auth(&key)
-                    .header("idempotency-key", format!("bench-{run}-{i}"))
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(response.status(), 201);
-                let payment: serde_json::Value = response.json().await.unwrap();
-                (t.elapsed(), payment)
-            }
+            create_payment(
+                http.clone(),
+                base.to_owned(),
+                key.to_owned(),
+                format!("bench-{run}-{i}"),
+                i,
+            )
         })
         .await;
 
     let creating = creating.elapsed();
+    let creations_per_second = PAYMENTS as u128 * 1_000_000 / creating.as_micros().max(1);
     let settling = Instant::now();
     measure(
         &format!("{label}: POST /callbacks/robokassa/result"),
@@ -290,8 +301,65 @@ async fn lifecycles(label: &str, base: &str, key: &str, run: &str) -> u128 {
     println!(
         "{label}: lifecycle (creation, then its ResultURL)  {lifecycles_per_second:>6} per second"
     );
+    (lifecycles_per_second, creations_per_second)
+}
 
-    lifecycles_per_second
+/// One hosted payment under a fresh key; answers its latency and the payment.
+async fn create_payment(
+    http: reqwest::Client,
+    base: String,
+    key: String,
+    idempotency_key: String,
+    i: usize,
+) -> (Duration, serde_json::Value) {
+    let body = serde_json::json!({
+        "supplier_id": "demo-electro", "account_number": "1234567890",
+        "amount": format!("{}.{:02}", 100 + i % 10_000, i % 100), "currency": "RUB",
+        "description": "Электроэнергия", "email": "bench@example.ru"
+    });
+    let t = Instant::now();
+    let response = http
+        .post(format!("{base}/v1/payments"))
+        .bearer_auth(&key)
+        .header("idempotency-key", idempotency_key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let payment: serde_json::Value = response.json().await.unwrap();
+    (t.elapsed(), payment)
+}
+
+/// Creations sent at half the rate the closed loop reached, each at its own time whatever the
+/// others are doing (an open loop, as customers arrive), for five seconds: the latency a request
+/// sees when the service is busy but not saturated.
+async fn at_half_load(label: &str, base: &str, key: &str, run: &str, max_per_second: u128) {
+    let rate = u64::try_from(max_per_second / 2).unwrap_or(1).max(1);
+    let count = rate * 5;
+    let interval = Duration::from_nanos(1_000_000_000 / rate);
+    let http = reqwest::Client::new();
+    let started = tokio::time::Instant::now();
+    let mut requests = Vec::new();
+    for i in 0..count {
+        tokio::time::sleep_until(started + interval * u32::try_from(i).unwrap()).await;
+        requests.push(tokio::spawn(create_payment(
+            http.clone(),
+            base.to_owned(),
+            key.to_owned(),
+            format!("half-{run}-{i}"),
+            i as usize,
+        )));
+    }
+    let mut latencies = Vec::new();
+    for request in requests {
+        latencies.push(request.await.unwrap().0);
+    }
+    report(
+        &format!("{label}: POST /v1/payments at {rate}/s"),
+        started.elapsed(),
+        latencies,
+    );
 }
 
 /// Anonymous payments and inbound SMS.
