@@ -23,6 +23,7 @@ use oplata_providers::robokassa::wire;
 use oplata_providers::signing::HashAlgorithm;
 use secrecy::ExposeSecret;
 
+mod million;
 mod slow_acquirer;
 
 const PAYMENTS: usize = 2000;
@@ -38,11 +39,18 @@ fn slow_acquirer_only() -> bool {
     std::env::args().any(|arg| arg == "slow-acquirer")
 }
 
+/// `cargo bench --bench payments -- million` measures only the endpoints and pages before and
+/// after a million payments are stored.
+fn million_only() -> bool {
+    std::env::args().any(|arg| arg == "million")
+}
+
 fn percentile(sorted: &[Duration], p: usize) -> Duration {
     sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
 }
 
-fn report(name: &str, total: Duration, mut latencies: Vec<Duration>) {
+/// Prints a measurement; answers how many a second.
+fn report(name: &str, total: Duration, mut latencies: Vec<Duration>) -> u128 {
     latencies.sort_unstable();
     let per_second = latencies.len() as u128 * 1_000_000 / total.as_micros().max(1);
     println!(
@@ -53,6 +61,7 @@ fn report(name: &str, total: Duration, mut latencies: Vec<Duration>) {
         percentile(&latencies, 99),
         latencies[latencies.len() - 1],
     );
+    per_second
 }
 
 /// Sends one request per item, `CONCURRENCY` at a time, and reports throughput and latency.
@@ -188,6 +197,7 @@ async fn run(label: &str, database_url: String) -> u128 {
             "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
         )],
     }];
+    let settings_database_url = settings.database_url.clone();
     let app = Application::build(settings).await.unwrap();
     let services = app.services();
     let base = app.base_url().as_str().trim_end_matches('/').to_owned();
@@ -200,10 +210,47 @@ async fn run(label: &str, database_url: String) -> u128 {
         .await
         .unwrap();
     let sms_key = sms_key.expose_secret().to_owned();
+    let (_, admin_key) = api_keys::create(store.as_ref(), "bench monitor", Scope::Admin)
+        .await
+        .unwrap();
+    let (_, desk_key) = api_keys::create(store.as_ref(), "bench desk", Scope::Desk)
+        .await
+        .unwrap();
+    let database_url = settings_database_url;
     tokio::spawn(app.run_until(std::future::pending()));
     // A PostgreSQL database outlives the run: keys, message ids and phones of this run are new.
     let run = uuid::Uuid::new_v4().simple().to_string();
 
+    if million_only() {
+        let target = million::Target {
+            label,
+            base: &base,
+            key: &key,
+            admin_key: admin_key.expose_secret(),
+            desk_key: desk_key.expose_secret(),
+            run: &run,
+            services: &services,
+        };
+        let (empty_lifecycles, _) = lifecycles(label, &base, &key, &run).await;
+        let empty = million::reads(&target, "fresh").await;
+        million::seed(&database_url).await;
+        // The reads before the lifecycles, so that both read the same day's payments.
+        let full = million::reads(&target, "1M").await;
+        let (full_lifecycles, _) = lifecycles(
+            &format!("{label} (1M)"),
+            &base,
+            &key,
+            &format!("{run}-full"),
+        )
+        .await;
+        million::compare(
+            label,
+            &[("lifecycles", empty_lifecycles)],
+            &[("lifecycles", full_lifecycles)],
+        );
+        million::compare(label, &empty, &full);
+        return 0;
+    }
     let lifecycles_per_second = if slow_acquirer_only() {
         0
     } else {
@@ -457,7 +504,7 @@ async fn main() {
     .await;
     if let Ok(url) = std::env::var("OPLATA_BENCH_POSTGRES_URL") {
         let oplata = run("postgres", url.clone()).await;
-        if !slow_acquirer_only() {
+        if !slow_acquirer_only() && !million_only() {
             pgbench_minimal(&url, oplata).await;
         }
     }

@@ -395,35 +395,74 @@ impl Store {
         &self,
         q: &PaymentSearch,
     ) -> Result<Vec<PaymentRecord>, StoreError> {
-        Ok(query_as(concat!(
-            "SELECT ",
-            payment_columns!(),
-            " FROM payments WHERE \
-             ($1 IS NULL OR account_number = $1) AND ($2 IS NULL OR id >= $2) AND \
-             ($3 IS NULL OR id <= $3) AND \
-             ($4 IS NULL OR acquirer_order_id = $4) AND ($5 IS NULL OR status = $5) AND \
-             ($6 IS NULL OR created_at >= $6) AND ($7 IS NULL OR created_at < $7) AND \
-             ($8 IS NULL OR lower(email) = $8) AND ($9 IS NULL OR phone = $9) AND \
-             ($10 IS NULL OR amount_minor = $10) AND \
-             ($11 IS NULL OR saved_card_id IN (SELECT id FROM saved_cards WHERE last4 = $11)) AND \
-             ($12 IS NULL OR created_at < $12 OR (created_at = $12 AND id < $13)) \
-             ORDER BY created_at DESC, id DESC LIMIT $14"
-        ))
-        .bind(&q.account_number)
-        .bind(q.id_range.map(|(first, _)| first))
-        .bind(q.id_range.map(|(_, last)| last))
-        .bind(&q.acquirer_order_id)
-        .bind(&q.status)
-        .bind(q.from)
-        .bind(q.to)
-        .bind(&q.email)
-        .bind(&q.phone)
-        .bind(q.amount_minor)
-        .bind(&q.card_last4)
-        .bind(q.before.map(|(at, _)| at))
-        .bind(q.before.map(|(_, id)| id))
-        .bind(q.limit)
-        .fetch_all(&self.pool)
-        .await?)
+        // Every field is a condition that holds when the field is not given (`$n IS NULL OR
+        // …`), which no index can serve: SQLite then walks the newest-first index over every
+        // payment (2.4 s for an order number at a million payments). So the most selective field
+        // given also leads as a plain condition, which its index serves; the rest filter.
+        macro_rules! search {
+            ($leading:literal) => {
+                concat!(
+                    "SELECT ",
+                    payment_columns!(),
+                    " FROM payments WHERE ",
+                    $leading,
+                    " AND \
+                     ($1 IS NULL OR account_number = $1) AND ($2 IS NULL OR id >= $2) AND \
+                     ($3 IS NULL OR id <= $3) AND \
+                     ($4 IS NULL OR acquirer_order_id = $4) AND ($5 IS NULL OR status = $5) AND \
+                     ($6 IS NULL OR created_at >= $6) AND ($7 IS NULL OR created_at < $7) AND \
+                     ($8 IS NULL OR lower(email) = $8) AND ($9 IS NULL OR phone = $9) AND \
+                     ($10 IS NULL OR amount_minor = $10) AND \
+                     ($11 IS NULL OR saved_card_id IN (SELECT id FROM saved_cards WHERE last4 = \
+                     $11)) AND \
+                     ($12 IS NULL OR created_at < $12 OR (created_at = $12 AND id < $13)) \
+                     ORDER BY created_at DESC, id DESC LIMIT $14"
+                )
+            };
+        }
+        let sql = if q.id_range.is_some() {
+            search!("id >= $2 AND id <= $3")
+        } else if q.acquirer_order_id.is_some() {
+            search!("acquirer_order_id = $4")
+        } else if q.account_number.is_some() {
+            search!("account_number = $1")
+        } else if q.email.is_some() {
+            search!("email IS NOT NULL AND lower(email) = $8")
+        } else if q.phone.is_some() {
+            search!("phone IS NOT NULL AND phone = $9")
+        } else if q.card_last4.is_some() {
+            search!(
+                "saved_card_id IS NOT NULL AND saved_card_id IN (SELECT id FROM saved_cards \
+                 WHERE last4 = $11)"
+            )
+        } else if q.amount_minor.is_some() {
+            search!("amount_minor = $10")
+        } else if q.from.is_some() && q.to.is_some() {
+            search!("created_at >= $6 AND created_at < $7")
+        } else if q.from.is_some() {
+            search!("created_at >= $6")
+        } else if q.to.is_some() {
+            search!("created_at < $7")
+        } else {
+            // Newest first through the index on `created_at`, filtered by the status if any.
+            search!("1 = 1")
+        };
+        Ok(query_as(sql)
+            .bind(&q.account_number)
+            .bind(q.id_range.map(|(first, _)| first))
+            .bind(q.id_range.map(|(_, last)| last))
+            .bind(&q.acquirer_order_id)
+            .bind(&q.status)
+            .bind(q.from)
+            .bind(q.to)
+            .bind(&q.email)
+            .bind(&q.phone)
+            .bind(q.amount_minor)
+            .bind(&q.card_last4)
+            .bind(q.before.map(|(at, _)| at))
+            .bind(q.before.map(|(_, id)| id))
+            .bind(q.limit)
+            .fetch_all(&self.pool)
+            .await?)
     }
 }
