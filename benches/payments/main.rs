@@ -4,9 +4,12 @@
 //! anonymous payment (the same plus the abuse limits under an account lock); an inbound SMS
 //! (message-id dedupe and the daily counts under a phone lock). On PostgreSQL it also runs
 //! pgbench on the least a lifecycle must write (`benches/minimal_lifecycle.sql`) and prints
-//! oplata's share of that limit. Last, bursts of saved-card charges against an acquirer that
+//! oplata's share of that limit, and its time per commit with one client, beside creations sent
+//! at half the closed loop's rate. Last, bursts of saved-card charges against an acquirer that
 //! answers after a second (`slow_acquirer.rs`; alone: `cargo bench --bench payments --
-//! slow-acquirer`).
+//! slow-acquirer`). `cargo bench --bench payments -- million` measures instead the reads, the
+//! desk's searches and the lifecycle before and after a million payments are stored
+//! (`million.rs`).
 //!
 //! `cargo bench --bench payments` runs it on SQLite; with `OPLATA_BENCH_POSTGRES_URL` set it runs
 //! on PostgreSQL as well. Numbers go into the README by hand; nothing here asserts a time.
