@@ -173,89 +173,77 @@ pub fn compare(label: &str, empty: &[Rate], full: &[Rate]) {
 /// own in both measurements.
 pub async fn seed(database_url: &str) {
     let started = Instant::now();
-    if database_url.starts_with("postgres") {
-        // Ids ordered by time as oplata's own are (the first 48 bits the millisecond), so that
-        // what reads a recent range of ids reads only recent rows.
-        let id_at = |at: &str, salt: &str| {
+    let postgres = database_url.starts_with("postgres");
+    // Ids ordered by time as oplata's own are (the first 48 bits the millisecond), so that what
+    // reads a recent range of ids reads only recent rows.
+    let id_at = |at: &str, salt: &str| {
+        if postgres {
             format!(
-                "overlay(md5({salt}) placing lpad(to_hex(floor(extract(epoch from {at}) * 1000)::bigint), \
-                 12, '0') from 1 for 12)::uuid"
+                "overlay(md5({salt}) placing lpad(to_hex(floor(extract(epoch from {at}) * \
+                 1000)::bigint), 12, '0') from 1 for 12)::uuid"
             )
-        };
-        let pool = sqlx::PgPool::connect(database_url).await.unwrap();
-        for statement in [
-            format!(
-                "INSERT INTO payments (id, supplier_id, account_number, amount_minor, currency, \
-                 description, email, acquirer, acquirer_order_id, status, created_at, updated_at) \
-                 SELECT {id}, 'demo-electro', lpad((i % 200000)::text, 10, '0'), \
-                 10000 + i % 90000, 'RUB', 'seed', 'seed' || (i % 50000) || '@example.ru', \
-                 'robokassa', 'seed-' || i, 'succeeded', at, at FROM (SELECT i, now() - \
-                 make_interval(days => 1, secs => i * 30) AS at FROM generate_series(1, {ROWS}) \
-                 AS i) AS n",
-                id = id_at("at", "'p' || i")
-            ),
-            format!(
-                "INSERT INTO payment_audit (id, payment_id, from_status, to_status, actor, reason, \
-                 created_at) SELECT {id}, id, 'requires_action', 'succeeded', \
-                 'acquirer:robokassa', 'seeded', created_at FROM payments WHERE description = 'seed'",
-                id = id_at("created_at", "'a' || id::text")
-            ),
-            format!(
-                "INSERT INTO outbox (id, aggregate_id, event_type, payload, created_at, \
-                 delivered_at) SELECT {id}, id, 'payment.succeeded', '{{}}', created_at, \
-                 created_at FROM payments WHERE description = 'seed'",
-                id = id_at("created_at", "'o' || id::text")
-            ),
-            "INSERT INTO webhook_deliveries (event_id, endpoint, aggregate_id, status, attempts, \
-             next_attempt_at, delivered_at) SELECT id, 'billing', aggregate_id, 'delivered', 1, \
-             created_at, created_at FROM outbox WHERE payload = '{}'"
-                .into(),
-            // As autovacuum would after so many rows.
-            "ANALYZE".into(),
-        ] {
-            sqlx::query(sqlx::AssertSqlSafe(statement))
-                .execute(&pool)
-                .await
-                .unwrap();
-        }
-    } else {
-        let id_at = |at: &str| {
+        } else {
             format!(
                 "unhex(printf('%012x', CAST((julianday(substr({at}, 1, 19)) - 2440587.5) * \
                  86400000 AS INTEGER)) || hex(randomblob(10)))"
             )
-        };
+        }
+    };
+    // One payment every 30 s, from a day ago back.
+    let numbered = if postgres {
+        format!(
+            "SELECT i, now() - make_interval(days => 1, secs => i * 30) AS at, \
+             lpad((i % 200000)::text, 10, '0') AS account FROM generate_series(1, {ROWS}) AS i"
+        )
+    } else {
+        format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {ROWS}) \
+             SELECT i, strftime('%Y-%m-%dT%H:%M:%S', 'now', '-1 day', '-' || (i * 30) || \
+             ' seconds') || '.000000000Z' AS at, printf('%010d', i % 200000) AS account FROM n"
+        )
+    };
+    let statements = [
+        format!(
+            "INSERT INTO payments (id, supplier_id, account_number, amount_minor, currency, \
+             description, email, acquirer, acquirer_order_id, status, created_at, updated_at) \
+             SELECT {id}, 'demo-electro', account, 10000 + i % 90000, 'RUB', 'seed', \
+             'seed' || (i % 50000) || '@example.ru', 'robokassa', 'seed-' || i, 'succeeded', at, \
+             at FROM ({numbered}) AS numbered",
+            id = id_at("at", "'p' || i")
+        ),
+        format!(
+            "INSERT INTO payment_audit (id, payment_id, from_status, to_status, actor, reason, \
+             created_at) SELECT {id}, id, 'requires_action', 'succeeded', 'acquirer:robokassa', \
+             'seeded', created_at FROM payments WHERE description = 'seed'",
+            id = id_at("created_at", "'a' || id::text")
+        ),
+        format!(
+            "INSERT INTO outbox (id, aggregate_id, event_type, payload, created_at, delivered_at) \
+             SELECT {id}, id, 'payment.succeeded', '{{}}', created_at, created_at FROM payments \
+             WHERE description = 'seed'",
+            id = id_at("created_at", "'o' || id::text")
+        ),
+        "INSERT INTO webhook_deliveries (event_id, endpoint, aggregate_id, status, attempts, \
+         next_attempt_at, delivered_at) SELECT id, 'billing', aggregate_id, 'delivered', 1, \
+         created_at, created_at FROM outbox WHERE payload = '{}'"
+            .to_owned(),
+    ];
+    if postgres {
+        let pool = sqlx::PgPool::connect(database_url).await.unwrap();
+        let mut tx = pool.begin().await.unwrap();
+        for statement in statements {
+            sqlx::query(sqlx::AssertSqlSafe(statement))
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+        // As autovacuum would after so many rows.
+        sqlx::query("ANALYZE").execute(&pool).await.unwrap();
+    } else {
         let pool = sqlx::SqlitePool::connect(database_url).await.unwrap();
         let mut tx = pool.begin().await.unwrap();
-        for statement in [
-            format!(
-                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {ROWS}) \
-                 INSERT INTO payments (id, supplier_id, account_number, amount_minor, currency, \
-                 description, email, acquirer, acquirer_order_id, status, created_at, updated_at) \
-                 SELECT {id}, 'demo-electro', printf('%010d', i % 200000), \
-                 10000 + i % 90000, 'RUB', 'seed', 'seed' || (i % 50000) || '@example.ru', \
-                 'robokassa', 'seed-' || i, 'succeeded', at, at FROM (SELECT i, \
-                 strftime('%Y-%m-%dT%H:%M:%S', 'now', '-1 day', '-' || (i * 30) || ' seconds') || \
-                 '.000000000Z' AS at FROM n)",
-                id = id_at("at")
-            ),
-            format!(
-                "INSERT INTO payment_audit (id, payment_id, from_status, to_status, actor, reason, \
-                 created_at) SELECT {id}, id, 'requires_action', 'succeeded', \
-                 'acquirer:robokassa', 'seeded', created_at FROM payments WHERE description = 'seed'",
-                id = id_at("created_at")
-            ),
-            format!(
-                "INSERT INTO outbox (id, aggregate_id, event_type, payload, created_at, \
-                 delivered_at) SELECT {id}, id, 'payment.succeeded', '{{}}', created_at, \
-                 created_at FROM payments WHERE description = 'seed'",
-                id = id_at("created_at")
-            ),
-            "INSERT INTO webhook_deliveries (event_id, endpoint, aggregate_id, status, attempts, \
-             next_attempt_at, delivered_at) SELECT id, 'billing', aggregate_id, 'delivered', 1, \
-             created_at, created_at FROM outbox WHERE payload = '{}'"
-                .into(),
-        ] {
+        for statement in statements {
             sqlx::query(sqlx::AssertSqlSafe(statement))
                 .execute(&mut *tx)
                 .await
