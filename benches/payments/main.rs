@@ -89,7 +89,12 @@ where
 /// A memory figure of this process from `/proc/self/status` (`VmRSS`: now, `VmHWM`: peak), in
 /// KiB; 0 where it cannot be read.
 fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    status_kib_of("/proc/self/status", field)
+}
+
+/// The same from another process's status file.
+fn status_kib_of(path: &str, field: &str) -> u64 {
+    std::fs::read_to_string(path)
         .ok()
         .and_then(|s| {
             s.lines()
@@ -267,8 +272,10 @@ async fn run(label: &str, database_url: String) -> u128 {
         &slow_acquirer::Target {
             label,
             base: &base,
+            sandbox: &base,
             key: &key,
             run: &run,
+            pid: None,
         },
         SLOW_CHARGES,
         SLOW_BURSTS,
@@ -496,8 +503,48 @@ async fn drain_webhooks(label: &str, services: &oplata::service::Services) {
     );
 }
 
+/// The slow-acquirer bursts against a service running as a process of its own, named by
+/// `OPLATA_BENCH_TARGET`, `OPLATA_BENCH_SANDBOX`, `OPLATA_BENCH_KEY` and `OPLATA_BENCH_PID`
+/// (`scripts/service-rss` starts it): its memory is then the service's alone. `false` when
+/// they are not set.
+async fn external_service() -> bool {
+    let variable = |name: &str| std::env::var(name).ok();
+    let (Some(base), Some(sandbox), Some(key), Some(pid)) = (
+        variable("OPLATA_BENCH_TARGET"),
+        variable("OPLATA_BENCH_SANDBOX"),
+        variable("OPLATA_BENCH_KEY"),
+        variable("OPLATA_BENCH_PID"),
+    ) else {
+        return false;
+    };
+    // The TLS provider that building the service would install (the clients below need one).
+    oplata_providers::http_client(Duration::from_secs(5)).unwrap();
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    slow_acquirer::measure(
+        &slow_acquirer::Target {
+            label: "oplata serve",
+            base: &base,
+            sandbox: &sandbox,
+            key: &key,
+            run: &run,
+            pid: Some(pid.parse().unwrap()),
+        },
+        SLOW_CHARGES,
+        SLOW_BURSTS,
+    )
+    .await;
+    println!(
+        "oplata serve: peak RSS (VmHWM) {} KiB",
+        status_kib_of(&format!("/proc/{pid}/status"), "VmHWM")
+    );
+    true
+}
+
 #[tokio::main]
 async fn main() {
+    if external_service().await {
+        return;
+    }
     println!("{PAYMENTS} payments, {CONCURRENCY} concurrent clients, one process, loopback HTTP");
     let dir = tempfile::tempdir().unwrap();
     run(

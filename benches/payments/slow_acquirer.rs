@@ -17,14 +17,34 @@ const ACQUIRER_LATENCY: Duration = Duration::from_secs(1);
 pub struct Target<'a> {
     pub label: &'a str,
     pub base: &'a str,
+    /// Where the simulators answer: `base` when they are mounted in the service.
+    pub sandbox: &'a str,
     pub key: &'a str,
     pub run: &'a str,
+    /// The process whose memory is read: this one, or a service of its own
+    /// (`scripts/service-rss`).
+    pub pid: Option<u32>,
+}
+
+impl Target<'_> {
+    /// The measured process's resident memory now, in KiB.
+    fn resident_kib(&self) -> u64 {
+        match self.pid {
+            Some(pid) => crate::status_kib_of(&format!("/proc/{pid}/status"), "VmRSS"),
+            None => crate::resident_kib(),
+        }
+    }
 }
 
 /// Binds the cards through Moneta's hosted form with 3-D Secure, as customers would, then sends
 /// `bursts` bursts of `charges` saved-card charges, each burst all at once.
 pub async fn measure(target: &Target<'_>, charges: usize, bursts: usize) {
     let http = reqwest::Client::new();
+    println!(
+        "{}: RSS {} KiB before the cards are bound",
+        target.label,
+        target.resident_kib()
+    );
     let bound = Instant::now();
     let cards: Vec<(String, String)> = futures::stream::iter(0..CARDS)
         .map(|i| bind_card(&http, target, i))
@@ -55,7 +75,7 @@ pub async fn measure(target: &Target<'_>, charges: usize, bursts: usize) {
         let elapsed = started.elapsed();
         drop(http);
         latencies.sort_unstable();
-        let rss_now = crate::resident_kib();
+        let rss_now = target.resident_kib();
         tokio::time::sleep(Duration::from_secs(3)).await;
         println!(
             "{}: {charges} saved-card charges at once, acquirer {ACQUIRER_LATENCY:?}: {:.2?} in all, {} per second ({} % of {charges} ÷ {ACQUIRER_LATENCY:?}); p50 {:.2?}, p99 {:.2?}; RSS {} KiB after, {} KiB 3 s later",
@@ -66,7 +86,7 @@ pub async fn measure(target: &Target<'_>, charges: usize, bursts: usize) {
             crate::percentile(&latencies, 50),
             crate::percentile(&latencies, 99),
             rss_now,
-            crate::resident_kib(),
+            target.resident_kib(),
         );
     }
     control(
@@ -79,7 +99,7 @@ pub async fn measure(target: &Target<'_>, charges: usize, bursts: usize) {
 
 async fn control(http: &reqwest::Client, target: &Target<'_>, body: serde_json::Value) {
     let response = http
-        .post(format!("{}/sandbox/moneta/control", target.base))
+        .post(format!("{}/sandbox/moneta/control", target.sandbox))
         .json(&body)
         .send()
         .await
@@ -161,7 +181,7 @@ async fn bind_card(http: &reqwest::Client, target: &Target<'_>, i: usize) -> (St
         .and_then(|rest| rest.split('"').next())
         .unwrap_or_else(|| panic!("the form names its operation: {form}"))
         .to_owned();
-    let sandbox = |path: &str| format!("{}/sandbox/moneta/{path}", target.base);
+    let sandbox = |path: &str| format!("{}/sandbox/moneta/{path}", target.sandbox);
     http.post(sandbox("assistant/decide"))
         .form(&[("operation", operation.as_str()), ("action", "pay")])
         .send()
