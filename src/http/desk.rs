@@ -435,11 +435,21 @@ const REFUND_OUTCOMES: &[(&str, &str)] = &[
     ("never_happened", "Возврата не было (сумма освободится)"),
 ];
 
+/// What the top of a payment's page says.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Heading<'a> {
+    Nothing,
+    /// A sentence, and whether it reports success.
+    Said(&'a str, bool),
+    /// The refund the operator just confirmed, in words for the state it is in now.
+    RefundMade(Uuid),
+}
+
 pub(super) async fn payment_page(
     services: &Services,
     operator: &Operator,
     id: Uuid,
-    message: Option<(&str, bool)>,
+    heading: Heading<'_>,
     draft: Option<RefundDraft>,
     status: StatusCode,
 ) -> Response {
@@ -459,6 +469,15 @@ pub(super) async fn payment_page(
         actors,
     } = file;
     let words = Words::new(services);
+    // The refund just made is one of this payment's, read with them: no lookup of its own.
+    let message = match heading {
+        Heading::Nothing => None,
+        Heading::Said(text, ok) => Some((text, ok)),
+        Heading::RefundMade(refund_id) => refund_list
+            .iter()
+            .find(|refund| refund.id == refund_id)
+            .map(refund_made_words),
+    };
     let who = |actor: &str| {
         actors
             .get(actor)
@@ -590,26 +609,20 @@ pub async fn payment(
     let Ok(id) = Uuid::parse_str(&id) else {
         return payment_not_found(&operator);
     };
-    let refund_made = match query.get("refunded").map(|r| Uuid::parse_str(r)) {
-        Some(Ok(refund_id)) => desk::refund(&services, refund_id)
-            .await
-            .ok()
-            .filter(|refund| refund.payment_id == id),
-        _ => None,
-    };
-    let message = if let Some(refund) = refund_made {
-        Some(refund_made_words(&refund))
-    } else if query.contains_key("resolved") {
-        Some(("Решение записано.", true))
-    } else {
-        None
+    let refunded = query
+        .get("refunded")
+        .and_then(|refund_id| Uuid::parse_str(refund_id).ok());
+    let heading = match refunded {
+        Some(refund_id) => Heading::RefundMade(refund_id),
+        None if query.contains_key("resolved") => Heading::Said("Решение записано.", true),
+        None => Heading::Nothing,
     };
     let draft = RefundDraft::from_query(&query);
     payment_page(
         &services,
         &operator,
         id,
-        message,
+        heading,
         Some(draft),
         StatusCode::OK,
     )
@@ -669,7 +682,7 @@ async fn settle_review(
             services,
             operator,
             payment_id,
-            Some(("Выберите решение и напишите примечание.", false)),
+            Heading::Said("Выберите решение и напишите примечание.", false),
             None,
             StatusCode::UNPROCESSABLE_ENTITY,
         )
@@ -708,7 +721,7 @@ async fn settle_review(
         services,
         operator,
         payment_id,
-        Some((text, false)),
+        Heading::Said(text, false),
         None,
         StatusCode::UNPROCESSABLE_ENTITY,
     )

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use oplata_providers::Amount;
 use uuid::Uuid;
 
-use super::desk::{Operator, kopecks, payment_page, stale_form};
+use super::desk::{Heading, Operator, kopecks, payment_page, stale_form};
 use super::desk_views::{DeskInput, RefundConfirmation, RefundFormView};
 use super::pages::{respond, same};
 use crate::domain::refunds::RefundRuleError;
@@ -215,7 +215,17 @@ pub async fn refund(
     let refused = |draft: RefundDraft, status: StatusCode| {
         let services = &services;
         let operator = &operator;
-        async move { payment_page(services, operator, id, None, Some(draft), status).await }
+        async move {
+            payment_page(
+                services,
+                operator,
+                id,
+                Heading::Nothing,
+                Some(draft),
+                status,
+            )
+            .await
+        }
     };
     let Ok(attempt) = Uuid::parse_str(&form.attempt) else {
         let draft = RefundDraft {
