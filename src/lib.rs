@@ -1,10 +1,10 @@
 //! oplata: the payment service behind a utility supplier's customer portal.
 
 /// Every binary linking the service (the service itself, its tests, the benchmark) allocates
-/// through mimalloc, which returns a burst's memory to the system soon after; glibc's malloc kept
-/// it in per-thread arenas, so the resident size only ever grew.
+/// through jemalloc, whose background thread gives a burst's freed memory back to the system
+/// while the service is idle.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Building and running the service.
 pub mod app;

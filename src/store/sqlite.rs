@@ -19,6 +19,11 @@ const WRITER_CACHE_KIB: u32 = 16 * 1024;
 /// How long a write may wait for the writer connection (SQLite's busy timeout before).
 const WRITER_WAIT: Duration = Duration::from_secs(10);
 
+/// How long a reader connection beyond the first stays open unused. Each keeps up to 2 MB of
+/// pages it has read; a burst opens all eight, and closing the idle ones afterwards gives their
+/// caches back, for the cost of opening a connection at the next burst.
+const READER_IDLE: Duration = Duration::from_secs(60);
+
 pub(super) async fn connect(url: &str, acquire_timeout: Duration) -> Result<Pool, StoreError> {
     let options = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
@@ -47,6 +52,8 @@ pub(super) async fn connect(url: &str, acquire_timeout: Duration) -> Result<Pool
     } else {
         SqlitePoolOptions::new()
             .max_connections(8)
+            .min_connections(1)
+            .idle_timeout(READER_IDLE)
             .acquire_timeout(acquire_timeout)
             .connect_with(options)
             .await?
