@@ -239,18 +239,27 @@ async fn run(label: &str, database_url: String) -> u128 {
             run: &run,
             services: &services,
         };
-        let (empty_lifecycles, _) = lifecycles(label, &base, &key, &run).await;
+        // Two rounds of lifecycles in each phase, the better counting (as the reads' best of three).
+        let mut empty_lifecycles = 0;
+        for round in 0..2 {
+            let (per_second, _) = lifecycles(label, &base, &key, &format!("{run}-{round}")).await;
+            empty_lifecycles = empty_lifecycles.max(per_second);
+        }
         let empty = million::reads(&target, "fresh").await;
         million::seed(&database_url).await;
         // The reads before the lifecycles, so that both read the same day's payments.
         let full = million::reads(&target, "1M").await;
-        let (full_lifecycles, _) = lifecycles(
-            &format!("{label} (1M)"),
-            &base,
-            &key,
-            &format!("{run}-full"),
-        )
-        .await;
+        let mut full_lifecycles = 0;
+        for round in 0..2 {
+            let (per_second, _) = lifecycles(
+                &format!("{label} (1M)"),
+                &base,
+                &key,
+                &format!("{run}-full-{round}"),
+            )
+            .await;
+            full_lifecycles = full_lifecycles.max(per_second);
+        }
         million::compare(
             label,
             &[("lifecycles", empty_lifecycles)],

@@ -14,6 +14,8 @@ use time::OffsetDateTime;
 pub const ROWS: u32 = 1_000_000;
 /// Requests per read measurement (16 at a time).
 const READS: usize = 1000;
+/// Rounds of each read measurement; the best counts.
+const ROUNDS: usize = 3;
 
 pub struct Target<'a> {
     pub label: &'a str,
@@ -30,6 +32,7 @@ pub type Rate = (&'static str, u128);
 
 /// The reads an operator, a portal and a monitor make, each `READS` times.
 pub async fn reads(target: &Target<'_>, phase: &str) -> Vec<Rate> {
+    let phase_started = OffsetDateTime::now_utc();
     let http = reqwest::Client::new();
     let created: Vec<String> = futures::stream::iter(0..50)
         .map(|i| {
@@ -56,7 +59,6 @@ pub async fn reads(target: &Target<'_>, phase: &str) -> Vec<Rate> {
             t.elapsed()
         }
     };
-    let today = OffsetDateTime::now_utc().replace_time(time::Time::MIDNIGHT);
     let searches = [
         (
             "desk search by order number",
@@ -65,12 +67,14 @@ pub async fn reads(target: &Target<'_>, phase: &str) -> Vec<Rate> {
                 ..PaymentSearch::default()
             },
         ),
+        // From this phase's start: today's payments of the same status would be the first
+        // phase's 50 and then both phases' 100, twice the rows to send for the same search.
         (
             "desk search by status and day",
             PaymentSearch {
                 status: Some("requires_action".into()),
-                from: Some(today),
-                to: Some(today + time::Duration::days(1)),
+                from: Some(phase_started),
+                to: Some(phase_started + time::Duration::days(1)),
                 ..PaymentSearch::default()
             },
         ),
@@ -124,36 +128,52 @@ pub async fn reads(target: &Target<'_>, phase: &str) -> Vec<Rate> {
         .await;
         rates.push((name, per_second));
     }
+    // The first pass after a start is the full queue pass (hourly after that): the best of three
+    // rounds of twenty passes is the pass that runs every few seconds.
     let http_client = oplata_providers::http_client(Duration::from_secs(5)).unwrap();
-    let passes = Instant::now();
-    for _ in 0..20 {
-        oplata::workers::webhooks::deliver_due(
-            target.services,
-            &http_client,
-            OffsetDateTime::now_utc(),
-        )
-        .await
-        .unwrap();
+    let mut best = 0;
+    for _ in 0..ROUNDS {
+        let passes = Instant::now();
+        for _ in 0..20 {
+            oplata::workers::webhooks::deliver_due(
+                target.services,
+                &http_client,
+                OffsetDateTime::now_utc(),
+            )
+            .await
+            .unwrap();
+        }
+        let per_second = 20 * 1_000_000 / passes.elapsed().as_micros().max(1);
+        println!("{label}: webhook pass with nothing due  {per_second:>6} per second");
+        best = best.max(per_second);
     }
-    let per_second = 20 * 1_000_000 / passes.elapsed().as_micros().max(1);
-    println!("{label}: webhook pass with nothing due  {per_second:>6} per second");
-    rates.push(("webhook pass", per_second));
+    rates.push(("webhook pass", best));
     rates
 }
 
-/// `READS` requests, 16 at a time; prints and answers how many a second.
-async fn rate<F, Fut>(label: &str, name: &str, request: F) -> u128
+/// `READS` requests, 16 at a time, in each of `ROUNDS` rounds; prints each round and answers the
+/// best. A single round of a fraction of a second moved by a third from one sitting to the next on
+/// this machine; the best of three is what the code can do, the others what else ran meanwhile.
+async fn rate<F, Fut>(label: &str, name: &str, mut request: F) -> u128
 where
     F: FnMut(usize) -> Fut,
     Fut: std::future::Future<Output = Duration>,
 {
-    let started = Instant::now();
-    let latencies: Vec<Duration> = futures::stream::iter(0..READS)
-        .map(request)
-        .buffer_unordered(crate::CONCURRENCY)
-        .collect()
-        .await;
-    crate::report(&format!("{label}: {name}"), started.elapsed(), latencies)
+    let mut best = 0;
+    for _ in 0..ROUNDS {
+        let started = Instant::now();
+        let latencies: Vec<Duration> = futures::stream::iter(0..READS)
+            .map(&mut request)
+            .buffer_unordered(crate::CONCURRENCY)
+            .collect()
+            .await;
+        best = best.max(crate::report(
+            &format!("{label}: {name}"),
+            started.elapsed(),
+            latencies,
+        ));
+    }
+    best
 }
 
 /// Prints each rate with a million payments beside the same on the fresh database.
@@ -238,8 +258,12 @@ pub async fn seed(database_url: &str) {
                 .unwrap();
         }
         tx.commit().await.unwrap();
-        // As autovacuum would after so many rows.
-        sqlx::query("ANALYZE").execute(&pool).await.unwrap();
+        // What autovacuum and the checkpointer would do over the following minutes, done now so
+        // that it does not run inside the second measurement (it cost that measurement a quarter
+        // of its lifecycles when it did).
+        for statement in ["VACUUM (ANALYZE)", "CHECKPOINT"] {
+            sqlx::query(statement).execute(&pool).await.unwrap();
+        }
     } else {
         let pool = sqlx::SqlitePool::connect(database_url).await.unwrap();
         let mut tx = pool.begin().await.unwrap();
