@@ -431,7 +431,7 @@ async fn without_three_ds(
     let applied = matches!(
         services
             .store
-            .transition_payment(payment.id, &change)
+            .transition_payment_from(payment, &change)
             .await?,
         TransitionResult::Applied(_)
     );
@@ -478,7 +478,7 @@ async fn apply(
 ) -> Result<(), Failure> {
     match services
         .store
-        .transition_payment(payment.id, change)
+        .transition_payment_from(payment, change)
         .await?
     {
         TransitionResult::Applied(updated) => {

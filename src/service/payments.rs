@@ -127,7 +127,7 @@ pub async fn resume(
         }
         (PaymentStatus::Created, None) => {
             if services.store.payer_data(payment.id).await?.is_some() {
-                return send_to_continue_page(services, payment.id, actor).await;
+                return send_to_continue_page(services, &payment, actor).await;
             }
             start_hosted_payment(services, adapter, payment, actor).await
         }
@@ -365,7 +365,7 @@ pub async fn create_as(
     };
     count_created(&created, "steps");
     match (*card, continue_token) {
-        (None, Some(_)) => send_to_continue_page(services, created.id, &actor).await,
+        (None, Some(_)) => send_to_continue_page(services, &created, &actor).await,
         // Started in the creating transaction.
         (None, None) if created.status != PaymentStatus::Created => Ok(created),
         (None, None) => {
@@ -381,11 +381,11 @@ pub async fn create_as(
 /// for it, so no stored answer or response holds the data.
 async fn send_to_continue_page(
     services: &Services,
-    payment_id: Uuid,
+    payment: &PaymentRecord,
     actor: &str,
 ) -> Result<PaymentRecord, ServiceError> {
     let next_action = serde_json::to_string(&NextAction::Redirect {
-        url: services.continue_url(payment_id),
+        url: services.continue_url(payment.id),
     })
     .map_err(|e| ServiceError::internal_from("the continue page action", e))?;
     let change = StatusChange {
@@ -396,7 +396,7 @@ async fn send_to_continue_page(
         reason: &crate::domain::audit::AuditReason::ContinuedThroughOplata,
         acquirer_operation_id: None,
     };
-    settle(services, payment_id, &change).await
+    settle(services, payment, &change).await
 }
 
 /// Where the customer must go now, while the payment waits for them.
@@ -559,16 +559,20 @@ async fn start_hosted_payment(
 ) -> Result<PaymentRecord, ServiceError> {
     let outcome = start_on_acquirer(services, adapter, &created, None).await?;
     let first = first_move_of(&outcome)?;
-    settle(services, created.id, &first.change(actor)).await
+    settle(services, &created, &first.change(actor)).await
 }
 
+/// Applies `change` to the payment as the caller last read it.
 async fn settle(
     services: &Services,
-    id: Uuid,
+    payment: &PaymentRecord,
     change: &StatusChange<'_>,
 ) -> Result<PaymentRecord, ServiceError> {
     Ok(settled(
-        services.store.transition_payment(id, change).await?,
+        services
+            .store
+            .transition_payment_from(payment, change)
+            .await?,
     ))
 }
 
@@ -684,7 +688,7 @@ async fn charge_saved_card(
             reason: &crate::domain::audit::AuditReason::SavedCardInactive,
             acquirer_operation_id: None,
         };
-        settle(services, created.id, &change).await?;
+        settle(services, &created, &change).await?;
         return Err(CardRuleError::CardNotFound.into());
     };
     send_charge(services, adapter, created, &card, actor, Recording::Alone)
@@ -740,7 +744,7 @@ async fn send_charge(
                 reason: &crate::domain::audit::AuditReason::TokenUnopenable,
                 acquirer_operation_id: None,
             };
-            settle(services, created.id, &change).await?;
+            settle(services, &created, &change).await?;
             services
                 .store
                 .flag_payment_for_review(
@@ -847,7 +851,7 @@ async fn record_charge_outcome(
         }
     };
     match recording {
-        Recording::Alone => Ok((settle(services, payment.id, &change).await?, None)),
+        Recording::Alone => Ok((settle(services, &payment, &change).await?, None)),
         Recording::Answering {
             client_id,
             key,
@@ -855,7 +859,7 @@ async fn record_charge_outcome(
         } => {
             let (result, answer) = services
                 .store
-                .transition_payment_answered(payment.id, &change, client_id, key, answer)
+                .transition_payment_answered(&payment, &change, client_id, key, answer)
                 .await?;
             Ok((settled(result), answer))
         }
@@ -890,7 +894,7 @@ pub async fn complete_three_ds(
     };
     let payment = match services
         .store
-        .transition_payment(payment.id, &submitted)
+        .transition_payment_from(&payment, &submitted)
         .await?
     {
         TransitionResult::Applied(p) => p,
@@ -1000,7 +1004,7 @@ async fn record_status_answer(
     };
     match services
         .store
-        .transition_payment(payment.id, &change)
+        .transition_payment_from(&payment, &change)
         .await?
     {
         TransitionResult::Applied(p)

@@ -305,7 +305,7 @@ async fn charge(
             };
             services
                 .store
-                .transition_payment(payment.id, &change)
+                .transition_payment_from(&payment, &change)
                 .await?;
             let reply = Reply::ThreeDsRequired.text();
             services

@@ -172,6 +172,7 @@ impl Store {
         let Some((_, card)) =
             start_saved_card_charge_in(&mut tx, payment_id, card_id, actor).await?
         else {
+            tx.rollback().await?;
             return Ok(None);
         };
         tx.commit().await?;
@@ -348,25 +349,15 @@ impl Store {
 }
 
 /// Takes an active card under a lock and moves its payment to `processing`, marking the card
-/// used; answers both, or `None` when the card is no longer active or the payment cannot start.
+/// used; answers both, or `None` when the card is no longer active or the payment cannot start
+/// (the caller then rolls back what this wrote).
 async fn start_saved_card_charge_in(
     tx: &mut Tx,
     payment_id: Uuid,
     card_id: Uuid,
     actor: &str,
 ) -> Result<Option<(PaymentRecord, SavedCardRecord)>, StoreError> {
-    use crate::domain::payment::PaymentEvent;
-    let card: Option<SavedCardRecord> = query_as(concat!(
-        "SELECT ",
-        card_columns!(),
-        " FROM saved_cards WHERE id = $1 AND status = 'active'"
-    ))
-    .bind(card_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(card) = card else {
-        return Ok(None);
-    };
+    use crate::domain::payment::{PaymentEvent, PaymentStatus};
     let change = StatusChange {
         event: PaymentEvent::Submitted,
         next_action: None,
@@ -375,13 +366,39 @@ async fn start_saved_card_charge_in(
         reason: &crate::domain::audit::AuditReason::SavedCardChargeSent,
         acquirer_operation_id: None,
     };
-    let payment = match super::payments::transition_in(tx, payment_id, &change).await? {
+    // A charge starts from `created`; a payment anywhere else is read and refused as usual.
+    let started = super::payments::transition_believed_in(
+        tx,
+        payment_id,
+        Some(PaymentStatus::Created),
+        &change,
+    )
+    .await?;
+    let payment = match started {
         TransitionResult::Applied(payment) => payment,
         TransitionResult::AlreadyThere(_) | TransitionResult::Refused(..) => {
             return Ok(None);
         }
     };
     let now = OffsetDateTime::now_utc();
+    // The card is taken, and its row locked, after the payment's writes, so that the charges
+    // of one card (a customer's bills paid at once) queue behind each other for two statements,
+    // not for the whole transaction. The lock makes a revocation wait for this commit, and this
+    // statement wait for a revocation under way and then find the card ended: after a reset
+    // commits, no charge can take the card. The card is not read before: an ended one answers
+    // no row here, and everything written so far is rolled back.
+    let card: Option<SavedCardRecord> = query_as(concat!(
+        "UPDATE saved_cards SET last_used_at = $2 WHERE id = $1 AND status = 'active' \
+         RETURNING ",
+        card_columns!()
+    ))
+    .bind(card_id)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(card) = card else {
+        return Ok(None);
+    };
     card_event_in(
         tx,
         CardEvent {
@@ -395,22 +412,5 @@ async fn start_saved_card_charge_in(
         },
     )
     .await?;
-    // The card's row lock comes last, just before the commit, so that the charges of one card
-    // (a customer's bills paid at once) queue behind each other for one statement, not for the
-    // whole transaction. The lock makes a revocation wait for this commit, and this statement
-    // wait for a revocation under way and then find the card ended: after a reset commits, no
-    // charge can take the card.
-    let card: Option<SavedCardRecord> = query_as(concat!(
-        "UPDATE saved_cards SET last_used_at = $2 WHERE id = $1 AND status = 'active' \
-         RETURNING ",
-        card_columns!()
-    ))
-    .bind(card_id)
-    .bind(now)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(card) = card else {
-        return Ok(None);
-    };
     Ok(Some((payment, card)))
 }

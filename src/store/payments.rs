@@ -36,8 +36,29 @@ pub(super) async fn transition_in(
     id: Uuid,
     change: &StatusChange<'_>,
 ) -> Result<TransitionResult, StoreError> {
-    use crate::domain::payment::{ACTION_WINDOW, Transition, first_check_delay};
+    transition_believed_in(conn, id, None, change).await
+}
+
+/// [`transition_in`] for a caller that holds the payment as it last read it. When the change
+/// applies from the status it `believed`, the row is updated on the condition that it is still
+/// there, in one statement, without reading it first: each statement is a round trip, and on
+/// SQLite every round trip of a write is time the one writer connection is held. If the payment
+/// has moved on meanwhile, nothing is written and it is read under its lock as usual.
+pub(super) async fn transition_believed_in(
+    conn: &mut Tx,
+    id: Uuid,
+    believed: Option<PaymentStatus>,
+    change: &StatusChange<'_>,
+) -> Result<TransitionResult, StoreError> {
+    use crate::domain::payment::Transition;
     use crate::store::{StoreError, TransitionResult};
+    let now = OffsetDateTime::now_utc();
+    if let Some(from) = believed
+        && let Ok(Transition::To(to)) = from.apply(change.event)
+        && let Some(updated) = update_status_in(conn, id, Some(from), to, change, now).await?
+    {
+        return record_transition_in(conn, from, updated, change, now).await;
+    }
     let current = lock_payment_in(conn, id)
         .await?
         .ok_or(StoreError::NotFound)?;
@@ -47,7 +68,23 @@ pub(super) async fn transition_in(
         Ok(Transition::AlreadyThere) => return Ok(TransitionResult::AlreadyThere(current)),
         Err(refused) => return Ok(TransitionResult::Refused(current, refused)),
     };
-    let now = OffsetDateTime::now_utc();
+    let updated = update_status_in(conn, id, None, to, change, now)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    record_transition_in(conn, from, updated, change, now).await
+}
+
+/// Moves the payment to `to`; when `only_from` is given, only if it is still in that status
+/// (`None` answered, nothing written, if it is not).
+async fn update_status_in(
+    conn: &mut Tx,
+    id: Uuid,
+    only_from: Option<PaymentStatus>,
+    to: PaymentStatus,
+    change: &StatusChange<'_>,
+    now: OffsetDateTime,
+) -> Result<Option<PaymentRecord>, StoreError> {
+    use crate::domain::payment::{ACTION_WINDOW, first_check_delay};
     // The next action only makes sense while the customer still has to act.
     let next_action = if to == PaymentStatus::RequiresAction {
         change.next_action
@@ -57,14 +94,14 @@ pub(super) async fn transition_in(
     let next_check_at = first_check_delay(to).map(|delay| now + delay);
     let action_deadline = (to == PaymentStatus::RequiresAction).then(|| now + ACTION_WINDOW);
     let (failure_code, failure_message) = change.failure.unzip();
-    let updated: PaymentRecord = query_as(concat!(
+    Ok(query_as(concat!(
         "UPDATE payments SET status = $2, next_action = $3, \
          failure_code = COALESCE($4, failure_code), failure_message = COALESCE($5, \
          failure_message), \
          acquirer_operation_id = COALESCE($7, acquirer_operation_id), \
          next_check_at = $8, check_attempts = 0, action_deadline = COALESCE($9, action_deadline), \
          submitted_at = CASE WHEN $2 = 'processing' THEN $6 ELSE submitted_at END, \
-         updated_at = $6 WHERE id = $1 RETURNING ",
+         updated_at = $6 WHERE id = $1 AND ($10 IS NULL OR status = $10) RETURNING ",
         payment_columns!()
     ))
     .bind(id)
@@ -76,12 +113,25 @@ pub(super) async fn transition_in(
     .bind(change.acquirer_operation_id)
     .bind(next_check_at)
     .bind(action_deadline)
-    .fetch_one(&mut *conn)
-    .await?;
+    .bind(only_from.map(PaymentStatus::as_str))
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
+/// What every applied change writes beside the row: its audit line, its event, and the
+/// channels' effects of a final status.
+async fn record_transition_in(
+    conn: &mut Tx,
+    from: PaymentStatus,
+    updated: PaymentRecord,
+    change: &StatusChange<'_>,
+    now: OffsetDateTime,
+) -> Result<TransitionResult, StoreError> {
+    let to = updated.status;
     audit_in(
         conn,
         AuditLine {
-            payment_id: id,
+            payment_id: updated.id,
             from: Some(from),
             to,
             actor: change.actor,
@@ -92,7 +142,7 @@ pub(super) async fn transition_in(
     .await?;
     let event_type = change.event.outbox_type();
     let payload = crate::events::payment(&updated, event_type, now)?;
-    outbox_in(conn, id, event_type, payload, now).await?;
+    outbox_in(conn, updated.id, event_type, payload, now).await?;
     if to.is_final() {
         super::sms::channel_effects_in(conn, &updated, to, now).await?;
     }
@@ -172,7 +222,8 @@ pub(super) async fn create_payment_in(
     let Some(first) = first(&record) else {
         return Ok(record);
     };
-    match transition_in(tx, record.id, &first.change(actor)).await? {
+    // The row was just inserted by this transaction: nobody else can have moved it.
+    match transition_believed_in(tx, record.id, Some(record.status), &first.change(actor)).await? {
         TransitionResult::Applied(moved)
         | TransitionResult::AlreadyThere(moved)
         | TransitionResult::Refused(moved, _) => Ok(moved),
@@ -277,6 +328,22 @@ impl Store {
         Ok(result)
     }
 
+    /// [`Store::transition_payment`] for a caller that holds `payment` as it last read it:
+    /// one statement fewer while the payment is still as read (see `transition_believed_in`),
+    /// the same result otherwise.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn transition_payment_from(
+        &self,
+        payment: &PaymentRecord,
+        change: &StatusChange<'_>,
+    ) -> Result<TransitionResult, StoreError> {
+        let mut tx = self.pool.begin_write().await?;
+        let result =
+            transition_believed_in(&mut tx, payment.id, Some(payment.status), change).await?;
+        tx.commit().await?;
+        Ok(result)
+    }
+
     /// [`Store::transition_payment`] with the answer of the idempotency key that asked for it,
     /// in one transaction: the second and last commit of a saved-card charge (see
     /// [`Store::begin_saved_card_charge`]). When `answer` gives none the change still commits
@@ -284,14 +351,15 @@ impl Store {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn transition_payment_answered(
         &self,
-        id: Uuid,
+        payment: &PaymentRecord,
         change: &StatusChange<'_>,
         client_id: Uuid,
         key: &str,
         answer: &(dyn Fn(&PaymentRecord) -> Option<StoredResponse> + Send + Sync),
     ) -> Result<(TransitionResult, Option<StoredResponse>), StoreError> {
         let mut tx = self.pool.begin_write().await?;
-        let result = transition_in(&mut tx, id, change).await?;
+        let result =
+            transition_believed_in(&mut tx, payment.id, Some(payment.status), change).await?;
         let (TransitionResult::Applied(payment)
         | TransitionResult::AlreadyThere(payment)
         | TransitionResult::Refused(payment, _)) = &result;

@@ -30,28 +30,32 @@ pub(super) async fn channel_effects_in(
     }
     let amount = oplata_providers::Amount::from_minor(payment.amount_minor)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let payee: Option<(Option<String>,)> =
-        query_as("SELECT payee FROM sms_messages WHERE payment_id = $1 LIMIT 1")
-            .bind(payment.id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    let payee = payee.and_then(|(p,)| p);
-    let Some(reply) =
-        crate::domain::sms::final_reply(status, amount, &payment.account_number, payee.as_deref())
-    else {
-        return Ok(());
+    let reply = |payee: Option<&str>| {
+        crate::domain::sms::final_reply(status, amount, &payment.account_number, payee)
     };
-    let text = reply.text();
-    let waiting: Vec<(String, String)> = query_as(
-        "UPDATE sms_messages SET state = 'done', late_reply = $2, updated_at = $3 \
-         WHERE payment_id = $1 AND state = 'awaiting_result' RETURNING message_id, phone",
+    if reply(None).is_none() {
+        return Ok(());
+    }
+    // One statement for the payments no SMS waits on, nearly all of them; a waiting message's
+    // reply names its payee, so its words are written once the row is known.
+    let waiting: Vec<(String, String, Option<String>)> = query_as(
+        "UPDATE sms_messages SET state = 'done', updated_at = $2 \
+         WHERE payment_id = $1 AND state = 'awaiting_result' RETURNING message_id, phone, payee",
     )
     .bind(payment.id)
-    .bind(&text)
     .bind(now)
     .fetch_all(&mut *conn)
     .await?;
-    for (message_id, phone) in waiting {
+    for (message_id, phone, payee) in waiting {
+        let Some(reply) = reply(payee.as_deref()) else {
+            continue;
+        };
+        let text = reply.text();
+        query("UPDATE sms_messages SET late_reply = $2 WHERE message_id = $1")
+            .bind(&message_id)
+            .bind(&text)
+            .execute(&mut *conn)
+            .await?;
         let payload = crate::events::sms_reply(&message_id, &phone, &text, payment.id, now)?;
         outbox_in(conn, payment.id, "sms.reply", payload, now).await?;
     }

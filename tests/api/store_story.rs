@@ -14,6 +14,7 @@ on_both_backends!(
     concurrent_creations_get_order_numbers_that_never_repeat,
     a_payment_and_its_first_move_are_written_together,
     a_refused_transition_writes_nothing,
+    a_change_from_a_stale_read_applies_to_the_payment_as_it_is,
     a_dead_request_frees_its_key_and_an_expired_key_can_be_reused,
     two_workers_claiming_at_once_never_take_the_same_payment,
     the_retention_pass_deletes_only_rows_past_their_time_in_batches,
@@ -173,6 +174,76 @@ async fn a_refused_transition_writes_nothing(backend: Backend) {
     assert!(matches!(again, TransitionResult::AlreadyThere(_)));
     assert_eq!(app.store.payment_audit(payment.id).await.unwrap().len(), 2);
     assert_eq!(app.store.outbox_for(payment.id).await.unwrap().len(), 2);
+}
+
+/// A caller that read the payment before someone else moved it: its change is judged by the
+/// status the payment has now, and the audit names that status as where it came from.
+async fn a_change_from_a_stale_read_applies_to_the_payment_as_it_is(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let change = |event| StatusChange {
+        event,
+        next_action: Some("{\"type\":\"redirect\",\"url\":\"https://pay.example/\"}"),
+        failure: None,
+        actor: "test",
+        reason: &oplata::domain::audit::AuditReason::SettledFromReview,
+        acquirer_operation_id: None,
+    };
+    let moved_on = app
+        .store
+        .create_payment(&new_payment("robokassa"), "test", &|_| None)
+        .await
+        .unwrap();
+    let stale = moved_on.clone();
+    app.store
+        .transition_payment(moved_on.id, &change(PaymentEvent::ActionRequired))
+        .await
+        .unwrap();
+
+    let settled = app
+        .store
+        .transition_payment_from(&stale, &change(PaymentEvent::Succeeded))
+        .await
+        .unwrap();
+
+    assert!(
+        matches!(settled, TransitionResult::Applied(ref p) if p.status == "succeeded" && p.next_action.is_none()),
+        "{settled:?}"
+    );
+    let audit = app.store.payment_audit(moved_on.id).await.unwrap();
+    let steps: Vec<(Option<&str>, &str)> = audit
+        .iter()
+        .map(|a| (a.from_status.as_deref(), a.to_status.as_str()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            (None, "created"),
+            (Some("created"), "requires_action"),
+            (Some("requires_action"), "succeeded")
+        ]
+    );
+
+    let failed = app
+        .store
+        .create_payment(&new_payment("robokassa"), "test", &|_| None)
+        .await
+        .unwrap();
+    let stale = failed.clone();
+    app.store
+        .transition_payment(failed.id, &change(PaymentEvent::Failed))
+        .await
+        .unwrap();
+    let refused = app
+        .store
+        .transition_payment_from(&stale, &change(PaymentEvent::Succeeded))
+        .await
+        .unwrap();
+    assert!(
+        matches!(refused, TransitionResult::Refused(ref p, _) if p.status == "failed"),
+        "{refused:?}"
+    );
+    assert_eq!(app.store.payment_audit(failed.id).await.unwrap().len(), 2);
+    assert_eq!(app.store.outbox_for(failed.id).await.unwrap().len(), 2);
 }
 
 async fn a_dead_request_frees_its_key_and_an_expired_key_can_be_reused(backend: Backend) {
