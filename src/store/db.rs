@@ -25,6 +25,8 @@ use std::sync::{LazyLock, Mutex};
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Arguments, AssertSqlSafe, FromRow, PgConnection, PgPool, SqliteConnection, SqlitePool};
+
+use super::sqlite_writer::{Writer, WriterTx};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -35,14 +37,16 @@ pub(crate) enum Pool {
     Sqlite(SqlitePools),
 }
 
-/// SQLite's two pools: any number of readers (WAL lets them read beside the writer), and the
-/// one connection every write goes through. Writers queue for that connection in the pool's
-/// fair, asynchronous queue instead of each retrying the database lock in SQLite's busy handler
+/// SQLite's connections: a pool of readers (WAL lets them read beside the writer), and the one
+/// connection every write goes through. Writers queue for that connection in a fair,
+/// asynchronous queue instead of each retrying the database lock in SQLite's busy handler
 /// (sleep and retry, which wasted CPU and made the slowest writes wait up to a second).
 #[derive(Debug, Clone)]
 pub(crate) struct SqlitePools {
-    pub reader: SqlitePool,
-    pub writer: SqlitePool,
+    /// `None` for an in-memory database, which exists on its one connection only: the writer
+    /// reads too.
+    pub reader: Option<SqlitePool>,
+    pub writer: Writer,
 }
 
 impl Pool {
@@ -61,7 +65,7 @@ impl Pool {
             // Taking the write lock first is SQLite's only way: a deferred transaction that
             // reads and then writes fails with "database is locked" when another wrote between.
             // (Another process, `oplata` on the command line, may write too.)
-            Pool::Sqlite(pools) => Tx::Sqlite(pools.writer.begin_with("BEGIN IMMEDIATE").await?),
+            Pool::Sqlite(pools) => Tx::Sqlite(pools.writer.begin().await?),
         })
     }
 }
@@ -70,7 +74,7 @@ impl Pool {
 #[derive(Debug)]
 pub(crate) enum Tx {
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
-    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Sqlite(WriterTx),
 }
 
 impl Tx {
@@ -108,7 +112,7 @@ impl Tx {
                      SET last_value = acquirer_sequences.last_value + 1 RETURNING last_value",
                 )
                 .bind(acquirer)
-                .fetch_one(&mut **tx)
+                .fetch_one(tx.connection())
                 .await?;
                 Ok(next)
             }
@@ -159,22 +163,49 @@ impl<'c> Executor<'c> for &'c mut Tx {
     fn target(self) -> Target<'c> {
         match self {
             Tx::Postgres(tx) => Target::PostgresConnection(tx),
-            Tx::Sqlite(tx) => Target::SqliteConnection(tx),
+            Tx::Sqlite(tx) => Target::SqliteConnection(tx.connection()),
         }
     }
+}
+
+/// Where an SQLite statement outside a transaction runs.
+enum SqliteSide<'c> {
+    Reader(&'c SqlitePool),
+    Writer(&'c Writer),
 }
 
 impl SqlitePools {
     /// A statement that only reads goes to the readers; one that writes (`INSERT`, `UPDATE`,
     /// `DELETE`, with or without `RETURNING`) to the writer.
-    fn for_statement(&self, sql: &str) -> &SqlitePool {
+    fn for_statement(&self, sql: &str) -> SqliteSide<'_> {
         let verb = sql.trim_start().get(..6).unwrap_or_default();
-        if verb.eq_ignore_ascii_case("SELECT") {
-            &self.reader
-        } else {
-            &self.writer
+        match &self.reader {
+            Some(reader) if verb.eq_ignore_ascii_case("SELECT") => SqliteSide::Reader(reader),
+            _ => SqliteSide::Writer(&self.writer),
         }
     }
+}
+
+/// Runs `$run` (an expression over `conn`, a reader pool or the writer's connection) on the side
+/// `$sql` goes to; on the writer, holding it only for the statement.
+macro_rules! on_sqlite_side {
+    ($pools:expr, $sql:expr, |$conn:ident| $run:expr) => {
+        match $pools.for_statement($sql) {
+            SqliteSide::Reader(pool) => {
+                let $conn = pool;
+                $run.await
+            }
+            SqliteSide::Writer(writer) => {
+                let mut held = writer.hold().await?;
+                let result = {
+                    let $conn = held.connection();
+                    $run.await
+                };
+                held.note(&result);
+                result
+            }
+        }
+    };
 }
 
 /// One statement argument, with its SQL type kept even when it is `NULL`.
@@ -347,7 +378,11 @@ impl<'q> Query<'q> {
                 self.postgres()?.execute(conn).await?.rows_affected()
             }
             Target::SqlitePools(pools) => {
-                self.sqlite()?.execute(&pools.writer).await?.rows_affected()
+                let statement = self.sqlite()?;
+                let mut held = pools.writer.hold().await?;
+                let result = statement.execute(held.connection()).await;
+                held.note(&result);
+                result?.rows_affected()
             }
             Target::SqliteConnection(conn) => self.sqlite()?.execute(conn).await?.rows_affected(),
         };
@@ -385,8 +420,9 @@ impl<'q, O: Row> QueryAs<'q, O> {
             Target::PostgresPool(pool) => self.postgres()?.fetch_one(pool).await,
             Target::PostgresConnection(conn) => self.postgres()?.fetch_one(conn).await,
             Target::SqlitePools(pools) => {
-                let pool = pools.for_statement(self.query.sql);
-                self.sqlite()?.fetch_one(pool).await
+                let sql = self.query.sql;
+                let statement = self.sqlite()?;
+                on_sqlite_side!(pools, sql, |conn| statement.fetch_one(conn))
             }
             Target::SqliteConnection(conn) => self.sqlite()?.fetch_one(conn).await,
         }
@@ -400,8 +436,9 @@ impl<'q, O: Row> QueryAs<'q, O> {
             Target::PostgresPool(pool) => self.postgres()?.fetch_optional(pool).await,
             Target::PostgresConnection(conn) => self.postgres()?.fetch_optional(conn).await,
             Target::SqlitePools(pools) => {
-                let pool = pools.for_statement(self.query.sql);
-                self.sqlite()?.fetch_optional(pool).await
+                let sql = self.query.sql;
+                let statement = self.sqlite()?;
+                on_sqlite_side!(pools, sql, |conn| statement.fetch_optional(conn))
             }
             Target::SqliteConnection(conn) => self.sqlite()?.fetch_optional(conn).await,
         }
@@ -412,8 +449,9 @@ impl<'q, O: Row> QueryAs<'q, O> {
             Target::PostgresPool(pool) => self.postgres()?.fetch_all(pool).await,
             Target::PostgresConnection(conn) => self.postgres()?.fetch_all(conn).await,
             Target::SqlitePools(pools) => {
-                let pool = pools.for_statement(self.query.sql);
-                self.sqlite()?.fetch_all(pool).await
+                let sql = self.query.sql;
+                let statement = self.sqlite()?;
+                on_sqlite_side!(pools, sql, |conn| statement.fetch_all(conn))
             }
             Target::SqliteConnection(conn) => self.sqlite()?.fetch_all(conn).await,
         }

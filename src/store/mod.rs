@@ -22,6 +22,7 @@ mod retention;
 mod review;
 mod sms;
 mod sqlite;
+mod sqlite_writer;
 
 use std::sync::Arc;
 

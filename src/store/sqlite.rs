@@ -1,8 +1,8 @@
 //! SQLite: the embedded default, for one machine.
 //!
 //! WAL journal so readers never wait for the writer; one writer connection that every write goes
-//! through, so that writers queue in the pool rather than in SQLite's busy loop (the busy timeout
-//! stays for other processes); `BEGIN IMMEDIATE` (see [`super::db`]) so a read-then-write transaction
+//! through, so that writers queue for it rather than in SQLite's busy loop (the busy timeout
+//! stays for other processes; see [`super::sqlite_writer`]); `BEGIN IMMEDIATE` (see [`super::db`]) so a read-then-write transaction
 //! takes the write lock before it reads, which is what makes it safe without row locks.
 
 use std::str::FromStr;
@@ -12,6 +12,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 use super::StoreError;
 use super::db::{Pool, SqlitePools};
+use super::sqlite_writer::Writer;
 
 /// The writer connection's page cache, in KiB.
 const WRITER_CACHE_KIB: u32 = 16 * 1024;
@@ -35,28 +36,36 @@ pub(super) async fn connect(url: &str, acquire_timeout: Duration) -> Result<Pool
     // database lock; the shorter timeout is for readers, who wait only when the pool is busy.
     // Each write updates a dozen indexes of `payments` at places spread over the whole table;
     // the writer keeps more of them at hand than SQLite's default 2 MB (readers keep theirs).
-    let writer = SqlitePoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(acquire_timeout.max(WRITER_WAIT))
-        .connect_with(
-            options
-                .clone()
-                .pragma("cache_size", format!("-{WRITER_CACHE_KIB}")),
-        )
-        .await?;
-    sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+    let writer = Writer::open(
+        options
+            .clone()
+            .pragma("cache_size", format!("-{WRITER_CACHE_KIB}")),
+        acquire_timeout.max(WRITER_WAIT),
+    )
+    .await?;
+    {
+        let mut held = writer.hold().await?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(held.connection())
+            .await?;
+    }
     // An in-memory database exists per connection: it can only ever have the one.
     let in_memory = url.contains(":memory:") || url.contains("mode=memory");
     let reader = if in_memory {
-        writer.clone()
+        None
     } else {
-        SqlitePoolOptions::new()
-            .max_connections(8)
-            .min_connections(1)
-            .idle_timeout(READER_IDLE)
-            .acquire_timeout(acquire_timeout)
-            .connect_with(options)
-            .await?
+        Some(
+            SqlitePoolOptions::new()
+                .max_connections(8)
+                .min_connections(1)
+                .idle_timeout(READER_IDLE)
+                .acquire_timeout(acquire_timeout)
+                // A local file: the pool already pings each connection as it comes back, and
+                // another ping on the way out would be one more round trip per read.
+                .test_before_acquire(false)
+                .connect_with(options)
+                .await?,
+        )
     };
     Ok(Pool::Sqlite(SqlitePools { reader, writer }))
 }
