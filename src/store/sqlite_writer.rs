@@ -144,30 +144,27 @@ impl WriterTx {
             .connection()
     }
 
-    pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.end("COMMIT").await
+    }
+
+    pub(crate) async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.end("ROLLBACK").await
+    }
+
+    async fn end(mut self, statement: &'static str) -> Result<(), sqlx::Error> {
         let mut held = self.held.take().expect("a transaction ends once");
-        let committed = sqlx::raw_sql(sqlx::AssertSqlSafe("COMMIT"))
+        let ended = sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
             .execute(held.connection())
             .await;
-        held.note(&committed);
-        if committed.is_err() {
-            // SQLite keeps a transaction open when its COMMIT fails (busy, disk full).
+        held.note(&ended);
+        if ended.is_err() {
+            // SQLite keeps a transaction open when its COMMIT fails (busy, disk full); a
+            // ROLLBACK that failed is tried once more, and then the connection is replaced.
             held.guard.rollback_owed = true;
             held.roll_back().await;
         }
-        committed.map(|_| ())
-    }
-
-    pub(crate) async fn rollback(mut self) -> Result<(), sqlx::Error> {
-        let mut held = self.held.take().expect("a transaction ends once");
-        let rolled_back = sqlx::raw_sql(sqlx::AssertSqlSafe("ROLLBACK"))
-            .execute(held.connection())
-            .await;
-        held.note(&rolled_back);
-        if rolled_back.is_err() {
-            held.guard.rollback_owed = true;
-        }
-        rolled_back.map(|_| ())
+        ended.map(|_| ())
     }
 }
 

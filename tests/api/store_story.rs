@@ -188,28 +188,34 @@ async fn a_change_from_a_stale_read_applies_to_the_payment_as_it_is(backend: Bac
         reason: &oplata::domain::audit::AuditReason::SettledFromReview,
         acquirer_operation_id: None,
     };
-    let moved_on = app
-        .store
-        .create_payment(&new_payment("robokassa"), "test", &|_| None)
-        .await
-        .unwrap();
-    let stale = moved_on.clone();
-    app.store
-        .transition_payment(moved_on.id, &change(PaymentEvent::ActionRequired))
-        .await
-        .unwrap();
+    // A payment read while `created`, then moved by someone else; the stale read then asks
+    // for success.
+    let succeed_after = |event| {
+        let store = app.store.clone();
+        async move {
+            let stale = store
+                .create_payment(&new_payment("robokassa"), "test", &|_| None)
+                .await
+                .unwrap();
+            store
+                .transition_payment(stale.id, &change(event))
+                .await
+                .unwrap();
+            let result = store
+                .transition_payment_from(&stale, &change(PaymentEvent::Succeeded))
+                .await
+                .unwrap();
+            (stale.id, result)
+        }
+    };
 
-    let settled = app
-        .store
-        .transition_payment_from(&stale, &change(PaymentEvent::Succeeded))
-        .await
-        .unwrap();
+    let (moved_on, settled) = succeed_after(PaymentEvent::ActionRequired).await;
 
     assert!(
         matches!(settled, TransitionResult::Applied(ref p) if p.status == "succeeded" && p.next_action.is_none()),
         "{settled:?}"
     );
-    let audit = app.store.payment_audit(moved_on.id).await.unwrap();
+    let audit = app.store.payment_audit(moved_on).await.unwrap();
     let steps: Vec<(Option<&str>, &str)> = audit
         .iter()
         .map(|a| (a.from_status.as_deref(), a.to_status.as_str()))
@@ -223,27 +229,13 @@ async fn a_change_from_a_stale_read_applies_to_the_payment_as_it_is(backend: Bac
         ]
     );
 
-    let failed = app
-        .store
-        .create_payment(&new_payment("robokassa"), "test", &|_| None)
-        .await
-        .unwrap();
-    let stale = failed.clone();
-    app.store
-        .transition_payment(failed.id, &change(PaymentEvent::Failed))
-        .await
-        .unwrap();
-    let refused = app
-        .store
-        .transition_payment_from(&stale, &change(PaymentEvent::Succeeded))
-        .await
-        .unwrap();
+    let (failed, refused) = succeed_after(PaymentEvent::Failed).await;
     assert!(
         matches!(refused, TransitionResult::Refused(ref p, _) if p.status == "failed"),
         "{refused:?}"
     );
-    assert_eq!(app.store.payment_audit(failed.id).await.unwrap().len(), 2);
-    assert_eq!(app.store.outbox_for(failed.id).await.unwrap().len(), 2);
+    assert_eq!(app.store.payment_audit(failed).await.unwrap().len(), 2);
+    assert_eq!(app.store.outbox_for(failed).await.unwrap().len(), 2);
 }
 
 async fn a_dead_request_frees_its_key_and_an_expired_key_can_be_reused(backend: Backend) {
