@@ -340,6 +340,8 @@ impl Done {
 #[must_use = "a query does nothing until it is executed"]
 pub(crate) struct Query<'q> {
     sql: &'static str,
+    /// The statement SQLite runs instead, when it needs words of its own (see [`query_per_backend`]).
+    sqlite_sql: Option<&'static str>,
     arguments: Vec<Value<'q>>,
 }
 
@@ -354,6 +356,18 @@ pub(crate) struct QueryAs<'q, O> {
 pub(crate) fn query<'q>(sql: &'static str) -> Query<'q> {
     Query {
         sql,
+        sqlite_sql: None,
+        arguments: Vec::new(),
+    }
+}
+
+/// Two statements' work in one round trip, which the backends say differently: PostgreSQL
+/// as one statement (a `WITH` of the first, data-modifying), SQLite as both statements in one
+/// string. Both number their arguments alike (`$1`…), so they share one argument list.
+pub(crate) fn query_per_backend<'q>(postgres: &'static str, sqlite: &'static str) -> Query<'q> {
+    Query {
+        sql: postgres,
+        sqlite_sql: Some(sqlite),
         arguments: Vec::new(),
     }
 }
@@ -403,7 +417,7 @@ impl<'q> Query<'q> {
     ) -> Result<sqlx::query::Query<'static, sqlx::Sqlite, SqliteArguments>, sqlx::Error> {
         let arguments = sqlite_arguments(self.arguments)?;
         Ok(sqlx::query_with(
-            AssertSqlSafe(sqlite_dialect(self.sql)),
+            AssertSqlSafe(sqlite_dialect(self.sqlite_sql.unwrap_or(self.sql))),
             arguments,
         ))
     }

@@ -5,7 +5,7 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::db::{Tx, query};
+use super::db::{Tx, query, query_per_backend};
 use super::{StoreError, new_row_id};
 use crate::domain::audit::AuditReason;
 use crate::domain::payment::PaymentStatus;
@@ -76,6 +76,40 @@ pub(super) async fn outbox_in(
     .bind(event_type)
     .bind(payload)
     .bind(at)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// [`audit_in`] and [`outbox_in`] for one change, in one round trip: the pair every change of a
+/// payment's status writes.
+pub(super) async fn audit_and_event_in(
+    tx: &mut Tx,
+    line: AuditLine<'_>,
+    event_type: &str,
+    payload: String,
+) -> Result<(), StoreError> {
+    query_per_backend(
+        "WITH audit AS (INSERT INTO payment_audit (id, payment_id, from_status, to_status, actor, \
+         reason, detail, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)) \
+         INSERT INTO outbox (id, aggregate_id, event_type, payload, created_at) \
+         VALUES ($9, $2, $10, $11, $8)",
+        "INSERT INTO payment_audit (id, payment_id, from_status, to_status, actor, reason, \
+         detail, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8); \
+         INSERT INTO outbox (id, aggregate_id, event_type, payload, created_at) \
+         VALUES ($9, $2, $10, $11, $8)",
+    )
+    .bind(new_row_id())
+    .bind(line.payment_id)
+    .bind(line.from.map(PaymentStatus::as_str))
+    .bind(line.to)
+    .bind(line.actor)
+    .bind(line.reason.english())
+    .bind(line.reason.to_json())
+    .bind(line.at)
+    .bind(new_row_id())
+    .bind(event_type)
+    .bind(payload)
     .execute(tx)
     .await?;
     Ok(())

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::db::{Tx, query, query_as};
 use super::idempotency::{answer_key, insert_key_in};
-use super::journal::{AuditLine, audit_in, outbox_in};
+use super::journal::{AuditLine, audit_and_event_in};
 use super::{
     AuditRecord, DecideFirstMove, KeyAnswer, NewPaymentRecord, PaymentRecord, PaymentSearch,
     StatusChange, Store, StoreError, StoredResponse, TransitionResult,
@@ -128,7 +128,9 @@ async fn record_transition_in(
     now: OffsetDateTime,
 ) -> Result<TransitionResult, StoreError> {
     let to = updated.status;
-    audit_in(
+    let event_type = change.event.outbox_type();
+    let payload = crate::events::payment(&updated, event_type, now)?;
+    audit_and_event_in(
         conn,
         AuditLine {
             payment_id: updated.id,
@@ -138,11 +140,10 @@ async fn record_transition_in(
             reason: change.reason,
             at: now,
         },
+        event_type,
+        payload,
     )
     .await?;
-    let event_type = change.event.outbox_type();
-    let payload = crate::events::payment(&updated, event_type, now)?;
-    outbox_in(conn, updated.id, event_type, payload, now).await?;
     if to.is_final() {
         super::sms::channel_effects_in(conn, &updated, to, now).await?;
     }
@@ -191,7 +192,8 @@ pub(super) async fn create_payment_in(
     .bind(&p.phone)
     .fetch_one(&mut *tx)
     .await?;
-    audit_in(
+    let payload = crate::events::payment(&record, "payment.created", p.created_at)?;
+    audit_and_event_in(
         tx,
         AuditLine {
             payment_id: record.id,
@@ -201,10 +203,10 @@ pub(super) async fn create_payment_in(
             reason: &crate::domain::audit::AuditReason::PaymentCreated,
             at: p.created_at,
         },
+        "payment.created",
+        payload,
     )
     .await?;
-    let payload = crate::events::payment(&record, "payment.created", p.created_at)?;
-    outbox_in(tx, record.id, "payment.created", payload, p.created_at).await?;
     if let Some(payer) = &p.payer {
         query(
             "INSERT INTO payer_data (payment_id, key_id, ciphertext, continue_token_hash, \
