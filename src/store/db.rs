@@ -7,11 +7,15 @@
 //! Rust (sqlx's "any database" bounds are long and brittle) while each backend still gets its
 //! native types, prepared-statement cache and transactions.
 //!
-//! What differs between the backends is decided here and only here:
+//! What differs between the backends is decided here (a statement whose words differ is written
+//! as a pair, by its store module, through this one):
 //! - row locks: SQLite has none, and needs none, because a read-then-write transaction begins
 //!   with `BEGIN IMMEDIATE` and so holds the database's only write lock; the `FOR UPDATE` and
 //!   `FOR UPDATE SKIP LOCKED` clauses are removed from its statements;
-//! - order numbers ([`Tx::next_order_number`]): a sequence on PostgreSQL, a counter row on SQLite;
+//! - statements whose words differ ([`query_per_backend`], [`query_as_per_backend`]): two
+//!   statements' work in one round trip (a data-modifying `WITH` on PostgreSQL, both statements
+//!   in one string on SQLite), and order numbers (a sequence on PostgreSQL, a counter row on
+//!   SQLite, taken in the payment's own `INSERT`);
 //! - locks on a name ([`Tx::lock_name`]): a transaction-scoped advisory lock on PostgreSQL,
 //!   nothing on SQLite for the same reason;
 //! - times: SQLite keeps them as text, so they are written in one fixed-width UTC form
@@ -89,33 +93,6 @@ impl Tx {
         match self {
             Tx::Postgres(tx) => tx.rollback().await,
             Tx::Sqlite(tx) => tx.rollback().await,
-        }
-    }
-
-    /// The next order number for a payment at `acquirer`: unique per acquirer, gaps allowed.
-    pub(crate) async fn next_order_number(&mut self, acquirer: &str) -> Result<i64, sqlx::Error> {
-        match self {
-            // A sequence: nothing that concurrent creations queue behind (a counter row would
-            // be locked by each until it commits).
-            Tx::Postgres(tx) => {
-                let (next,): (i64,) = sqlx::query_as("SELECT nextval('payment_order_numbers')")
-                    .fetch_one(&mut **tx)
-                    .await?;
-                Ok(next)
-            }
-            // SQLite's writers are serialised by `BEGIN IMMEDIATE` anyway: a counter row per
-            // acquirer costs no waiting of its own.
-            Tx::Sqlite(tx) => {
-                let (next,): (i64,) = sqlx::query_as(
-                    "INSERT INTO acquirer_sequences (acquirer, last_value) VALUES ($1, 1) \
-                     ON CONFLICT (acquirer) DO UPDATE \
-                     SET last_value = acquirer_sequences.last_value + 1 RETURNING last_value",
-                )
-                .bind(acquirer)
-                .fetch_one(tx.connection())
-                .await?;
-                Ok(next)
-            }
         }
     }
 
@@ -379,6 +356,18 @@ pub(crate) fn query_as<'q, O: Row>(sql: &'static str) -> QueryAs<'q, O> {
     }
 }
 
+/// [`query_per_backend`] for a statement whose rows are decoded as `O` (on SQLite, the rows of
+/// both statements, in order).
+pub(crate) fn query_as_per_backend<'q, O: Row>(
+    postgres: &'static str,
+    sqlite: &'static str,
+) -> QueryAs<'q, O> {
+    QueryAs {
+        query: query_per_backend(postgres, sqlite),
+        row: PhantomData,
+    }
+}
+
 impl<'q> Query<'q> {
     pub(crate) fn bind(mut self, value: impl IntoValue<'q>) -> Self {
         self.arguments.push(value.into_value());
@@ -434,7 +423,7 @@ impl<'q, O: Row> QueryAs<'q, O> {
             Target::PostgresPool(pool) => self.postgres()?.fetch_one(pool).await,
             Target::PostgresConnection(conn) => self.postgres()?.fetch_one(conn).await,
             Target::SqlitePools(pools) => {
-                let sql = self.query.sql;
+                let sql = self.query.sqlite_sql.unwrap_or(self.query.sql);
                 let statement = self.sqlite()?;
                 on_sqlite_side!(pools, sql, |conn| statement.fetch_one(conn))
             }
@@ -450,7 +439,7 @@ impl<'q, O: Row> QueryAs<'q, O> {
             Target::PostgresPool(pool) => self.postgres()?.fetch_optional(pool).await,
             Target::PostgresConnection(conn) => self.postgres()?.fetch_optional(conn).await,
             Target::SqlitePools(pools) => {
-                let sql = self.query.sql;
+                let sql = self.query.sqlite_sql.unwrap_or(self.query.sql);
                 let statement = self.sqlite()?;
                 on_sqlite_side!(pools, sql, |conn| statement.fetch_optional(conn))
             }
@@ -463,7 +452,7 @@ impl<'q, O: Row> QueryAs<'q, O> {
             Target::PostgresPool(pool) => self.postgres()?.fetch_all(pool).await,
             Target::PostgresConnection(conn) => self.postgres()?.fetch_all(conn).await,
             Target::SqlitePools(pools) => {
-                let sql = self.query.sql;
+                let sql = self.query.sqlite_sql.unwrap_or(self.query.sql);
                 let statement = self.sqlite()?;
                 on_sqlite_side!(pools, sql, |conn| statement.fetch_all(conn))
             }
@@ -482,8 +471,9 @@ impl<'q, O: Row> QueryAs<'q, O> {
         self,
     ) -> Result<sqlx::query::QueryAs<'static, sqlx::Sqlite, O, SqliteArguments>, sqlx::Error> {
         let arguments = sqlite_arguments(self.query.arguments)?;
+        let sql = self.query.sqlite_sql.unwrap_or(self.query.sql);
         Ok(sqlx::query_as_with(
-            AssertSqlSafe(sqlite_dialect(self.query.sql)),
+            AssertSqlSafe(sqlite_dialect(sql)),
             arguments,
         ))
     }
