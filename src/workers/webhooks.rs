@@ -22,35 +22,56 @@ const MAX_BATCHES_PER_PASS: usize = 10;
 const LANES: usize = 2;
 /// How many deliveries of a batch are on the wire at once (each to another payment).
 const SENDS_AT_ONCE: usize = 16;
-/// A pass queues the events of the last hour (an index range); no transaction writing the
-/// outbox lives that long. Once an hour, and at the first pass, every event is looked at, for
-/// an endpoint just configured or a process that was down.
-const QUEUE_LOOKBACK: time::Duration = time::Duration::hours(1);
+/// A pass queues the events of the last two minutes (an index range): a transaction that
+/// writes the outbox holds no call to anyone, so it commits within seconds, and the pass's cost
+/// follows the events of those minutes, not of the hour (at 1,000 events a second an hour's
+/// window would be 3.6 million rows to match against their deliveries at every pass). Every
+/// five minutes a pass looks at the last hour, for a transaction that was slow after all; once
+/// an hour, and at the first pass, at every event, for an endpoint just configured or a process
+/// that was down.
+const QUEUE_LOOKBACK: time::Duration = time::Duration::minutes(2);
+const WIDE_QUEUE_LOOKBACK: time::Duration = time::Duration::hours(1);
+const WIDE_QUEUE_EVERY: Duration = Duration::from_secs(300);
 const FULL_QUEUE_EVERY: Duration = Duration::from_secs(3600);
 
-/// When this process last queued the whole outbox.
+/// When this process last queued the last hour and the whole outbox.
 #[derive(Debug, Default)]
 pub struct QueueState {
-    last_full: std::sync::Mutex<Option<std::time::Instant>>,
+    last: std::sync::Mutex<QueuedAt>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct QueuedAt {
+    wide: Option<std::time::Instant>,
+    full: Option<std::time::Instant>,
 }
 
 impl QueueState {
-    /// `None` when a full pass is due (and records it), else the lower bound of this pass.
+    /// The lower bound of this pass, `None` for the whole outbox; records a wide or full pass.
     fn since(&self) -> Option<OffsetDateTime> {
+        self.since_at(std::time::Instant::now(), OffsetDateTime::now_utc())
+    }
+
+    fn since_at(&self, now: std::time::Instant, wall: OffsetDateTime) -> Option<OffsetDateTime> {
         let mut last = self
-            .last_full
+            .last
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let now = std::time::Instant::now();
-        match *last {
-            Some(at) if now.duration_since(at) < FULL_QUEUE_EVERY => {
-                Some(OffsetDateTime::now_utc() - QUEUE_LOOKBACK)
-            }
-            _ => {
-                *last = Some(now);
-                None
-            }
+        let due = |at: Option<std::time::Instant>, every: Duration| {
+            at.is_none_or(|at| now.duration_since(at) >= every)
+        };
+        if due(last.full, FULL_QUEUE_EVERY) {
+            *last = QueuedAt {
+                wide: Some(now),
+                full: Some(now),
+            };
+            return None;
         }
+        if due(last.wide, WIDE_QUEUE_EVERY) {
+            last.wide = Some(now);
+            return Some(wall - WIDE_QUEUE_LOOKBACK);
+        }
+        Some(wall - QUEUE_LOOKBACK)
     }
 }
 
@@ -222,5 +243,43 @@ async fn send(
         Ok(())
     } else {
         Err(format!("HTTP {}", response.status().as_u16()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passes_look_back_two_minutes_an_hour_every_five_minutes_and_at_everything_hourly() {
+        let queue = QueueState::default();
+        let start = std::time::Instant::now();
+        let wall = time::macros::datetime!(2026-12-03 12:00 UTC);
+        let at = |seconds: u64| {
+            queue.since_at(
+                start + Duration::from_secs(seconds),
+                wall + time::Duration::seconds(seconds as i64),
+            )
+        };
+        let minutes = |m: i64| time::Duration::minutes(m);
+
+        assert_eq!(at(0), None, "the first pass looks at every event");
+        assert_eq!(at(5), Some(wall + time::Duration::seconds(5) - minutes(2)));
+        assert_eq!(
+            at(299),
+            Some(wall + time::Duration::seconds(299) - minutes(2))
+        );
+        assert_eq!(at(300), Some(wall + minutes(5) - minutes(60)));
+        assert_eq!(
+            at(305),
+            Some(wall + time::Duration::seconds(305) - minutes(2))
+        );
+        assert_eq!(at(600), Some(wall + minutes(10) - minutes(60)));
+        assert_eq!(at(3600), None, "an hour after the last full pass");
+        assert_eq!(
+            at(3605),
+            Some(wall + time::Duration::seconds(3605) - minutes(2)),
+            "a full pass counts as a wide one"
+        );
     }
 }
