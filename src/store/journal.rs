@@ -5,7 +5,7 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::db::{Tx, query, query_per_backend};
+use super::db::{Query, Tx, query, query_per_backend};
 use super::{StoreError, new_row_id};
 use crate::domain::audit::AuditReason;
 use crate::domain::payment::PaymentStatus;
@@ -22,6 +22,22 @@ pub(super) struct AuditLine<'a> {
 }
 
 impl<'a> AuditLine<'a> {
+    /// The line's eight columns, as `$1`…`$8` of `statement`, with a new row id.
+    fn bind<'q>(&self, statement: Query<'q>) -> Query<'q>
+    where
+        'a: 'q,
+    {
+        statement
+            .bind(new_row_id())
+            .bind(self.payment_id)
+            .bind(self.from.map(PaymentStatus::as_str))
+            .bind(self.to)
+            .bind(self.actor)
+            .bind(self.reason.english())
+            .bind(self.reason.to_json())
+            .bind(self.at)
+    }
+
     /// A line that records something about the payment without changing its status.
     pub fn note(
         payment_id: Uuid,
@@ -42,18 +58,10 @@ impl<'a> AuditLine<'a> {
 }
 
 pub(super) async fn audit_in(tx: &mut Tx, line: AuditLine<'_>) -> Result<(), StoreError> {
-    query(
+    line.bind(query(
         "INSERT INTO payment_audit (id, payment_id, from_status, to_status, actor, reason, \
          detail, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(new_row_id())
-    .bind(line.payment_id)
-    .bind(line.from.map(PaymentStatus::as_str))
-    .bind(line.to)
-    .bind(line.actor)
-    .bind(line.reason.english())
-    .bind(line.reason.to_json())
-    .bind(line.at)
+    ))
     .execute(tx)
     .await?;
     Ok(())
@@ -89,7 +97,7 @@ pub(super) async fn audit_and_event_in(
     event_type: &str,
     payload: String,
 ) -> Result<(), StoreError> {
-    query_per_backend(
+    let statement = query_per_backend(
         "WITH audit AS (INSERT INTO payment_audit (id, payment_id, from_status, to_status, actor, \
          reason, detail, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)) \
          INSERT INTO outbox (id, aggregate_id, event_type, payload, created_at) \
@@ -98,19 +106,12 @@ pub(super) async fn audit_and_event_in(
          detail, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8); \
          INSERT INTO outbox (id, aggregate_id, event_type, payload, created_at) \
          VALUES ($9, $2, $10, $11, $8)",
-    )
-    .bind(new_row_id())
-    .bind(line.payment_id)
-    .bind(line.from.map(PaymentStatus::as_str))
-    .bind(line.to)
-    .bind(line.actor)
-    .bind(line.reason.english())
-    .bind(line.reason.to_json())
-    .bind(line.at)
-    .bind(new_row_id())
-    .bind(event_type)
-    .bind(payload)
-    .execute(tx)
-    .await?;
+    );
+    line.bind(statement)
+        .bind(new_row_id())
+        .bind(event_type)
+        .bind(payload)
+        .execute(tx)
+        .await?;
     Ok(())
 }

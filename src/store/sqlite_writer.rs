@@ -222,6 +222,19 @@ mod tests {
         writer
     }
 
+    async fn insert_child(
+        connection: &mut SqliteConnection,
+        id: i64,
+        parent: i64,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("INSERT INTO child (id, parent) VALUES ($1, $2)")
+            .bind(id)
+            .bind(parent)
+            .execute(connection)
+            .await
+            .map(|_| ())
+    }
+
     async fn children(writer: &Writer) -> i64 {
         let mut held = writer.hold().await.unwrap();
         let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM child")
@@ -236,19 +249,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let writer = writer(&dir, Duration::from_secs(5)).await;
         let mut abandoned = writer.begin().await.unwrap();
-        sqlx::query("INSERT INTO child (id, parent) VALUES (1, 1)")
-            .execute(abandoned.connection())
-            .await
-            .unwrap();
+        insert_child(abandoned.connection(), 1, 1).await.unwrap();
         drop(abandoned);
 
         // The next writer begins at once: it would fail ("cannot start a transaction within a
         // transaction") if the abandoned one were still open.
         let mut next = writer.begin().await.unwrap();
-        sqlx::query("INSERT INTO child (id, parent) VALUES (2, 1)")
-            .execute(next.connection())
-            .await
-            .unwrap();
+        insert_child(next.connection(), 2, 1).await.unwrap();
         next.commit().await.unwrap();
 
         let (ids,): (String,) = {
@@ -268,18 +275,12 @@ mod tests {
         let mut orphan = writer.begin().await.unwrap();
         // The foreign key is checked at COMMIT, which SQLite then refuses with the
         // transaction still open.
-        sqlx::query("INSERT INTO child (id, parent) VALUES (1, 99)")
-            .execute(orphan.connection())
-            .await
-            .unwrap();
+        insert_child(orphan.connection(), 1, 99).await.unwrap();
         assert!(orphan.commit().await.is_err());
         assert_eq!(children(&writer).await, 0);
 
         let mut next = writer.begin().await.unwrap();
-        sqlx::query("INSERT INTO child (id, parent) VALUES (2, 1)")
-            .execute(next.connection())
-            .await
-            .unwrap();
+        insert_child(next.connection(), 2, 1).await.unwrap();
         next.commit().await.unwrap();
         assert_eq!(children(&writer).await, 1);
     }
@@ -299,10 +300,7 @@ mod tests {
             let writer = writer.clone();
             async move {
                 let mut second = writer.begin().await.unwrap();
-                sqlx::query("INSERT INTO child (id, parent) VALUES (2, 1)")
-                    .execute(second.connection())
-                    .await
-                    .unwrap();
+                insert_child(second.connection(), 2, 1).await.unwrap();
                 second.commit().await.unwrap();
             }
         });
