@@ -343,10 +343,7 @@ impl Store {
         id: Uuid,
         change: &StatusChange<'_>,
     ) -> Result<TransitionResult, StoreError> {
-        let mut tx = self.pool.begin_write().await?;
-        let result = transition_in(&mut tx, id, change).await?;
-        tx.commit().await?;
-        Ok(result)
+        self.transition_alone(id, None, change).await
     }
 
     /// [`Store::transition_payment`] for a caller that holds `payment` as it last read it:
@@ -358,9 +355,19 @@ impl Store {
         payment: &PaymentRecord,
         change: &StatusChange<'_>,
     ) -> Result<TransitionResult, StoreError> {
+        self.transition_alone(payment.id, Some(payment.status), change)
+            .await
+    }
+
+    /// A change in a transaction of its own.
+    async fn transition_alone(
+        &self,
+        id: Uuid,
+        believed: Option<PaymentStatus>,
+        change: &StatusChange<'_>,
+    ) -> Result<TransitionResult, StoreError> {
         let mut tx = self.pool.begin_write().await?;
-        let result =
-            transition_believed_in(&mut tx, payment.id, Some(payment.status), change).await?;
+        let result = transition_believed_in(&mut tx, id, believed, change).await?;
         tx.commit().await?;
         Ok(result)
     }

@@ -322,7 +322,7 @@ async fn reconcile(
     };
     services
         .store
-        .transition_payment(payment.id, &change)
+        .transition_payment_from(&payment, &change)
         .await?;
     Ok(())
 }
