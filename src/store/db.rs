@@ -172,15 +172,7 @@ macro_rules! on_sqlite_side {
                 let $conn = pool;
                 $run.await
             }
-            SqliteSide::Writer(writer) => {
-                let mut held = writer.hold().await?;
-                let result = {
-                    let $conn = held.connection();
-                    $run.await
-                };
-                held.note(&result);
-                result
-            }
+            SqliteSide::Writer(writer) => writer.run(async |$conn| $run.await).await,
         }
     };
 }
@@ -369,6 +361,11 @@ pub(crate) fn query_as_per_backend<'q, O: Row>(
 }
 
 impl<'q> Query<'q> {
+    /// The statement as SQLite is given it, before its dialect is applied.
+    fn sqlite_text(&self) -> &'static str {
+        self.sqlite_sql.unwrap_or(self.sql)
+    }
+
     pub(crate) fn bind(mut self, value: impl IntoValue<'q>) -> Self {
         self.arguments.push(value.into_value());
         self
@@ -382,10 +379,11 @@ impl<'q> Query<'q> {
             }
             Target::SqlitePools(pools) => {
                 let statement = self.sqlite()?;
-                let mut held = pools.writer.hold().await?;
-                let result = statement.execute(held.connection()).await;
-                held.note(&result);
-                result?.rows_affected()
+                pools
+                    .writer
+                    .run(async |conn| statement.execute(conn).await)
+                    .await?
+                    .rows_affected()
             }
             Target::SqliteConnection(conn) => self.sqlite()?.execute(conn).await?.rows_affected(),
         };
@@ -404,9 +402,10 @@ impl<'q> Query<'q> {
     fn sqlite(
         self,
     ) -> Result<sqlx::query::Query<'static, sqlx::Sqlite, SqliteArguments>, sqlx::Error> {
+        let sql = self.sqlite_text();
         let arguments = sqlite_arguments(self.arguments)?;
         Ok(sqlx::query_with(
-            AssertSqlSafe(sqlite_dialect(self.sqlite_sql.unwrap_or(self.sql))),
+            AssertSqlSafe(sqlite_dialect(sql)),
             arguments,
         ))
     }
@@ -423,7 +422,7 @@ impl<'q, O: Row> QueryAs<'q, O> {
             Target::PostgresPool(pool) => self.postgres()?.fetch_one(pool).await,
             Target::PostgresConnection(conn) => self.postgres()?.fetch_one(conn).await,
             Target::SqlitePools(pools) => {
-                let sql = self.query.sqlite_sql.unwrap_or(self.query.sql);
+                let sql = self.query.sqlite_text();
                 let statement = self.sqlite()?;
                 on_sqlite_side!(pools, sql, |conn| statement.fetch_one(conn))
             }
@@ -439,7 +438,7 @@ impl<'q, O: Row> QueryAs<'q, O> {
             Target::PostgresPool(pool) => self.postgres()?.fetch_optional(pool).await,
             Target::PostgresConnection(conn) => self.postgres()?.fetch_optional(conn).await,
             Target::SqlitePools(pools) => {
-                let sql = self.query.sqlite_sql.unwrap_or(self.query.sql);
+                let sql = self.query.sqlite_text();
                 let statement = self.sqlite()?;
                 on_sqlite_side!(pools, sql, |conn| statement.fetch_optional(conn))
             }
@@ -452,7 +451,7 @@ impl<'q, O: Row> QueryAs<'q, O> {
             Target::PostgresPool(pool) => self.postgres()?.fetch_all(pool).await,
             Target::PostgresConnection(conn) => self.postgres()?.fetch_all(conn).await,
             Target::SqlitePools(pools) => {
-                let sql = self.query.sqlite_sql.unwrap_or(self.query.sql);
+                let sql = self.query.sqlite_text();
                 let statement = self.sqlite()?;
                 on_sqlite_side!(pools, sql, |conn| statement.fetch_all(conn))
             }
@@ -470,8 +469,8 @@ impl<'q, O: Row> QueryAs<'q, O> {
     fn sqlite(
         self,
     ) -> Result<sqlx::query::QueryAs<'static, sqlx::Sqlite, O, SqliteArguments>, sqlx::Error> {
+        let sql = self.query.sqlite_text();
         let arguments = sqlite_arguments(self.query.arguments)?;
-        let sql = self.query.sqlite_sql.unwrap_or(self.query.sql);
         Ok(sqlx::query_as_with(
             AssertSqlSafe(sqlite_dialect(sql)),
             arguments,

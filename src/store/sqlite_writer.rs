@@ -29,7 +29,7 @@ pub(crate) struct Writer {
 }
 
 #[derive(Debug)]
-pub(crate) struct Slot {
+struct Slot {
     /// `None` once the connection broke: the next holder opens another.
     connection: Option<SqliteConnection>,
     /// A transaction was left open and its rollback has not been confirmed.
@@ -71,6 +71,17 @@ impl Writer {
             held.guard.connection = Some(self.options.connect().await?);
         }
         Ok(held)
+    }
+
+    /// Runs `statement` outside any transaction, holding the connection for it alone.
+    pub(crate) async fn run<T>(
+        &self,
+        statement: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, sqlx::Error> {
+        let mut held = self.hold().await?;
+        let result = statement(held.connection()).await;
+        held.note(&result);
+        result
     }
 
     /// Holds the connection inside `BEGIN IMMEDIATE`: the database's write lock is taken before
