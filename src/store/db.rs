@@ -28,9 +28,11 @@ use std::sync::{LazyLock, Mutex};
 
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
-use sqlx::{Arguments, AssertSqlSafe, FromRow, PgConnection, PgPool, SqliteConnection, SqlitePool};
+use sqlx::{Arguments, AssertSqlSafe, FromRow, PgConnection, PgPool, SqlitePool};
 
-use super::sqlite_writer::{Writer, WriterTx};
+use futures_util::{StreamExt, TryStreamExt};
+
+use super::sqlite_writer::{BEGIN, COMMIT, Writer, WriterTx};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -119,7 +121,7 @@ pub(crate) enum Target<'c> {
     PostgresPool(&'c PgPool),
     PostgresConnection(&'c mut PgConnection),
     SqlitePools(&'c SqlitePools),
-    SqliteConnection(&'c mut SqliteConnection),
+    SqliteTx(&'c mut WriterTx),
 }
 
 /// Anything a statement can run on.
@@ -140,7 +142,7 @@ impl<'c> Executor<'c> for &'c mut Tx {
     fn target(self) -> Target<'c> {
         match self {
             Tx::Postgres(tx) => Target::PostgresConnection(tx),
-            Tx::Sqlite(tx) => Target::SqliteConnection(tx.connection()),
+            Tx::Sqlite(tx) => Target::SqliteTx(tx),
         }
     }
 }
@@ -385,9 +387,54 @@ impl<'q> Query<'q> {
                     .await?
                     .rows_affected()
             }
-            Target::SqliteConnection(conn) => self.sqlite()?.execute(conn).await?.rows_affected(),
+            Target::SqliteTx(tx) => {
+                let (conn, first) = tx.first_statement();
+                let statement = self.sqlite_in_tx(first)?;
+                // Each statement of the string reports what it changed, `BEGIN` too (SQLite's
+                // count of the connection's last change, from another transaction): it is left
+                // out, so an `INSERT … ON CONFLICT DO NOTHING` that begins a transaction still
+                // says whether it inserted.
+                sqlx::Executor::execute_many(conn, statement)
+                    .skip(usize::from(first))
+                    .try_fold(0, |sum, done| async move { Ok(sum + done.rows_affected()) })
+                    .await?
+            }
         };
         Ok(Done { rows_affected })
+    }
+
+    /// Runs this statement as the last of `tx` and commits it: on SQLite in one round trip (the
+    /// statement and `COMMIT` in one string; should either fail, the transaction is rolled back
+    /// as any dropped one is).
+    pub(crate) async fn execute_and_commit(self, tx: Tx) -> Result<Done, sqlx::Error> {
+        match tx {
+            Tx::Postgres(mut tx) => {
+                let done = self.postgres()?.execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(Done {
+                    rows_affected: done.rows_affected(),
+                })
+            }
+            Tx::Sqlite(mut tx) => {
+                let (conn, first) = tx.first_statement();
+                let sql = sqlite_statement(self.sqlite_text(), first, true);
+                let statement =
+                    sqlx::query_with(AssertSqlSafe(sql), sqlite_arguments(self.arguments)?);
+                let results: Vec<_> = sqlx::Executor::execute_many(conn, statement)
+                    .try_collect()
+                    .await?;
+                tx.committed();
+                // Each statement of the string reports a count: `BEGIN`'s and `COMMIT`'s are
+                // the connection's last change again, not this statement's.
+                let own = results
+                    .iter()
+                    .skip(usize::from(first))
+                    .take(results.len().saturating_sub(usize::from(first) + 1));
+                Ok(Done {
+                    rows_affected: own.map(|done| done.rows_affected()).sum(),
+                })
+            }
+        }
     }
 
     fn postgres(
@@ -402,12 +449,17 @@ impl<'q> Query<'q> {
     fn sqlite(
         self,
     ) -> Result<sqlx::query::Query<'static, sqlx::Sqlite, SqliteArguments>, sqlx::Error> {
-        let sql = self.sqlite_text();
+        self.sqlite_in_tx(false)
+    }
+
+    /// The statement for SQLite, led by the transaction's `BEGIN` when it is the `first`.
+    fn sqlite_in_tx(
+        self,
+        first: bool,
+    ) -> Result<sqlx::query::Query<'static, sqlx::Sqlite, SqliteArguments>, sqlx::Error> {
+        let sql = sqlite_statement(self.sqlite_text(), first, false);
         let arguments = sqlite_arguments(self.arguments)?;
-        Ok(sqlx::query_with(
-            AssertSqlSafe(sqlite_dialect(sql)),
-            arguments,
-        ))
+        Ok(sqlx::query_with(AssertSqlSafe(sql), arguments))
     }
 }
 
@@ -426,7 +478,10 @@ impl<'q, O: Row> QueryAs<'q, O> {
                 let statement = self.sqlite()?;
                 on_sqlite_side!(pools, sql, |conn| statement.fetch_one(conn))
             }
-            Target::SqliteConnection(conn) => self.sqlite()?.fetch_one(conn).await,
+            Target::SqliteTx(tx) => {
+                let (conn, first) = tx.first_statement();
+                self.sqlite_in_tx(first)?.fetch_one(conn).await
+            }
         }
     }
 
@@ -442,7 +497,10 @@ impl<'q, O: Row> QueryAs<'q, O> {
                 let statement = self.sqlite()?;
                 on_sqlite_side!(pools, sql, |conn| statement.fetch_optional(conn))
             }
-            Target::SqliteConnection(conn) => self.sqlite()?.fetch_optional(conn).await,
+            Target::SqliteTx(tx) => {
+                let (conn, first) = tx.first_statement();
+                self.sqlite_in_tx(first)?.fetch_optional(conn).await
+            }
         }
     }
 
@@ -455,7 +513,10 @@ impl<'q, O: Row> QueryAs<'q, O> {
                 let statement = self.sqlite()?;
                 on_sqlite_side!(pools, sql, |conn| statement.fetch_all(conn))
             }
-            Target::SqliteConnection(conn) => self.sqlite()?.fetch_all(conn).await,
+            Target::SqliteTx(tx) => {
+                let (conn, first) = tx.first_statement();
+                self.sqlite_in_tx(first)?.fetch_all(conn).await
+            }
         }
     }
 
@@ -469,12 +530,17 @@ impl<'q, O: Row> QueryAs<'q, O> {
     fn sqlite(
         self,
     ) -> Result<sqlx::query::QueryAs<'static, sqlx::Sqlite, O, SqliteArguments>, sqlx::Error> {
-        let sql = self.query.sqlite_text();
+        self.sqlite_in_tx(false)
+    }
+
+    /// The statement for SQLite, led by the transaction's `BEGIN` when it is the `first`.
+    fn sqlite_in_tx(
+        self,
+        first: bool,
+    ) -> Result<sqlx::query::QueryAs<'static, sqlx::Sqlite, O, SqliteArguments>, sqlx::Error> {
+        let sql = sqlite_statement(self.query.sqlite_text(), first, false);
         let arguments = sqlite_arguments(self.query.arguments)?;
-        Ok(sqlx::query_as_with(
-            AssertSqlSafe(sqlite_dialect(sql)),
-            arguments,
-        ))
+        Ok(sqlx::query_as_with(AssertSqlSafe(sql), arguments))
     }
 }
 
@@ -529,6 +595,27 @@ pub(crate) fn sortable_time(at: OffsetDateTime) -> String {
     )
 }
 
+/// A statement as SQLite runs it ([`sqlite_dialect`]), led by `BEGIN IMMEDIATE` when it is its
+/// transaction's `first`, followed by `COMMIT` when it is its `last`: one round trip for all.
+/// Computed once per statement, as the statements are a fixed set of literals.
+fn sqlite_statement(sql: &'static str, first: bool, last: bool) -> &'static str {
+    let sql = sqlite_dialect(sql);
+    if !first && !last {
+        return sql;
+    }
+    type Key = (&'static str, bool, bool);
+    static FRAMED: LazyLock<Mutex<HashMap<Key, &'static str>>> = LazyLock::new(Default::default);
+    let mut framed = FRAMED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    // Bounded: at most three entries per distinct statement literal of the store.
+    framed.entry((sql, first, last)).or_insert_with(|| {
+        let begin = if first { BEGIN } else { "" };
+        let commit = if last { COMMIT } else { "" };
+        Box::leak(format!("{begin}{sql}{commit}").into_boxed_str())
+    })
+}
+
 /// A statement as SQLite runs it: without row-lock clauses (see the module comment). Computed
 /// once per statement, as the statements are a fixed set of literals.
 fn sqlite_dialect(sql: &'static str) -> &'static str {
@@ -552,6 +639,130 @@ fn sqlite_dialect(sql: &'static str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    // A test that cannot set up fails by its panic.
+    #[allow(clippy::unwrap_used)]
+    async fn a_first_statement_led_by_begin_reports_its_own_changes_and_rolls_back() {
+        use std::str::FromStr;
+        let dir = tempfile::tempdir().unwrap();
+        let options = sqlx::sqlite::SqliteConnectOptions::from_str(&format!(
+            "sqlite://{}/t.db",
+            dir.path().display()
+        ))
+        .unwrap()
+        .create_if_missing(true);
+        let writer = Writer::open(options, std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+        let pool = Pool::Sqlite(SqlitePools {
+            reader: None,
+            writer,
+        });
+        query("CREATE TABLE keys (k TEXT PRIMARY KEY)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        // SQLite's count of the last change is now 3, and `BEGIN` would report it again.
+        query("INSERT INTO keys (k) VALUES ('a'), ('b'), ('c')")
+            .execute(&pool)
+            .await
+            .unwrap();
+
+        let mut tx = pool.begin_write().await.unwrap();
+        let again = query("INSERT INTO keys (k) VALUES ($1) ON CONFLICT (k) DO NOTHING")
+            .bind("a")
+            .execute(&mut tx)
+            .await
+            .unwrap();
+        assert_eq!(again.rows_affected(), 0);
+        let new = query("INSERT INTO keys (k) VALUES ($1) ON CONFLICT (k) DO NOTHING")
+            .bind("d")
+            .execute(&mut tx)
+            .await
+            .unwrap();
+        assert_eq!(new.rows_affected(), 1);
+        tx.rollback().await.unwrap();
+
+        let mut tx = pool.begin_write().await.unwrap();
+        let first = query("INSERT INTO keys (k) VALUES ($1)")
+            .bind("e")
+            .execute(&mut tx)
+            .await
+            .unwrap();
+        assert_eq!(first.rows_affected(), 1);
+        drop(tx);
+        // A transaction that ran nothing ends with nothing to send.
+        pool.begin_write().await.unwrap().commit().await.unwrap();
+
+        let (keys,): (String,) = query_as("SELECT group_concat(k, '') FROM keys")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(keys, "abc", "both transactions were rolled back");
+    }
+
+    #[tokio::test]
+    // A test that cannot set up fails by its panic.
+    #[allow(clippy::unwrap_used)]
+    async fn a_last_statement_that_commits_keeps_everything_or_nothing() {
+        use std::str::FromStr;
+        let dir = tempfile::tempdir().unwrap();
+        let options = sqlx::sqlite::SqliteConnectOptions::from_str(&format!(
+            "sqlite://{}/t.db",
+            dir.path().display()
+        ))
+        .unwrap()
+        .create_if_missing(true)
+        .foreign_keys(true);
+        let writer = Writer::open(options, std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+        let pool = Pool::Sqlite(SqlitePools {
+            reader: None,
+            writer,
+        });
+        for ddl in [
+            "CREATE TABLE parent (id INTEGER PRIMARY KEY)",
+            "CREATE TABLE child (id INTEGER PRIMARY KEY, parent INTEGER NOT NULL \
+             REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)",
+        ] {
+            query(ddl).execute(&pool).await.unwrap();
+        }
+        let insert_child = |id: i64, parent: i64| {
+            query("INSERT INTO child (id, parent) VALUES ($1, $2)")
+                .bind(id)
+                .bind(parent)
+        };
+
+        // The foreign key is checked at the COMMIT sent with the statement, which SQLite refuses
+        // with the transaction still open: it is rolled back, and the next writer begins.
+        let mut tx = pool.begin_write().await.unwrap();
+        query("INSERT INTO parent (id) VALUES (1)")
+            .execute(&mut tx)
+            .await
+            .unwrap();
+        assert!(insert_child(1, 99).execute_and_commit(tx).await.is_err());
+
+        let tx = pool.begin_write().await.unwrap();
+        let done = insert_child(2, 2).execute_and_commit(tx).await;
+        assert!(done.is_err(), "no parent 2");
+        let mut tx = pool.begin_write().await.unwrap();
+        query("INSERT INTO parent (id) VALUES (3)")
+            .execute(&mut tx)
+            .await
+            .unwrap();
+        let done = insert_child(3, 3).execute_and_commit(tx).await.unwrap();
+        assert_eq!(done.rows_affected(), 1);
+
+        let (parents, children): (String, String) = query_as(
+            "SELECT (SELECT group_concat(id) FROM parent), (SELECT group_concat(id) FROM child)",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!((parents.as_str(), children.as_str()), ("3", "3"));
+    }
 
     #[test]
     fn sqlite_statements_lose_their_row_locks_only() {

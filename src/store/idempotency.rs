@@ -4,7 +4,7 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::db::{Executor, Tx, query, query_as};
+use super::db::{Executor, Query, Tx, query, query_as};
 use super::{ClaimedKey, IdempotencyClaim, Store, StoreError, StoredResponse, new_row_id};
 
 /// A key as its first claim writes it: held by its request until `lock_until`.
@@ -46,6 +46,26 @@ pub(super) async fn answer_key<'c>(
     key: &str,
     response: &StoredResponse,
 ) -> Result<(), StoreError> {
+    answer_key_query(client_id, key, response)
+        .execute(on)
+        .await?;
+    Ok(())
+}
+
+/// [`answer_key`] as the last statement of `tx`, which it commits.
+pub(super) async fn answer_key_and_commit(
+    tx: Tx,
+    client_id: Uuid,
+    key: &str,
+    response: &StoredResponse,
+) -> Result<(), StoreError> {
+    answer_key_query(client_id, key, response)
+        .execute_and_commit(tx)
+        .await?;
+    Ok(())
+}
+
+fn answer_key_query<'q>(client_id: Uuid, key: &'q str, response: &'q StoredResponse) -> Query<'q> {
     query(
         "UPDATE idempotency_keys SET state = 'done', response_status = $3, response_body = $4 \
          WHERE client_id = $1 AND idem_key = $2",
@@ -54,9 +74,6 @@ pub(super) async fn answer_key<'c>(
     .bind(key)
     .bind(i32::from(response.status))
     .bind(&response.body)
-    .execute(on)
-    .await?;
-    Ok(())
 }
 
 impl Store {

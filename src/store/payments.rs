@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::db::{Tx, query, query_as, query_as_per_backend};
-use super::idempotency::{answer_key, insert_key_in};
+use super::idempotency::{answer_key_and_commit, insert_key_in};
 use super::journal::{AuditLine, audit_and_event_in};
 use super::{
     AuditRecord, DecideFirstMove, KeyAnswer, NewPaymentRecord, PaymentRecord, PaymentSearch,
@@ -302,8 +302,7 @@ impl Store {
             tx.rollback().await?;
             return Ok(None);
         };
-        answer_key(&mut tx, key.client_id, key.key, &answer).await?;
-        tx.commit().await?;
+        answer_key_and_commit(tx, key.client_id, key.key, &answer).await?;
         Ok(Some(record))
     }
 
@@ -392,10 +391,10 @@ impl Store {
         | TransitionResult::AlreadyThere(payment)
         | TransitionResult::Refused(payment, _)) = &result;
         let answer = answer(payment);
-        if let Some(response) = &answer {
-            answer_key(&mut tx, client_id, key, response).await?;
+        match &answer {
+            Some(response) => answer_key_and_commit(tx, client_id, key, response).await?,
+            None => tx.commit().await?,
         }
-        tx.commit().await?;
         Ok((result, answer))
     }
 

@@ -17,6 +17,9 @@ use super::sqlite_writer::Writer;
 /// The writer connection's page cache, in KiB.
 const WRITER_CACHE_KIB: u32 = 16 * 1024;
 
+/// How many prepared statements the writer connection keeps.
+const WRITER_STATEMENTS: usize = 256;
+
 /// How long a write may wait for the writer connection (SQLite's busy timeout before).
 const WRITER_WAIT: Duration = Duration::from_secs(10);
 
@@ -39,7 +42,10 @@ pub(super) async fn connect(url: &str, acquire_timeout: Duration) -> Result<Pool
     let writer = Writer::open(
         options
             .clone()
-            .pragma("cache_size", format!("-{WRITER_CACHE_KIB}")),
+            .pragma("cache_size", format!("-{WRITER_CACHE_KIB}"))
+            // Every writing statement of the store, and again led by `BEGIN` as the first of a
+            // transaction, stays prepared (sqlx keeps 100 by default).
+            .statement_cache_capacity(WRITER_STATEMENTS),
         acquire_timeout.max(WRITER_WAIT),
     )
     .await?;

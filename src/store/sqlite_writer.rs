@@ -7,6 +7,10 @@
 //! sat there. Here the connection is behind a FIFO mutex: the next writer gets it the moment the
 //! last one is done, with nothing to check on a local file in between.
 //!
+//! A transaction's `BEGIN IMMEDIATE` is not a statement of its own: it travels in one string with
+//! the transaction's first statement (see [`WriterTx::first_statement`]), one round trip fewer
+//! for every write; a transaction that ran no statement has nothing to commit or roll back.
+//!
 //! A transaction dropped without `COMMIT` (its request cancelled, or an error on the way) is
 //! rolled back by a task that still holds the lock, so the next writer always finds the
 //! connection outside any transaction. A connection that stopped answering is opened again by
@@ -84,16 +88,15 @@ impl Writer {
         result
     }
 
-    /// Holds the connection inside `BEGIN IMMEDIATE`: the database's write lock is taken before
-    /// anything is read (see [`super::db`]).
+    /// Holds the connection for a transaction whose first statement begins it with `BEGIN
+    /// IMMEDIATE`: the database's write lock is taken before anything is read (see
+    /// [`super::db`]).
     pub(crate) async fn begin(&self) -> Result<WriterTx, sqlx::Error> {
-        let mut held = self.hold().await?;
-        let begun = sqlx::raw_sql(sqlx::AssertSqlSafe("BEGIN IMMEDIATE"))
-            .execute(held.connection())
-            .await;
-        held.note(&begun);
-        begun?;
-        Ok(WriterTx { held: Some(held) })
+        let held = self.hold().await?;
+        Ok(WriterTx {
+            held: Some(held),
+            begun: false,
+        })
     }
 }
 
@@ -140,23 +143,66 @@ impl Held {
     }
 }
 
+/// The statement that opens a writer transaction, sent ahead of its first statement.
+pub(crate) const BEGIN: &str = "BEGIN IMMEDIATE; ";
+
+/// The statement that ends a writer transaction, sent after its last statement when that is
+/// known in advance.
+pub(crate) const COMMIT: &str = "; COMMIT";
+
 /// A transaction on the writer connection; dropped without [`WriterTx::commit`], it rolls back
 /// before the next writer gets the connection.
 #[derive(Debug)]
 pub(crate) struct WriterTx {
     held: Option<Held>,
+    /// Whether `BEGIN` has been sent (with the first statement).
+    begun: bool,
 }
 
 impl WriterTx {
-    pub(crate) fn connection(&mut self) -> &mut SqliteConnection {
-        self.held
+    /// The connection for the transaction's next statement, and whether that statement must
+    /// begin with [`BEGIN`] (it is the first). Either way the transaction counts as begun from
+    /// here: should the statement fail before its `BEGIN` ran, the rollback owed finds nothing
+    /// open, which it allows.
+    pub(crate) fn first_statement(&mut self) -> (&mut SqliteConnection, bool) {
+        let first = !self.begun;
+        self.begun = true;
+        let connection = self
+            .held
             .as_mut()
             .expect("a transaction holds the writer until it ends")
-            .connection()
+            .connection();
+        (connection, first)
+    }
+
+    /// The connection inside the transaction, `BEGIN` sent on its own first if it is owed: for
+    /// statements that do not go through [`super::db`].
+    #[cfg(test)]
+    pub(crate) async fn connection(&mut self) -> Result<&mut SqliteConnection, sqlx::Error> {
+        let first = !self.begun;
+        self.begun = true;
+        let held = self
+            .held
+            .as_mut()
+            .expect("a transaction holds the writer until it ends");
+        if first {
+            let begun = sqlx::raw_sql(sqlx::AssertSqlSafe(BEGIN))
+                .execute(held.connection())
+                .await;
+            held.note(&begun);
+            begun?;
+        }
+        Ok(held.connection())
     }
 
     pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
         self.end("COMMIT").await
+    }
+
+    /// Lets the connection go after a statement that ended with [`COMMIT`] succeeded: nothing
+    /// is left to end.
+    pub(crate) fn committed(mut self) {
+        self.held.take();
     }
 
     pub(crate) async fn rollback(self) -> Result<(), sqlx::Error> {
@@ -165,6 +211,10 @@ impl WriterTx {
 
     async fn end(mut self, statement: &'static str) -> Result<(), sqlx::Error> {
         let mut held = self.held.take().expect("a transaction ends once");
+        if !self.begun {
+            // Nothing was sent: nothing to end.
+            return Ok(());
+        }
         let ended = sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
             .execute(held.connection())
             .await;
@@ -184,6 +234,9 @@ impl Drop for WriterTx {
         let Some(mut held) = self.held.take() else {
             return;
         };
+        if !self.begun {
+            return;
+        }
         held.guard.rollback_owed = true;
         // The lock goes with the task, so no writer can begin before the rollback is done.
         // Without a runtime (the process is ending) the next holder rolls back first.
@@ -260,13 +313,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let writer = writer(&dir, Duration::from_secs(5)).await;
         let mut abandoned = writer.begin().await.unwrap();
-        insert_child(abandoned.connection(), 1, 1).await.unwrap();
+        insert_child(abandoned.connection().await.unwrap(), 1, 1)
+            .await
+            .unwrap();
         drop(abandoned);
 
         // The next writer begins at once: it would fail ("cannot start a transaction within a
         // transaction") if the abandoned one were still open.
         let mut next = writer.begin().await.unwrap();
-        insert_child(next.connection(), 2, 1).await.unwrap();
+        insert_child(next.connection().await.unwrap(), 2, 1)
+            .await
+            .unwrap();
         next.commit().await.unwrap();
 
         let (ids,): (String,) = {
@@ -286,12 +343,16 @@ mod tests {
         let mut orphan = writer.begin().await.unwrap();
         // The foreign key is checked at COMMIT, which SQLite then refuses with the
         // transaction still open.
-        insert_child(orphan.connection(), 1, 99).await.unwrap();
+        insert_child(orphan.connection().await.unwrap(), 1, 99)
+            .await
+            .unwrap();
         assert!(orphan.commit().await.is_err());
         assert_eq!(children(&writer).await, 0);
 
         let mut next = writer.begin().await.unwrap();
-        insert_child(next.connection(), 2, 1).await.unwrap();
+        insert_child(next.connection().await.unwrap(), 2, 1)
+            .await
+            .unwrap();
         next.commit().await.unwrap();
         assert_eq!(children(&writer).await, 1);
     }
@@ -311,7 +372,9 @@ mod tests {
             let writer = writer.clone();
             async move {
                 let mut second = writer.begin().await.unwrap();
-                insert_child(second.connection(), 2, 1).await.unwrap();
+                insert_child(second.connection().await.unwrap(), 2, 1)
+                    .await
+                    .unwrap();
                 second.commit().await.unwrap();
             }
         });
