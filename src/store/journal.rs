@@ -76,8 +76,8 @@ pub(super) async fn outbox_in(
     at: OffsetDateTime,
 ) -> Result<(), StoreError> {
     query(
-        "INSERT INTO outbox (id, aggregate_id, event_type, payload, created_at) \
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO outbox (id, aggregate_id, event_type, payload, created_at, awaiting_queue) \
+         VALUES ($1, $2, $3, $4, $5, true)",
     )
     .bind(new_row_id())
     .bind(aggregate_id)
@@ -100,12 +100,12 @@ pub(super) async fn audit_and_event_in(
     let statement = query_per_backend(
         "WITH audit AS (INSERT INTO payment_audit (id, payment_id, from_status, to_status, actor, \
          reason, detail, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)) \
-         INSERT INTO outbox (id, aggregate_id, event_type, payload, created_at) \
-         VALUES ($9, $2, $10, $11, $8)",
+         INSERT INTO outbox (id, aggregate_id, event_type, payload, created_at, awaiting_queue) \
+         VALUES ($9, $2, $10, $11, $8, true)",
         "INSERT INTO payment_audit (id, payment_id, from_status, to_status, actor, reason, \
          detail, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8); \
-         INSERT INTO outbox (id, aggregate_id, event_type, payload, created_at) \
-         VALUES ($9, $2, $10, $11, $8)",
+         INSERT INTO outbox (id, aggregate_id, event_type, payload, created_at, awaiting_queue) \
+         VALUES ($9, $2, $10, $11, $8, true)",
     );
     line.bind(statement)
         .bind(new_row_id())

@@ -31,7 +31,7 @@ use uuid::Uuid;
 
 use crate::domain::payment::{InvalidTransition, PaymentEvent};
 
-pub(crate) use ids::{first_id_at, new_row_id};
+pub(crate) use ids::new_row_id;
 pub use records::*;
 
 #[derive(Debug, thiserror::Error)]

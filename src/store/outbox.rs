@@ -4,10 +4,8 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::db::{query, query_as};
-use super::{
-    DeliveryRecord, DueDelivery, OutboxRecord, Store, StoreError, WebhookAttempt, first_id_at,
-};
+use super::db::{query, query_as, query_per_backend};
+use super::{DeliveryRecord, DueDelivery, OutboxRecord, Store, StoreError, WebhookAttempt};
 
 /// The claim of due deliveries, with how its ids are matched (`open` … `close`).
 macro_rules! claim_sql {
@@ -45,44 +43,54 @@ impl Store {
         .await?)
     }
 
-    /// Queues the outbox events not yet queued for `endpoint`: every one (`since` = `None`), or
-    /// those made since then (outbox ids are time-ordered UUIDv7), which is an index range
-    /// instead of a scan of the whole outbox.
+    /// Queues the deliveries of every event written since the last call, one per endpoint, and
+    /// marks those events queued, in one transaction: through the partial index of the events
+    /// that wait, so its cost is what was written meanwhile, not the size of the outbox, and an
+    /// event whose transaction committed late is there when it is visible. (The first attempt
+    /// matched the events of the last minutes against their deliveries at every pass: thousands
+    /// of lookups a pass under load, slower as the tables grew.)
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    pub async fn queue_webhooks(
-        &self,
-        endpoint: &str,
-        since: Option<OffsetDateTime>,
-    ) -> Result<u64, StoreError> {
-        let done = match since {
-            None => {
-                query(
-                    "INSERT INTO webhook_deliveries (event_id, endpoint, aggregate_id, status, \
-                 attempts, next_attempt_at) \
-                 SELECT o.id, $1, o.aggregate_id, 'pending', 0, o.created_at FROM outbox o \
-                 WHERE NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = o.id AND \
-                 d.endpoint = $1) \
-                 ON CONFLICT (event_id, endpoint) DO NOTHING",
-                )
-                .bind(endpoint)
-                .execute(&self.pool)
-                .await?
-            }
-            Some(since) => {
-                query(
-                    "INSERT INTO webhook_deliveries (event_id, endpoint, aggregate_id, status, \
-                 attempts, next_attempt_at) \
-                 SELECT o.id, $1, o.aggregate_id, 'pending', 0, o.created_at FROM outbox o \
-                 WHERE o.id >= $2 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
-                   WHERE d.event_id = o.id AND d.endpoint = $1 AND d.event_id >= $2) \
-                 ON CONFLICT (event_id, endpoint) DO NOTHING",
-                )
-                .bind(endpoint)
-                .bind(first_id_at(since))
-                .execute(&self.pool)
-                .await?
-            }
-        };
+    pub async fn queue_new_webhooks(&self, endpoints: &[&str]) -> Result<(), StoreError> {
+        let endpoints = serde_json::to_string(endpoints)
+            .map_err(|e| StoreError::Corrupt(format!("webhook endpoints: {e}")))?;
+        let tx = self.pool.begin_write().await?;
+        query_per_backend(
+            "WITH fresh AS (UPDATE outbox SET awaiting_queue = false WHERE awaiting_queue \
+               RETURNING id, aggregate_id, created_at) \
+             INSERT INTO webhook_deliveries (event_id, endpoint, aggregate_id, status, attempts, \
+               next_attempt_at) \
+             SELECT f.id, e.endpoint, f.aggregate_id, 'pending', 0, f.created_at \
+             FROM fresh f CROSS JOIN json_array_elements_text(CAST($1 AS json)) AS e(endpoint) \
+             ON CONFLICT (event_id, endpoint) DO NOTHING",
+            // The writer is held from `BEGIN IMMEDIATE` on: no event is written between the two.
+            "INSERT INTO webhook_deliveries (event_id, endpoint, aggregate_id, status, attempts, \
+               next_attempt_at) \
+             SELECT o.id, e.value, o.aggregate_id, 'pending', 0, o.created_at \
+             FROM outbox o CROSS JOIN json_each($1) AS e WHERE o.awaiting_queue \
+             ON CONFLICT (event_id, endpoint) DO NOTHING; \
+             UPDATE outbox SET awaiting_queue = false WHERE awaiting_queue",
+        )
+        .bind(endpoints)
+        .execute_and_commit(tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Queues every outbox event not yet queued for `endpoint`, matching the whole outbox against
+    /// its deliveries: for an endpoint just configured, once at a process's start and hourly.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn queue_all_webhooks(&self, endpoint: &str) -> Result<u64, StoreError> {
+        let done = query(
+            "INSERT INTO webhook_deliveries (event_id, endpoint, aggregate_id, status, \
+             attempts, next_attempt_at) \
+             SELECT o.id, $1, o.aggregate_id, 'pending', 0, o.created_at FROM outbox o \
+             WHERE NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = o.id AND \
+             d.endpoint = $1) \
+             ON CONFLICT (event_id, endpoint) DO NOTHING",
+        )
+        .bind(endpoint)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected())
     }
 

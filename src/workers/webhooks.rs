@@ -22,56 +22,33 @@ const MAX_BATCHES_PER_PASS: usize = 10;
 const LANES: usize = 2;
 /// How many deliveries of a batch are on the wire at once (each to another payment).
 const SENDS_AT_ONCE: usize = 16;
-/// A pass queues the events of the last two minutes (an index range): a transaction that
-/// writes the outbox holds no call to anyone, so it commits within seconds, and the pass's cost
-/// follows the events of those minutes, not of the hour (at 1,000 events a second an hour's
-/// window would be 3.6 million rows to match against their deliveries at every pass). Every
-/// five minutes a pass looks at the last hour, for a transaction that was slow after all; once
-/// an hour, and at the first pass, at every event, for an endpoint just configured or a process
-/// that was down.
-const QUEUE_LOOKBACK: time::Duration = time::Duration::minutes(2);
-const WIDE_QUEUE_LOOKBACK: time::Duration = time::Duration::hours(1);
-const WIDE_QUEUE_EVERY: Duration = Duration::from_secs(300);
+/// Besides the events written since the last pass, every pass queues at a process's start, and
+/// one an hour after that, matches the whole outbox against its deliveries: for an endpoint just
+/// configured.
 const FULL_QUEUE_EVERY: Duration = Duration::from_secs(3600);
 
-/// When this process last queued the last hour and the whole outbox.
+/// When this process last matched the whole outbox against its deliveries.
 #[derive(Debug, Default)]
 pub struct QueueState {
-    last: std::sync::Mutex<QueuedAt>,
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-struct QueuedAt {
-    wide: Option<std::time::Instant>,
-    full: Option<std::time::Instant>,
+    last_full: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl QueueState {
-    /// The lower bound of this pass, `None` for the whole outbox; records a wide or full pass.
-    fn since(&self) -> Option<OffsetDateTime> {
-        self.since_at(std::time::Instant::now(), OffsetDateTime::now_utc())
+    /// Whether this pass is one to match the whole outbox; records it when it is.
+    fn full_pass_due(&self) -> bool {
+        self.full_pass_due_at(std::time::Instant::now())
     }
 
-    fn since_at(&self, now: std::time::Instant, wall: OffsetDateTime) -> Option<OffsetDateTime> {
+    fn full_pass_due_at(&self, now: std::time::Instant) -> bool {
         let mut last = self
-            .last
+            .last_full
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let due = |at: Option<std::time::Instant>, every: Duration| {
-            at.is_none_or(|at| now.duration_since(at) >= every)
-        };
-        if due(last.full, FULL_QUEUE_EVERY) {
-            *last = QueuedAt {
-                wide: Some(now),
-                full: Some(now),
-            };
-            return None;
+        let due = last.is_none_or(|at| now.duration_since(at) >= FULL_QUEUE_EVERY);
+        if due {
+            *last = Some(now);
         }
-        if due(last.wide, WIDE_QUEUE_EVERY) {
-            last.wide = Some(now);
-            return Some(wall - WIDE_QUEUE_LOOKBACK);
-        }
-        Some(wall - QUEUE_LOOKBACK)
+        due
     }
 }
 
@@ -99,10 +76,15 @@ pub async fn deliver_due(
     now: OffsetDateTime,
 ) -> Result<usize, StoreError> {
     let mut attempted = 0;
-    // One decision per pass, so every endpoint gets the full pass together.
-    let since = services.webhook_queue.since();
-    for endpoint in &services.settings.webhooks.endpoints {
-        services.store.queue_webhooks(&endpoint.name, since).await?;
+    let endpoints = &services.settings.webhooks.endpoints;
+    let names: Vec<&str> = endpoints.iter().map(|e| e.name.as_str()).collect();
+    services.store.queue_new_webhooks(&names).await?;
+    if services.webhook_queue.full_pass_due() {
+        for name in &names {
+            services.store.queue_all_webhooks(name).await?;
+        }
+    }
+    for endpoint in endpoints {
         let (sent, full) = claim_and_deliver(services, http, endpoint, now).await?;
         attempted += sent;
         if !full {
@@ -251,35 +233,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn passes_look_back_two_minutes_an_hour_every_five_minutes_and_at_everything_hourly() {
+    fn the_whole_outbox_is_matched_at_the_first_pass_and_hourly() {
         let queue = QueueState::default();
         let start = std::time::Instant::now();
-        let wall = time::macros::datetime!(2026-12-03 12:00 UTC);
-        let at = |seconds: u64| {
-            queue.since_at(
-                start + Duration::from_secs(seconds),
-                wall + time::Duration::seconds(seconds as i64),
-            )
-        };
-        let minutes = |m: i64| time::Duration::minutes(m);
-
-        assert_eq!(at(0), None, "the first pass looks at every event");
-        assert_eq!(at(5), Some(wall + time::Duration::seconds(5) - minutes(2)));
-        assert_eq!(
-            at(299),
-            Some(wall + time::Duration::seconds(299) - minutes(2))
-        );
-        assert_eq!(at(300), Some(wall + minutes(5) - minutes(60)));
-        assert_eq!(
-            at(305),
-            Some(wall + time::Duration::seconds(305) - minutes(2))
-        );
-        assert_eq!(at(600), Some(wall + minutes(10) - minutes(60)));
-        assert_eq!(at(3600), None, "an hour after the last full pass");
-        assert_eq!(
-            at(3605),
-            Some(wall + time::Duration::seconds(3605) - minutes(2)),
-            "a full pass counts as a wide one"
-        );
+        let at = |seconds: u64| queue.full_pass_due_at(start + Duration::from_secs(seconds));
+        assert!(at(0), "the first pass");
+        assert!(!at(5));
+        assert!(!at(3599));
+        assert!(at(3600), "an hour after the last full pass");
+        assert!(!at(3605));
+        assert!(at(7200));
     }
 }

@@ -20,6 +20,7 @@ on_both_backends!(
     a_receiver_that_fails_five_times_gets_the_event_again_with_the_same_id,
     an_event_is_dead_lettered_after_the_retry_window_and_the_next_ones_follow,
     events_made_after_a_full_pass_are_queued_by_the_next_bounded_one,
+    an_event_whose_transaction_committed_late_is_queued_by_the_next_pass,
     one_pass_drains_a_backlog_beyond_one_batch,
 );
 
@@ -220,6 +221,49 @@ async fn events_made_after_a_full_pass_are_queued_by_the_next_bounded_one(backen
         .collect();
     let made: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
     assert_eq!(seen, made, "each event once, in order");
+}
+
+async fn an_event_whose_transaction_committed_late_is_queued_by_the_next_pass(backend: Backend) {
+    let (app, receiver) = app_with_receiver(backend, 0).await;
+    deliver_due(&app.services, &http(), OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    let payment = app.create_payment(&demo_payment_body()).await;
+    let payment_id: uuid::Uuid = payment["id"].as_str().unwrap().parse().unwrap();
+    // A payment's second event is due once its first is delivered: two passes.
+    for _ in 0..2 {
+        deliver_due(&app.services, &http(), OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+    }
+    assert_eq!(receiver.seen.lock().unwrap().len(), 2);
+
+    // An event made three hours ago by a transaction that commits only now: its id (time
+    // ordered) lies before everything any pass since has seen.
+    let three_hours_ago = OffsetDateTime::now_utc() - Duration::hours(3);
+    let late = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        three_hours_ago.unix_timestamp() as u64,
+        0,
+    ));
+    app.execute_with_ids(
+        "INSERT INTO outbox (id, aggregate_id, event_type, payload, created_at, awaiting_queue) \
+         VALUES ($1, $2, 'payment.requires_action', '{}', '2026-01-01T00:00:00.000000Z', true)",
+        late,
+        payment_id,
+    )
+    .await;
+    deliver_due(&app.services, &http(), OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+
+    let seen = receiver.seen.lock().unwrap().clone();
+    assert_eq!(
+        seen.len(),
+        3,
+        "the late event is delivered by the next pass"
+    );
+    assert_eq!(seen[2].0, late.to_string());
 }
 
 async fn one_pass_drains_a_backlog_beyond_one_batch(backend: Backend) {
