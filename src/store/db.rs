@@ -637,28 +637,34 @@ fn sqlite_dialect(sql: &'static str) -> &'static str {
 }
 
 #[cfg(test)]
+// A test that cannot set up fails by its panic.
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    // A test that cannot set up fails by its panic.
-    #[allow(clippy::unwrap_used)]
-    async fn a_first_statement_led_by_begin_reports_its_own_changes_and_rolls_back() {
+    /// An SQLite database in `dir` behind its writer alone, foreign keys on.
+    async fn writer_only(dir: &tempfile::TempDir) -> Pool {
         use std::str::FromStr;
-        let dir = tempfile::tempdir().unwrap();
         let options = sqlx::sqlite::SqliteConnectOptions::from_str(&format!(
             "sqlite://{}/t.db",
             dir.path().display()
         ))
         .unwrap()
-        .create_if_missing(true);
+        .create_if_missing(true)
+        .foreign_keys(true);
         let writer = Writer::open(options, std::time::Duration::from_secs(5))
             .await
             .unwrap();
-        let pool = Pool::Sqlite(SqlitePools {
+        Pool::Sqlite(SqlitePools {
             reader: None,
             writer,
-        });
+        })
+    }
+
+    #[tokio::test]
+    async fn a_first_statement_led_by_begin_reports_its_own_changes_and_rolls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = writer_only(&dir).await;
         query("CREATE TABLE keys (k TEXT PRIMARY KEY)")
             .execute(&pool)
             .await
@@ -703,25 +709,9 @@ mod tests {
     }
 
     #[tokio::test]
-    // A test that cannot set up fails by its panic.
-    #[allow(clippy::unwrap_used)]
     async fn a_last_statement_that_commits_keeps_everything_or_nothing() {
-        use std::str::FromStr;
         let dir = tempfile::tempdir().unwrap();
-        let options = sqlx::sqlite::SqliteConnectOptions::from_str(&format!(
-            "sqlite://{}/t.db",
-            dir.path().display()
-        ))
-        .unwrap()
-        .create_if_missing(true)
-        .foreign_keys(true);
-        let writer = Writer::open(options, std::time::Duration::from_secs(5))
-            .await
-            .unwrap();
-        let pool = Pool::Sqlite(SqlitePools {
-            reader: None,
-            writer,
-        });
+        let pool = writer_only(&dir).await;
         for ddl in [
             "CREATE TABLE parent (id INTEGER PRIMARY KEY)",
             "CREATE TABLE child (id INTEGER PRIMARY KEY, parent INTEGER NOT NULL \
