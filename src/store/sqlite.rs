@@ -20,6 +20,11 @@ const WRITER_CACHE_KIB: u32 = 16 * 1024;
 /// How many prepared statements the writer connection keeps.
 const WRITER_STATEMENTS: usize = 256;
 
+/// The writer gives its page cache back after a period this long with few writes.
+const WRITER_QUIET_PERIOD: Duration = Duration::from_secs(30);
+/// Fewer writes than this in such a period is quiet (the workers' passes make a few).
+const WRITER_QUIET_WRITES: u64 = 100;
+
 /// How long a write may wait for the writer connection (SQLite's busy timeout before).
 const WRITER_WAIT: Duration = Duration::from_secs(10);
 
@@ -57,6 +62,9 @@ pub(super) async fn connect(url: &str, acquire_timeout: Duration) -> Result<Pool
     }
     // An in-memory database exists per connection: it can only ever have the one.
     let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    if !in_memory {
+        writer.give_back_cache_when_quiet(WRITER_QUIET_PERIOD, WRITER_QUIET_WRITES);
+    }
     let reader = if in_memory {
         None
     } else {
