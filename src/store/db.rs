@@ -30,7 +30,7 @@ use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Arguments, AssertSqlSafe, FromRow, PgConnection, PgPool, SqlitePool};
 
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::TryStreamExt;
 
 use super::sqlite_writer::{BEGIN, COMMIT, Writer, WriterTx};
 use time::OffsetDateTime;
@@ -389,15 +389,7 @@ impl<'q> Query<'q> {
             }
             Target::SqliteTx(tx) => {
                 let (conn, first) = tx.first_statement();
-                let statement = self.sqlite_in_tx(first)?;
-                // Each statement of the string reports what it changed, `BEGIN` too (SQLite's
-                // count of the connection's last change, from another transaction): it is left
-                // out, so an `INSERT … ON CONFLICT DO NOTHING` that begins a transaction still
-                // says whether it inserted.
-                sqlx::Executor::execute_many(conn, statement)
-                    .skip(usize::from(first))
-                    .try_fold(0, |sum, done| async move { Ok(sum + done.rows_affected()) })
-                    .await?
+                execute_framed(conn, self.sqlite_in_tx(first, false)?, first, false).await?
             }
         };
         Ok(Done { rows_affected })
@@ -417,22 +409,10 @@ impl<'q> Query<'q> {
             }
             Tx::Sqlite(mut tx) => {
                 let (conn, first) = tx.first_statement();
-                let sql = sqlite_statement(self.sqlite_text(), first, true);
-                let statement =
-                    sqlx::query_with(AssertSqlSafe(sql), sqlite_arguments(self.arguments)?);
-                let results: Vec<_> = sqlx::Executor::execute_many(conn, statement)
-                    .try_collect()
-                    .await?;
+                let statement = self.sqlite_in_tx(first, true)?;
+                let rows_affected = execute_framed(conn, statement, first, true).await?;
                 tx.committed();
-                // Each statement of the string reports a count: `BEGIN`'s and `COMMIT`'s are
-                // the connection's last change again, not this statement's.
-                let own = results
-                    .iter()
-                    .skip(usize::from(first))
-                    .take(results.len().saturating_sub(usize::from(first) + 1));
-                Ok(Done {
-                    rows_affected: own.map(|done| done.rows_affected()).sum(),
-                })
+                Ok(Done { rows_affected })
             }
         }
     }
@@ -449,15 +429,17 @@ impl<'q> Query<'q> {
     fn sqlite(
         self,
     ) -> Result<sqlx::query::Query<'static, sqlx::Sqlite, SqliteArguments>, sqlx::Error> {
-        self.sqlite_in_tx(false)
+        self.sqlite_in_tx(false, false)
     }
 
-    /// The statement for SQLite, led by the transaction's `BEGIN` when it is the `first`.
+    /// The statement for SQLite, led by the transaction's `BEGIN` when it is the `first`,
+    /// followed by `COMMIT` when it is the `last` (see [`sqlite_statement`]).
     fn sqlite_in_tx(
         self,
         first: bool,
+        last: bool,
     ) -> Result<sqlx::query::Query<'static, sqlx::Sqlite, SqliteArguments>, sqlx::Error> {
-        let sql = sqlite_statement(self.sqlite_text(), first, false);
+        let sql = sqlite_statement(self.sqlite_text(), first, last);
         let arguments = sqlite_arguments(self.arguments)?;
         Ok(sqlx::query_with(AssertSqlSafe(sql), arguments))
     }
@@ -593,6 +575,30 @@ pub(crate) fn sortable_time(at: OffsetDateTime) -> String {
         at.second(),
         at.nanosecond()
     )
+}
+
+/// Runs a statement [`sqlite_statement`] framed, and answers the rows it changed itself: each
+/// statement of the string reports a count, and `BEGIN`'s and `COMMIT`'s are SQLite's count of
+/// the connection's last change again (from another transaction). Left in, an `INSERT … ON
+/// CONFLICT DO NOTHING` that begins a transaction would say it inserted when it did not.
+async fn execute_framed(
+    conn: &mut sqlx::SqliteConnection,
+    statement: sqlx::query::Query<'static, sqlx::Sqlite, SqliteArguments>,
+    first: bool,
+    last: bool,
+) -> Result<u64, sqlx::Error> {
+    let results: Vec<_> = sqlx::Executor::execute_many(conn, statement)
+        .try_collect()
+        .await?;
+    let own = results
+        .len()
+        .saturating_sub(usize::from(first) + usize::from(last));
+    Ok(results
+        .iter()
+        .skip(usize::from(first))
+        .take(own)
+        .map(|done| done.rows_affected())
+        .sum())
 }
 
 /// A statement as SQLite runs it ([`sqlite_dialect`]), led by `BEGIN IMMEDIATE` when it is its

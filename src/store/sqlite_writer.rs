@@ -232,20 +232,13 @@ impl WriterTx {
     /// statements that do not go through [`super::db`].
     #[cfg(test)]
     pub(crate) async fn connection(&mut self) -> Result<&mut SqliteConnection, sqlx::Error> {
-        let first = !self.begun;
-        self.begun = true;
-        let held = self
-            .held
-            .as_mut()
-            .expect("a transaction holds the writer until it ends");
+        let (connection, first) = self.first_statement();
         if first {
-            let begun = sqlx::raw_sql(sqlx::AssertSqlSafe(BEGIN))
-                .execute(held.connection())
-                .await;
-            held.note(&begun);
-            begun?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(BEGIN))
+                .execute(&mut *connection)
+                .await?;
         }
-        Ok(held.connection())
+        Ok(connection)
     }
 
     pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {

@@ -22,9 +22,9 @@ const MAX_BATCHES_PER_PASS: usize = 10;
 const LANES: usize = 2;
 /// How many deliveries of a batch are on the wire at once (each to another payment).
 const SENDS_AT_ONCE: usize = 16;
-/// Besides the events written since the last pass, every pass queues at a process's start, and
-/// one an hour after that, matches the whole outbox against its deliveries: for an endpoint just
-/// configured.
+/// Every pass queues the events written since the last one; the pass at a process's start, and
+/// one an hour after that, also match the whole outbox against its deliveries, for an endpoint
+/// just configured.
 const FULL_QUEUE_EVERY: Duration = Duration::from_secs(3600);
 
 /// When this process last matched the whole outbox against its deliveries.
