@@ -32,7 +32,7 @@ use sqlx::{Arguments, AssertSqlSafe, FromRow, PgConnection, PgPool, SqlitePool};
 
 use futures_util::TryStreamExt;
 
-use super::sqlite_writer::{BEGIN, COMMIT, Writer, WriterTx};
+use super::sqlite_writer::{Frame, RELEASE, Writer, WriterTx};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -388,8 +388,8 @@ impl<'q> Query<'q> {
                     .rows_affected()
             }
             Target::SqliteTx(tx) => {
-                let (conn, first) = tx.first_statement();
-                execute_framed(conn, self.sqlite_in_tx(first, false)?, first, false).await?
+                let (conn, frame) = tx.first_statement();
+                execute_framed(conn, self.sqlite_in_tx(frame, false)?, frame, false).await?
             }
         };
         Ok(Done { rows_affected })
@@ -408,10 +408,10 @@ impl<'q> Query<'q> {
                 })
             }
             Tx::Sqlite(mut tx) => {
-                let (conn, first) = tx.first_statement();
-                let statement = self.sqlite_in_tx(first, true)?;
-                let rows_affected = execute_framed(conn, statement, first, true).await?;
-                tx.committed();
+                let (conn, frame) = tx.first_statement();
+                let statement = self.sqlite_in_tx(frame, true)?;
+                let rows_affected = execute_framed(conn, statement, frame, true).await?;
+                tx.released().await?;
                 Ok(Done { rows_affected })
             }
         }
@@ -429,17 +429,17 @@ impl<'q> Query<'q> {
     fn sqlite(
         self,
     ) -> Result<sqlx::query::Query<'static, sqlx::Sqlite, SqliteArguments>, sqlx::Error> {
-        self.sqlite_in_tx(false, false)
+        self.sqlite_in_tx(Frame::Inside, false)
     }
 
-    /// The statement for SQLite, led by the transaction's `BEGIN` when it is the `first`,
-    /// followed by `COMMIT` when it is the `last` (see [`sqlite_statement`]).
+    /// The statement for SQLite, led by its transaction's `frame`, followed by the
+    /// transaction's release when it is the `last` (see [`sqlite_statement`]).
     fn sqlite_in_tx(
         self,
-        first: bool,
+        frame: Frame,
         last: bool,
     ) -> Result<sqlx::query::Query<'static, sqlx::Sqlite, SqliteArguments>, sqlx::Error> {
-        let sql = sqlite_statement(self.sqlite_text(), first, last);
+        let sql = sqlite_statement(self.sqlite_text(), frame, last);
         let arguments = sqlite_arguments(self.arguments)?;
         Ok(sqlx::query_with(AssertSqlSafe(sql), arguments))
     }
@@ -461,8 +461,8 @@ impl<'q, O: Row> QueryAs<'q, O> {
                 on_sqlite_side!(pools, sql, |conn| statement.fetch_one(conn))
             }
             Target::SqliteTx(tx) => {
-                let (conn, first) = tx.first_statement();
-                self.sqlite_in_tx(first)?.fetch_one(conn).await
+                let (conn, frame) = tx.first_statement();
+                self.sqlite_in_tx(frame)?.fetch_one(conn).await
             }
         }
     }
@@ -480,8 +480,8 @@ impl<'q, O: Row> QueryAs<'q, O> {
                 on_sqlite_side!(pools, sql, |conn| statement.fetch_optional(conn))
             }
             Target::SqliteTx(tx) => {
-                let (conn, first) = tx.first_statement();
-                self.sqlite_in_tx(first)?.fetch_optional(conn).await
+                let (conn, frame) = tx.first_statement();
+                self.sqlite_in_tx(frame)?.fetch_optional(conn).await
             }
         }
     }
@@ -496,8 +496,8 @@ impl<'q, O: Row> QueryAs<'q, O> {
                 on_sqlite_side!(pools, sql, |conn| statement.fetch_all(conn))
             }
             Target::SqliteTx(tx) => {
-                let (conn, first) = tx.first_statement();
-                self.sqlite_in_tx(first)?.fetch_all(conn).await
+                let (conn, frame) = tx.first_statement();
+                self.sqlite_in_tx(frame)?.fetch_all(conn).await
             }
         }
     }
@@ -512,15 +512,15 @@ impl<'q, O: Row> QueryAs<'q, O> {
     fn sqlite(
         self,
     ) -> Result<sqlx::query::QueryAs<'static, sqlx::Sqlite, O, SqliteArguments>, sqlx::Error> {
-        self.sqlite_in_tx(false)
+        self.sqlite_in_tx(Frame::Inside)
     }
 
-    /// The statement for SQLite, led by the transaction's `BEGIN` when it is the `first`.
+    /// The statement for SQLite, led by its transaction's `frame`.
     fn sqlite_in_tx(
         self,
-        first: bool,
+        frame: Frame,
     ) -> Result<sqlx::query::QueryAs<'static, sqlx::Sqlite, O, SqliteArguments>, sqlx::Error> {
-        let sql = sqlite_statement(self.query.sqlite_text(), first, false);
+        let sql = sqlite_statement(self.query.sqlite_text(), frame, false);
         let arguments = sqlite_arguments(self.query.arguments)?;
         Ok(sqlx::query_as_with(AssertSqlSafe(sql), arguments))
     }
@@ -578,13 +578,14 @@ pub(crate) fn sortable_time(at: OffsetDateTime) -> String {
 }
 
 /// Runs a statement [`sqlite_statement`] framed, and answers the rows it changed itself: each
-/// statement of the string reports a count, and `BEGIN`'s and `COMMIT`'s are SQLite's count of
-/// the connection's last change again (from another transaction). Left in, an `INSERT … ON
-/// CONFLICT DO NOTHING` that begins a transaction would say it inserted when it did not.
+/// statement of the string reports a count, and those of its frame (`BEGIN`, `SAVEPOINT`,
+/// `RELEASE`) are SQLite's count of the connection's last change again (from another
+/// transaction). Left in, an `INSERT … ON CONFLICT DO NOTHING` that begins a transaction would say
+/// it inserted when it did not.
 async fn execute_framed(
     conn: &mut sqlx::SqliteConnection,
     statement: sqlx::query::Query<'static, sqlx::Sqlite, SqliteArguments>,
-    first: bool,
+    frame: Frame,
     last: bool,
 ) -> Result<u64, sqlx::Error> {
     let results: Vec<_> = sqlx::Executor::execute_many(conn, statement)
@@ -592,33 +593,33 @@ async fn execute_framed(
         .await?;
     let own = results
         .len()
-        .saturating_sub(usize::from(first) + usize::from(last));
+        .saturating_sub(frame.prefix_statements() + usize::from(last));
     Ok(results
         .iter()
-        .skip(usize::from(first))
+        .skip(frame.prefix_statements())
         .take(own)
         .map(|done| done.rows_affected())
         .sum())
 }
 
-/// A statement as SQLite runs it ([`sqlite_dialect`]), led by `BEGIN IMMEDIATE` when it is its
-/// transaction's `first`, followed by `COMMIT` when it is its `last`: one round trip for all.
-/// Computed once per statement, as the statements are a fixed set of literals.
-fn sqlite_statement(sql: &'static str, first: bool, last: bool) -> &'static str {
+/// A statement as SQLite runs it ([`sqlite_dialect`]), led by its transaction's `frame` (the
+/// transaction's savepoint, and `BEGIN IMMEDIATE` when it opens a group), followed by the
+/// transaction's release when it is its `last`: one round trip for all. Computed once per
+/// statement, as the statements are a fixed set of literals.
+fn sqlite_statement(sql: &'static str, frame: Frame, last: bool) -> &'static str {
     let sql = sqlite_dialect(sql);
-    if !first && !last {
+    if frame == Frame::Inside && !last {
         return sql;
     }
-    type Key = (&'static str, bool, bool);
+    type Key = (&'static str, Frame, bool);
     static FRAMED: LazyLock<Mutex<HashMap<Key, &'static str>>> = LazyLock::new(Default::default);
     let mut framed = FRAMED
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    // Bounded: at most three entries per distinct statement literal of the store.
-    framed.entry((sql, first, last)).or_insert_with(|| {
-        let begin = if first { BEGIN } else { "" };
-        let commit = if last { COMMIT } else { "" };
-        Box::leak(format!("{begin}{sql}{commit}").into_boxed_str())
+    // Bounded: at most six entries per distinct statement literal of the store.
+    framed.entry((sql, frame, last)).or_insert_with(|| {
+        let release = if last { RELEASE } else { "" };
+        Box::leak(format!("{}{sql}{release}", frame.prefix()).into_boxed_str())
     })
 }
 
