@@ -14,13 +14,13 @@
 //! writing and checksumming those pages, one commit after another, most of them the same pages
 //! again. So a transaction is a *member* of a group: it runs inside a savepoint of one SQLite
 //! transaction, and its end releases (or rolls back) only its savepoint. While other writers wait
-//! for the connection, the group stays open for them; the last member before the queue is empty
-//! (or the member that makes the group [`GROUP_MEMBERS`] strong, or [`GROUP_AGE`] old) commits
-//! it, and every member's `commit` returns only once that `COMMIT` did: a caller never acts on a
+//! for the connection, the group stays open for them; the member that ends its turn with fewer
+//! than [`GROUP_WAITERS`] waiting (or makes the group [`GROUP_MEMBERS`] strong, or finds its
+//! first member released [`GROUP_AGE`] ago) commits it, and every member's `commit` returns only once that `COMMIT` did: a caller never acts on a
 //! write that is not in the database. Should the `COMMIT` fail, every member's `commit` fails and
 //! none of their writes stays. A member that read others' released writes and then rolled back
-//! also waits for them to commit (its decision rested on them). With nobody waiting, a transaction
-//! is committed at its end as before.
+//! also waits for them to commit (its decision rested on them). At light load a transaction is
+//! committed at its end as before.
 //!
 //! A transaction's `BEGIN IMMEDIATE` (when it opens the group) and its `SAVEPOINT` are not
 //! statements of their own: they travel in one string with the transaction's first statement (see
@@ -39,11 +39,15 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, SqliteConnection};
 use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 
+/// A group stays open at the end of a turn only while at least this many writers wait for the
+/// connection: one more writer's turn is worth waiting for only when it saves commits under
+/// load, and at light load a transaction is committed at its end.
+const GROUP_WAITERS: usize = 2;
 /// A group is committed once this many transactions are in it, writers waiting or not.
 const GROUP_MEMBERS: usize = 32;
 /// A group is committed once its first member was released this long ago, writers waiting or
 /// not: about the longest a member's caller waits for the others.
-const GROUP_AGE: Duration = Duration::from_millis(10);
+const GROUP_AGE: Duration = Duration::from_millis(3);
 /// How long a member waits for its group's `COMMIT` before it looks whether the group was left
 /// open (the writer that was waiting for it gave up) and commits it itself.
 const UNENDED_GROUP_CHECK: Duration = Duration::from_millis(250);
@@ -63,6 +67,7 @@ pub(crate) struct Writer {
 /// When a group is committed although writers wait to join it.
 #[derive(Debug, Clone, Copy)]
 struct GroupLimits {
+    waiters: usize,
     members: usize,
     age: Duration,
 }
@@ -156,6 +161,7 @@ impl Writer {
             wait,
             waiting: Arc::new(AtomicUsize::new(0)),
             limits: GroupLimits {
+                waiters: GROUP_WAITERS,
                 members: GROUP_MEMBERS,
                 age: GROUP_AGE,
             },
@@ -423,7 +429,7 @@ impl Held {
         let Some(group) = self.guard.as_ref().and_then(|slot| slot.group.as_ref()) else {
             return false;
         };
-        self.waiting.load(Ordering::SeqCst) == 0
+        self.waiting.load(Ordering::SeqCst) < self.limits.waiters
             || group.members >= self.limits.members
             || group
                 .first_release
@@ -850,10 +856,11 @@ mod tests {
             queued.await.unwrap().unwrap();
         }
         assert_eq!(child_ids(&writer).await, "1,2,3,4,5,6");
+        // The fifth ends its turn with one writer waiting, too few to keep the group open.
         assert_eq!(
             writer.commits().await - commits_before,
-            1,
-            "six transactions, one COMMIT"
+            2,
+            "six transactions, two COMMITs"
         );
     }
 
@@ -876,7 +883,7 @@ mod tests {
             queued.await.unwrap().unwrap();
         }
         assert_eq!(child_ids(&writer).await, "1,2,3,4,5");
-        // Two of two, two of two, and the last alone once nobody waits.
+        // Two of two, two of two (also one waiter too few), and the last alone.
         assert_eq!(writer.commits().await - commits_before, 3);
     }
 
@@ -927,6 +934,9 @@ mod tests {
             }
         });
         until_waiting(&writer, 3).await;
+        // It keeps the group open for the reader; its own transaction is the next group's.
+        let after = queued_writer(&writer, 4, 1, "commit");
+        until_waiting(&writer, 4).await;
 
         assert!(first.commit().await.is_err());
         assert!(orphan.await.unwrap().is_err());
@@ -935,14 +945,8 @@ mod tests {
             reader.await.unwrap().is_err(),
             "what it read was never committed"
         );
-        assert_eq!(child_ids(&writer).await, "");
-
-        let mut next = writer.begin().await.unwrap();
-        insert_child(next.connection().await.unwrap(), 4, 1)
-            .await
-            .unwrap();
-        next.commit().await.unwrap();
-        assert_eq!(child_ids(&writer).await, "4");
+        after.await.unwrap().unwrap();
+        assert_eq!(child_ids(&writer).await, "4", "the writer usable after");
     }
 
     #[tokio::test]
@@ -953,9 +957,12 @@ mod tests {
         insert_child(tx.connection().await.unwrap(), 1, 1)
             .await
             .unwrap();
-        // A writer counted as waiting that never takes the connection (it gave up, or its
-        // request was cancelled, just as the turn ended): the group is left open for it.
-        let _gave_up = Waiting::start(&writer.waiting);
+        // Writers counted as waiting that never take the connection (they gave up, or their
+        // requests were cancelled, just as the turn ended): the group is left open for them.
+        let _gave_up = (
+            Waiting::start(&writer.waiting),
+            Waiting::start(&writer.waiting),
+        );
         tokio::time::timeout(Duration::from_secs(5), tx.commit())
             .await
             .expect("the member commits its group itself")
