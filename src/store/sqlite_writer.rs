@@ -253,6 +253,10 @@ impl Writer {
     ) -> Result<T, sqlx::Error> {
         let mut held = self.hold().await?;
         Box::pin(held.commit_group()).await;
+        if held.slot().connection.is_none() {
+            // The group's failed `COMMIT` could not be rolled back either.
+            held.slot().connection = Some(self.options.connect().await?);
+        }
         let result = statement(held.connection()).await;
         held.note(&result);
         Box::pin(held.end_turn()).await;
@@ -320,8 +324,8 @@ impl Held {
     }
 
     pub(crate) fn connection(&mut self) -> &mut SqliteConnection {
-        // `hold` opens one before it hands out the guard, and only `note` takes it away, on
-        // the way out.
+        // `hold` opens one before it hands out the guard; `note` and a failed rollback take it
+        // away only on the way out of a turn (`run` opens another after a group's).
         self.slot()
             .connection
             .as_mut()
@@ -820,6 +824,16 @@ mod tests {
         })
     }
 
+    /// A transaction holding the writer, child 1 inserted: the writers queued after it form
+    /// a group when it ends.
+    async fn holding_child_one(writer: &Writer) -> WriterTx {
+        let mut first = writer.begin().await.unwrap();
+        insert_child(first.connection().await.unwrap(), 1, 1)
+            .await
+            .unwrap();
+        first
+    }
+
     async fn child_ids(writer: &Writer) -> String {
         let mut held = writer.hold().await.unwrap();
         let (ids,): (Option<String>,) =
@@ -835,10 +849,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let writer = writer(&dir, Duration::from_secs(5)).await;
         let commits_before = writer.commits().await;
-        let mut first = writer.begin().await.unwrap();
-        insert_child(first.connection().await.unwrap(), 1, 1)
-            .await
-            .unwrap();
+        let first = holding_child_one(&writer).await;
         let queued: Vec<_> = (2..=6)
             .map(|id| queued_writer(&writer, id, 1, "commit"))
             .collect();
@@ -870,10 +881,7 @@ mod tests {
         let mut writer = writer(&dir, Duration::from_secs(5)).await;
         writer.limits.members = 2;
         let commits_before = writer.commits().await;
-        let mut first = writer.begin().await.unwrap();
-        insert_child(first.connection().await.unwrap(), 1, 1)
-            .await
-            .unwrap();
+        let first = holding_child_one(&writer).await;
         let queued: Vec<_> = (2..=5)
             .map(|id| queued_writer(&writer, id, 1, "commit"))
             .collect();
@@ -891,10 +899,7 @@ mod tests {
     async fn a_transaction_rolled_back_or_dropped_in_a_group_leaves_the_others() {
         let dir = tempfile::tempdir().unwrap();
         let writer = writer(&dir, Duration::from_secs(5)).await;
-        let mut first = writer.begin().await.unwrap();
-        insert_child(first.connection().await.unwrap(), 1, 1)
-            .await
-            .unwrap();
+        let first = holding_child_one(&writer).await;
         let mut queued = Vec::new();
         for (id, end) in [(2, "commit"), (3, "rollback"), (4, "drop"), (5, "commit")] {
             queued.push(queued_writer(&writer, id, 1, end));
@@ -912,10 +917,7 @@ mod tests {
     async fn a_group_whose_commit_fails_fails_every_member_and_keeps_none_of_them() {
         let dir = tempfile::tempdir().unwrap();
         let writer = writer(&dir, Duration::from_secs(5)).await;
-        let mut first = writer.begin().await.unwrap();
-        insert_child(first.connection().await.unwrap(), 1, 1)
-            .await
-            .unwrap();
+        let first = holding_child_one(&writer).await;
         // Its foreign key is checked at the group's COMMIT, which SQLite refuses.
         let orphan = queued_writer(&writer, 2, 99, "commit");
         until_waiting(&writer, 1).await;
