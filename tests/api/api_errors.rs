@@ -321,6 +321,17 @@ async fn metrics_are_for_admins_and_count_what_happened(backend: Backend) {
                 && line.contains("commits=\"one\"")),
         "a new hosted payment under a fresh key is one commit: {scraped}"
     );
+    if matches!(backend, Backend::Sqlite) {
+        for counter in [
+            "oplata_sqlite_commits_total ",
+            "oplata_sqlite_committed_transactions_total ",
+        ] {
+            assert!(
+                scraped.lines().any(|line| line.starts_with(counter)),
+                "{counter}in {scraped}"
+            );
+        }
+    }
     for gauge in [
         "oplata_webhooks_dead 0",
         "oplata_payments_in_review 0",
