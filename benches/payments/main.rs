@@ -276,6 +276,10 @@ async fn run(label: &str, database_url: String) -> u128 {
             key: &key,
             run: &run,
             pid: None,
+            cpu: vec![(
+                "service, simulator and client in one process",
+                std::process::id(),
+            )],
         },
         SLOW_CHARGES,
         SLOW_BURSTS,
@@ -531,6 +535,12 @@ async fn external_service() -> bool {
     // The TLS provider that building the service would install (the clients below need one).
     oplata_providers::http_client(Duration::from_secs(5)).unwrap();
     let run = uuid::Uuid::new_v4().simple().to_string();
+    let serve_pid: u32 = pid.parse().unwrap();
+    let mut cpu = vec![("service", serve_pid)];
+    if let Some(sandbox_pid) = variable("OPLATA_BENCH_SANDBOX_PID") {
+        cpu.push(("acquirer simulator", sandbox_pid.parse().unwrap()));
+    }
+    cpu.push(("client", std::process::id()));
     slow_acquirer::measure(
         &slow_acquirer::Target {
             label: "oplata serve",
@@ -538,7 +548,8 @@ async fn external_service() -> bool {
             sandbox: &sandbox,
             key: &key,
             run: &run,
-            pid: Some(pid.parse().unwrap()),
+            pid: Some(serve_pid),
+            cpu,
         },
         SLOW_CHARGES,
         SLOW_BURSTS,

@@ -24,6 +24,9 @@ pub struct Target<'a> {
     /// The process whose memory is read: this one, or a service of its own
     /// (`scripts/service-rss`).
     pub pid: Option<u32>,
+    /// The processes whose CPU time a burst costs, by name: this one alone (service,
+    /// simulator and client together), or the service, the simulator and this client.
+    pub cpu: Vec<(&'a str, u32)>,
 }
 
 impl Target<'_> {
@@ -66,6 +69,7 @@ pub async fn measure(target: &Target<'_>, charges: usize, bursts: usize) {
         // A client of its own per burst, dropped after it: the burst's connections close, as
         // a burst's callers would go away, and what memory stays is the service's.
         let http = reqwest::Client::new();
+        let cpu_before: Vec<u64> = target.cpu.iter().map(|(_, pid)| cpu_ticks(*pid)).collect();
         let started = Instant::now();
         let mut latencies: Vec<Duration> = futures::future::join_all((0..charges).map(|i| {
             let (user, card) = &cards[i % CARDS];
@@ -73,6 +77,16 @@ pub async fn measure(target: &Target<'_>, charges: usize, bursts: usize) {
         }))
         .await;
         let elapsed = started.elapsed();
+        let cpu_spent: Vec<String> = target
+            .cpu
+            .iter()
+            .zip(&cpu_before)
+            .map(|((name, pid), before)| {
+                let micros =
+                    cpu_ticks(*pid).saturating_sub(*before) * 1_000_000 / ticks_per_second();
+                format!("{name} {} µs", micros / charges.max(1) as u64)
+            })
+            .collect();
         drop(http);
         latencies.sort_unstable();
         let rss_now = target.resident_kib();
@@ -88,6 +102,13 @@ pub async fn measure(target: &Target<'_>, charges: usize, bursts: usize) {
             rss_now,
             target.resident_kib(),
         );
+        // What the burst cost in CPU bounds it: with two cores, N charges cannot end sooner
+        // than the acquirer's second plus N × (CPU per charge) ÷ 2.
+        println!(
+            "{}: CPU per charge (user + system): {}",
+            target.label,
+            cpu_spent.join(", ")
+        );
     }
     control(
         &http,
@@ -95,6 +116,34 @@ pub async fn measure(target: &Target<'_>, charges: usize, bursts: usize) {
         serde_json::json!({"api": {"mode": "normal"}}),
     )
     .await;
+}
+
+/// A process's CPU time so far (user and system, all its threads, those ended included), in
+/// clock ticks; 0 where it cannot be read.
+fn cpu_ticks(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // The fields after the command name, which may hold spaces, end with `)`: utime and stime
+    // are the 12th and 13th of them.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    after_name
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|field| field.parse::<u64>().ok())
+        .sum()
+}
+
+/// The kernel's clock ticks per second (`getconf CLK_TCK`; 100 on every Linux this runs on).
+fn ticks_per_second() -> u64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok()?.trim().parse().ok())
+        .filter(|ticks| *ticks > 0)
+        .unwrap_or(100)
 }
 
 async fn control(http: &reqwest::Client, target: &Target<'_>, body: serde_json::Value) {

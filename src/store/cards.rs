@@ -38,7 +38,7 @@ pub(super) async fn card_event_in(conn: &mut Tx, e: CardEvent<'_>) -> Result<(),
     .bind(e.payment_id)
     .bind(e.detail)
     .bind(e.at)
-    .execute(&mut *conn)
+    .execute_with_next(conn)
     .await?;
     Ok(())
 }

@@ -18,6 +18,10 @@
 //!   SQLite, taken in the payment's own `INSERT`);
 //! - locks on a name ([`Tx::lock_name`]): a transaction-scoped advisory lock on PostgreSQL,
 //!   nothing on SQLite for the same reason;
+//! - statements whose result nobody reads (an audit line, an event): on SQLite they wait in the
+//!   transaction and go in one string with its next statement, or with its commit
+//!   ([`Query::execute_with_next`]), since each round trip to SQLite's worker thread is a thread
+//!   hand-off both ways; PostgreSQL runs them at once;
 //! - times: SQLite keeps them as text, so they are written in one fixed-width UTC form
 //!   (`2026-12-02T09:32:10.120000000Z`) whose text order is time order, to the nanosecond.
 
@@ -71,7 +75,10 @@ impl Pool {
             // Taking the write lock first is SQLite's only way: a deferred transaction that
             // reads and then writes fails with "database is locked" when another wrote between.
             // (Another process, `oplata` on the command line, may write too.)
-            Pool::Sqlite(pools) => Tx::Sqlite(pools.writer.begin().await?),
+            Pool::Sqlite(pools) => Tx::Sqlite(SqliteTx {
+                writer: pools.writer.begin().await?,
+                waiting: Vec::new(),
+            }),
         })
     }
 }
@@ -80,7 +87,127 @@ impl Pool {
 #[derive(Debug)]
 pub(crate) enum Tx {
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
-    Sqlite(WriterTx),
+    Sqlite(SqliteTx),
+}
+
+/// A transaction on SQLite's writer, with the statements waiting to go with its next one.
+#[derive(Debug)]
+pub(crate) struct SqliteTx {
+    writer: WriterTx,
+    waiting: Vec<Waiting>,
+}
+
+/// A statement of a transaction whose result nobody reads, not sent yet: SQLite's words and its
+/// arguments, owned so that it can wait across the caller's other work.
+#[derive(Debug)]
+struct Waiting {
+    sql: &'static str,
+    arguments: Vec<Value<'static>>,
+}
+
+impl SqliteTx {
+    /// `sql` with `arguments`, led by the statements waiting (taken: they are sent with it),
+    /// as one string; answers it, all the arguments, and how many statements lead it.
+    fn along<'q>(
+        &mut self,
+        sql: Option<&'static str>,
+        arguments: Vec<Value<'q>>,
+    ) -> (&'static str, Vec<Value<'q>>, usize) {
+        if self.waiting.is_empty() {
+            return (sql.unwrap_or(""), arguments, 0);
+        }
+        let waiting = std::mem::take(&mut self.waiting);
+        let leading = waiting.iter().map(|w| statement_count(w.sql)).sum();
+        let parts: Vec<(&'static str, usize)> =
+            waiting.iter().map(|w| (w.sql, w.arguments.len())).collect();
+        let mut all: Vec<Value<'q>> = waiting.into_iter().flat_map(|w| w.arguments).collect();
+        all.extend(arguments);
+        (joined(parts, sql), all, leading)
+    }
+
+    /// Sends what waits, if anything, followed by the release of the transaction.
+    async fn commit(mut self) -> Result<(), sqlx::Error> {
+        if self.waiting.is_empty() {
+            return self.writer.commit().await;
+        }
+        let (sql, arguments, leading) = self.along(None, Vec::new());
+        let (conn, frame) = self.writer.first_statement();
+        let statement = sqlx::query_with(
+            AssertSqlSafe(sqlite_statement(sql, frame, true)),
+            sqlite_arguments(arguments)?,
+        );
+        // The waiting statements' own counts are of no interest: only that they ran.
+        execute_framed(conn, statement, frame, true, leading).await?;
+        self.writer.released().await
+    }
+}
+
+/// Statements joined into one string for SQLite, in order, each one's `$N` placeholders moved
+/// past the arguments of those before it; `last`, when given, at the end. Computed once per
+/// sequence, as the statements are a fixed set of literals and a transaction's sequences few.
+fn joined(parts: Vec<(&'static str, usize)>, last: Option<&'static str>) -> &'static str {
+    type Key = (Vec<(&'static str, usize)>, Option<&'static str>);
+    static JOINED: LazyLock<Mutex<HashMap<Key, &'static str>>> = LazyLock::new(Default::default);
+    let mut known = JOINED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    known
+        .entry((parts, last))
+        .or_insert_with_key(|(parts, last)| {
+            let mut text = String::new();
+            let mut offset = 0;
+            for (sql, arguments) in parts.iter().copied().chain(last.map(|sql| (sql, 0))) {
+                if !text.is_empty() {
+                    text.push_str("; ");
+                }
+                text.push_str(&renumbered(sql.trim_end().trim_end_matches(';'), offset));
+                offset += arguments;
+            }
+            // Bounded: one entry per sequence of statement literals a transaction sends together.
+            Box::leak(text.into_boxed_str())
+        })
+}
+
+/// `sql` with each `$N` outside a quoted literal made `$(N + offset)`.
+fn renumbered(sql: &str, offset: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut quoted = false;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '\'' {
+            quoted = !quoted;
+        } else if c == '$' && !quoted {
+            let mut digits = String::new();
+            while let Some(d) = chars.next_if(char::is_ascii_digit) {
+                digits.push(d);
+            }
+            match digits.parse::<usize>() {
+                Ok(n) => out.push_str(&(n + offset).to_string()),
+                Err(_) => out.push_str(&digits),
+            }
+        }
+    }
+    out
+}
+
+/// How many statements `sql` holds: its `;` outside quoted literals, plus one unless it ends
+/// with one.
+fn statement_count(sql: &str) -> usize {
+    let mut quoted = false;
+    let mut separators = 0;
+    for c in sql.chars() {
+        match c {
+            '\'' => quoted = !quoted,
+            ';' if !quoted => separators += 1,
+            _ => {}
+        }
+    }
+    if sql.trim_end().ends_with(';') {
+        separators
+    } else {
+        separators + 1
+    }
 }
 
 impl Tx {
@@ -91,10 +218,11 @@ impl Tx {
         }
     }
 
+    /// Rolls back; on SQLite what still waits is never sent.
     pub(crate) async fn rollback(self) -> Result<(), sqlx::Error> {
         match self {
             Tx::Postgres(tx) => tx.rollback().await,
-            Tx::Sqlite(tx) => tx.rollback().await,
+            Tx::Sqlite(tx) => tx.writer.rollback().await,
         }
     }
 
@@ -121,7 +249,7 @@ pub(crate) enum Target<'c> {
     PostgresPool(&'c PgPool),
     PostgresConnection(&'c mut PgConnection),
     SqlitePools(&'c SqlitePools),
-    SqliteTx(&'c mut WriterTx),
+    SqliteTx(&'c mut SqliteTx),
 }
 
 /// Anything a statement can run on.
@@ -189,6 +317,21 @@ pub(crate) enum Value<'q> {
     Text(Option<Cow<'q, str>>),
     Time(Option<OffsetDateTime>),
     Bytes(Option<Cow<'q, [u8]>>),
+}
+
+impl Value<'_> {
+    /// The same value, owning what it borrowed.
+    fn into_owned(self) -> Value<'static> {
+        match self {
+            Value::Uuid(v) => Value::Uuid(v),
+            Value::BigInt(v) => Value::BigInt(v),
+            Value::Int(v) => Value::Int(v),
+            Value::Bool(v) => Value::Bool(v),
+            Value::Text(v) => Value::Text(v.map(|text| Cow::Owned(text.into_owned()))),
+            Value::Time(v) => Value::Time(v),
+            Value::Bytes(v) => Value::Bytes(v.map(|bytes| Cow::Owned(bytes.into_owned()))),
+        }
+    }
 }
 
 /// A Rust value that can be a statement argument.
@@ -388,11 +531,35 @@ impl<'q> Query<'q> {
                     .rows_affected()
             }
             Target::SqliteTx(tx) => {
-                let (conn, frame) = tx.first_statement();
-                execute_framed(conn, self.sqlite_in_tx(frame, false)?, frame, false).await?
+                let (sql, arguments, leading) = tx.along(Some(self.sqlite_text()), self.arguments);
+                let (conn, frame) = tx.writer.first_statement();
+                let statement = sqlx::query_with(
+                    AssertSqlSafe(sqlite_statement(sql, frame, false)),
+                    sqlite_arguments(arguments)?,
+                );
+                execute_framed(conn, statement, frame, false, leading).await?
             }
         };
         Ok(Done { rows_affected })
+    }
+
+    /// Runs this statement, whose result nobody reads, in `tx`: on PostgreSQL now, on SQLite
+    /// in one round trip with the transaction's next statement or its commit (should it fail,
+    /// that one fails, and the transaction with it; dropped or rolled back, it never runs).
+    pub(crate) async fn execute_with_next(self, tx: &mut Tx) -> Result<(), sqlx::Error> {
+        match tx {
+            Tx::Postgres(tx) => {
+                self.postgres()?.execute(&mut **tx).await?;
+            }
+            Tx::Sqlite(tx) => {
+                let sql = self.sqlite_text();
+                tx.waiting.push(Waiting {
+                    sql,
+                    arguments: self.arguments.into_iter().map(Value::into_owned).collect(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Runs this statement as the last of `tx` and commits it: on SQLite in one round trip (the
@@ -408,10 +575,14 @@ impl<'q> Query<'q> {
                 })
             }
             Tx::Sqlite(mut tx) => {
-                let (conn, frame) = tx.first_statement();
-                let statement = self.sqlite_in_tx(frame, true)?;
-                let rows_affected = execute_framed(conn, statement, frame, true).await?;
-                tx.released().await?;
+                let (sql, arguments, leading) = tx.along(Some(self.sqlite_text()), self.arguments);
+                let (conn, frame) = tx.writer.first_statement();
+                let statement = sqlx::query_with(
+                    AssertSqlSafe(sqlite_statement(sql, frame, true)),
+                    sqlite_arguments(arguments)?,
+                );
+                let rows_affected = execute_framed(conn, statement, frame, true, leading).await?;
+                tx.writer.released().await?;
                 Ok(Done { rows_affected })
             }
         }
@@ -461,8 +632,8 @@ impl<'q, O: Row> QueryAs<'q, O> {
                 on_sqlite_side!(pools, sql, |conn| statement.fetch_one(conn))
             }
             Target::SqliteTx(tx) => {
-                let (conn, frame) = tx.first_statement();
-                self.sqlite_in_tx(frame)?.fetch_one(conn).await
+                let (statement, conn) = self.in_sqlite_tx(tx)?;
+                statement.fetch_one(conn).await
             }
         }
     }
@@ -480,8 +651,8 @@ impl<'q, O: Row> QueryAs<'q, O> {
                 on_sqlite_side!(pools, sql, |conn| statement.fetch_optional(conn))
             }
             Target::SqliteTx(tx) => {
-                let (conn, frame) = tx.first_statement();
-                self.sqlite_in_tx(frame)?.fetch_optional(conn).await
+                let (statement, conn) = self.in_sqlite_tx(tx)?;
+                statement.fetch_optional(conn).await
             }
         }
     }
@@ -496,8 +667,8 @@ impl<'q, O: Row> QueryAs<'q, O> {
                 on_sqlite_side!(pools, sql, |conn| statement.fetch_all(conn))
             }
             Target::SqliteTx(tx) => {
-                let (conn, frame) = tx.first_statement();
-                self.sqlite_in_tx(frame)?.fetch_all(conn).await
+                let (statement, conn) = self.in_sqlite_tx(tx)?;
+                statement.fetch_all(conn).await
             }
         }
     }
@@ -513,6 +684,28 @@ impl<'q, O: Row> QueryAs<'q, O> {
         self,
     ) -> Result<sqlx::query::QueryAs<'static, sqlx::Sqlite, O, SqliteArguments>, sqlx::Error> {
         self.sqlite_in_tx(Frame::Inside)
+    }
+
+    /// The statement for SQLite inside `tx`, led by what waits there and by the transaction's
+    /// frame, and the connection to run it on.
+    #[allow(clippy::type_complexity)]
+    fn in_sqlite_tx(
+        self,
+        tx: &mut SqliteTx,
+    ) -> Result<
+        (
+            sqlx::query::QueryAs<'static, sqlx::Sqlite, O, SqliteArguments>,
+            &mut sqlx::SqliteConnection,
+        ),
+        sqlx::Error,
+    > {
+        let (sql, arguments, _) = tx.along(Some(self.query.sqlite_text()), self.query.arguments);
+        let (conn, frame) = tx.writer.first_statement();
+        let sql = sqlite_statement(sql, frame, false);
+        Ok((
+            sqlx::query_as_with(AssertSqlSafe(sql), sqlite_arguments(arguments)?),
+            conn,
+        ))
     }
 
     /// The statement for SQLite, led by its transaction's `frame`.
@@ -580,23 +773,23 @@ pub(crate) fn sortable_time(at: OffsetDateTime) -> String {
 /// Runs a statement [`sqlite_statement`] framed, and answers the rows it changed itself: each
 /// statement of the string reports a count, and those of its frame (`BEGIN`, `SAVEPOINT`,
 /// `RELEASE`) are SQLite's count of the connection's last change again (from another
-/// transaction). Left in, an `INSERT … ON CONFLICT DO NOTHING` that begins a transaction would say
+/// transaction); the `leading` statements that waited to go with it count their own rows. Left in, an `INSERT … ON CONFLICT DO NOTHING` that begins a transaction would say
 /// it inserted when it did not.
 async fn execute_framed(
     conn: &mut sqlx::SqliteConnection,
     statement: sqlx::query::Query<'static, sqlx::Sqlite, SqliteArguments>,
     frame: Frame,
     last: bool,
+    leading: usize,
 ) -> Result<u64, sqlx::Error> {
     let results: Vec<_> = sqlx::Executor::execute_many(conn, statement)
         .try_collect()
         .await?;
-    let own = results
-        .len()
-        .saturating_sub(frame.prefix_statements() + usize::from(last));
+    let skipped = frame.prefix_statements() + leading;
+    let own = results.len().saturating_sub(skipped + usize::from(last));
     Ok(results
         .iter()
-        .skip(frame.prefix_statements())
+        .skip(skipped)
         .take(own)
         .map(|done| done.rows_affected())
         .sum())
@@ -759,6 +952,146 @@ mod tests {
         .await
         .unwrap();
         assert_eq!((parents.as_str(), children.as_str()), ("3", "3"));
+    }
+
+    #[tokio::test]
+    async fn statements_waiting_go_with_the_next_one_in_order_and_count_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = writer_only(&dir).await;
+        query("CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        query("INSERT INTO kv (k, v) VALUES ('old', 'x')")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let insert = |k: &'static str, v: String| {
+            query("INSERT INTO kv (k, v) VALUES ($1, $2)")
+                .bind(k)
+                .bind(v)
+        };
+
+        let mut tx = pool.begin_write().await.unwrap();
+        // Owned arguments, dropped before the statements run: the waiting ones keep their own.
+        insert("a", "1".to_owned())
+            .execute_with_next(&mut tx)
+            .await
+            .unwrap();
+        query_per_backend(
+            "unused",
+            "INSERT INTO kv (k, v) VALUES ($1, 'two; quoted $1'); \
+             UPDATE kv SET v = v || $2 WHERE k = 'a'",
+        )
+        .bind("b")
+        .bind("+")
+        .execute_with_next(&mut tx)
+        .await
+        .unwrap();
+        // The statement that takes them along counts its own rows only (the waiting ones
+        // changed three).
+        let again = query("INSERT INTO kv (k, v) VALUES ($1, $2) ON CONFLICT (k) DO NOTHING")
+            .bind("old")
+            .bind("y")
+            .execute(&mut tx)
+            .await
+            .unwrap();
+        assert_eq!(again.rows_affected(), 0);
+        insert("c", "3".to_owned())
+            .execute_with_next(&mut tx)
+            .await
+            .unwrap();
+        // A read in the transaction sees what waited, and its placeholders are its own.
+        let (seen,): (String,) = query_as(
+            "SELECT group_concat(kv, ',') FROM (SELECT k || '=' || v AS kv FROM kv \
+             WHERE k <> $1 ORDER BY k)",
+        )
+        .bind("zzz")
+        .fetch_one(&mut tx)
+        .await
+        .unwrap();
+        assert_eq!(seen, "a=1+,b=two; quoted $1,c=3,old=x");
+        insert("d", "4".to_owned())
+            .execute_with_next(&mut tx)
+            .await
+            .unwrap();
+        // A commit takes along what still waits.
+        tx.commit().await.unwrap();
+
+        let (keys,): (String,) =
+            query_as("SELECT group_concat(k, '') FROM (SELECT k FROM kv ORDER BY k)")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(keys, "abcdold");
+    }
+
+    #[tokio::test]
+    async fn statements_waiting_never_run_when_rolled_back_and_fail_the_one_they_go_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = writer_only(&dir).await;
+        query("CREATE TABLE kv (k TEXT PRIMARY KEY)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let insert = |k: &'static str| query("INSERT INTO kv (k) VALUES ($1)").bind(k);
+
+        let mut tx = pool.begin_write().await.unwrap();
+        insert("a").execute_with_next(&mut tx).await.unwrap();
+        tx.rollback().await.unwrap();
+        let mut tx = pool.begin_write().await.unwrap();
+        insert("b").execute_with_next(&mut tx).await.unwrap();
+        drop(tx);
+
+        // A waiting statement that fails fails the statement it went with, and then the
+        // transaction: nothing of it stays.
+        let mut tx = pool.begin_write().await.unwrap();
+        insert("c").execute(&mut tx).await.unwrap();
+        insert("c").execute_with_next(&mut tx).await.unwrap();
+        assert!(insert("d").execute(&mut tx).await.is_err());
+        drop(tx);
+        let mut tx = pool.begin_write().await.unwrap();
+        insert("e").execute_with_next(&mut tx).await.unwrap();
+        insert("e").execute_with_next(&mut tx).await.unwrap();
+        assert!(
+            tx.commit().await.is_err(),
+            "the commit went with a failing insert"
+        );
+
+        insert("f").execute(&pool).await.unwrap();
+        let (keys,): (String,) = query_as("SELECT group_concat(k, '') FROM kv")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(keys, "f");
+    }
+
+    #[test]
+    fn statements_joined_keep_their_placeholders_apart() {
+        assert_eq!(
+            renumbered("UPDATE t SET a = $1, b = '$2' WHERE c = $10", 3),
+            "UPDATE t SET a = $4, b = '$2' WHERE c = $13"
+        );
+        assert_eq!(statement_count("INSERT INTO t VALUES ('a;b')"), 1);
+        assert_eq!(
+            statement_count("INSERT INTO t VALUES (1); INSERT INTO u VALUES (2);"),
+            2
+        );
+        let first: &'static str = "INSERT INTO t (a, b) VALUES ($1, $2);";
+        let second: &'static str = "INSERT INTO u (a) VALUES ($1)";
+        let joined_once = joined(vec![(first, 2), (second, 1)], Some("SELECT $1, $2"));
+        assert_eq!(
+            joined_once,
+            "INSERT INTO t (a, b) VALUES ($1, $2); INSERT INTO u (a) VALUES ($3); SELECT $4, $5"
+        );
+        assert!(std::ptr::eq(
+            joined_once,
+            joined(vec![(first, 2), (second, 1)], Some("SELECT $1, $2"))
+        ));
+        assert_eq!(
+            joined(vec![(second, 1)], None),
+            "INSERT INTO u (a) VALUES ($1)"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The two rows that travel with every change of money state, inside its transaction: the
 //! payment's audit trail (who moved it, from what, to what, why) and the outbox event that
-//! billing will receive.
+//! billing will receive. Nothing reads what writing them answers, so on SQLite they go with
+//! the transaction's next statement ([`super::db::Query::execute_with_next`]).
 
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -62,7 +63,7 @@ pub(super) async fn audit_in(tx: &mut Tx, line: AuditLine<'_>) -> Result<(), Sto
         "INSERT INTO payment_audit (id, payment_id, from_status, to_status, actor, reason, \
          detail, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     ))
-    .execute(tx)
+    .execute_with_next(tx)
     .await?;
     Ok(())
 }
@@ -84,7 +85,7 @@ pub(super) async fn outbox_in(
     .bind(event_type)
     .bind(payload)
     .bind(at)
-    .execute(tx)
+    .execute_with_next(tx)
     .await?;
     Ok(())
 }
@@ -111,7 +112,7 @@ pub(super) async fn audit_and_event_in(
         .bind(new_row_id())
         .bind(event_type)
         .bind(payload)
-        .execute(tx)
+        .execute_with_next(tx)
         .await?;
     Ok(())
 }
