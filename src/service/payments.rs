@@ -198,24 +198,25 @@ async fn prepare<'s>(
                 .user_id
                 .as_deref()
                 .ok_or(CardRuleError::SavedCardNeedsUser)?;
-            let card = services.store.get_saved_card(card_id).await?;
+            let found = services
+                .store
+                .saved_card_for_payment(card_id, user_id, &valid.supplier.id)
+                .await?;
             // A card is its client's user's, as payments are: another portal's card is not
             // found. The SMS flow picks the card itself from the linking portal's cards.
-            let card = card.filter(|c| match origin {
+            let found = found.filter(|(c, _)| match origin {
                 Origin::Api(client) => super::cards::owned_by(c, Some(client.id), user_id),
                 Origin::Sms { .. } => true,
                 Origin::Public { .. } => false,
             });
-            let facts = card.as_ref().map(|c| CardFacts {
+            let facts = found.as_ref().map(|(c, _)| CardFacts {
                 owner: &c.user_id,
                 status: c.status,
                 payment_type: c.payment_type,
                 acquirer: c.acquirer,
             });
-            let earlier = services
-                .store
-                .has_full_entry_payment(user_id, &valid.supplier.id)
-                .await?;
+            // Without a card the rule refuses before it asks about earlier payments.
+            let earlier = found.as_ref().is_some_and(|(_, earlier)| *earlier);
             check_saved_card_payment(facts, user_id, &valid.supplier, earlier)?;
             Some(card_id)
         }

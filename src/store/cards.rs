@@ -54,6 +54,14 @@ pub(super) async fn card_outbox_in(
     Ok(())
 }
 
+/// [`Store::saved_card_for_payment`]'s row.
+#[derive(sqlx::FromRow)]
+struct CardAndEarlierEntry {
+    #[sqlx(flatten)]
+    card: SavedCardRecord,
+    earlier_full_entry: bool,
+}
+
 impl Store {
     /// Stores a bound card with its `bound` event and outbox row; a second call for the same
     /// binding payment returns the first card, and `None` once that card has ended (the
@@ -136,6 +144,30 @@ impl Store {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?)
+    }
+
+    /// A card a payment names, with whether `user_id` has a succeeded (possibly since
+    /// refunded) full-card-entry payment to `supplier_id` (rule 3), in one read.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn saved_card_for_payment(
+        &self,
+        card_id: Uuid,
+        user_id: &str,
+        supplier_id: &str,
+    ) -> Result<Option<(SavedCardRecord, bool)>, StoreError> {
+        let found: Option<CardAndEarlierEntry> = query_as(concat!(
+            "SELECT ",
+            card_columns!(),
+            ", EXISTS (SELECT 1 FROM payments WHERE user_id = $2 AND supplier_id = $3 \
+             AND payment_method = 'new_card' AND status IN ('succeeded', 'partially_refunded', \
+             'refunded')) AS earlier_full_entry FROM saved_cards WHERE id = $1"
+        ))
+        .bind(card_id)
+        .bind(user_id)
+        .bind(supplier_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.map(|row| (row.card, row.earlier_full_entry)))
     }
 
     /// The active cards of a user of `client_id` (`None`: of that user id at any client).

@@ -417,26 +417,6 @@ impl Store {
         Ok(count)
     }
 
-    /// Whether `user_id` has a succeeded (possibly since refunded) full-card-entry payment to
-    /// `supplier_id` (rule 3).
-    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    pub async fn has_full_entry_payment(
-        &self,
-        user_id: &str,
-        supplier_id: &str,
-    ) -> Result<bool, StoreError> {
-        let (count,): (i64,) = query_as(
-            "SELECT COUNT(*) FROM payments WHERE user_id = $1 AND supplier_id = $2 \
-             AND payment_method = 'new_card' AND status IN ('succeeded', 'partially_refunded', \
-             'refunded')",
-        )
-        .bind(user_id)
-        .bind(supplier_id)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(count > 0)
-    }
-
     /// Claims up to `limit` payments whose check is due, pushing their next check to
     /// `lease_until` so no other worker takes them meanwhile (`FOR UPDATE SKIP LOCKED` on
     /// PostgreSQL).

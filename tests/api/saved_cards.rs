@@ -264,6 +264,14 @@ async fn a_saved_card_is_refused_for_a_new_supplier_until_a_full_entry_payment_t
         (status, code(&refused)),
         (422, "saved_card_first_payment_to_supplier")
     );
+    // A full entry there that did not succeed is not one.
+    let (_, declined) = post(&app, &payment("heat2", "alice")).await;
+    pay_on_form(&app, &declined, "decline").await;
+    let (status, refused) = post(&app, &saved_card_payment("heat2", "alice", card)).await;
+    assert_eq!(
+        (status, code(&refused)),
+        (422, "saved_card_first_payment_to_supplier")
+    );
     let (_, full_entry) = post(&app, &payment("heat2", "alice")).await;
     pay_on_form(&app, &full_entry, "pay").await;
     let (status, paid) = post(&app, &saved_card_payment("heat2", "alice", card)).await;
