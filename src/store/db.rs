@@ -546,7 +546,13 @@ impl<'q> Query<'q> {
     /// Runs this statement, whose result nobody reads, in `tx`: on PostgreSQL now, on SQLite
     /// in one round trip with the transaction's next statement or its commit (should it fail,
     /// that one fails, and the transaction with it; dropped or rolled back, it never runs).
+    /// It must return no rows: the next statement's rows are read as that statement's.
     pub(crate) async fn execute_with_next(self, tx: &mut Tx) -> Result<(), sqlx::Error> {
+        debug_assert!(
+            !self.sql.contains("RETURNING"),
+            "a statement that returns rows cannot wait for the next one: {}",
+            self.sql
+        );
         match tx {
             Tx::Postgres(tx) => {
                 self.postgres()?.execute(&mut **tx).await?;
