@@ -65,6 +65,7 @@ pub async fn measure(target: &Target<'_>, charges: usize, bursts: usize) {
         serde_json::json!({"api": {"mode": "hold", "ms": ACQUIRER_LATENCY.as_millis() as u64}}),
     )
     .await;
+    let ticks = ticks_per_second();
     for burst in 0..bursts {
         // A client of its own per burst, dropped after it: the burst's connections close, as
         // a burst's callers would go away, and what memory stays is the service's.
@@ -82,8 +83,7 @@ pub async fn measure(target: &Target<'_>, charges: usize, bursts: usize) {
             .iter()
             .zip(&cpu_before)
             .map(|((name, pid), before)| {
-                let micros =
-                    cpu_ticks(*pid).saturating_sub(*before) * 1_000_000 / ticks_per_second();
+                let micros = cpu_ticks(*pid).saturating_sub(*before) * 1_000_000 / ticks;
                 format!("{name} {} µs", micros / charges.max(1) as u64)
             })
             .collect();

@@ -105,24 +105,58 @@ struct Waiting {
     arguments: Vec<Value<'static>>,
 }
 
+/// A transaction's next round trip to SQLite, ready to send.
+struct RoundTrip<'c> {
+    /// Its statements: what waited, the statement itself, and the transaction's frame.
+    sql: &'static str,
+    arguments: SqliteArguments,
+    conn: &'c mut sqlx::SqliteConnection,
+    frame: Frame,
+    /// How many statements that waited lead it.
+    leading: usize,
+}
+
 impl SqliteTx {
-    /// `sql` with `arguments`, led by the statements waiting (taken: they are sent with it),
-    /// as one string; answers it, all the arguments, and how many statements lead it.
-    fn along<'q>(
+    /// The round trip that sends `sql` (none: only what waits) with `arguments`, led by the
+    /// statements waiting (taken: they go with it) and by the transaction's frame, followed by
+    /// its release when it is the `last`.
+    fn round_trip(
         &mut self,
         sql: Option<&'static str>,
-        arguments: Vec<Value<'q>>,
-    ) -> (&'static str, Vec<Value<'q>>, usize) {
-        if self.waiting.is_empty() {
-            return (sql.unwrap_or(""), arguments, 0);
-        }
-        let waiting = std::mem::take(&mut self.waiting);
-        let leading = waiting.iter().map(|w| statement_count(w.sql)).sum();
-        let parts: Vec<(&'static str, usize)> =
-            waiting.iter().map(|w| (w.sql, w.arguments.len())).collect();
-        let mut all: Vec<Value<'q>> = waiting.into_iter().flat_map(|w| w.arguments).collect();
-        all.extend(arguments);
-        (joined(parts, sql), all, leading)
+        arguments: Vec<Value<'_>>,
+        last: bool,
+    ) -> Result<RoundTrip<'_>, sqlx::Error> {
+        let (sql, arguments, leading) = if self.waiting.is_empty() {
+            (sql.unwrap_or(""), arguments, 0)
+        } else {
+            let waiting = std::mem::take(&mut self.waiting);
+            let parts = waiting.iter().map(|w| (w.sql, w.arguments.len())).collect();
+            let (sql, leading) = joined(parts, sql);
+            let mut all: Vec<Value<'_>> = waiting.into_iter().flat_map(|w| w.arguments).collect();
+            all.extend(arguments);
+            (sql, all, leading)
+        };
+        let arguments = sqlite_arguments(arguments)?;
+        let (conn, frame) = self.writer.first_statement();
+        Ok(RoundTrip {
+            sql: sqlite_statement(sql, frame, last),
+            arguments,
+            conn,
+            frame,
+            leading,
+        })
+    }
+
+    /// Sends `sql` as [`SqliteTx::round_trip`] does and answers the rows it changed itself.
+    async fn execute(
+        &mut self,
+        sql: Option<&'static str>,
+        arguments: Vec<Value<'_>>,
+        last: bool,
+    ) -> Result<u64, sqlx::Error> {
+        let trip = self.round_trip(sql, arguments, last)?;
+        let statement = sqlx::query_with(AssertSqlSafe(trip.sql), trip.arguments);
+        execute_framed(trip.conn, statement, trip.frame, last, trip.leading).await
     }
 
     /// Sends what waits, if anything, followed by the release of the transaction.
@@ -130,28 +164,24 @@ impl SqliteTx {
         if self.waiting.is_empty() {
             return self.writer.commit().await;
         }
-        let (sql, arguments, leading) = self.along(None, Vec::new());
-        let (conn, frame) = self.writer.first_statement();
-        let statement = sqlx::query_with(
-            AssertSqlSafe(sqlite_statement(sql, frame, true)),
-            sqlite_arguments(arguments)?,
-        );
         // The waiting statements' own counts are of no interest: only that they ran.
-        execute_framed(conn, statement, frame, true, leading).await?;
+        self.execute(None, Vec::new(), true).await?;
         self.writer.released().await
     }
 }
 
 /// Statements joined into one string for SQLite, in order, each one's `$N` placeholders moved
-/// past the arguments of those before it; `last`, when given, at the end. Computed once per
-/// sequence, as the statements are a fixed set of literals and a transaction's sequences few.
-fn joined(parts: Vec<(&'static str, usize)>, last: Option<&'static str>) -> &'static str {
+/// past the arguments of those before it; `last`, when given, at the end. Answers the string and
+/// how many statements `parts` hold. Computed once per sequence, as the statements are a fixed
+/// set of literals and a transaction's sequences few.
+fn joined(parts: Vec<(&'static str, usize)>, last: Option<&'static str>) -> (&'static str, usize) {
     type Key = (Vec<(&'static str, usize)>, Option<&'static str>);
-    static JOINED: LazyLock<Mutex<HashMap<Key, &'static str>>> = LazyLock::new(Default::default);
+    static JOINED: LazyLock<Mutex<HashMap<Key, (&'static str, usize)>>> =
+        LazyLock::new(Default::default);
     let mut known = JOINED
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    known
+    *known
         .entry((parts, last))
         .or_insert_with_key(|(parts, last)| {
             let mut text = String::new();
@@ -163,8 +193,9 @@ fn joined(parts: Vec<(&'static str, usize)>, last: Option<&'static str>) -> &'st
                 text.push_str(&renumbered(sql.trim_end().trim_end_matches(';'), offset));
                 offset += arguments;
             }
+            let leading = parts.iter().map(|(sql, _)| statement_count(sql)).sum();
             // Bounded: one entry per sequence of statement literals a transaction sends together.
-            Box::leak(text.into_boxed_str())
+            (Box::leak(text.into_boxed_str()), leading)
         })
 }
 
@@ -531,13 +562,8 @@ impl<'q> Query<'q> {
                     .rows_affected()
             }
             Target::SqliteTx(tx) => {
-                let (sql, arguments, leading) = tx.along(Some(self.sqlite_text()), self.arguments);
-                let (conn, frame) = tx.writer.first_statement();
-                let statement = sqlx::query_with(
-                    AssertSqlSafe(sqlite_statement(sql, frame, false)),
-                    sqlite_arguments(arguments)?,
-                );
-                execute_framed(conn, statement, frame, false, leading).await?
+                tx.execute(Some(self.sqlite_text()), self.arguments, false)
+                    .await?
             }
         };
         Ok(Done { rows_affected })
@@ -581,13 +607,9 @@ impl<'q> Query<'q> {
                 })
             }
             Tx::Sqlite(mut tx) => {
-                let (sql, arguments, leading) = tx.along(Some(self.sqlite_text()), self.arguments);
-                let (conn, frame) = tx.writer.first_statement();
-                let statement = sqlx::query_with(
-                    AssertSqlSafe(sqlite_statement(sql, frame, true)),
-                    sqlite_arguments(arguments)?,
-                );
-                let rows_affected = execute_framed(conn, statement, frame, true, leading).await?;
+                let rows_affected = tx
+                    .execute(Some(self.sqlite_text()), self.arguments, true)
+                    .await?;
                 tx.writer.released().await?;
                 Ok(Done { rows_affected })
             }
@@ -603,20 +625,11 @@ impl<'q> Query<'q> {
         ))
     }
 
+    /// The statement for SQLite outside a transaction.
     fn sqlite(
         self,
     ) -> Result<sqlx::query::Query<'static, sqlx::Sqlite, SqliteArguments>, sqlx::Error> {
-        self.sqlite_in_tx(Frame::Inside, false)
-    }
-
-    /// The statement for SQLite, led by its transaction's `frame`, followed by the
-    /// transaction's release when it is the `last` (see [`sqlite_statement`]).
-    fn sqlite_in_tx(
-        self,
-        frame: Frame,
-        last: bool,
-    ) -> Result<sqlx::query::Query<'static, sqlx::Sqlite, SqliteArguments>, sqlx::Error> {
-        let sql = sqlite_statement(self.sqlite_text(), frame, last);
+        let sql = sqlite_dialect(self.sqlite_text());
         let arguments = sqlite_arguments(self.arguments)?;
         Ok(sqlx::query_with(AssertSqlSafe(sql), arguments))
     }
@@ -686,10 +699,13 @@ impl<'q, O: Row> QueryAs<'q, O> {
         Ok(sqlx::query_as_with(self.query.sql, arguments))
     }
 
+    /// The statement for SQLite outside a transaction.
     fn sqlite(
         self,
     ) -> Result<sqlx::query::QueryAs<'static, sqlx::Sqlite, O, SqliteArguments>, sqlx::Error> {
-        self.sqlite_in_tx(Frame::Inside)
+        let sql = sqlite_dialect(self.query.sqlite_text());
+        let arguments = sqlite_arguments(self.query.arguments)?;
+        Ok(sqlx::query_as_with(AssertSqlSafe(sql), arguments))
     }
 
     /// The statement for SQLite inside `tx`, led by what waits there and by the transaction's
@@ -705,23 +721,11 @@ impl<'q, O: Row> QueryAs<'q, O> {
         ),
         sqlx::Error,
     > {
-        let (sql, arguments, _) = tx.along(Some(self.query.sqlite_text()), self.query.arguments);
-        let (conn, frame) = tx.writer.first_statement();
-        let sql = sqlite_statement(sql, frame, false);
+        let trip = tx.round_trip(Some(self.query.sqlite_text()), self.query.arguments, false)?;
         Ok((
-            sqlx::query_as_with(AssertSqlSafe(sql), sqlite_arguments(arguments)?),
-            conn,
+            sqlx::query_as_with(AssertSqlSafe(trip.sql), trip.arguments),
+            trip.conn,
         ))
-    }
-
-    /// The statement for SQLite, led by its transaction's `frame`.
-    fn sqlite_in_tx(
-        self,
-        frame: Frame,
-    ) -> Result<sqlx::query::QueryAs<'static, sqlx::Sqlite, O, SqliteArguments>, sqlx::Error> {
-        let sql = sqlite_statement(self.query.sqlite_text(), frame, false);
-        let arguments = sqlite_arguments(self.query.arguments)?;
-        Ok(sqlx::query_as_with(AssertSqlSafe(sql), arguments))
     }
 }
 
@@ -779,8 +783,9 @@ pub(crate) fn sortable_time(at: OffsetDateTime) -> String {
 /// Runs a statement [`sqlite_statement`] framed, and answers the rows it changed itself: each
 /// statement of the string reports a count, and those of its frame (`BEGIN`, `SAVEPOINT`,
 /// `RELEASE`) are SQLite's count of the connection's last change again (from another
-/// transaction); the `leading` statements that waited to go with it count their own rows. Left in, an `INSERT … ON CONFLICT DO NOTHING` that begins a transaction would say
-/// it inserted when it did not.
+/// transaction); the `leading` statements that waited to go with it count their own rows. Left
+/// in, an `INSERT … ON CONFLICT DO NOTHING` that begins a transaction would say it inserted when
+/// it did not.
 async fn execute_framed(
     conn: &mut sqlx::SqliteConnection,
     statement: sqlx::query::Query<'static, sqlx::Sqlite, SqliteArguments>,
@@ -1085,18 +1090,19 @@ mod tests {
         );
         let first: &'static str = "INSERT INTO t (a, b) VALUES ($1, $2);";
         let second: &'static str = "INSERT INTO u (a) VALUES ($1)";
-        let joined_once = joined(vec![(first, 2), (second, 1)], Some("SELECT $1, $2"));
+        let (joined_once, leading) = joined(vec![(first, 2), (second, 1)], Some("SELECT $1, $2"));
         assert_eq!(
             joined_once,
             "INSERT INTO t (a, b) VALUES ($1, $2); INSERT INTO u (a) VALUES ($3); SELECT $4, $5"
         );
+        assert_eq!(leading, 2);
         assert!(std::ptr::eq(
             joined_once,
-            joined(vec![(first, 2), (second, 1)], Some("SELECT $1, $2"))
+            joined(vec![(first, 2), (second, 1)], Some("SELECT $1, $2")).0
         ));
         assert_eq!(
             joined(vec![(second, 1)], None),
-            "INSERT INTO u (a) VALUES ($1)"
+            ("INSERT INTO u (a) VALUES ($1)", 1)
         );
     }
 
