@@ -536,6 +536,23 @@ pub(crate) fn query_as_per_backend<'q, O: Row>(
     }
 }
 
+/// A statement that takes arguments, whether or not it reads rows back.
+pub(crate) trait Bind<'q>: Sized {
+    fn bind(self, value: impl IntoValue<'q>) -> Self;
+}
+
+impl<'q> Bind<'q> for Query<'q> {
+    fn bind(self, value: impl IntoValue<'q>) -> Self {
+        Query::bind(self, value)
+    }
+}
+
+impl<'q, O: Row> Bind<'q> for QueryAs<'q, O> {
+    fn bind(self, value: impl IntoValue<'q>) -> Self {
+        QueryAs::bind(self, value)
+    }
+}
+
 impl<'q> Query<'q> {
     /// The statement as SQLite is given it, before its dialect is applied.
     fn sqlite_text(&self) -> &'static str {

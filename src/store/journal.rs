@@ -6,7 +6,7 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::db::{Query, Tx, query, query_per_backend};
+use super::db::{Bind, Tx, query, query_per_backend};
 use super::{StoreError, new_row_id};
 use crate::domain::audit::AuditReason;
 use crate::domain::payment::PaymentStatus;
@@ -24,7 +24,7 @@ pub(super) struct AuditLine<'a> {
 
 impl<'a> AuditLine<'a> {
     /// The line's eight columns, as `$1`…`$8` of `statement`, with a new row id.
-    fn bind<'q>(&self, statement: Query<'q>) -> Query<'q>
+    pub(super) fn bind<'q, S: Bind<'q>>(&self, statement: S) -> S
     where
         'a: 'q,
     {

@@ -143,7 +143,7 @@ pub enum SmsClaimResult {
     Accepted,
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct PaymentRecord {
     pub id: Uuid,
     pub client_id: Option<Uuid>,

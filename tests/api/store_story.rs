@@ -2,8 +2,8 @@
 
 use oplata::domain::payment::PaymentEvent;
 use oplata::store::{
-    ClaimedKey, FirstMove, IdempotencyClaim, NewPaymentRecord, StatusChange, StoredResponse,
-    TransitionResult,
+    ClaimedKey, FirstMove, IdempotencyClaim, KeyAnswer, NewPaymentRecord, PaymentRecord,
+    StatusChange, StoredResponse, TransitionResult,
 };
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
@@ -13,6 +13,8 @@ use crate::helpers::*;
 on_both_backends!(
     concurrent_creations_get_order_numbers_that_never_repeat,
     a_payment_and_its_first_move_are_written_together,
+    a_creation_answered_with_its_key_writes_what_the_transaction_writes,
+    a_change_to_a_payment_as_read_writes_what_the_transaction_writes,
     a_refused_transition_writes_nothing,
     a_change_from_a_stale_read_applies_to_the_payment_as_it_is,
     a_dead_request_frees_its_key_and_an_expired_key_can_be_reused,
@@ -98,6 +100,207 @@ async fn a_payment_and_its_first_move_are_written_together(backend: Backend) {
         stays.status, "created",
         "no move decided: the payment waits"
     );
+}
+
+/// A portal's API client, for the keys it sends.
+async fn portal_client(app: &TestApp) -> Uuid {
+    let (client, _) = oplata::service::api_keys::create(
+        app.store.as_ref(),
+        "portal",
+        oplata::service::api_keys::Scope::Portal,
+    )
+    .await
+    .unwrap();
+    client.id
+}
+
+/// The hosted page's first move, as the service decides it from the row.
+fn to_the_page(record: &PaymentRecord) -> Option<FirstMove> {
+    Some(FirstMove {
+        event: PaymentEvent::ActionRequired,
+        next_action: Some(format!(
+            "{{\"type\":\"redirect\",\"url\":\"https://pay.example/{}\"}}",
+            record.acquirer_order_id
+        )),
+        failure: None,
+        reason: &oplata::domain::audit::AuditReason::SentToAcquirerPage,
+    })
+}
+
+/// What two payments' rows, audit trails and events must share when the same thing happened
+/// to both: everything but their ids, order numbers and times.
+async fn same_story(app: &TestApp, one: &PaymentRecord, other: &PaymentRecord) {
+    let plain = |p: &PaymentRecord| PaymentRecord {
+        id: Uuid::nil(),
+        acquirer_order_id: String::new(),
+        next_action: p
+            .next_action
+            .as_ref()
+            .map(|a| a.replace(&p.acquirer_order_id, "N")),
+        next_check_at: None,
+        action_deadline: None,
+        submitted_at: None,
+        created_at: OffsetDateTime::UNIX_EPOCH,
+        updated_at: OffsetDateTime::UNIX_EPOCH,
+        ..p.clone()
+    };
+    assert_eq!(plain(one), plain(other));
+    // Times differ; what is set at the change stands as far from it in both, what is kept
+    // from before is there in both.
+    let shape = |p: &PaymentRecord| {
+        (
+            p.next_check_at.map(|at| at - p.updated_at),
+            p.action_deadline.is_some(),
+            p.submitted_at.is_some(),
+        )
+    };
+    assert_eq!(shape(one), shape(other));
+    let trail = |id| async move {
+        app.store
+            .payment_audit(id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| (a.from_status, a.to_status, a.actor, a.reason, a.detail))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(trail(one.id).await, trail(other.id).await);
+    let events = |p: PaymentRecord| async move {
+        app.store
+            .outbox_for(p.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| {
+                let mut payload: serde_json::Value = serde_json::from_str(&e.payload).unwrap();
+                assert_eq!(payload["payment_id"], p.id.to_string());
+                assert_eq!(payload["acquirer_order_id"], p.acquirer_order_id);
+                for varying in ["payment_id", "acquirer_order_id", "occurred_at"] {
+                    payload[varying] = serde_json::Value::Null;
+                }
+                (e.event_type, payload)
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(events(one.clone()).await, events(other.clone()).await);
+}
+
+/// A hosted creation with its idempotency key (on PostgreSQL one statement, on SQLite one
+/// transaction) writes the row, the audit trail and the events the step-by-step creation
+/// writes, reads back exactly as it answered, keeps the answer with the key, and a second
+/// request with the key writes nothing.
+async fn a_creation_answered_with_its_key_writes_what_the_transaction_writes(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let client_id = portal_client(&app).await;
+    let now = OffsetDateTime::now_utc();
+    let answer = |record: &PaymentRecord| {
+        Some(StoredResponse {
+            status: 201,
+            body: format!(
+                "{{\"id\":\"{}\",\"status\":\"{}\"}}",
+                record.id, record.status
+            ),
+        })
+    };
+    let key = KeyAnswer {
+        client_id,
+        key: "answered-1",
+        fingerprint: "f1",
+        now,
+        expires_at: now + Duration::days(1),
+        answer: &answer,
+    };
+    let request = new_payment("robokassa");
+    let answered = app
+        .store
+        .create_payment_answered(&request, "test", &to_the_page, &key)
+        .await
+        .unwrap()
+        .expect("a new key: created");
+    let stepwise = app
+        .store
+        .create_payment(&new_payment("robokassa"), "test", &to_the_page)
+        .await
+        .unwrap();
+
+    assert_eq!(answered.status, "requires_action");
+    assert_eq!(
+        app.store.get_payment(answered.id).await.unwrap().as_ref(),
+        Some(&answered),
+        "the row reads back as the request answered it"
+    );
+    same_story(&app, &answered, &stepwise).await;
+    let claim = app
+        .store
+        .claim_idempotency_key(
+            client_id,
+            "answered-1",
+            "f1",
+            now,
+            now,
+            now + Duration::days(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        claim,
+        IdempotencyClaim::Completed(answer(&answered).unwrap()),
+        "the key keeps the answer"
+    );
+    let payments = app.store.count_payments().await.unwrap();
+    let again = app
+        .store
+        .create_payment_answered(&new_payment("robokassa"), "test", &to_the_page, &key)
+        .await
+        .unwrap();
+    assert!(again.is_none(), "a known key creates nothing: {again:?}");
+    assert_eq!(app.store.count_payments().await.unwrap(), payments);
+}
+
+/// A change to a payment still as its caller read it (on PostgreSQL one statement) writes
+/// what the transaction that locks the payment first writes: the row, the audit line, the
+/// event.
+async fn a_change_to_a_payment_as_read_writes_what_the_transaction_writes(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let change = |event| StatusChange {
+        event,
+        next_action: None,
+        failure: Some(("refused", "declined by the issuer")),
+        actor: "test",
+        reason: &oplata::domain::audit::AuditReason::SettledFromReview,
+        acquirer_operation_id: Some("op-1"),
+    };
+    let create = || async {
+        app.store
+            .create_payment(&new_payment("robokassa"), "test", &to_the_page)
+            .await
+            .unwrap()
+    };
+    let (as_read, locked) = (create().await, create().await);
+    for event in [PaymentEvent::Submitted, PaymentEvent::Failed] {
+        let one = app
+            .store
+            .transition_payment_from(
+                &app.store.get_payment(as_read.id).await.unwrap().unwrap(),
+                &change(event),
+            )
+            .await
+            .unwrap();
+        let other = app
+            .store
+            .transition_payment(locked.id, &change(event))
+            .await
+            .unwrap();
+        let (TransitionResult::Applied(one), TransitionResult::Applied(other)) = (one, other)
+        else {
+            panic!("both applied");
+        };
+        assert_eq!(
+            app.store.get_payment(one.id).await.unwrap().as_ref(),
+            Some(&one)
+        );
+        same_story(&app, &one, &other).await;
+    }
 }
 
 async fn concurrent_creations_get_order_numbers_that_never_repeat(backend: Backend) {
@@ -240,20 +443,14 @@ async fn a_change_from_a_stale_read_applies_to_the_payment_as_it_is(backend: Bac
 
 async fn a_dead_request_frees_its_key_and_an_expired_key_can_be_reused(backend: Backend) {
     let app = spawn_app(backend).await;
-    let (client, _) = oplata::service::api_keys::create(
-        app.store.as_ref(),
-        "c",
-        oplata::service::api_keys::Scope::Portal,
-    )
-    .await
-    .unwrap();
+    let client_id = portal_client(&app).await;
     let now = OffsetDateTime::now_utc();
     let claim = |at: OffsetDateTime, fingerprint: &'static str| {
         let store = app.store.clone();
         async move {
             store
                 .claim_idempotency_key(
-                    client.id,
+                    client_id,
                     "key",
                     fingerprint,
                     at,
@@ -291,7 +488,7 @@ async fn a_dead_request_frees_its_key_and_an_expired_key_can_be_reused(backend: 
         body: "{}".into(),
     };
     app.store
-        .complete_idempotency_key(client.id, "key", &answer)
+        .complete_idempotency_key(client_id, "key", &answer)
         .await
         .unwrap();
     assert_eq!(
