@@ -7,7 +7,8 @@
 //! oplata's share of that limit, and its time per commit with one client, beside creations sent
 //! at half the closed loop's rate. Last, bursts of saved-card charges against an acquirer that
 //! answers after a second (`slow_acquirer.rs`; alone: `cargo bench --bench payments --
-//! slow-acquirer`). `cargo bench --bench payments -- million` measures instead the reads, the
+//! slow-acquirer`; only the lifecycles and pgbench: `-- lifecycles`). `cargo bench --bench
+//! payments -- million` measures instead the reads, the
 //! desk's searches and the lifecycle before and after a million payments are stored
 //! (`million.rs`).
 //!
@@ -40,6 +41,12 @@ const SLOW_BURSTS: usize = 3;
 /// a slow acquirer.
 fn slow_acquirer_only() -> bool {
     std::env::args().any(|arg| arg == "slow-acquirer")
+}
+
+/// `cargo bench --bench payments -- lifecycles` measures only the lifecycles, the creations at
+/// half load and (on PostgreSQL) pgbench beside them: the comparison with the database's limit.
+fn lifecycles_only() -> bool {
+    std::env::args().any(|arg| arg == "lifecycles")
 }
 
 /// `cargo bench --bench payments -- million` measures only the endpoints and pages before and
@@ -264,6 +271,9 @@ async fn run(label: &str, database_url: String) -> u128 {
     } else {
         let (per_second, creations_per_second) = lifecycles(label, &base, &key, &run).await;
         at_half_load(label, &base, &key, &run, creations_per_second).await;
+        if lifecycles_only() {
+            return per_second;
+        }
         others(label, &base, &sms_key, &run).await;
         drain_webhooks(label, &services).await;
         per_second
