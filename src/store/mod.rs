@@ -146,20 +146,6 @@ pub struct KeyAnswer<'a> {
     pub answer: &'a (dyn Fn(&PaymentRecord) -> Option<StoredResponse> + Send + Sync),
 }
 
-impl KeyAnswer<'_> {
-    /// The key as it is claimed: answered before anyone can see it, so no lease runs.
-    fn lease(&self) -> KeyLease<'_> {
-        KeyLease {
-            client_id: self.client_id,
-            key: self.key,
-            fingerprint: self.fingerprint,
-            now: self.now,
-            lock_until: self.now,
-            expires_at: self.expires_at,
-        }
-    }
-}
-
 impl std::fmt::Debug for KeyAnswer<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyAnswer")

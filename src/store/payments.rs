@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::db::{Tx, query, query_as, query_as_per_backend};
-use super::idempotency::{answer_key_and_commit, insert_key_in};
+use super::idempotency::answer_key_and_commit;
 use super::journal::{AuditLine, audit_and_event_in};
 use super::{
     AuditRecord, DecideFirstMove, KeyAnswer, NewPaymentRecord, PaymentRecord, PaymentSearch,
@@ -384,12 +384,114 @@ fn stored_precision(at: OffsetDateTime) -> OffsetDateTime {
         .unwrap_or(at)
 }
 
+/// A hosted payment's creation decided before anything is written: the row as its first move
+/// leaves it (with the order number taken), its key's answer, and the two audit lines and two
+/// events the transaction path writes. `None` when the request needs that path: no first move,
+/// one that ends the payment (its channels' effects are the transaction's), personal data, or
+/// no answer.
+struct PlannedCreation<'a> {
+    created: PaymentRecord,
+    moved: PaymentRecord,
+    answer: StoredResponse,
+    created_line: AuditLine<'a>,
+    moved_line: AuditLine<'a>,
+    moved_event: &'static str,
+}
+
+impl<'a> PlannedCreation<'a> {
+    fn plan(
+        p: &NewPaymentRecord,
+        order_number: i64,
+        actor: &'a str,
+        first: DecideFirstMove<'_>,
+        key: &KeyAnswer<'_>,
+    ) -> Option<Self> {
+        use crate::domain::payment::{Transition, first_check_delay};
+        if p.payer.is_some() {
+            return None;
+        }
+        let created_at = stored_precision(p.created_at);
+        let created = PaymentRecord {
+            id: p.id,
+            client_id: p.client_id,
+            user_id: p.user_id.clone(),
+            supplier_id: p.supplier_id.clone(),
+            account_number: p.account_number.clone(),
+            amount_minor: p.amount_minor,
+            currency: p.currency.clone(),
+            description: p.description.clone(),
+            email: p.email.clone(),
+            phone: p.phone.clone(),
+            return_url: p.return_url.clone(),
+            acquirer: p.acquirer,
+            acquirer_order_id: order_number.to_string(),
+            status: PaymentStatus::Created,
+            next_action: None,
+            failure_code: None,
+            failure_message: None,
+            review_reason: None,
+            review_detail: None,
+            acquirer_operation_id: None,
+            payment_method: p.payment_method,
+            saved_card_id: p.saved_card_id,
+            save_card: p.save_card,
+            next_check_at: first_check_delay(PaymentStatus::Created)
+                .map(|delay| created_at + delay),
+            check_attempts: 0,
+            action_deadline: None,
+            submitted_at: None,
+            created_at,
+            updated_at: created_at,
+        };
+        let first = first(&created)?;
+        let change = first.change(actor);
+        let Ok(Transition::To(to)) = created.status.apply(change.event) else {
+            return None;
+        };
+        if to.is_final() {
+            return None;
+        }
+        let now = stored_precision(OffsetDateTime::now_utc());
+        let moved = moved_record(&created, to, &change, now);
+        let answer = (key.answer)(&moved)?;
+        Some(PlannedCreation {
+            created_line: AuditLine {
+                payment_id: p.id,
+                from: None,
+                to: PaymentStatus::Created,
+                actor,
+                reason: &crate::domain::audit::AuditReason::PaymentCreated,
+                at: created_at,
+            },
+            moved_line: AuditLine {
+                payment_id: p.id,
+                from: Some(PaymentStatus::Created),
+                to,
+                actor,
+                reason: first.reason,
+                at: now,
+            },
+            moved_event: change.event.outbox_type(),
+            created,
+            moved,
+            answer,
+        })
+    }
+
+    /// The two events' payloads: the creation's, then the first move's.
+    fn payloads(&self) -> Result<(String, String), StoreError> {
+        Ok((
+            crate::events::payment(&self.created, "payment.created", self.created.created_at)?,
+            crate::events::payment(&self.moved, self.moved_event, self.moved.updated_at)?,
+        ))
+    }
+}
+
 /// A hosted payment created, sent to its page and its key answered as one PostgreSQL statement
-/// (one commit, no `BEGIN` or `COMMIT`): the order number is taken first, the row is written as
-/// the first move leaves it, with both audit lines and both events of the transaction path.
-/// `None`, with nothing written (an order number may be skipped: gaps are fine), when the key
-/// is known already or the request needs the transaction path: no first move, or one that ends
-/// the payment (its channels' effects are the transaction's), or personal data.
+/// (one commit, no `BEGIN` or `COMMIT`): the order number is taken first, then the row is
+/// written as the first move leaves it with everything [`PlannedCreation`] holds. `None`, with
+/// nothing written (an order number may be skipped: gaps are fine), when the key is known
+/// already or the request needs the transaction path.
 async fn create_answered_in_one_statement(
     pool: &super::db::Pool,
     p: &NewPaymentRecord,
@@ -397,77 +499,18 @@ async fn create_answered_in_one_statement(
     first: DecideFirstMove<'_>,
     key: &KeyAnswer<'_>,
 ) -> Result<Option<PaymentRecord>, StoreError> {
-    use crate::domain::payment::{Transition, first_check_delay};
     if p.payer.is_some() {
         return Ok(None);
     }
     let (order_number,): (i64,) = query_as("SELECT nextval('payment_order_numbers')")
         .fetch_one(pool)
         .await?;
-    let created_at = stored_precision(p.created_at);
-    let created = PaymentRecord {
-        id: p.id,
-        client_id: p.client_id,
-        user_id: p.user_id.clone(),
-        supplier_id: p.supplier_id.clone(),
-        account_number: p.account_number.clone(),
-        amount_minor: p.amount_minor,
-        currency: p.currency.clone(),
-        description: p.description.clone(),
-        email: p.email.clone(),
-        phone: p.phone.clone(),
-        return_url: p.return_url.clone(),
-        acquirer: p.acquirer,
-        acquirer_order_id: order_number.to_string(),
-        status: PaymentStatus::Created,
-        next_action: None,
-        failure_code: None,
-        failure_message: None,
-        review_reason: None,
-        review_detail: None,
-        acquirer_operation_id: None,
-        payment_method: p.payment_method,
-        saved_card_id: p.saved_card_id,
-        save_card: p.save_card,
-        next_check_at: first_check_delay(PaymentStatus::Created).map(|delay| created_at + delay),
-        check_attempts: 0,
-        action_deadline: None,
-        submitted_at: None,
-        created_at,
-        updated_at: created_at,
-    };
-    let Some(first) = first(&created) else {
+    let Some(plan) = PlannedCreation::plan(p, order_number, actor, first, key) else {
         return Ok(None);
     };
-    let change = first.change(actor);
-    let Ok(Transition::To(to)) = created.status.apply(change.event) else {
-        return Ok(None);
-    };
-    if to.is_final() {
-        return Ok(None);
-    }
-    let now = stored_precision(OffsetDateTime::now_utc());
-    let moved = moved_record(&created, to, &change, now);
-    let Some(answer) = (key.answer)(&moved) else {
-        return Ok(None);
-    };
-    let created_line = AuditLine {
-        payment_id: p.id,
-        from: None,
-        to: PaymentStatus::Created,
-        actor,
-        reason: &crate::domain::audit::AuditReason::PaymentCreated,
-        at: created_at,
-    };
-    let moved_line = AuditLine {
-        payment_id: p.id,
-        from: Some(PaymentStatus::Created),
-        to,
-        actor,
-        reason: change.reason,
-        at: now,
-    };
-    let moved_event = change.event.outbox_type();
+    let (created_payload, moved_payload) = plan.payloads()?;
+    let moved = &plan.moved;
+    let answer = &plan.answer;
     // A key already known (a retry, a reuse, an expired key) inserts nothing, and so nothing
     // else is inserted: every other row is selected from the claim's.
     let statement = query_as::<(Uuid,)>(concat!(
@@ -527,20 +570,134 @@ async fn create_answered_in_one_statement(
     .bind(moved.submitted_at)
     .bind(moved.created_at)
     .bind(moved.updated_at);
-    let statement = moved_line.bind(created_line.bind(statement));
+    let statement = plan.moved_line.bind(plan.created_line.bind(statement));
     let inserted = statement
         .bind(super::new_row_id())
-        .bind(crate::events::payment(
-            &created,
-            "payment.created",
-            created_at,
-        )?)
+        .bind(created_payload)
         .bind(super::new_row_id())
-        .bind(moved_event)
-        .bind(crate::events::payment(&moved, moved_event, now)?)
+        .bind(plan.moved_event)
+        .bind(moved_payload)
         .fetch_optional(pool)
         .await?;
-    Ok(inserted.map(|_| moved))
+    Ok(inserted.map(|_| plan.moved))
+}
+
+/// [`create_answered_in_one_statement`] for SQLite, in two round trips on the writer: `BEGIN
+/// IMMEDIATE` with the acquirer's counter taken, then every row and `COMMIT` in one string.
+/// Every row but the key's is written only when the row before it is there, so a key already
+/// known writes nothing but the counter (a skipped order number: gaps are fine), and the last
+/// event's count says whether the payment was created.
+async fn create_answered_in_two_round_trips(
+    pool: &super::db::Pool,
+    p: &NewPaymentRecord,
+    actor: &str,
+    first: DecideFirstMove<'_>,
+    key: &KeyAnswer<'_>,
+) -> Result<Option<PaymentRecord>, StoreError> {
+    if p.payer.is_some() {
+        return Ok(None);
+    }
+    let mut tx = pool.begin_write().await?;
+    let (order_number,): (i64,) = query_as(
+        "INSERT INTO acquirer_sequences (acquirer, last_value) VALUES ($1, 1) \
+         ON CONFLICT (acquirer) DO UPDATE SET last_value = acquirer_sequences.last_value + 1 \
+         RETURNING last_value",
+    )
+    .bind(p.acquirer)
+    .fetch_one(&mut tx)
+    .await?;
+    let Some(plan) = PlannedCreation::plan(p, order_number, actor, first, key) else {
+        tx.rollback().await?;
+        return Ok(None);
+    };
+    let (created_payload, moved_payload) = plan.payloads()?;
+    let moved = &plan.moved;
+    query(
+        "INSERT INTO idempotency_keys (client_id, idem_key, fingerprint, state, created_at, \
+         locked_until, expires_at, resource_id, response_status, response_body) \
+         VALUES ($1, $2, $3, 'done', $4, $4, $5, $6, $7, $8) \
+         ON CONFLICT (client_id, idem_key) DO NOTHING",
+    )
+    .bind(key.client_id)
+    .bind(key.key)
+    .bind(key.fingerprint)
+    .bind(key.now)
+    .bind(key.expires_at)
+    .bind(p.id)
+    .bind(i32::from(plan.answer.status))
+    .bind(&plan.answer.body)
+    .execute_with_next(&mut tx)
+    .await?;
+    // The key's row names this payment only if this request inserted it.
+    query(concat!(
+        "INSERT INTO payments (",
+        payment_columns!(),
+        ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+         $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29 \
+         WHERE EXISTS (SELECT 1 FROM idempotency_keys \
+         WHERE client_id = $30 AND idem_key = $31 AND resource_id = $1)"
+    ))
+    .bind(moved.id)
+    .bind(moved.client_id)
+    .bind(&moved.user_id)
+    .bind(&moved.supplier_id)
+    .bind(&moved.account_number)
+    .bind(moved.amount_minor)
+    .bind(&moved.currency)
+    .bind(&moved.description)
+    .bind(&moved.email)
+    .bind(&moved.phone)
+    .bind(&moved.return_url)
+    .bind(moved.acquirer)
+    .bind(&moved.acquirer_order_id)
+    .bind(moved.status)
+    .bind(&moved.next_action)
+    .bind(&moved.failure_code)
+    .bind(&moved.failure_message)
+    .bind(&moved.review_reason)
+    .bind(&moved.review_detail)
+    .bind(&moved.acquirer_operation_id)
+    .bind(moved.payment_method)
+    .bind(moved.saved_card_id)
+    .bind(moved.save_card)
+    .bind(moved.next_check_at)
+    .bind(moved.check_attempts)
+    .bind(moved.action_deadline)
+    .bind(moved.submitted_at)
+    .bind(moved.created_at)
+    .bind(moved.updated_at)
+    .bind(key.client_id)
+    .bind(key.key)
+    .execute_with_next(&mut tx)
+    .await?;
+    for line in [&plan.created_line, &plan.moved_line] {
+        line.bind(query(
+            "INSERT INTO payment_audit (id, payment_id, from_status, to_status, actor, reason, \
+             detail, created_at) SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
+             WHERE EXISTS (SELECT 1 FROM payments WHERE id = $2)",
+        ))
+        .execute_with_next(&mut tx)
+        .await?;
+    }
+    let event = |event_type: &'static str, payload: String, at: OffsetDateTime| {
+        query(
+            "INSERT INTO outbox (id, aggregate_id, event_type, payload, created_at, \
+             awaiting_queue) SELECT $1, $2, $3, $4, $5, true \
+             WHERE EXISTS (SELECT 1 FROM payments WHERE id = $2)",
+        )
+        .bind(super::new_row_id())
+        .bind(p.id)
+        .bind(event_type)
+        .bind(payload)
+        .bind(at)
+    };
+    event("payment.created", created_payload, plan.created.created_at)
+        .execute_with_next(&mut tx)
+        .await?;
+    let last = event(plan.moved_event, moved_payload, moved.updated_at)
+        .execute_and_commit(tx)
+        .await?;
+    Ok((last.rows_affected() == 1).then_some(plan.moved))
 }
 
 impl Store {
@@ -571,9 +728,11 @@ impl Store {
     }
 
     /// [`Store::create_payment`] with its idempotency key claimed and answered in the same
-    /// transaction: one commit for the whole request. `None`, with nothing written, when the key
-    /// is known already (a retry, a reuse, an expired key) or `key.answer` gives up: the caller
-    /// then takes the step-by-step path, which claims the key on its own.
+    /// commit: one for the whole request (on PostgreSQL one statement, on SQLite two round
+    /// trips on the writer; see [`PlannedCreation`]). `None`, with nothing written but perhaps
+    /// a skipped order number, when the key is known already (a retry, a reuse, an expired key)
+    /// or the request needs the step-by-step path (`first` or `key.answer` gives up, a first
+    /// move that ends the payment, personal data): that path claims the key on its own.
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn create_payment_answered(
         &self,
@@ -583,22 +742,10 @@ impl Store {
         key: &KeyAnswer<'_>,
     ) -> Result<Option<PaymentRecord>, StoreError> {
         if self.pool.backend() == "postgres" {
-            return create_answered_in_one_statement(&self.pool, p, actor, first, key).await;
+            create_answered_in_one_statement(&self.pool, p, actor, first, key).await
+        } else {
+            create_answered_in_two_round_trips(&self.pool, p, actor, first, key).await
         }
-        let mut tx = self.pool.begin_write().await?;
-        // A concurrent request with the same key waits here until this one commits, then
-        // finds the answer.
-        if !insert_key_in(&mut tx, &key.lease().claim_for(p.id)).await? {
-            tx.rollback().await?;
-            return Ok(None);
-        }
-        let record = create_payment_in(&mut tx, p, actor, first).await?;
-        let Some(answer) = (key.answer)(&record) else {
-            tx.rollback().await?;
-            return Ok(None);
-        };
-        answer_key_and_commit(tx, key.client_id, key.key, &answer).await?;
-        Ok(Some(record))
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
