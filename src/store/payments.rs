@@ -487,6 +487,41 @@ impl<'a> PlannedCreation<'a> {
     }
 }
 
+/// Binds a payment's 29 columns, in the order of `payment_columns!`, as the next arguments of
+/// `statement`: a row written whole, as [`PlannedCreation`] decided it.
+fn bind_payment_row<'q, S: super::db::Bind<'q>>(statement: S, row: &'q PaymentRecord) -> S {
+    statement
+        .bind(row.id)
+        .bind(row.client_id)
+        .bind(&row.user_id)
+        .bind(&row.supplier_id)
+        .bind(&row.account_number)
+        .bind(row.amount_minor)
+        .bind(&row.currency)
+        .bind(&row.description)
+        .bind(&row.email)
+        .bind(&row.phone)
+        .bind(&row.return_url)
+        .bind(row.acquirer)
+        .bind(&row.acquirer_order_id)
+        .bind(row.status)
+        .bind(&row.next_action)
+        .bind(&row.failure_code)
+        .bind(&row.failure_message)
+        .bind(&row.review_reason)
+        .bind(&row.review_detail)
+        .bind(&row.acquirer_operation_id)
+        .bind(row.payment_method)
+        .bind(row.saved_card_id)
+        .bind(row.save_card)
+        .bind(row.next_check_at)
+        .bind(row.check_attempts)
+        .bind(row.action_deadline)
+        .bind(row.submitted_at)
+        .bind(row.created_at)
+        .bind(row.updated_at)
+}
+
 /// A hosted payment created, sent to its page and its key answered as one PostgreSQL statement
 /// (one commit, no `BEGIN` or `COMMIT`): the order number is taken first, then the row is
 /// written as the first move leaves it with everything [`PlannedCreation`] holds. `None`, with
@@ -540,36 +575,8 @@ async fn create_answered_in_one_statement(
     .bind(key.expires_at)
     .bind(p.id)
     .bind(i32::from(answer.status))
-    .bind(&answer.body)
-    .bind(moved.id)
-    .bind(moved.client_id)
-    .bind(&moved.user_id)
-    .bind(&moved.supplier_id)
-    .bind(&moved.account_number)
-    .bind(moved.amount_minor)
-    .bind(&moved.currency)
-    .bind(&moved.description)
-    .bind(&moved.email)
-    .bind(&moved.phone)
-    .bind(&moved.return_url)
-    .bind(moved.acquirer)
-    .bind(&moved.acquirer_order_id)
-    .bind(moved.status)
-    .bind(&moved.next_action)
-    .bind(&moved.failure_code)
-    .bind(&moved.failure_message)
-    .bind(&moved.review_reason)
-    .bind(&moved.review_detail)
-    .bind(&moved.acquirer_operation_id)
-    .bind(moved.payment_method)
-    .bind(moved.saved_card_id)
-    .bind(moved.save_card)
-    .bind(moved.next_check_at)
-    .bind(moved.check_attempts)
-    .bind(moved.action_deadline)
-    .bind(moved.submitted_at)
-    .bind(moved.created_at)
-    .bind(moved.updated_at);
+    .bind(&answer.body);
+    let statement = bind_payment_row(statement, moved);
     let statement = plan.moved_line.bind(plan.created_line.bind(statement));
     let inserted = statement
         .bind(super::new_row_id())
@@ -629,47 +636,19 @@ async fn create_answered_in_two_round_trips(
     .execute_with_next(&mut tx)
     .await?;
     // The key's row names this payment only if this request inserted it.
-    query(concat!(
+    let payment = query(concat!(
         "INSERT INTO payments (",
         payment_columns!(),
         ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
          $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29 \
          WHERE EXISTS (SELECT 1 FROM idempotency_keys \
          WHERE client_id = $30 AND idem_key = $31 AND resource_id = $1)"
-    ))
-    .bind(moved.id)
-    .bind(moved.client_id)
-    .bind(&moved.user_id)
-    .bind(&moved.supplier_id)
-    .bind(&moved.account_number)
-    .bind(moved.amount_minor)
-    .bind(&moved.currency)
-    .bind(&moved.description)
-    .bind(&moved.email)
-    .bind(&moved.phone)
-    .bind(&moved.return_url)
-    .bind(moved.acquirer)
-    .bind(&moved.acquirer_order_id)
-    .bind(moved.status)
-    .bind(&moved.next_action)
-    .bind(&moved.failure_code)
-    .bind(&moved.failure_message)
-    .bind(&moved.review_reason)
-    .bind(&moved.review_detail)
-    .bind(&moved.acquirer_operation_id)
-    .bind(moved.payment_method)
-    .bind(moved.saved_card_id)
-    .bind(moved.save_card)
-    .bind(moved.next_check_at)
-    .bind(moved.check_attempts)
-    .bind(moved.action_deadline)
-    .bind(moved.submitted_at)
-    .bind(moved.created_at)
-    .bind(moved.updated_at)
-    .bind(key.client_id)
-    .bind(key.key)
-    .execute_with_next(&mut tx)
-    .await?;
+    ));
+    bind_payment_row(payment, moved)
+        .bind(key.client_id)
+        .bind(key.key)
+        .execute_with_next(&mut tx)
+        .await?;
     for line in [&plan.created_line, &plan.moved_line] {
         line.bind(query(
             "INSERT INTO payment_audit (id, payment_id, from_status, to_status, actor, reason, \

@@ -50,17 +50,7 @@ async fn a_payment_and_its_first_move_are_written_together(backend: Backend) {
     let app = spawn_app(backend).await;
     let moved = app
         .store
-        .create_payment(&new_payment("robokassa"), "test", &|record| {
-            Some(FirstMove {
-                event: PaymentEvent::ActionRequired,
-                next_action: Some(format!(
-                    "{{\"type\":\"redirect\",\"url\":\"https://pay.example/{}\"}}",
-                    record.acquirer_order_id
-                )),
-                failure: None,
-                reason: &oplata::domain::audit::AuditReason::SentToAcquirerPage,
-            })
-        })
+        .create_payment(&new_payment("robokassa"), "test", &to_the_page)
         .await
         .unwrap();
 
