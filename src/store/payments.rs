@@ -88,6 +88,28 @@ macro_rules! status_update {
     };
 }
 
+/// What a change to `to` sets from itself rather than keeps: one computation for the
+/// `UPDATE` ([`bind_status_update`]) and the row written whole ([`moved_record`]).
+struct SetByChange<'a> {
+    /// The next action only makes sense while the customer still has to act.
+    next_action: Option<&'a str>,
+    next_check_at: Option<OffsetDateTime>,
+    /// `None` keeps the one the payment has.
+    action_deadline: Option<OffsetDateTime>,
+}
+
+impl<'a> SetByChange<'a> {
+    fn of(to: PaymentStatus, change: &StatusChange<'a>, now: OffsetDateTime) -> Self {
+        use crate::domain::payment::{ACTION_WINDOW, first_check_delay};
+        let requires_action = to == PaymentStatus::RequiresAction;
+        SetByChange {
+            next_action: change.next_action.filter(|_| requires_action),
+            next_check_at: first_check_delay(to).map(|delay| now + delay),
+            action_deadline: requires_action.then(|| now + ACTION_WINDOW),
+        }
+    }
+}
+
 /// Binds [`status_update`]'s ten arguments: the payment `id` moved to `to` by `change` at
 /// `now`, only from `only_from` when given.
 fn bind_status_update<'q, O: super::db::Row>(
@@ -98,15 +120,11 @@ fn bind_status_update<'q, O: super::db::Row>(
     change: &StatusChange<'q>,
     now: OffsetDateTime,
 ) -> super::db::QueryAs<'q, O> {
-    use crate::domain::payment::{ACTION_WINDOW, first_check_delay};
-    // The next action only makes sense while the customer still has to act.
-    let next_action = if to == PaymentStatus::RequiresAction {
-        change.next_action
-    } else {
-        None
-    };
-    let next_check_at = first_check_delay(to).map(|delay| now + delay);
-    let action_deadline = (to == PaymentStatus::RequiresAction).then(|| now + ACTION_WINDOW);
+    let SetByChange {
+        next_action,
+        next_check_at,
+        action_deadline,
+    } = SetByChange::of(to, change, now);
     let (failure_code, failure_message) = change.failure.unzip();
     statement
         .bind(id)
@@ -342,14 +360,10 @@ fn moved_record(
     change: &StatusChange<'_>,
     now: OffsetDateTime,
 ) -> PaymentRecord {
-    use crate::domain::payment::{ACTION_WINDOW, first_check_delay};
-    let requires_action = to == PaymentStatus::RequiresAction;
+    let set = SetByChange::of(to, change, now);
     PaymentRecord {
         status: to,
-        next_action: change
-            .next_action
-            .filter(|_| requires_action)
-            .map(str::to_owned),
+        next_action: set.next_action.map(str::to_owned),
         failure_code: change
             .failure
             .map(|(code, _)| code.to_owned())
@@ -362,11 +376,9 @@ fn moved_record(
             .acquirer_operation_id
             .map(str::to_owned)
             .or_else(|| record.acquirer_operation_id.clone()),
-        next_check_at: first_check_delay(to).map(|delay| now + delay),
+        next_check_at: set.next_check_at,
         check_attempts: 0,
-        action_deadline: requires_action
-            .then(|| now + ACTION_WINDOW)
-            .or(record.action_deadline),
+        action_deadline: set.action_deadline.or(record.action_deadline),
         submitted_at: if to == PaymentStatus::Processing {
             Some(now)
         } else {
