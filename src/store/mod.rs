@@ -12,6 +12,7 @@ mod db;
 mod idempotency;
 mod ids;
 mod journal;
+mod order_numbers;
 mod outbox;
 mod payments;
 mod postgres;
@@ -212,6 +213,9 @@ pub enum IdempotencyClaim {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: db::Pool,
+    /// PostgreSQL's order numbers in hand (unused on SQLite, whose counter is taken inside the
+    /// creating transaction at no extra round trip).
+    order_numbers: Arc<order_numbers::OrderNumbers>,
 }
 
 impl Store {
@@ -323,7 +327,10 @@ pub async fn connect_with(
     } else {
         return Err(StoreError::UnsupportedUrl(redact_url(url)));
     };
-    Ok(Arc::new(Store { pool }))
+    Ok(Arc::new(Store {
+        pool,
+        order_numbers: Arc::default(),
+    }))
 }
 
 /// A database URL fit for a log line or an error: the password is replaced.

@@ -535,12 +535,14 @@ fn bind_payment_row<'q, S: super::db::Bind<'q>>(statement: S, row: &'q PaymentRe
 }
 
 /// A hosted payment created, sent to its page and its key answered as one PostgreSQL statement
-/// (one commit, no `BEGIN` or `COMMIT`): the order number is taken first, then the row is
+/// (one commit, no `BEGIN` or `COMMIT`): the order number is taken first (from the block in
+/// hand, [`super::order_numbers`]: no round trip for most creations), then the row is
 /// written as the first move leaves it with everything [`PlannedCreation`] holds. `None`, with
 /// nothing written (an order number may be skipped: gaps are fine), when the key is known
 /// already or the request needs the transaction path.
 async fn create_answered_in_one_statement(
     pool: &super::db::Pool,
+    order_numbers: &super::order_numbers::OrderNumbers,
     p: &NewPaymentRecord,
     actor: &str,
     first: DecideFirstMove<'_>,
@@ -549,9 +551,7 @@ async fn create_answered_in_one_statement(
     if p.payer.is_some() {
         return Ok(None);
     }
-    let (order_number,): (i64,) = query_as("SELECT nextval('payment_order_numbers')")
-        .fetch_one(pool)
-        .await?;
+    let order_number = order_numbers.next(pool).await?;
     let Some(plan) = PlannedCreation::plan(p, order_number, actor, first, key) else {
         return Ok(None);
     };
@@ -733,7 +733,8 @@ impl Store {
         key: &KeyAnswer<'_>,
     ) -> Result<Option<PaymentRecord>, StoreError> {
         if self.pool.backend() == "postgres" {
-            create_answered_in_one_statement(&self.pool, p, actor, first, key).await
+            create_answered_in_one_statement(&self.pool, &self.order_numbers, p, actor, first, key)
+                .await
         } else {
             create_answered_in_two_round_trips(&self.pool, p, actor, first, key).await
         }

@@ -12,6 +12,7 @@ use crate::helpers::*;
 
 on_both_backends!(
     concurrent_creations_get_order_numbers_that_never_repeat,
+    replicas_creating_at_once_never_repeat_an_order_number,
     a_payment_and_its_first_move_are_written_together,
     a_creation_answered_with_its_key_writes_what_the_transaction_writes,
     a_change_to_a_payment_as_read_writes_what_the_transaction_writes,
@@ -326,6 +327,79 @@ async fn concurrent_creations_get_order_numbers_that_never_repeat(backend: Backe
         .unwrap();
     assert_eq!(found.id, other.id);
     assert_eq!(found.amount_minor, 12_345);
+}
+
+/// Two processes on one database (a second replica: a store of its own, so an order-number
+/// block of its own on PostgreSQL), each creating at once both ways (a hosted creation with its
+/// key, which takes a number from the block in hand, and the step-by-step one, which asks the
+/// sequence itself): no number is handed out twice, and the page each payment answered with
+/// names the number it was stored under.
+async fn replicas_creating_at_once_never_repeat_an_order_number(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let replica = oplata::store::connect(&app.database_url)
+        .await
+        .expect("a second process opens the database");
+    let client_id = portal_client(&app).await;
+    let now = OffsetDateTime::now_utc();
+    let answer = |record: &PaymentRecord| {
+        Some(StoredResponse {
+            status: 201,
+            body: record.next_action.clone().unwrap_or_default(),
+        })
+    };
+    let keys: Vec<String> = (0..90).map(|i| format!("replica-{i}")).collect();
+    let stores = [app.store.clone(), replica];
+    let created = futures::future::join_all(keys.iter().enumerate().map(|(i, key)| {
+        let store = stores[i % 2].clone();
+        async move {
+            if i % 3 == 0 {
+                store
+                    .create_payment(&new_payment("robokassa"), "test", &to_the_page)
+                    .await
+                    .map(Some)
+            } else {
+                store
+                    .create_payment_answered(
+                        &new_payment("robokassa"),
+                        "test",
+                        &to_the_page,
+                        &KeyAnswer {
+                            client_id,
+                            key,
+                            fingerprint: "f",
+                            now,
+                            expires_at: now + Duration::days(1),
+                            answer: &answer,
+                        },
+                    )
+                    .await
+            }
+        }
+    }))
+    .await;
+
+    let created: Vec<PaymentRecord> = created
+        .into_iter()
+        .map(|c| c.unwrap().expect("every key is new"))
+        .collect();
+    let mut numbers: Vec<i64> = created
+        .iter()
+        .map(|p| p.acquirer_order_id.parse().unwrap())
+        .collect();
+    numbers.sort_unstable();
+    numbers.dedup();
+    assert_eq!(numbers.len(), 90, "{numbers:?}");
+    for payment in &created {
+        let stored = app.store.get_payment(payment.id).await.unwrap().unwrap();
+        assert_eq!(stored.acquirer_order_id, payment.acquirer_order_id);
+        assert!(
+            stored
+                .next_action
+                .as_deref()
+                .is_some_and(|page| page.contains(&format!("/{}\"", stored.acquirer_order_id))),
+            "{stored:?}"
+        );
+    }
 }
 
 async fn a_refused_transition_writes_nothing(backend: Backend) {
