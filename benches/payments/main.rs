@@ -180,6 +180,60 @@ async fn pgbench_minimal(url: &str, oplata_lifecycles_per_second: u128) {
     }
 }
 
+/// A schema of the run's own on the PostgreSQL server, dropped at the end: every run starts
+/// from empty tables, as the SQLite half does, and leaves nothing to the next (neither rows that
+/// a server with autovacuum off never analyzes, nor pending deliveries, nor a million seeded
+/// payments that would make the next "fresh" phase a large one). pgbench runs in it too.
+struct RunSchema {
+    server: String,
+    name: String,
+}
+
+impl RunSchema {
+    async fn create(server: &str) -> Self {
+        let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
+        let pool = sqlx::PgPool::connect(server).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
+            .execute(&pool)
+            .await
+            .unwrap();
+        let (autovacuum,): (String,) = sqlx::query_as("SHOW autovacuum")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if autovacuum != "on" {
+            println!(
+                "postgres: autovacuum is {autovacuum} on this server (it is on by default and oplata expects it): tables are never analyzed during the run"
+            );
+        }
+        RunSchema {
+            server: server.to_owned(),
+            name,
+        }
+    }
+
+    /// The server's URL with the schema first on the search path (libpq and sqlx both read
+    /// `options`).
+    fn url(&self) -> String {
+        let separator = if self.server.contains('?') { '&' } else { '?' };
+        format!(
+            "{}{separator}options=-c%20search_path%3D{}",
+            self.server, self.name
+        )
+    }
+
+    async fn drop(self) {
+        let pool = sqlx::PgPool::connect(&self.server).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA {} CASCADE",
+            self.name
+        )))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+}
+
 /// Runs every measurement on one database; returns lifecycles (creation, then its ResultURL)
 /// per second.
 async fn run(label: &str, database_url: String) -> u128 {
@@ -234,7 +288,7 @@ async fn run(label: &str, database_url: String) -> u128 {
         .unwrap();
     let database_url = settings_database_url;
     tokio::spawn(app.run_until(std::future::pending()));
-    // A PostgreSQL database outlives the run: keys, message ids and phones of this run are new.
+    // Keys, message ids and phones of this run are its own (a server's schema may be shared).
     let run = uuid::Uuid::new_v4().simple().to_string();
 
     if million_only() {
@@ -273,8 +327,7 @@ async fn run(label: &str, database_url: String) -> u128 {
         let (per_second, creations_per_second) = lifecycles(label, &base, &key, &run).await;
         at_half_load(label, &base, &key, &run, creations_per_second).await;
         if lifecycles_only() {
-            // A PostgreSQL database outlives the run: its events are delivered, not left to
-            // the next run's drain.
+            // The drain is measured in this mode too.
             drain_webhooks(label, &services).await;
             return per_second;
         }
@@ -588,11 +641,14 @@ async fn main() {
         format!("sqlite://{}/bench.db", dir.path().display()),
     )
     .await;
-    if let Ok(url) = std::env::var("OPLATA_BENCH_POSTGRES_URL") {
+    if let Ok(server) = std::env::var("OPLATA_BENCH_POSTGRES_URL") {
+        let schema = RunSchema::create(&server).await;
+        let url = schema.url();
         let oplata = run("postgres", url.clone()).await;
         if !slow_acquirer_only() && !million_only() {
             pgbench_minimal(&url, oplata).await;
         }
+        schema.drop().await;
     }
     println!("VmHWM:\t{:>8} kB", status_kib("VmHWM"));
 }
