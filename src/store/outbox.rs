@@ -150,12 +150,19 @@ impl Store {
             let ids = serde_json::to_string(&delivered)
                 .map_err(|e| StoreError::Corrupt(format!("webhook ids: {e}")))?;
             // The same statements on both databases but for reading the array: PostgreSQL's
-            // uuid from text, SQLite's 16-byte blob from hex.
+            // uuid from text, SQLite's 16-byte blob from hex. On PostgreSQL "still pending" is
+            // written as "neither delivered nor dead" (the only other statuses, by the table's
+            // CHECK): `status = 'pending'` lets the planner take the pending-order partial
+            // index, found only by endpoint, and filter every pending delivery for the batch's
+            // ids whenever its statistics hold the pending set small (never analyzed, or a
+            // backlog grown since): 14.6 ms a batch against 0.66 ms through the primary key
+            // with 20,000 pending, and 1.9 ms an event in a benchmark's drain.
             let (deliveries, outbox) = match self.pool.backend() {
                 "postgres" => (
                     "UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, \
                      next_attempt_at = $3, last_error = NULL, delivered_at = $3 \
-                     WHERE endpoint = $1 AND status = 'pending' AND event_id = ANY(ARRAY(\
+                     WHERE endpoint = $1 AND status NOT IN ('delivered', 'dead') \
+                     AND event_id = ANY(ARRAY(\
                      SELECT CAST(value AS uuid) FROM json_array_elements_text(CAST($2 AS json))))",
                     "UPDATE outbox SET delivered_at = $2, attempts = attempts + 1 \
                      WHERE delivered_at IS NULL AND id = ANY(ARRAY(\
