@@ -187,6 +187,8 @@ async fn pgbench_minimal(url: &str, oplata_lifecycles_per_second: u128) {
 struct RunSchema {
     server: String,
     name: String,
+    /// Whether the benchmark must analyze between phases (see [`RunSchema::analyze`]).
+    autovacuum_off: bool,
 }
 
 impl RunSchema {
@@ -201,7 +203,8 @@ impl RunSchema {
             .fetch_one(&pool)
             .await
             .unwrap();
-        if autovacuum != "on" {
+        let autovacuum_off = autovacuum != "on";
+        if autovacuum_off {
             println!(
                 "postgres: autovacuum is {autovacuum} on this server (it is on by default and oplata expects it): the benchmark analyzes the tables between its phases"
             );
@@ -209,6 +212,7 @@ impl RunSchema {
         RunSchema {
             server: server.to_owned(),
             name,
+            autovacuum_off,
         }
     }
 
@@ -220,6 +224,32 @@ impl RunSchema {
             "{}{separator}options=-c%20search_path%3D{}",
             self.server, self.name
         )
+    }
+
+    /// Between two phases on a server with autovacuum off, what autovacuum would have done as
+    /// the tables grew: `ANALYZE`. A table never analyzed is planned with default estimates,
+    /// and the webhook claim's "first pending event of this payment" then scanned every pending
+    /// delivery for each candidate (0.5–2.5 s a claim; the drain 421 events/s); a server with
+    /// autovacuum on (the default) analyzes a new table after its first 50 changes and again as
+    /// it grows. Done between phases so that no measurement includes it.
+    async fn analyze(&self) {
+        if !self.autovacuum_off {
+            return;
+        }
+        let pool = sqlx::PgPool::connect(&self.url()).await.unwrap();
+        // The run's own tables only (a bare `ANALYZE` would visit every schema on the server).
+        let (tables,): (String,) = sqlx::query_as(
+            "SELECT string_agg(format('%I.%I', schemaname, tablename), ', ') \
+             FROM pg_tables WHERE schemaname = current_schema()",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {tables}")))
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
     }
 
     async fn drop(self) {
@@ -234,41 +264,16 @@ impl RunSchema {
     }
 }
 
-/// Between two phases on a PostgreSQL server with autovacuum off, what autovacuum would have
-/// done as the tables grew: `ANALYZE`. A table never analyzed is planned with default
-/// estimates, and the webhook claim's "first pending event of this payment" then scanned every
-/// pending delivery for each candidate (0.5–2.5 s a claim; the drain 421 events/s); a server
-/// with autovacuum on (the default) analyzes a new table after its first 50 changes and again as
-/// it grows. Done between phases so that no measurement includes it.
-async fn analyze_as_autovacuum_would(database_url: &str) {
-    if !database_url.starts_with("postgres") {
-        return;
+/// What runs between two phases on one database: on PostgreSQL, [`RunSchema::analyze`].
+async fn between_phases(schema: Option<&RunSchema>) {
+    if let Some(schema) = schema {
+        schema.analyze().await;
     }
-    let pool = sqlx::PgPool::connect(database_url).await.unwrap();
-    let (autovacuum,): (String,) = sqlx::query_as("SHOW autovacuum")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    if autovacuum != "on" {
-        // The run's own tables only (a bare `ANALYZE` would visit every schema on the server).
-        let (tables,): (String,) = sqlx::query_as(
-            "SELECT string_agg(format('%I.%I', schemaname, tablename), ', ') \
-             FROM pg_tables WHERE schemaname = current_schema()",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {tables}")))
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
-    pool.close().await;
 }
 
-/// Runs every measurement on one database; returns lifecycles (creation, then its ResultURL)
-/// per second.
-async fn run(label: &str, database_url: String) -> u128 {
+/// Runs every measurement on one database (PostgreSQL's in `schema`); returns lifecycles
+/// (creation, then its ResultURL) per second.
+async fn run(label: &str, database_url: String, schema: Option<&RunSchema>) -> u128 {
     let mut settings = Settings {
         mode: Mode::Demo,
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -320,7 +325,7 @@ async fn run(label: &str, database_url: String) -> u128 {
         .unwrap();
     let database_url = settings_database_url;
     tokio::spawn(app.run_until(std::future::pending()));
-    // Keys, message ids and phones of this run are its own (a server's schema may be shared).
+    // A prefix of this run's idempotency keys, message ids and phones.
     let run = uuid::Uuid::new_v4().simple().to_string();
 
     if million_only() {
@@ -357,21 +362,21 @@ async fn run(label: &str, database_url: String) -> u128 {
         0
     } else {
         let (per_second, creations_per_second) = lifecycles(label, &base, &key, &run).await;
-        analyze_as_autovacuum_would(&database_url).await;
+        between_phases(schema).await;
         at_half_load(label, &base, &key, &run, creations_per_second).await;
         if lifecycles_only() {
             // The drain is measured in this mode too.
-            analyze_as_autovacuum_would(&database_url).await;
+            between_phases(schema).await;
             drain_webhooks(label, &services).await;
             return per_second;
         }
-        analyze_as_autovacuum_would(&database_url).await;
+        between_phases(schema).await;
         others(label, &base, &sms_key, &run).await;
-        analyze_as_autovacuum_would(&database_url).await;
+        between_phases(schema).await;
         drain_webhooks(label, &services).await;
         per_second
     };
-    analyze_as_autovacuum_would(&database_url).await;
+    between_phases(schema).await;
     slow_acquirer::measure(
         &slow_acquirer::Target {
             label,
@@ -676,6 +681,7 @@ async fn main() {
     run(
         "sqlite",
         format!("sqlite://{}/bench.db", dir.path().display()),
+        None,
     )
     .await;
     if let Ok(server) = std::env::var("OPLATA_BENCH_POSTGRES_URL") {
@@ -685,7 +691,7 @@ async fn main() {
         let _ = std::process::Command::new("sync").status();
         let schema = RunSchema::create(&server).await;
         let url = schema.url();
-        let oplata = run("postgres", url.clone()).await;
+        let oplata = run("postgres", url.clone(), Some(&schema)).await;
         if !slow_acquirer_only() && !million_only() {
             pgbench_minimal(&url, oplata).await;
         }
