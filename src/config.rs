@@ -125,6 +125,10 @@ pub struct RetentionSettings {
     pub sms_messages_days: i64,
     /// Failed sign-ins (the brake looks back 15 minutes).
     pub login_failures_days: i64,
+    /// Outbox events delivered to every endpoint (and their delivery rows); an event still
+    /// pending or dead-lettered at any endpoint is kept. A newly configured endpoint receives
+    /// the events of this window, less a day.
+    pub webhook_events_days: i64,
     /// Rows deleted per statement, so a pass never holds a long lock.
     pub batch: i64,
 }
@@ -135,6 +139,7 @@ impl Default for RetentionSettings {
             public_attempts_days: 7,
             sms_messages_days: 30,
             login_failures_days: 7,
+            webhook_events_days: 30,
             batch: 5000,
         }
     }
@@ -560,10 +565,12 @@ impl Settings {
         if r.public_attempts_days < 1
             || r.sms_messages_days < 2
             || r.login_failures_days < 1
+            || r.webhook_events_days < 2
             || r.batch < 1
         {
             return Err(ConfigError::Invalid(
-                "retention: days must be at least 1 (sms_messages_days at least 2) and batch at least 1"
+                "retention: days must be at least 1 (sms_messages_days and webhook_events_days at \
+                 least 2) and batch at least 1"
                     .into(),
             ));
         }
@@ -854,6 +861,16 @@ mod tests {
         assert!(settings.check().is_ok());
         settings.desk.time_zone = Some("Moscow".into());
         assert!(matches!(settings.check(), Err(ConfigError::Invalid(_))));
+    }
+
+    #[test]
+    fn a_retention_of_delivered_webhook_events_under_two_days_is_refused() {
+        // A new endpoint receives the window less a day: one day would leave it nothing.
+        let mut settings = Settings::default();
+        settings.retention.webhook_events_days = 1;
+        assert!(matches!(settings.check(), Err(ConfigError::Invalid(_))));
+        settings.retention.webhook_events_days = 2;
+        assert!(settings.check().is_ok());
     }
 
     fn refusal(settings: &Settings) -> String {

@@ -32,6 +32,7 @@ use uuid::Uuid;
 
 use crate::domain::payment::{InvalidTransition, PaymentEvent};
 
+pub use ids::first_row_id_at;
 pub(crate) use ids::new_row_id;
 pub use records::*;
 
@@ -353,6 +354,8 @@ pub struct RetentionCutoffs {
     pub public_attempts: OffsetDateTime,
     pub sms_messages: OffsetDateTime,
     pub login_failures: OffsetDateTime,
+    /// Outbox events made before this and delivered everywhere.
+    pub webhook_events: OffsetDateTime,
 }
 
 /// Rows one retention batch deleted, per table.
@@ -363,6 +366,8 @@ pub struct RetentionReport {
     pub public_attempts: u64,
     pub sms_messages: u64,
     pub login_failures: u64,
+    /// Outbox events, each with its delivery rows.
+    pub webhook_events: u64,
 }
 
 impl RetentionReport {
@@ -372,15 +377,17 @@ impl RetentionReport {
             + self.public_attempts
             + self.sms_messages
             + self.login_failures
+            + self.webhook_events
     }
 
-    pub fn per_table(&self) -> [(&'static str, u64); 5] {
+    pub fn per_table(&self) -> [(&'static str, u64); 6] {
         [
             ("idempotency_keys", self.idempotency_keys),
             ("operator_sessions", self.operator_sessions),
             ("public_attempts", self.public_attempts),
             ("sms_messages", self.sms_messages),
             ("login_failures", self.login_failures),
+            ("outbox", self.webhook_events),
         ]
     }
 }

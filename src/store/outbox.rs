@@ -76,19 +76,23 @@ impl Store {
         Ok(())
     }
 
-    /// Queues every outbox event not yet queued for `endpoint`, matching the whole outbox against
-    /// its deliveries: for an endpoint just configured, once at a process's start and hourly.
+    /// Queues every outbox event made from `since` on (an id bound) not yet queued for
+    /// `endpoint`, matching that part of the outbox against its deliveries: for an endpoint just
+    /// configured, once at a process's start and hourly. `since` stays a day inside the
+    /// retention of delivered events, so an event is never queued while the retention pass
+    /// deletes it.
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    pub async fn queue_all_webhooks(&self, endpoint: &str) -> Result<u64, StoreError> {
+    pub async fn queue_all_webhooks(&self, endpoint: &str, since: Uuid) -> Result<u64, StoreError> {
         let done = query(
             "INSERT INTO webhook_deliveries (event_id, endpoint, aggregate_id, status, \
              attempts, next_attempt_at) \
              SELECT o.id, $1, o.aggregate_id, 'pending', 0, o.created_at FROM outbox o \
-             WHERE NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = o.id AND \
-             d.endpoint = $1) \
+             WHERE o.id >= $2 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
+             WHERE d.event_id = o.id AND d.endpoint = $1) \
              ON CONFLICT (event_id, endpoint) DO NOTHING",
         )
         .bind(endpoint)
+        .bind(since)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())

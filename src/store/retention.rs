@@ -4,7 +4,19 @@
 use time::OffsetDateTime;
 
 use super::db::query;
-use super::{RetentionCutoffs, RetentionReport, Store, StoreError};
+use super::{RetentionCutoffs, RetentionReport, Store, StoreError, first_row_id_at};
+
+/// Outbox events made before `$1` (an id bound: ids sort by time), queued, and delivered at
+/// every endpoint; the oldest `$2` of them. An event pending or dead-lettered anywhere is kept:
+/// its payment's later events wait for it, and a person reads the dead ones.
+macro_rules! delivered_events {
+    () => {
+        "SELECT o.id FROM outbox o WHERE o.id < $1 AND NOT o.awaiting_queue \
+         AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = o.id \
+           AND d.status <> 'delivered') \
+         ORDER BY o.id LIMIT $2"
+    };
+}
 
 impl Store {
     /// Deletes, at most `batch` rows per table, what is past its retention: expired idempotency
@@ -58,13 +70,66 @@ impl Store {
                 batch,
             )
             .await?;
+        let webhook_events = self
+            .delete_delivered_events(first_row_id_at(cutoffs.webhook_events), batch)
+            .await?;
         Ok(RetentionReport {
             idempotency_keys,
             operator_sessions,
             public_attempts,
             sms_messages,
             login_failures,
+            webhook_events,
         })
+    }
+
+    /// Deletes at most `batch` delivered events made before `before`, with their delivery rows
+    /// (which reference them): one statement on PostgreSQL; on SQLite two in one transaction,
+    /// which pick the same events (the writer is held between them, and an event whose
+    /// deliveries are gone still has none that is undelivered). Returns the events deleted.
+    /// PostgreSQL gets the ids as an array, so both deletes go by primary key whatever the
+    /// statistics say: as `IN (SELECT …)` on tables never analyzed, the deliveries' delete
+    /// hash-joined a scan of every delivery (240 ms a batch at a million rows, against 11 ms).
+    async fn delete_delivered_events(
+        &self,
+        before: uuid::Uuid,
+        batch: i64,
+    ) -> Result<u64, StoreError> {
+        if self.pool.backend() == "postgres" {
+            let done = query(concat!(
+                "WITH doomed AS (",
+                delivered_events!(),
+                "), deliveries AS (DELETE FROM webhook_deliveries \
+                 WHERE event_id = ANY(ARRAY(SELECT id FROM doomed))) \
+                 DELETE FROM outbox WHERE id = ANY(ARRAY(SELECT id FROM doomed))"
+            ))
+            .bind(before)
+            .bind(batch)
+            .execute(&self.pool)
+            .await?;
+            return Ok(done.rows_affected());
+        }
+        let mut tx = self.pool.begin_write().await?;
+        query(concat!(
+            "DELETE FROM webhook_deliveries WHERE event_id IN (",
+            delivered_events!(),
+            ")"
+        ))
+        .bind(before)
+        .bind(batch)
+        .execute(&mut tx)
+        .await?;
+        let done = query(concat!(
+            "DELETE FROM outbox WHERE id IN (",
+            delivered_events!(),
+            ")"
+        ))
+        .bind(before)
+        .bind(batch)
+        .execute(&mut tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
     }
 
     /// One bounded delete: `statement` takes the cutoff as `$1` and the batch size as `$2`.

@@ -32,6 +32,7 @@ pub async fn retention_due(
         public_attempts: now - time::Duration::days(settings.public_attempts_days),
         sms_messages: now - time::Duration::days(settings.sms_messages_days),
         login_failures: now - time::Duration::days(settings.login_failures_days),
+        webhook_events: now - time::Duration::days(settings.webhook_events_days),
     };
     let mut total = RetentionReport::default();
     for _ in 0..MAX_RETENTION_BATCHES {
@@ -48,6 +49,7 @@ pub async fn retention_due(
         total.public_attempts += batch.public_attempts;
         total.sms_messages += batch.sms_messages;
         total.login_failures += batch.login_failures;
+        total.webhook_events += batch.webhook_events;
         let full = batch
             .per_table()
             .iter()

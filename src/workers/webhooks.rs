@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use crate::config::WebhookEndpoint;
 use crate::service::Services;
-use crate::store::{DueDelivery, StoreError, WebhookAttempt};
+use crate::store::{DueDelivery, StoreError, WebhookAttempt, first_row_id_at};
 
 const LEASE: time::Duration = time::Duration::minutes(2);
 const BATCH: i64 = 200;
@@ -80,8 +80,10 @@ pub async fn deliver_due(
     let names: Vec<&str> = endpoints.iter().map(|e| e.name.as_str()).collect();
     services.store.queue_new_webhooks(&names).await?;
     if services.webhook_queue.full_pass_due() {
+        let kept = services.settings.retention.webhook_events_days - 1;
+        let since = first_row_id_at(now - time::Duration::days(kept));
         for name in &names {
-            services.store.queue_all_webhooks(name).await?;
+            services.store.queue_all_webhooks(name, since).await?;
         }
     }
     for endpoint in endpoints {

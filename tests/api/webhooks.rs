@@ -22,6 +22,8 @@ on_both_backends!(
     events_made_after_a_full_pass_are_queued_by_the_next_bounded_one,
     an_event_whose_transaction_committed_late_is_queued_by_the_next_pass,
     one_pass_drains_a_backlog_beyond_one_batch,
+    delivered_events_are_deleted_after_their_retention_and_undelivered_ones_kept,
+    a_new_endpoint_receives_the_events_of_the_retention_window_only,
 );
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -59,6 +61,14 @@ async fn receive(State(receiver): State<Receiver>, headers: HeaderMap, body: Str
 }
 
 async fn app_with_receiver(backend: Backend, fail_first: usize) -> (TestApp, Receiver) {
+    app_with_receiver_and(backend, fail_first, |_| {}).await
+}
+
+async fn app_with_receiver_and(
+    backend: Backend,
+    fail_first: usize,
+    tweak: impl FnOnce(&mut oplata::config::Settings),
+) -> (TestApp, Receiver) {
     let receiver = Receiver {
         fail_first: Arc::new(Mutex::new(fail_first)),
         ..Receiver::default()
@@ -75,6 +85,7 @@ async fn app_with_receiver(backend: Backend, fail_first: usize) -> (TestApp, Rec
             url,
             secrets: vec![SecretString::from(SECRET)],
         }];
+        tweak(s);
     })
     .await;
     (app, receiver)
@@ -305,4 +316,167 @@ async fn one_pass_drains_a_backlog_beyond_one_batch(backend: Backend) {
             "{payment}"
         );
     }
+}
+
+async fn delivered_events_are_deleted_after_their_retention_and_undelivered_ones_kept(
+    backend: Backend,
+) {
+    // Two events per retention batch, so the pass goes through several.
+    let (app, receiver) = app_with_receiver_and(backend, 0, |s| s.retention.batch = 2).await;
+    let events_of = |payment: &Value| {
+        let id: uuid::Uuid = payment["id"].as_str().unwrap().parse().unwrap();
+        let store = app.store.clone();
+        async move { store.outbox_for(id).await.unwrap() }
+    };
+    let now = OffsetDateTime::now_utc();
+    let mut delivered = Vec::new();
+    for n in 0..3 {
+        let mut body = demo_payment_body();
+        body["account_number"] = format!("12345670{n:02}").into();
+        delivered.push(app.create_payment(&body).await);
+    }
+    for _ in 0..2 {
+        deliver_due(&app.services, &http(), OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+    }
+    assert_eq!(receiver.seen.lock().unwrap().len(), 6);
+    // A payment whose first event is dead-lettered and whose second is still pending.
+    *receiver.fail_first.lock().unwrap() = usize::MAX;
+    let mut body = demo_payment_body();
+    body["account_number"] = "1234567100".into();
+    let stuck = app.create_payment(&body).await;
+    deliver_due(&app.services, &http(), OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    deliver_due(&app.services, &http(), now + Duration::hours(25))
+        .await
+        .unwrap();
+    let stuck_events = events_of(&stuck).await;
+    let statuses = |event| {
+        let store = app.store.clone();
+        async move {
+            store.webhook_deliveries(event).await.unwrap()[0]
+                .status
+                .clone()
+        }
+    };
+    assert_eq!(statuses(stuck_events[0].id).await, "dead");
+    assert_eq!(statuses(stuck_events[1].id).await, "pending");
+    // And one whose events no pass has queued yet.
+    body["account_number"] = "1234567101".into();
+    let unqueued = app.create_payment(&body).await;
+
+    let mut delivered_ids = Vec::new();
+    for payment in &delivered {
+        for event in events_of(payment).await {
+            assert_eq!(statuses(event.id).await, "delivered");
+            delivered_ids.push(event.id);
+        }
+    }
+    assert_eq!(delivered_ids.len(), 6);
+
+    let early = oplata::workers::purge::retention_due(&app.services, now + Duration::days(29))
+        .await
+        .unwrap();
+    assert_eq!(
+        early.webhook_events, 0,
+        "nothing is deleted within its retention"
+    );
+    let report = oplata::workers::purge::retention_due(&app.services, now + Duration::days(31))
+        .await
+        .unwrap();
+
+    assert_eq!(report.webhook_events, 6, "{report:?}");
+    for payment in &delivered {
+        assert!(events_of(payment).await.is_empty());
+    }
+    for &event in &delivered_ids {
+        assert!(
+            app.store
+                .webhook_deliveries(event)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+    assert_eq!(
+        events_of(&stuck).await.len(),
+        2,
+        "undelivered events are kept"
+    );
+    assert_eq!(
+        events_of(&unqueued).await.len(),
+        2,
+        "unqueued events are kept"
+    );
+    assert_eq!(app.store.dead_webhooks().await.unwrap().len(), 1);
+    let again = oplata::workers::purge::retention_due(&app.services, now + Duration::days(31))
+        .await
+        .unwrap();
+    assert_eq!(again.webhook_events, 0);
+    assert_eq!(
+        app.store.count_payments().await.unwrap(),
+        5,
+        "payments are kept"
+    );
+    // The next pass queues and delivers the unqueued payment's first event; nothing deleted
+    // comes back.
+    *receiver.fail_first.lock().unwrap() = 0;
+    let before = receiver.seen.lock().unwrap().len();
+    deliver_due(&app.services, &http(), now + Duration::hours(26))
+        .await
+        .unwrap();
+    let seen = receiver.seen.lock().unwrap().clone();
+    let unqueued_first = events_of(&unqueued).await[0].id.to_string();
+    assert!(
+        seen[before..].iter().any(|(id, ..)| *id == unqueued_first),
+        "{:?}",
+        &seen[before..]
+    );
+    assert!(
+        seen[before..]
+            .iter()
+            .all(|(id, ..)| !seen[..6].iter().any(|(old, ..)| old == id))
+    );
+}
+
+async fn a_new_endpoint_receives_the_events_of_the_retention_window_only(backend: Backend) {
+    let (app, receiver) = app_with_receiver(backend, 0).await;
+    // Two events written before the endpoint was configured (queued for no one): one older than
+    // the retention of delivered events less a day, one inside it.
+    let made = |days_ago: i64| {
+        let at = OffsetDateTime::now_utc() - Duration::days(days_ago);
+        uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            at.unix_timestamp() as u64,
+            0,
+        ))
+    };
+    let (old, recent) = (made(30), made(28));
+    for id in [old, recent] {
+        app.execute_with_ids(
+            "INSERT INTO outbox (id, aggregate_id, event_type, payload, created_at, \
+             awaiting_queue) VALUES ($1, $2, 'payment.created', '{}', \
+             '2026-01-01T00:00:00.000000Z', false)",
+            id,
+            uuid::Uuid::now_v7(),
+        )
+        .await;
+    }
+
+    // A process's first pass matches the outbox against the endpoint's deliveries.
+    deliver_due(&app.services, &http(), OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+
+    let seen: Vec<String> = receiver
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(id, ..)| id.clone())
+        .collect();
+    assert_eq!(seen, vec![recent.to_string()]);
+    assert!(app.store.webhook_deliveries(old).await.unwrap().is_empty());
 }
