@@ -264,6 +264,81 @@ impl RunSchema {
     }
 }
 
+/// What PostgreSQL's WAL and checkpointer did over a measurement: a checkpoint makes the first
+/// change of every page after it log the whole page (a full-page image), so a measurement a
+/// checkpoint overlaps writes several times the WAL and its tail latency follows.
+struct WalActivity {
+    pool: sqlx::PgPool,
+    at_start: WalCounters,
+    /// When the measurement began, to be read against the server's log of checkpoints.
+    began: time::OffsetDateTime,
+}
+
+#[derive(Clone, Copy)]
+struct WalCounters {
+    bytes: i64,
+    full_page_images: i64,
+    /// Milliseconds checkpoints spent in their last step, the `fsync` of every file they
+    /// wrote; counted when a checkpoint completes.
+    checkpoint_sync_ms: f64,
+}
+
+impl WalActivity {
+    async fn start(schema: &RunSchema) -> Self {
+        let pool = sqlx::PgPool::connect(&schema.server).await.unwrap();
+        let at_start = Self::counters(&pool).await;
+        WalActivity {
+            pool,
+            at_start,
+            began: time::OffsetDateTime::now_utc(),
+        }
+    }
+
+    async fn counters(pool: &sqlx::PgPool) -> WalCounters {
+        let (bytes, full_page_images, checkpoint_sync_ms): (i64, i64, f64) = sqlx::query_as(
+            "SELECT (SELECT wal_bytes::bigint FROM pg_stat_wal), \
+             (SELECT wal_fpi FROM pg_stat_wal), \
+             (SELECT checkpoint_sync_time FROM pg_stat_bgwriter)",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        WalCounters {
+            bytes,
+            full_page_images,
+            checkpoint_sync_ms,
+        }
+    }
+
+    async fn report(self, label: &str, requests: usize) {
+        let end = Self::counters(&self.pool).await;
+        let start = self.at_start;
+        // Only printed: a float from the server, never used in arithmetic on money.
+        #[allow(clippy::float_arithmetic)]
+        let synced_ms = end.checkpoint_sync_ms - start.checkpoint_sync_ms;
+        let checkpoint = if synced_ms > 0.0 {
+            format!(
+                "a checkpoint ended in it: its fsync of the data files took {synced_ms:.0} ms, \
+                 commits wait behind it"
+            )
+        } else {
+            "no checkpoint ended in it".to_owned()
+        };
+        let per_request = (end.bytes - start.bytes) / i64::try_from(requests.max(1)).unwrap();
+        let clock =
+            time::macros::format_description!("[hour]:[minute]:[second].[subsecond digits:3]");
+        let (began, ended) = (self.began, time::OffsetDateTime::now_utc());
+        println!(
+            "{label}: {}–{} UTC: WAL {} kB a creation, {} full-page images; {checkpoint}",
+            began.format(&clock).unwrap(),
+            ended.format(&clock).unwrap(),
+            per_request / 1024,
+            end.full_page_images - start.full_page_images,
+        );
+        self.pool.close().await;
+    }
+}
+
 /// What runs between two phases on one database: on PostgreSQL, [`RunSchema::analyze`].
 async fn between_phases(schema: Option<&RunSchema>) {
     if let Some(schema) = schema {
@@ -363,7 +438,7 @@ async fn run(label: &str, database_url: String, schema: Option<&RunSchema>) -> u
     } else {
         let (per_second, creations_per_second) = lifecycles(label, &base, &key, &run).await;
         between_phases(schema).await;
-        at_half_load(label, &base, &key, &run, creations_per_second).await;
+        at_half_load(label, &base, &key, &run, creations_per_second, schema).await;
         if lifecycles_only() {
             // The drain is measured in this mode too.
             between_phases(schema).await;
@@ -515,7 +590,18 @@ async fn best_lifecycles(label: &str, base: &str, key: &str, run: &str) -> u128 
 /// Creations sent at half the rate the closed loop reached, each at its own time whatever the
 /// others are doing (an open loop, as customers arrive), for five seconds: the latency a request
 /// sees when the service is busy but not saturated.
-async fn at_half_load(label: &str, base: &str, key: &str, run: &str, max_per_second: u128) {
+async fn at_half_load(
+    label: &str,
+    base: &str,
+    key: &str,
+    run: &str,
+    max_per_second: u128,
+    schema: Option<&RunSchema>,
+) {
+    let wal = match schema {
+        Some(schema) => Some(WalActivity::start(schema).await),
+        None => None,
+    };
     let rate = u64::try_from(max_per_second / 2).unwrap_or(1).max(1);
     let count = rate * 5;
     let interval = Duration::from_nanos(1_000_000_000 / rate);
@@ -536,11 +622,15 @@ async fn at_half_load(label: &str, base: &str, key: &str, run: &str, max_per_sec
     for request in requests {
         latencies.push(request.await.unwrap().0);
     }
+    let requests = latencies.len();
     report(
         &format!("{label}: POST /v1/payments at {rate}/s"),
         started.elapsed(),
         latencies,
     );
+    if let Some(wal) = wal {
+        wal.report(label, requests).await;
+    }
 }
 
 /// Anonymous payments and inbound SMS.
