@@ -25,6 +25,13 @@ const WRITER_QUIET_PERIOD: Duration = Duration::from_secs(30);
 /// Fewer writes than this in such a period is quiet (the workers' passes make a few).
 const WRITER_QUIET_WRITES: u64 = 100;
 
+/// How often the log's committed pages are copied into the database file, off the writer's
+/// path (see [`Writer::checkpoint_in_background`]).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// Log pages past which a commit still checkpoints by itself: only should the background
+/// checkpoint stop keeping up (SQLite's default is 1,000 pages, about 4 MB).
+const WRITER_CHECKPOINT_PAGES: u32 = 16 * 1024;
+
 /// How long a write may wait for the writer connection (SQLite's busy timeout before).
 const WRITER_WAIT: Duration = Duration::from_secs(10);
 
@@ -48,6 +55,7 @@ pub(super) async fn connect(url: &str, acquire_timeout: Duration) -> Result<Pool
         options
             .clone()
             .pragma("cache_size", format!("-{WRITER_CACHE_KIB}"))
+            .pragma("wal_autocheckpoint", WRITER_CHECKPOINT_PAGES.to_string())
             // Every writing statement of the store, and again led by `BEGIN` as the first of a
             // transaction, stays prepared (sqlx keeps 100 by default).
             .statement_cache_capacity(WRITER_STATEMENTS),
@@ -64,6 +72,7 @@ pub(super) async fn connect(url: &str, acquire_timeout: Duration) -> Result<Pool
     let in_memory = url.contains(":memory:") || url.contains("mode=memory");
     if !in_memory {
         writer.give_back_cache_when_quiet(WRITER_QUIET_PERIOD, WRITER_QUIET_WRITES);
+        writer.checkpoint_in_background(CHECKPOINT_EVERY);
     }
     let reader = if in_memory {
         None

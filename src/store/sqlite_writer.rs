@@ -234,6 +234,51 @@ impl Writer {
         });
     }
 
+    /// Copies the log's committed pages into the database file every `every`, from a connection
+    /// of its own, so that a commit never does it. SQLite's own checkpoint runs inside the
+    /// commit that fills the log past its threshold: that commit, and every writer queued behind
+    /// it, waited for the copy and two `fsync`s (the log's, then the file's). A passive
+    /// checkpoint on another connection waits for no reader or writer, and the writer keeps
+    /// appending meanwhile; once all is copied, the next write starts the log from its
+    /// beginning again. Durability is what `synchronous = NORMAL` gives either way: a commit is
+    /// on disk once a checkpoint has synced the log, now within `every` of it instead of
+    /// whenever the log filled up. Stops when the writer is dropped.
+    pub(crate) fn checkpoint_in_background(&self, every: Duration) {
+        let slot = Arc::downgrade(&self.slot);
+        let options = Arc::clone(&self.options);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut connection: Option<SqliteConnection> = None;
+            loop {
+                ticks.tick().await;
+                if slot.strong_count() == 0 {
+                    return;
+                }
+                if connection.is_none() {
+                    match options.connect().await {
+                        Ok(opened) => connection = Some(opened),
+                        Err(error) => {
+                            tracing::warn!(%error, "the SQLite checkpointer could not connect");
+                            continue;
+                        }
+                    }
+                }
+                let Some(open) = connection.as_mut() else {
+                    continue;
+                };
+                let checkpoint =
+                    sqlx::raw_sql(sqlx::AssertSqlSafe("PRAGMA wal_checkpoint(PASSIVE)"))
+                        .execute(open)
+                        .await;
+                if let Err(error) = checkpoint {
+                    tracing::warn!(%error, "the SQLite checkpoint failed; the log grows until the next one");
+                    connection = None;
+                }
+            }
+        });
+    }
+
     #[cfg(test)]
     async fn shrinks(&self) -> u64 {
         self.slot.lock().await.shrinks
@@ -709,6 +754,73 @@ mod tests {
             .await
             .unwrap();
         count
+    }
+
+    /// Frames in the log after one more write: few once everything before it was copied into
+    /// the database (that write started the log over), all of them otherwise.
+    async fn frames_after_one_more_write(dir: &tempfile::TempDir, writer: &Writer, id: i64) -> i64 {
+        let mut last = writer.begin().await.unwrap();
+        insert_child(last.connection().await.unwrap(), id, 1)
+            .await
+            .unwrap();
+        last.commit().await.unwrap();
+        let mut probe =
+            SqliteConnectOptions::from_str(&format!("sqlite://{}/w.db", dir.path().display()))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+        // `wal_checkpoint` answers (busy, frames in the log, frames copied); a checkpoint that
+        // finds the log already copied copies nothing and reports the log as it is.
+        let (_, frames, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&mut probe)
+            .await
+            .unwrap();
+        frames
+    }
+
+    #[tokio::test]
+    async fn commits_leave_the_checkpoint_to_the_background_which_copies_the_log() {
+        for background in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let options =
+                SqliteConnectOptions::from_str(&format!("sqlite://{}/w.db", dir.path().display()))
+                    .unwrap()
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .pragma("wal_autocheckpoint", "0");
+            let writer = Writer::open(options, Duration::from_secs(5)).await.unwrap();
+            let mut held = writer.hold().await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(
+                "CREATE TABLE parent (id INTEGER PRIMARY KEY); \
+                 CREATE TABLE child (id INTEGER PRIMARY KEY, parent INTEGER NOT NULL); \
+                 INSERT INTO parent (id) VALUES (1)",
+            ))
+            .execute(held.connection())
+            .await
+            .unwrap();
+            drop(held);
+            for id in 0..200 {
+                let mut tx = writer.begin().await.unwrap();
+                insert_child(tx.connection().await.unwrap(), id, 1)
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+            }
+            if background {
+                writer.checkpoint_in_background(Duration::from_millis(10));
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            let frames = frames_after_one_more_write(&dir, &writer, 1000).await;
+            if background {
+                assert!(
+                    frames < 10,
+                    "the log was copied and started over: {frames} frames"
+                );
+            } else {
+                assert!(frames >= 200, "no commit checkpointed: {frames} frames");
+            }
+        }
     }
 
     #[tokio::test]
