@@ -110,26 +110,25 @@ impl Store {
             return Ok(done.rows_affected());
         }
         let mut tx = self.pool.begin_write().await?;
-        query(concat!(
-            "DELETE FROM webhook_deliveries WHERE event_id IN (",
-            delivered_events!(),
-            ")"
-        ))
-        .bind(before)
-        .bind(batch)
-        .execute(&mut tx)
-        .await?;
-        let done = query(concat!(
-            "DELETE FROM outbox WHERE id IN (",
-            delivered_events!(),
-            ")"
-        ))
-        .bind(before)
-        .bind(batch)
-        .execute(&mut tx)
-        .await?;
+        // The deliveries first (they reference the events); the count kept is the events'.
+        let mut events = 0;
+        for delete in [
+            concat!(
+                "DELETE FROM webhook_deliveries WHERE event_id IN (",
+                delivered_events!(),
+                ")"
+            ),
+            concat!("DELETE FROM outbox WHERE id IN (", delivered_events!(), ")"),
+        ] {
+            events = query(delete)
+                .bind(before)
+                .bind(batch)
+                .execute(&mut tx)
+                .await?
+                .rows_affected();
+        }
         tx.commit().await?;
-        Ok(done.rows_affected())
+        Ok(events)
     }
 
     /// One bounded delete: `statement` takes the cutoff as `$1` and the batch size as `$2`.

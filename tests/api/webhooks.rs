@@ -37,6 +37,14 @@ struct Receiver {
     fail_first: Arc<Mutex<usize>>,
 }
 
+impl Receiver {
+    /// The webhook ids received, in order.
+    fn ids(&self) -> Vec<String> {
+        let seen = self.seen.lock().unwrap();
+        seen.iter().map(|(id, ..)| id.clone()).collect()
+    }
+}
+
 async fn receive(State(receiver): State<Receiver>, headers: HeaderMap, body: String) -> StatusCode {
     let header = |name: &str| {
         headers
@@ -223,13 +231,7 @@ async fn events_made_after_a_full_pass_are_queued_by_the_next_bounded_one(backen
     deliver_due(&app.services, &http(), later).await.unwrap();
     deliver_due(&app.services, &http(), later).await.unwrap();
 
-    let seen: Vec<String> = receiver
-        .seen
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(id, ..)| id.clone())
-        .collect();
+    let seen = receiver.ids();
     let made: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
     assert_eq!(seen, made, "each event once, in order");
 }
@@ -470,13 +472,7 @@ async fn a_new_endpoint_receives_the_events_of_the_retention_window_only(backend
         .await
         .unwrap();
 
-    let seen: Vec<String> = receiver
-        .seen
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(id, ..)| id.clone())
-        .collect();
+    let seen = receiver.ids();
     assert_eq!(seen, vec![recent.to_string()]);
     assert!(app.store.webhook_deliveries(old).await.unwrap().is_empty());
 }
