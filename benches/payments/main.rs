@@ -264,9 +264,10 @@ impl RunSchema {
     }
 }
 
-/// What PostgreSQL's WAL and checkpointer did over a measurement: a checkpoint makes the first
-/// change of every page after it log the whole page (a full-page image), so a measurement a
-/// checkpoint overlaps writes several times the WAL and its tail latency follows.
+/// What PostgreSQL's WAL and checkpointer did over a measurement, to tell a tail the database
+/// caused from one it did not: the WAL written, its full-page images (the first change of a page
+/// after a checkpoint logs the whole page), and whether a checkpoint's closing `fsync`, which
+/// commits queue behind, fell inside. (On 2026-12-08 it ruled checkpoints out: README.)
 struct WalActivity {
     pool: sqlx::PgPool,
     at_start: WalCounters,

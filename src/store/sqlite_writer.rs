@@ -255,17 +255,15 @@ impl Writer {
                 if slot.strong_count() == 0 {
                     return;
                 }
-                if connection.is_none() {
-                    match options.connect().await {
-                        Ok(opened) => connection = Some(opened),
+                let open = match connection.as_mut() {
+                    Some(open) => open,
+                    None => match options.connect().await {
+                        Ok(opened) => connection.insert(opened),
                         Err(error) => {
                             tracing::warn!(%error, "the SQLite checkpointer could not connect");
                             continue;
                         }
-                    }
-                }
-                let Some(open) = connection.as_mut() else {
-                    continue;
+                    },
                 };
                 let checkpoint =
                     sqlx::raw_sql(sqlx::AssertSqlSafe("PRAGMA wal_checkpoint(PASSIVE)"))
